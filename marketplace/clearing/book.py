@@ -1,0 +1,291 @@
+"""Order validation, conversion to integer NumPy arrays, and the merit-order crossing core.
+
+Every pooled mechanism (uniform, pay-as-bid, trade reduction) uses the same three steps:
+
+1. ``book_from_orders``: validate the orders and convert them to int64 arrays, quantities in
+   milli-kWh and prices in ticks of 0.0001 (the only per-order Python loop);
+2. ``cross``: sort each side in merit order (sellers ascending by price, buyers descending; ties by
+   submission time, then id) with ``np.lexsort``, build the aggregate curves with ``np.cumsum``
+   and find where they meet; returns the traded volume and the merit-order *segments* (stretches of
+   the volume axis on which one buyer faces one seller);
+3. the mechanism prices the segments and builds ``Match`` objects for the traded prefix only.
+
+Segments: walk the demand curve (cumulative buy quantity ``B``) and the supply curve
+(cumulative sell quantity ``S``) together up to the traded volume ``Q``. The volume axis is cut at
+every cumulative breakpoint of either curve below ``Q`` and at ``Q`` itself; on each piece exactly
+one buyer and one seller are marginal, and they trade that piece with each other. This is the
+classic two-pointer merit-order matching, done with ``union1d`` + ``searchsorted``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+
+import numpy as np
+import numpy.typing as npt
+
+from marketplace.clearing.types import (
+    MAX_PRICE,
+    MAX_QUANTITY_KWH,
+    ClearingError,
+    Match,
+    Order,
+    Side,
+)
+
+IntArray = npt.NDArray[np.int64]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class SideBook:
+    """One side of the book in input order, as integer arrays plus the original orders."""
+
+    orders: Sequence[Order]
+    price: IntArray  # ticks of 0.0001
+    quantity: IntArray  # milli-kWh
+    time: IntArray  # microseconds since the Unix epoch
+    id_rank: IntArray  # rank of the id among all ids, the last tie-breaker
+
+
+@dataclass(frozen=True, slots=True)
+class Book:
+    buy: SideBook
+    sell: SideBook
+
+
+@dataclass(frozen=True, slots=True)
+class Cross:
+    """Where the supply and demand curves meet, with the merit-order segments up to there.
+
+    Indices in ``seg_buyer`` / ``seg_seller`` and the ``*_order`` arrays refer to positions in the
+    input ``SideBook``; ``buy_price_sorted`` etc. are in merit order.
+    """
+
+    volume: int  # milli-kWh traded at the efficient quantity
+    seg_quantity: IntArray  # milli-kWh per segment, in merit order
+    seg_buyer: IntArray  # index into book.buy
+    seg_seller: IntArray  # index into book.sell
+    marginal_bid: int  # ticks: bid of the last traded unit
+    marginal_ask: int  # ticks: ask of the last traded unit
+    next_bid: int | None  # ticks: bid of the first untraded unit, None if demand is exhausted
+    next_ask: int | None  # ticks: ask of the first untraded unit, None if supply is exhausted
+
+
+def _fail(index: int, order_id: object, reason: str) -> ClearingError:
+    return ClearingError(f"order #{index} ({order_id!r}): {reason}")
+
+
+def _to_units(value: object, scale: int, what: str, index: int, order_id: object) -> int:
+    """Convert a Decimal to an integer number of quanta, refusing anything not on the grid."""
+    if isinstance(value, bool) or not isinstance(value, Decimal | int):
+        raise _fail(index, order_id, f"{what} must be a Decimal, got {type(value).__name__}")
+    dec = Decimal(value)
+    if not dec.is_finite():
+        raise _fail(index, order_id, f"{what} must be finite, got {value}")
+    scaled = dec.scaleb(scale)
+    units = int(scaled)
+    if scaled != units:
+        raise _fail(index, order_id, f"{what} {value} has more than {scale} decimal places")
+    return units
+
+
+def validate_order(order: Order, index: int = 0) -> tuple[int, int, int]:
+    """Check one order and return (quantity milli-kWh, price ticks, time in microseconds)."""
+    oid = order.id
+    if not isinstance(oid, str) or not oid:
+        raise _fail(index, oid, "id must be a non-empty string")
+    if order.side not in (Side.BUY, Side.SELL):
+        raise _fail(index, oid, f"unknown side {order.side!r}")
+    qty = _to_units(order.quantity, 3, "quantity", index, oid)
+    if qty <= 0:
+        raise _fail(index, oid, f"quantity must be > 0, got {order.quantity}")
+    if order.quantity > MAX_QUANTITY_KWH:
+        raise _fail(index, oid, f"quantity {order.quantity} kWh exceeds {MAX_QUANTITY_KWH}")
+    price = _to_units(order.price, 4, "price", index, oid)
+    if price < 0:
+        raise _fail(index, oid, f"price must be >= 0, got {order.price}")
+    if order.price > MAX_PRICE:
+        raise _fail(index, oid, f"price {order.price} exceeds {MAX_PRICE}")
+    at = order.submitted_at
+    if not isinstance(at, datetime):
+        raise _fail(index, oid, "submitted_at must be a datetime")
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise _fail(index, oid, "submitted_at must be timezone-aware (UTC)")
+    return qty, price, (at - _EPOCH) // _ONE_US
+
+
+def book_from_orders(orders: Sequence[Order]) -> Book:
+    """Validate ``orders`` and convert them to integer arrays, split by side."""
+    n = len(orders)
+    qty = np.empty(n, dtype=np.int64)
+    price = np.empty(n, dtype=np.int64)
+    time = np.empty(n, dtype=np.int64)
+    is_buy = np.empty(n, dtype=np.bool_)
+    ids: list[str] = []
+    for i, order in enumerate(orders):
+        qty[i], price[i], time[i] = validate_order(order, i)
+        is_buy[i] = order.side == Side.BUY
+        ids.append(order.id)
+    if len(set(ids)) != n:
+        seen: set[str] = set()
+        dup = next(x for x in ids if x in seen or seen.add(x))  # type: ignore[func-returns-value]
+        raise ClearingError(f"duplicate order id {dup!r}")
+    # Ids only break exact price-and-time ties; ranking them once (a C string sort) keeps the
+    # merit-order sort itself on integer keys.
+    id_rank = np.empty(n, dtype=np.int64)
+    if n:
+        id_rank[np.argsort(np.array(ids), kind="stable")] = np.arange(n, dtype=np.int64)
+    buy_idx = np.flatnonzero(is_buy)
+    sell_idx = np.flatnonzero(~is_buy)
+
+    def side(idx: npt.NDArray[np.intp]) -> SideBook:
+        return SideBook(
+            orders=[orders[j] for j in idx.tolist()],
+            price=price[idx],
+            quantity=qty[idx],
+            time=time[idx],
+            id_rank=id_rank[idx],
+        )
+
+    return Book(buy=side(buy_idx), sell=side(sell_idx))
+
+
+def merit_order(side: SideBook, *, descending: bool) -> npt.NDArray[np.intp]:
+    """Permutation putting ``side`` in merit order: price (best first), then time, then id."""
+    # lexsort sorts by the last key first; negating the int64 price gives the descending order
+    # for buyers while ties still go to the earliest submission.
+    key = -side.price if descending else side.price
+    return np.lexsort((side.id_rank, side.time, key))
+
+
+def cross(book: Book) -> Cross:
+    """Find the efficient traded volume and the merit-order segments (see module docstring)."""
+    empty = np.zeros(0, dtype=np.int64)
+    if len(book.buy.orders) == 0 or len(book.sell.orders) == 0:
+        return Cross(0, empty, empty, empty, 0, 0, None, None)
+    b_perm = merit_order(book.buy, descending=True)
+    s_perm = merit_order(book.sell, descending=False)
+    bid = book.buy.price[b_perm]
+    ask = book.sell.price[s_perm]
+    demand = np.cumsum(book.buy.quantity[b_perm])
+    supply = np.cumsum(book.sell.quantity[s_perm])
+
+    # Buyer i's units lie on (demand[i-1], demand[i]] and are worth bid[i]; a unit u trades iff
+    # the ask of unit u is <= its bid, i.e. u <= supply offered at or below bid[i]. Units that
+    # trade form a prefix, so the volume is the largest such u over all buyers. side="right"
+    # counts asks equal to the bid: a bid and an ask at the same price do trade.
+    supply_at_bid = np.concatenate(([0], supply))[np.searchsorted(ask, bid, side="right")]
+    volume = int(np.minimum(demand, supply_at_bid).max())
+    if volume <= 0:
+        return Cross(0, empty, empty, empty, 0, 0, int(bid[0]), int(ask[0]))
+
+    cuts = np.union1d(demand[demand < volume], supply[supply < volume])
+    cuts = np.append(cuts, np.int64(volume))
+    seg_quantity = np.diff(cuts, prepend=np.int64(0))
+    # The piece ending at cut c belongs to the first buyer (seller) whose cumulative total
+    # reaches c.
+    b_pos = np.searchsorted(demand, cuts, side="left")
+    s_pos = np.searchsorted(supply, cuts, side="left")
+
+    total_demand = int(demand[-1])
+    total_supply = int(supply[-1])
+    next_bid = (
+        int(bid[np.searchsorted(demand, volume + 1, side="left")])
+        if volume < total_demand
+        else None
+    )
+    next_ask = (
+        int(ask[np.searchsorted(supply, volume + 1, side="left")])
+        if volume < total_supply
+        else None
+    )
+    return Cross(
+        volume=volume,
+        seg_quantity=seg_quantity,
+        seg_buyer=b_perm[b_pos],
+        seg_seller=s_perm[s_pos],
+        marginal_bid=int(bid[b_pos[-1]]),
+        marginal_ask=int(ask[s_pos[-1]]),
+        next_bid=next_bid,
+        next_ask=next_ask,
+    )
+
+
+def quantity_decimal(milli: int) -> Decimal:
+    """milli-kWh -> kWh as a Decimal with 3 places."""
+    return Decimal(milli).scaleb(-3)
+
+
+def price_decimal(ticks: int) -> Decimal:
+    """Price ticks -> currency per kWh as a Decimal with 4 places."""
+    return Decimal(ticks).scaleb(-4)
+
+
+def round_to_tick(ticks: Decimal) -> int:
+    """Round a price given in (fractional) ticks to a whole tick, half to even.
+
+    Limits are whole ticks, so a price between an ask and a bid stays between them after
+    rounding; half-even keeps the rounding unbiased across many intervals.
+    """
+    return int(ticks.to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def midpoint_ticks(a: int | np.int64, b: int | np.int64) -> int:
+    """Midpoint of two tick prices, rounded half to even to a whole tick."""
+    return round_to_tick(Decimal(int(a) + int(b)) / 2)
+
+
+def build_matches(
+    book: Book,
+    crossing: Cross,
+    *,
+    keep: int | None = None,
+    price_ticks: int | Sequence[int],
+    seller_price_ticks: int | Sequence[int] | None = None,
+) -> tuple[tuple[Match, ...], Decimal]:
+    """Turn the first ``keep`` segments (default all) into ``Match`` objects.
+
+    Prices are whole ticks, either one for all segments or one per segment; ``seller_price_ticks``
+    defaults to the buyer's price. Returns the matches and the realised welfare in currency.
+    This is the only per-trade Python loop; Decimals are cached because prices and quantities
+    repeat a lot in real books.
+    """
+    n = len(crossing.seg_quantity) if keep is None else keep
+    quantities = crossing.seg_quantity[:n].tolist()
+    buyers = crossing.seg_buyer[:n].tolist()
+    sellers = crossing.seg_seller[:n].tolist()
+    bids = book.buy.price[crossing.seg_buyer[:n]]
+    asks = book.sell.price[crossing.seg_seller[:n]]
+    # Python ints: milli-kWh * ticks can exceed int64 when summed over a large book.
+    welfare_units = sum(q * d for q, d in zip(quantities, (bids - asks).tolist(), strict=True))
+    buy_prices = [price_ticks] * n if isinstance(price_ticks, int) else list(price_ticks)[:n]
+    if seller_price_ticks is None:
+        sell_prices = buy_prices
+    elif isinstance(seller_price_ticks, int):
+        sell_prices = [seller_price_ticks] * n
+    else:
+        sell_prices = list(seller_price_ticks)[:n]
+
+    qty_cache: dict[int, Decimal] = {}
+    price_cache: dict[int, Decimal] = {}
+    buy_orders = book.buy.orders
+    sell_orders = book.sell.orders
+    matches = []
+    for q, bi, si, pb, ps in zip(quantities, buyers, sellers, buy_prices, sell_prices, strict=True):
+        qd = qty_cache.get(q)
+        if qd is None:
+            qd = qty_cache[q] = quantity_decimal(q)
+        pbd = price_cache.get(pb)
+        if pbd is None:
+            pbd = price_cache[pb] = price_decimal(pb)
+        psd = price_cache.get(ps)
+        if psd is None:
+            psd = price_cache[ps] = price_decimal(ps)
+        matches.append(Match(buy_orders[bi].id, sell_orders[si].id, qd, pbd, psd))
+    return tuple(matches), Decimal(welfare_units).scaleb(-7)
