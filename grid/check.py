@@ -16,9 +16,9 @@ Rules, as implemented (see ``grid_check``):
   (``max(limit, base)`` for upper limits, ``min(limit, base)`` for the lower voltage limit). The
   violation is recorded with ``caused_by_trades=False`` and causes no curtailment unless the trades
   push the value past the effective limit by more than a tolerance (``VOLTAGE_TOLERANCE_PU``,
-  ``LOADING_TOLERANCE_PERCENT``); then it counts as caused by the trades, and curtailment aims at the
-  effective limit (back to the base level), not at the nominal one. The base case is run only when
-  the scheduled power flow finds a violation, so a clean schedule costs exactly one power flow.
+  ``LOADING_TOLERANCE_PERCENT``); then it counts as caused by the trades, and curtailment aims at
+  the effective limit (back to the base level), not at the nominal one. The base case runs only
+  when the scheduled power flow finds a violation, so a clean schedule costs one power flow.
 * Curtailment: for each trade-caused violation, the linearised sensitivity of the violated quantity
   to each trade's power is taken from the converged power flow's Jacobian (see
   ``_Sensitivities``). The amount needed is ``excess * (1 + CURTAIL_MARGIN) + margin``; it is taken
@@ -96,7 +96,8 @@ class CurtailmentPolicy(StrEnum):
 class Violation:
     """A limit broken in the scheduled (uncurtailed) state."""
 
-    kind: str  # "overvoltage" | "undervoltage" | "line_overload" | "trafo_overload" | "not_converged"
+    # "overvoltage" | "undervoltage" | "line_overload" | "trafo_overload" | "not_converged"
+    kind: str
     element: str  # e.g. "bus 17", "line 3", "trafo 0", "network"
     value: float  # p.u. for voltages, percent for loadings, nan for not_converged
     limit: float  # the nominal limit
@@ -211,7 +212,7 @@ class _Schedule:
         return withdrawal
 
     def curtail(self, i: int, kw: float, reason: str) -> bool:
-        """Take ``kw`` (as energy, rounded up to 0.001 kWh) off trade ``i``; False if nothing left."""
+        """Take ``kw`` (as energy, rounded up to 0.001 kWh) off trade ``i``; False if none left."""
         left = self.quantity[i] - self.curtailed[i]
         if left <= 0 or kw <= 0:
             return False
@@ -291,7 +292,10 @@ class _Sensitivities:
         b = self._ppci_branch[ppc_branch]
         best = np.zeros(self._dvm.shape[1])
         best_abs = -1.0
-        for current, delta in ((self._i_from[b], self._di_from[b]), (self._i_to[b], self._di_to[b])):
+        for current, delta in (
+            (self._i_from[b], self._di_from[b]),
+            (self._i_to[b], self._di_to[b]),
+        ):
             magnitude = abs(current)
             if magnitude > best_abs:
                 best_abs = magnitude
@@ -380,7 +384,9 @@ def _curtail_half(schedule: _Schedule, policy: CurtailmentPolicy, reason: str) -
     remaining = schedule.remaining_kw()
     live = [i for i in range(len(schedule.trades)) if remaining[i] > 0]
     if policy is CurtailmentPolicy.SENSITIVITY:
-        return any([schedule.curtail(i, remaining[i] / 2.0, reason) for i in live])
+        # Every trade must be curtailed, so no short-circuiting any() over a generator.
+        done = [schedule.curtail(i, remaining[i] / 2.0, reason) for i in live]
+        return any(done)
     need = float(remaining.sum()) / 2.0
     progressed = False
     for i in _policy_order(schedule, live, remaining, policy):
@@ -444,7 +450,7 @@ def grid_check(
     trades: Sequence[ScheduledTrade],
     *,
     interval_hours: Decimal | float,
-    limits: GridLimits = GridLimits(),  # noqa: B008 - frozen, so a shared default is safe
+    limits: GridLimits = GridLimits(),  # frozen, so one shared default is safe
     policy: CurtailmentPolicy = CurtailmentPolicy.SENSITIVITY,
     max_power_flows: int = 50,
 ) -> GridCheckOutcome:
