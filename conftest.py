@@ -1,0 +1,105 @@
+"""Fixtures shared by the whole suite: fast hashing, a real Celery worker, API clients."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+
+from config.celery import app as celery_app
+
+ROOT = Path(__file__).resolve().parent
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: pytest.FixtureRequest) -> None:
+    # Slow hashing protects stored passwords; in tests it only costs time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # type: ignore[attr-defined]
+
+
+requires_postgres = pytest.mark.skipif(
+    not django_settings.USING_POSTGRES,
+    reason="needs PostgreSQL (row locks, triggers); CI runs it with DATABASE_URL set",
+)
+
+
+class WorkerProcess:
+    """A real `celery worker` subprocess on its own queue, using the test database."""
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = Path(django_settings.VAR_DIR) / f"worker-{queue}.log"
+
+    def start(self, *, beat: bool = False) -> None:
+        env = dict(os.environ)
+        env["PEERGRID_QUEUE"] = self.queue
+        env["PEERGRID_DATABASE_NAME"] = str(connection.settings_dict["NAME"])
+        command = [
+            sys.executable, "-m", "celery", "-A", "config", "worker",
+            "--pool=solo", "--loglevel=INFO", "-Q", self.queue,
+            "--hostname", f"{self.queue}@%h",
+        ]  # fmt: skip
+        if beat:
+            command += [
+                "--beat",
+                "--schedule",
+                str(Path(django_settings.VAR_DIR) / f"beat-{self.queue}"),
+            ]
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.log()}")
+            if "ready." in self.log():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"worker not ready after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db: None) -> Iterator[WorkerProcess]:
+    """Start a real worker on a private queue; tasks sent by the test go to that queue."""
+    queue = f"peergrid-test-{uuid.uuid4().hex[:8]}"
+    previous_queue = celery_app.conf.task_default_queue
+    celery_app.conf.task_default_queue = queue
+    worker = WorkerProcess(queue)
+    try:
+        worker.start()
+        yield worker
+    finally:
+        worker.stop()
+        celery_app.conf.task_default_queue = previous_queue

@@ -1,0 +1,335 @@
+"""Communities and their market rules, delivery intervals, postings, bids and trades."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils.timezone import now
+
+
+def energy_field(**options: Any) -> models.DecimalField:
+    """Energy in kWh, to the watt-hour."""
+    return models.DecimalField(max_digits=12, decimal_places=3, **options)
+
+
+def price_field(**options: Any) -> models.DecimalField:
+    """A price in currency per kWh, to 1/100 of a cent."""
+    return models.DecimalField(max_digits=10, decimal_places=4, **options)
+
+
+class Community(models.Model):
+    """An energy community: its members trade with each other under one set of market rules."""
+
+    name = models.CharField(max_length=120, unique=True)
+    slug = models.SlugField(max_length=60, unique=True)
+    timezone = models.CharField(
+        max_length=64, default="Europe/Berlin", help_text="For display and daily figures only."
+    )
+    currency = models.CharField(max_length=3, default="EUR")
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=now)
+
+    class Meta:
+        ordering = ("name",)
+        verbose_name_plural = "communities"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MarketStructure(models.TextChoices):
+    BILATERAL = "bilateral", "Fully decentralised (bilateral)"
+    POOL = "pool", "Community-based (pooled double auction)"
+    COMPOSITE = "composite", "Composite (bilateral first, then the pool)"
+
+
+class ClearingMechanism(models.TextChoices):
+    UNIFORM = "uniform", "Uniform-price double auction"
+    PAY_AS_BID = "pay-as-bid", "Pay-as-bid (discriminatory)"
+    TRADE_REDUCTION = "trade-reduction", "McAfee trade reduction (truthful)"
+
+
+class PricingRule(models.TextChoices):
+    MIDPOINT = "midpoint", "Midpoint of the marginal bid and ask"
+    K_PRICING = "k", "k-pricing"
+
+
+class CurtailmentPolicy(models.TextChoices):
+    SENSITIVITY = "sensitivity", "By sensitivity to the violated quantity"
+    LAST_ON_FIRST_OFF = "last_on_first_off", "Last on, first off"
+
+
+class MarketRules(models.Model):
+    """One version of a community's market rules.
+
+    Rules are never edited in place: a change is a new version, and each interval keeps the
+    version it was opened under, so a change applies only to intervals not yet open.
+    """
+
+    community = models.ForeignKey(Community, on_delete=models.PROTECT, related_name="rules")
+    created_at = models.DateTimeField(default=now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    market_structure = models.CharField(
+        max_length=16, choices=MarketStructure.choices, default=MarketStructure.COMPOSITE
+    )
+    clearing_mechanism = models.CharField(
+        max_length=20, choices=ClearingMechanism.choices, default=ClearingMechanism.UNIFORM
+    )
+    pricing_rule = models.CharField(
+        max_length=10, choices=PricingRule.choices, default=PricingRule.MIDPOINT
+    )
+    pricing_k = models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("0.5"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))],
+    )
+    interval_minutes = models.PositiveSmallIntegerField(
+        choices=[(15, "15 minutes"), (30, "30 minutes"), (60, "60 minutes")], default=15
+    )
+    gate_closure_lead_minutes = models.PositiveIntegerField(
+        default=5, validators=[MaxValueValidator(24 * 60)]
+    )
+    opening_horizon_hours = models.PositiveIntegerField(
+        default=24, validators=[MinValueValidator(1), MaxValueValidator(24 * 14)]
+    )
+    price_floor = price_field(default=Decimal("0.0000"))
+    price_cap = price_field(default=Decimal("0.5000"))
+    retail_tariff = price_field(default=Decimal("0.3200"))
+    feed_in_tariff = price_field(default=Decimal("0.0800"))
+    fee_per_kwh = price_field(default=Decimal("0.0050"))
+    voltage_min_pu = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.900"))
+    voltage_max_pu = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("1.100"))
+    max_line_loading_percent = models.DecimalField(
+        max_digits=5, decimal_places=1, default=Decimal("100.0")
+    )
+    max_trafo_loading_percent = models.DecimalField(
+        max_digits=5, decimal_places=1, default=Decimal("100.0")
+    )
+    curtailment_policy = models.CharField(
+        max_length=20, choices=CurtailmentPolicy.choices, default=CurtailmentPolicy.SENSITIVITY
+    )
+
+    class Meta:
+        ordering = ("community", "-created_at", "-pk")
+        verbose_name_plural = "market rules"
+        get_latest_by = ("created_at", "pk")
+
+    def __str__(self) -> str:
+        return f"{self.community} rules of {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class IntervalState(models.TextChoices):
+    OPEN = "open", "Open"
+    GATE_CLOSED = "gate_closed", "Gate closed"
+    CLEARED = "cleared", "Cleared"
+    GRID_CHECKED = "grid_checked", "Grid checked"
+    CONFIRMED = "confirmed", "Confirmed"
+    SETTLED = "settled", "Settled"
+
+
+class Interval(models.Model):
+    """A delivery interval of a community, aligned to its length in UTC."""
+
+    community = models.ForeignKey(Community, on_delete=models.PROTECT, related_name="intervals")
+    rules = models.ForeignKey(MarketRules, on_delete=models.PROTECT, related_name="intervals")
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    gate_closure_at = models.DateTimeField()
+    state = models.CharField(
+        max_length=16, choices=IntervalState.choices, default=IntervalState.OPEN
+    )
+    state_changed_at = models.DateTimeField(default=now)
+    # When each state was reached and how long its step took, for the pipeline pages.
+    timings = models.JSONField(default=dict, blank=True)
+    last_error = models.TextField(blank=True)
+    failed_attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ("community", "start")
+        constraints = [
+            models.UniqueConstraint(fields=["community", "start"], name="one_interval_per_start"),
+            models.CheckConstraint(
+                condition=models.Q(end__gt=models.F("start")), name="end_after_start"
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "gate_closure_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.community_id}:{self.start:%Y-%m-%d %H:%M}Z"
+
+    @property
+    def hours(self) -> Decimal:
+        return Decimal((self.end - self.start).total_seconds()) / Decimal(3600)
+
+
+class Side(models.TextChoices):
+    BUY = "buy", "Buy"
+    SELL = "sell", "Sell"
+
+
+class PostingStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    FILLED = "filled", "Filled"
+    CLOSED = "closed", "Closed at gate closure"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Posting(models.Model):
+    """An offer to sell or a request to buy energy in one interval (an order)."""
+
+    interval = models.ForeignKey(Interval, on_delete=models.PROTECT, related_name="postings")
+    membership = models.ForeignKey(
+        "accounts.Membership", on_delete=models.PROTECT, related_name="postings"
+    )
+    meter_point = models.ForeignKey(
+        "accounts.MeterPoint", on_delete=models.PROTECT, related_name="postings"
+    )
+    side = models.CharField(max_length=4, choices=Side.choices)
+    quantity_kwh = energy_field()
+    limit_price_per_kwh = price_field()
+    allocated_kwh = energy_field(default=Decimal("0"))
+    auto_accept_best_bids = models.BooleanField(
+        default=True, help_text="At gate closure, accept the best remaining bids automatically."
+    )
+    status = models.CharField(
+        max_length=10, choices=PostingStatus.choices, default=PostingStatus.OPEN
+    )
+    submitted_at = models.DateTimeField(default=now, db_index=True)
+
+    class Meta:
+        ordering = ("interval", "submitted_at", "pk")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(quantity_kwh__gt=0), name="posting_quantity_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(allocated_kwh__gte=0)
+                & models.Q(allocated_kwh__lte=models.F("quantity_kwh")),
+                name="posting_never_over_allocated",
+            ),
+        ]
+        indexes = [models.Index(fields=["interval", "status", "side"])]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.quantity_kwh} kWh @ {self.limit_price_per_kwh}"
+
+    @property
+    def remaining_kwh(self) -> Decimal:
+        return self.quantity_kwh - self.allocated_kwh
+
+
+class BidStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+    EXPIRED = "expired", "Expired at gate closure"
+
+
+class Bid(models.Model):
+    """Another member's bid on a posting: a buyer on a sell posting, a seller on a buy posting."""
+
+    posting = models.ForeignKey(Posting, on_delete=models.PROTECT, related_name="bids")
+    membership = models.ForeignKey(
+        "accounts.Membership", on_delete=models.PROTECT, related_name="bids"
+    )
+    meter_point = models.ForeignKey(
+        "accounts.MeterPoint", on_delete=models.PROTECT, related_name="bids"
+    )
+    quantity_kwh = energy_field()
+    price_per_kwh = price_field()
+    accepted_kwh = energy_field(default=Decimal("0"))
+    status = models.CharField(max_length=10, choices=BidStatus.choices, default=BidStatus.PENDING)
+    submitted_at = models.DateTimeField(default=now, db_index=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("posting", "submitted_at", "pk")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(quantity_kwh__gt=0), name="bid_quantity_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(accepted_kwh__gte=0)
+                & models.Q(accepted_kwh__lte=models.F("quantity_kwh")),
+                name="bid_never_over_accepted",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"bid {self.quantity_kwh} kWh @ {self.price_per_kwh} on {self.posting_id}"
+
+
+class TradeSource(models.TextChoices):
+    BILATERAL = "bilateral", "Bilateral (accepted bid)"
+    POOL = "pool", "Community pool"
+    GRID = "grid", "With the outside grid"
+
+
+class Trade(models.Model):
+    """Energy agreed between a buyer and a seller for one interval.
+
+    A null buyer or seller is the outside grid, traded through the community. The trade is
+    provisional until the grid check confirms it; `confirmed_kwh` is what will be delivered.
+    """
+
+    interval = models.ForeignKey(Interval, on_delete=models.PROTECT, related_name="trades")
+    source = models.CharField(max_length=10, choices=TradeSource.choices)
+    # Unique per (interval, source): makes a re-run of a clearing step unable to book twice.
+    sequence = models.PositiveIntegerField()
+    buyer = models.ForeignKey(
+        "accounts.Membership",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="purchases",
+    )
+    seller = models.ForeignKey(
+        "accounts.Membership", null=True, blank=True, on_delete=models.PROTECT, related_name="sales"
+    )
+    buyer_meter_point = models.ForeignKey(
+        "accounts.MeterPoint", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    seller_meter_point = models.ForeignKey(
+        "accounts.MeterPoint", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    posting = models.ForeignKey(
+        Posting, null=True, blank=True, on_delete=models.PROTECT, related_name="trades"
+    )
+    bid = models.OneToOneField(
+        Bid, null=True, blank=True, on_delete=models.PROTECT, related_name="trade"
+    )
+    quantity_kwh = energy_field()
+    price_per_kwh = price_field(help_text="What the buyer pays per kWh.")
+    seller_price_per_kwh = price_field(help_text="What the seller receives per kWh.")
+    # The later of the two orders' submission times: "last on, first off" curtails by it.
+    orders_submitted_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=now)
+    confirmed_kwh = energy_field(null=True, blank=True)
+    curtailed_kwh = energy_field(default=Decimal("0"))
+    curtailment_reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ("interval", "source", "sequence")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["interval", "source", "sequence"], name="one_trade_per_sequence"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(quantity_kwh__gt=0), name="trade_quantity_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(buyer__isnull=False) | models.Q(seller__isnull=False),
+                name="trade_has_a_member",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} trade {self.quantity_kwh} kWh @ {self.price_per_kwh}"

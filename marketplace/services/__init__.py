@@ -1,0 +1,1 @@
+"""Writes of the marketplace: each service is one transaction and enforces its rules."""

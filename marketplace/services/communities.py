@@ -1,0 +1,43 @@
+"""Creating communities and versioning their market rules."""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import Any
+
+from django.db import transaction
+
+from accounts.models import User
+from config.errors import ApplicationError, ErrorCode
+from marketplace.models import Community, MarketRules
+
+
+def _check_timezone(name: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ApplicationError(
+            ErrorCode.INVALID, f"Unknown time zone {name!r}.", field="timezone"
+        ) from exc
+
+
+@transaction.atomic
+def community_create(
+    *,
+    name: str,
+    slug: str,
+    timezone: str = "Europe/Berlin",
+    currency: str = "EUR",
+    description: str = "",
+    created_by: User | None = None,
+    **rules: Any,
+) -> Community:
+    """Create a community with its first version of the market rules."""
+    _check_timezone(timezone)
+    if Community.objects.filter(slug=slug).exists():
+        raise ApplicationError(ErrorCode.DUPLICATE, "That slug is taken.", field="slug")
+    community = Community.objects.create(
+        name=name, slug=slug, timezone=timezone, currency=currency.upper(), description=description
+    )
+    MarketRules.objects.create(community=community, created_by=created_by, **rules)
+    return community
