@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "accounts",
     "marketplace",
+    "marketplace.ledger",
     "grid",
 ]
 

@@ -1,0 +1,1 @@
+"""Meter readings, settlements and the hash-chained double-entry ledger."""
