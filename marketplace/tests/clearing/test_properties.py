@@ -142,8 +142,7 @@ def test_trade_reduction_drops_at_most_the_marginal_pair(orders: list[Order]) ->
         # Reduction branch: the kept trades are the efficient ones minus the marginal pair,
         # buyers pay the marginal bid, sellers receive the marginal ask.
         assert triples(result) == [
-            (p.buy.id, p.sell.id, p.quantity, last.buy.price, last.sell.price)
-            for p in pairs[:-1]
+            (p.buy.id, p.sell.id, p.quantity, last.buy.price, last.sell.price) for p in pairs[:-1]
         ]
 
 
