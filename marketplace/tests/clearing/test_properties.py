@@ -15,6 +15,7 @@ from marketplace.clearing import (
     ClearingResult,
     Order,
     Side,
+    book,
     clear,
     grid_residual,
     pay_as_bid,
@@ -162,3 +163,19 @@ def test_grid_residual_completes_every_order(mechanism: str, orders: list[Order]
         assert g.price == (retail if g.side == Side.BUY else feed_in)
         done[g.order_id] += g.quantity
     assert all(done[o.id] == o.quantity for o in orders)
+
+
+@pytest.mark.parametrize("mechanism", sorted(MECHANISMS))
+@FAST
+@given(orders=books())
+def test_fast_and_per_order_conversion_agree(mechanism: str, orders: list[Order]) -> None:
+    # The vectorised conversion is an optimisation of the per-order validating path; forcing the
+    # latter must not change any result.
+    fast = clear(mechanism, orders)
+    original = book._fast_columns
+    book._fast_columns = lambda _orders: None  # type: ignore[assignment]
+    try:
+        slow = clear(mechanism, orders)
+    finally:
+        book._fast_columns = original
+    assert slow == fast

@@ -1,0 +1,243 @@
+"""Benchmark of the pooled clearing mechanisms; writes the "## Clearing" section of RESULTS.md.
+
+Run from the project root: ``python bench/bench_clearing.py [--quick]``.
+
+For each book size (orders per side) it reports, best of a few runs:
+
+* build   - creating the ``Order`` objects (what a caller does before clearing; not ours),
+* convert - validating the orders and converting them to int64 arrays (``book_from_orders``),
+* core    - merit-order sort, cumulative curves, intersection and price (``cross`` + price),
+* matches - building the ``Match`` objects and Decimal totals for the traded prefix,
+* total   - the public call (``uniform_price(orders)`` etc.) end to end = convert+core+matches.
+
+Books: buy and sell limits uniform over the same 0.05-0.35 per kWh range, so about half of each
+side trades and there are many price ties; quantities 0.001-10 kWh; submission times spread over
+15 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import platform
+import random
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from marketplace.clearing import Order, Side, pay_as_bid, trade_reduction, uniform_price  # noqa: E402
+from marketplace.clearing.book import Book, book_from_orders, build_matches, cross  # noqa: E402
+from marketplace.clearing.uniform import uniform_price_ticks  # noqa: E402
+
+RESULTS = ROOT / "bench" / "RESULTS.md"
+TARGET_CORE_S = 0.1  # 100k + 100k uniform clearing core
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def make_orders(n_per_side: int, seed: int = 1) -> list[Order]:
+    rng = random.Random(seed)
+    orders = []
+    for i in range(2 * n_per_side):
+        side = Side.BUY if i < n_per_side else Side.SELL
+        orders.append(
+            Order(
+                id=f"o{i:07d}",
+                side=side,
+                quantity=Decimal(rng.randint(1, 10_000)).scaleb(-3),
+                price=Decimal(rng.randint(500, 3500)).scaleb(-4),
+                submitted_at=T0 + timedelta(microseconds=rng.randrange(900_000_000)),
+            )
+        )
+    rng.shuffle(orders)
+    return orders
+
+
+def best_of(repeats: int, fn: Callable[[], Any]) -> tuple[float, Any]:
+    best = math.inf
+    out = None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def uniform_core(book: Book) -> tuple[Any, int]:
+    crossing = cross(book)
+    return crossing, uniform_price_ticks(crossing, pricing="midpoint", k=Decimal("0.5"))
+
+
+def progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def machine() -> list[str]:
+    cpu = "unknown"
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        found = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+        if found:
+            cpu = found.group(1).strip()
+    except OSError:
+        pass
+    nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=False).stdout.strip()
+    return [
+        f"- machine: `{' '.join(platform.uname())}`",
+        f"- CPU: {cpu}; nproc: {nproc}",
+        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Python {platform.python_version()}, NumPy {np.__version__}",
+    ]
+
+
+def run(sizes: list[int], repeats: int) -> tuple[list[list[str]], list[str]]:
+    rows: list[list[str]] = []
+    notes: list[str] = []
+    core_times: dict[int, float] = {}
+    for n in sizes:
+        reps = repeats if n <= 100_000 else max(2, repeats // 2)
+        progress(f"uniform, {n:,} orders per side: building orders ...")
+        t_build, orders = best_of(1, lambda n=n: make_orders(n))
+        progress("  convert ...")
+        t_conv, book = best_of(reps, lambda orders=orders: book_from_orders(orders))
+        progress("  core ...")
+        t_core, (crossing, ticks) = best_of(reps, lambda book=book: uniform_core(book))
+        progress("  matches ...")
+        t_out, (matches, _) = best_of(
+            reps, lambda b=book, c=crossing, t=ticks: build_matches(b, c, price_ticks=t)
+        )
+        progress("  end to end ...")
+        t_total, result = best_of(reps, lambda orders=orders: uniform_price(orders))
+        assert len(result.trades) == len(matches)
+        core_times[n] = t_core
+        rows.append(
+            [
+                "uniform",
+                f"{n:,}",
+                f"{len(matches):,}",
+                f"{t_build:.3f}",
+                f"{t_conv:.3f}",
+                f"{t_core:.4f}",
+                f"{t_out:.3f}",
+                f"{t_total:.3f}",
+            ]
+        )
+        del orders, book, crossing, matches, result
+    for name, fn in (("pay-as-bid", pay_as_bid), ("trade-reduction", trade_reduction)):
+        n = 100_000
+        if n not in sizes:
+            continue
+        progress(f"{name}, {n:,} orders per side ...")
+        orders = make_orders(n)
+        book = book_from_orders(orders)
+        t_conv, _ = best_of(repeats, lambda orders=orders: book_from_orders(orders))
+        t_total, result = best_of(repeats, lambda fn=fn, orders=orders: fn(orders))
+        rows.append(
+            [
+                name,
+                f"{n:,}",
+                f"{len(result.trades):,}",
+                "",
+                f"{t_conv:.3f}",
+                "",
+                "",
+                f"{t_total:.3f}",
+            ]
+        )
+        del orders, book, result
+
+    # Growth check on the core from 10k upwards (below that, fixed overheads dominate):
+    # time ratio between consecutive sizes against the n log n ratio, with 50 % slack for noise.
+    checked = [n for n in sizes if n >= 10_000]
+    for small, large in itertools.pairwise(checked):
+        nlogn = (large * math.log(large)) / (small * math.log(small))
+        ratio = core_times[large] / core_times[small]
+        verdict = "ok" if ratio <= 1.5 * nlogn else "WORSE than n log n"
+        notes.append(
+            f"- core growth {small:,} -> {large:,}: x{ratio:.1f} "
+            f"(n log n predicts x{nlogn:.1f}): {verdict}"
+        )
+    if 100_000 in core_times:
+        t = core_times[100_000]
+        verdict = "met" if t < TARGET_CORE_S else "MISSED"
+        notes.append(
+            f"- target: 100k + 100k uniform core < {TARGET_CORE_S} s: {t:.4f} s, {verdict}"
+        )
+    return rows, notes
+
+
+HEADER = [
+    "mechanism",
+    "orders/side",
+    "trades",
+    "build s",
+    "convert s",
+    "core s",
+    "matches s",
+    "total s",
+]
+
+
+def table(rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
+
+
+def write_section(section: list[str]) -> None:
+    text = RESULTS.read_text() if RESULTS.exists() else "# PeerGrid benchmarks\n"
+    body = "\n".join(section).rstrip() + "\n"
+    # Replace our own section only: from "## Clearing" to the next "## " heading or the end.
+    pattern = re.compile(r"^## Clearing\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: body + "\n", text, count=1).rstrip() + "\n"
+    else:
+        text = text.rstrip() + "\n\n" + body
+    RESULTS.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1k and 10k only; no RESULTS.md")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000, 1_000_000]
+    rows, notes = run(sizes, args.repeats)
+    lines = table(rows)
+    print("\n".join(lines))
+    print("\n".join(notes))
+    if args.quick:
+        return
+    section = [
+        "## Clearing",
+        "",
+        "`python bench/bench_clearing.py` (marketplace/clearing). Best of "
+        f"{args.repeats} runs ({max(2, args.repeats // 2)} at 1M); seconds.",
+        "build = creating Order objects (caller's cost); convert = validation + int64 arrays; "
+        "core = merit-order sort, cumulative curves, intersection, price; "
+        "matches = Match objects and Decimals for the traded prefix; "
+        "total = the public function end to end (convert + core + matches).",
+        "",
+        *machine(),
+        "",
+        *lines,
+        "",
+        *notes,
+    ]
+    write_section(section)
+    progress(f"wrote the Clearing section of {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
