@@ -1,0 +1,388 @@
+"""The one permission layer: who may do what, used by pages, admin, API and services alike.
+
+Every channel asks these functions; nothing else decides access. Roles and what they may do:
+
+| role                       | read market     | trade | own history | manage     | identities |
+| -------------------------- | --------------- | ----- | ----------- | ---------- | ---------- |
+| anonymous                  | no              | no    | no          | no         | no         |
+| pending/rejected applicant | no              | no    | no          | no         | no         |
+| approved member (prosumer) | own community   | yes   | yes         | no         | own only   |
+| suspended member           | own community   | no    | yes         | no         | own only   |
+| community manager          | own communities | yes*  | yes         | own comms. | own comms. |
+| other community's manager  | no (not theirs) | no    | no          | no         | no         |
+| regulator                  | all, anonymised | no    | -           | no         | never      |
+| superuser (operator)       | all             | no**  | -           | all        | all        |
+
+"read market" is the anonymised board, prices and volumes; "own history" is one's own orders,
+trades and statements; "identities" is who stands behind a pseudonym.
+
+\\* a manager's membership is an approved membership: the manager's household trades on the same
+terms as everyone else. \\*\\* operators run the platform; they trade only through a membership.
+
+Tokens narrow, never widen: a request authenticated by a personal access token may do what the
+token's user may do *and* what its scopes allow (`read`, `trade`, `meter`, `manage`). Scopes are
+independent; `trade` does not imply `read`. A session has every scope its user's role allows.
+
+Object level: a prosumer sees only their own memberships, meter points and tokens; a manager sees
+the memberships, meter points and audit events of the communities they manage; a regulator sees
+market data of every community through anonymised selectors and never a membership's user.
+
+List querysets are filtered here (`visible_*`), because DRF's object permissions only run in
+`get_object()`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from django.contrib.auth.models import AnonymousUser
+from django.db.models import QuerySet
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+
+from accounts.models import (
+    ApiToken,
+    AuditEvent,
+    Membership,
+    MembershipRole,
+    MembershipStatus,
+    MeterPoint,
+    TokenScope,
+    User,
+)
+from accounts.tokens import TokenAuth
+from config.errors import ApplicationError, ErrorCode
+from marketplace.models import Community
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
+
+AnyUser: TypeAlias = "User | AnonymousUser"
+
+ALL_SCOPES: frozenset[str] = frozenset(TokenScope.values)
+MEMBER_SCOPES: frozenset[str] = frozenset(
+    {TokenScope.READ.value, TokenScope.TRADE.value, TokenScope.METER.value}
+)
+# Statuses that keep read access to one's own history: a suspended member still sees it.
+HISTORY_STATUSES = (MembershipStatus.APPROVED, MembershipStatus.SUSPENDED)
+
+
+# --- Who the user is -------------------------------------------------------------------------
+def _active(user: AnyUser | None) -> bool:
+    return bool(user is not None and user.is_authenticated and user.is_active)
+
+
+def _uid(user: AnyUser | None) -> int:
+    """The user's primary key; callers have checked `_active` first."""
+    return int(user.pk) if user is not None and user.pk is not None else 0
+
+
+def is_superuser(user: AnyUser | None) -> bool:
+    return _active(user) and bool(user.is_superuser)  # type: ignore[union-attr]
+
+
+def is_regulator(user: AnyUser | None) -> bool:
+    return _active(user) and bool(getattr(user, "is_regulator", False))
+
+
+def membership_of(user: AnyUser | None, community: Community) -> Membership | None:
+    """The user's membership in the community, whatever its status, or None."""
+    if not _active(user):
+        return None
+    return Membership.objects.filter(user_id=_uid(user), community_id=community.pk).first()
+
+
+def managed_communities(user: AnyUser | None) -> QuerySet[Community]:
+    """Communities the user manages: all for a superuser, approved manager memberships else."""
+    if not _active(user):
+        return Community.objects.none()
+    if is_superuser(user):
+        return Community.objects.all()
+    return Community.objects.filter(
+        memberships__user_id=_uid(user),
+        memberships__role=MembershipRole.MANAGER,
+        memberships__status=MembershipStatus.APPROVED,
+    ).distinct()
+
+
+def manages_any_community(user: AnyUser | None) -> bool:
+    return managed_communities(user).exists()
+
+
+# --- What the user may do in a community -----------------------------------------------------
+def can_manage(user: AnyUser | None, community: Community) -> bool:
+    """Approve and suspend members, map meter points to buses, set rules, read the audit log."""
+    return is_superuser(user) or managed_communities(user).filter(pk=community.pk).exists()
+
+
+def can_trade(user: AnyUser | None, community: Community) -> bool:
+    """Post, bid, accept and cancel: only an approved (not suspended) member."""
+    membership = membership_of(user, community)
+    return membership is not None and membership.status == MembershipStatus.APPROVED
+
+
+def can_read_market(user: AnyUser | None, community: Community) -> bool:
+    """The anonymised board, prices and volumes of a community."""
+    if is_superuser(user) or is_regulator(user):
+        return True
+    membership = membership_of(user, community)
+    return membership is not None and membership.status in HISTORY_STATUSES
+
+
+def can_read_own_history(user: AnyUser | None, community: Community) -> bool:
+    """One's own orders, trades and statements; a suspended member keeps this."""
+    membership = membership_of(user, community)
+    return membership is not None and membership.status in HISTORY_STATUSES
+
+
+def can_send_meter_readings(user: AnyUser | None, meter_point: MeterPoint) -> bool:
+    """Readings for a meter point come from its own (approved or suspended) member only."""
+    return (
+        _active(user)
+        and meter_point.membership.user_id == _uid(user)
+        and meter_point.membership.status in HISTORY_STATUSES
+    )
+
+
+def can_see_identities(user: AnyUser | None, community: Community) -> bool:
+    """Who is behind a pseudonym: the community's managers and operators, never a regulator."""
+    return can_manage(user, community)
+
+
+def can_read_audit_log(user: AnyUser | None, community: Community | None) -> bool:
+    if community is None:
+        return is_superuser(user)
+    return can_manage(user, community)
+
+
+def can_use_admin(user: AnyUser | None) -> bool:
+    """Operators and community managers work in the admin; nobody else."""
+    if not _active(user) or not getattr(user, "is_staff", False):
+        return False
+    return is_superuser(user) or manages_any_community(user)
+
+
+def require_manage(user: AnyUser | None, community: Community) -> None:
+    """Raise the domain error services use when a non-manager tries a manager's action."""
+    if not can_manage(user, community):
+        raise ApplicationError(
+            ErrorCode.PERMISSION_DENIED,
+            "Only a manager of this community can do that.",
+            field="community",
+        )
+
+
+def require_superuser(user: AnyUser | None) -> None:
+    if not is_superuser(user):
+        raise ApplicationError(
+            ErrorCode.PERMISSION_DENIED, "Only an operator (superuser) can do that."
+        )
+
+
+# --- What the user may see (list querysets) --------------------------------------------------
+def visible_memberships(user: AnyUser | None) -> QuerySet[Membership]:
+    """Own memberships, plus every membership of a managed community; regulators get only their
+    own, because a membership names its user."""
+    if not _active(user):
+        return Membership.objects.none()
+    if is_superuser(user):
+        return Membership.objects.all()
+    own = Membership.objects.filter(user_id=_uid(user))
+    managed = Membership.objects.filter(community__in=managed_communities(user))
+    return (own | managed).distinct()
+
+
+def visible_meter_points(user: AnyUser | None) -> QuerySet[MeterPoint]:
+    if not _active(user):
+        return MeterPoint.objects.none()
+    if is_superuser(user):
+        return MeterPoint.objects.all()
+    own = MeterPoint.objects.filter(membership__user_id=_uid(user))
+    managed = MeterPoint.objects.filter(membership__community__in=managed_communities(user))
+    return (own | managed).distinct()
+
+
+def visible_audit_events(user: AnyUser | None) -> QuerySet[AuditEvent]:
+    if not _active(user):
+        return AuditEvent.objects.none()
+    if is_superuser(user):
+        return AuditEvent.objects.all()
+    return AuditEvent.objects.filter(community__in=managed_communities(user))
+
+
+def visible_api_tokens(user: AnyUser | None) -> QuerySet[ApiToken]:
+    """A token is its owner's business alone (operators see all to revoke a leaked one)."""
+    if not _active(user):
+        return ApiToken.objects.none()
+    if is_superuser(user):
+        return ApiToken.objects.all()
+    return ApiToken.objects.filter(user_id=_uid(user))
+
+
+def readable_communities(user: AnyUser | None) -> QuerySet[Community]:
+    """Communities whose anonymised market data the user may read."""
+    if not _active(user):
+        return Community.objects.none()
+    if is_superuser(user) or is_regulator(user):
+        return Community.objects.all()
+    return Community.objects.filter(
+        memberships__user_id=_uid(user),
+        memberships__status__in=HISTORY_STATUSES,
+    ).distinct()
+
+
+# --- Scopes ----------------------------------------------------------------------------------
+def scopes_allowed_for(user: AnyUser | None) -> frozenset[str]:
+    """The scopes a user's role allows: a session has all of them; a token at most these."""
+    if not _active(user):
+        return frozenset()
+    if manages_any_community(user):
+        return ALL_SCOPES
+    return MEMBER_SCOPES
+
+
+def request_scopes(request: HttpRequest | Request) -> frozenset[str]:
+    """The scopes of this request: the token's for a bearer token, the role's for a session."""
+    auth = getattr(request, "auth", None)
+    if isinstance(auth, TokenAuth):
+        # A token never outgrows its user: a manager who stepped down loses `manage` at once.
+        return auth.scopes & scopes_allowed_for(request.user)
+    return scopes_allowed_for(getattr(request, "user", None))
+
+
+# --- Objects to communities ------------------------------------------------------------------
+def community_of(obj: Any) -> Community | None:
+    """The community an object belongs to, following the project's usual relations."""
+    if isinstance(obj, Community):
+        return obj
+    for attribute in ("community", "membership", "interval", "posting", "meter_point"):
+        related = getattr(obj, attribute, None)
+        if related is not None and related is not obj:
+            return community_of(related)
+    return None
+
+
+def community_for_view(view: APIView) -> Community | None:
+    """The community a DRF view works on: `view.get_community()` or a `community_slug` kwarg."""
+    getter = getattr(view, "get_community", None)
+    if callable(getter):
+        community = getter()
+        return community if isinstance(community, Community) else None
+    slug = getattr(view, "kwargs", {}).get("community_slug")
+    if slug:
+        return Community.objects.filter(slug=slug).first()
+    return None
+
+
+# --- DRF permission classes ------------------------------------------------------------------
+class HasTokenScope(BasePermission):
+    """The request carries a scope: `permission_classes = [HasTokenScope("trade")]`.
+
+    DRF instantiates permission classes by calling them; an instance returns itself when called,
+    so a configured instance can stand where a class is expected (also in `&` and `|`).
+    """
+
+    def __init__(self, scope: str) -> None:
+        if scope not in ALL_SCOPES:
+            raise ValueError(f"unknown scope {scope!r}")
+        self.scope = scope
+        self.message = f"This needs the '{scope}' scope."
+
+    def __call__(self) -> HasTokenScope:
+        return self
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return self.scope in request_scopes(request)
+
+
+class _CommunityPermission(BasePermission):
+    """Checks a rule against the view's community, then against each object's community."""
+
+    scope: str = TokenScope.READ.value
+
+    def scope_for(self, request: Request) -> str:
+        return self.scope
+
+    def rule(self, request: Request, community: Community) -> bool:
+        raise NotImplementedError
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if self.scope_for(request) not in request_scopes(request):
+            return False
+        community = community_for_view(view)
+        if community is None:
+            # Object-level check follows; list views filter through the visible_* selectors.
+            return _active(request.user)
+        return self.rule(request, community)
+
+    def has_object_permission(self, request: Request, view: APIView, obj: Any) -> bool:
+        community = community_of(obj)
+        return community is not None and self.rule(request, community)
+
+
+class CanReadMarket(_CommunityPermission):
+    """Read the anonymised market data of the view's community (`read` scope)."""
+
+    message = "You cannot read this community's market data."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return request.method in SAFE_METHODS and super().has_permission(request, view)
+
+    def rule(self, request: Request, community: Community) -> bool:
+        return can_read_market(request.user, community)
+
+
+class IsApprovedMember(_CommunityPermission):
+    """Trade in the view's community: an approved, not suspended member (`trade` scope).
+
+    Safe methods need only the `read` scope and read access to one's own history, so a
+    suspended member can still list their own orders and trades.
+    """
+
+    message = "Only approved members of this community can trade."
+
+    def scope_for(self, request: Request) -> str:
+        if request.method in SAFE_METHODS:
+            return TokenScope.READ.value
+        return TokenScope.TRADE.value
+
+    def rule(self, request: Request, community: Community) -> bool:
+        if request.method in SAFE_METHODS:
+            return can_read_own_history(request.user, community)
+        return can_trade(request.user, community)
+
+
+class IsCommunityManager(_CommunityPermission):
+    """Manage the view's community (`manage` scope)."""
+
+    scope = TokenScope.MANAGE.value
+    message = "Only a manager of this community can do that."
+
+    def rule(self, request: Request, community: Community) -> bool:
+        return can_manage(request.user, community)
+
+
+class IsRegulator(BasePermission):
+    """The regulator's read-only dashboards and exports (`read` scope, safe methods only)."""
+
+    message = "Only regulators can see this."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return (
+            request.method in SAFE_METHODS
+            and is_regulator(request.user)
+            and TokenScope.READ.value in request_scopes(request)
+        )
+
+
+class CanSendMeterReadings(BasePermission):
+    """Send readings for one's own meter points (`meter` scope)."""
+
+    message = "You can send readings only for your own meter points, with the 'meter' scope."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return _active(request.user) and TokenScope.METER.value in request_scopes(request)
+
+    def has_object_permission(self, request: Request, view: APIView, obj: Any) -> bool:
+        return isinstance(obj, MeterPoint) and can_send_meter_readings(request.user, obj)
