@@ -1,0 +1,186 @@
+"""The rules every posting and bid obeys, shared by postings.py, bids.py and clearing.
+
+``check_*`` functions only read and raise ``ApplicationError``; the services call them after
+taking their locks, so what they check cannot change before the write commits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+from django.db.models import Case, DecimalField, F, Sum, When
+
+from accounts.models import Membership, MembershipStatus, MeterPoint
+from config.errors import ApplicationError, ErrorCode
+from marketplace.models import (
+    Bid,
+    BidStatus,
+    Interval,
+    MarketRules,
+    Posting,
+    PostingStatus,
+    Side,
+)
+from marketplace.services.intervals import interval_is_open_for_orders
+
+KWH = Decimal("0.001")
+PRICE = Decimal("0.0001")
+ZERO = Decimal("0")
+
+
+def opposite(side: str) -> Side:
+    return Side.SELL if side == Side.BUY else Side.BUY
+
+
+def to_decimal(value: object, *, field: str, quantum: Decimal) -> Decimal:
+    """Parse a quantity or price; floats are refused so no binary rounding reaches an amount."""
+    if isinstance(value, float | bool):
+        raise ApplicationError(ErrorCode.INVALID, "Give a decimal number.", field=field)
+    try:
+        number = Decimal(value)  # type: ignore[arg-type]
+    except (InvalidOperation, TypeError, ValueError):
+        raise ApplicationError(ErrorCode.INVALID, "Not a decimal number.", field=field) from None
+    if not number.is_finite():
+        raise ApplicationError(ErrorCode.INVALID, "Must be a finite number.", field=field)
+    if number != number.quantize(quantum):
+        places = -quantum.as_tuple().exponent  # type: ignore[operator]
+        raise ApplicationError(
+            ErrorCode.INVALID, f"At most {places} decimal places.", field=field
+        )
+    return number
+
+
+def check_member_may_trade(membership: Membership, *, field: str = "membership") -> None:
+    """Approved and not suspended; ``membership.status`` must be fresh (read in the transaction)."""
+    if membership.status == MembershipStatus.SUSPENDED:
+        raise ApplicationError(
+            ErrorCode.SUSPENDED, "Your membership is suspended; you cannot trade.", field=field
+        )
+    if membership.status != MembershipStatus.APPROVED:
+        raise ApplicationError(
+            ErrorCode.NOT_APPROVED,
+            "Your membership has not been approved yet; you cannot trade.",
+            field=field,
+        )
+
+
+def fresh_membership(membership: Membership) -> Membership:
+    """Re-read the status inside the transaction: a suspension may have happened meanwhile."""
+    return Membership.objects.only("id", "status", "community_id", "pseudonym").get(
+        pk=membership.pk
+    )
+
+
+def check_same_community(membership: Membership, interval: Interval) -> None:
+    if membership.community_id != interval.community_id:
+        raise ApplicationError(
+            ErrorCode.PERMISSION_DENIED,
+            "This interval belongs to another community.",
+            field="interval",
+        )
+
+
+def check_meter_point(membership: Membership, meter_point: MeterPoint) -> None:
+    if meter_point.membership_id != membership.pk:
+        raise ApplicationError(
+            ErrorCode.INVALID, "This meter point is not yours.", field="meter_point"
+        )
+
+
+def check_interval_open(interval: Interval, now: datetime) -> None:
+    if not interval_is_open_for_orders(interval, now):
+        raise ApplicationError(
+            ErrorCode.INTERVAL_CLOSED,
+            f"The gate of this interval closed at {interval.gate_closure_at:%Y-%m-%d %H:%M} UTC.",
+            field="interval",
+        )
+
+
+def check_quantity_positive(quantity_kwh: Decimal) -> None:
+    if quantity_kwh <= 0:
+        raise ApplicationError(
+            ErrorCode.OUT_OF_RANGE, "The quantity must be more than 0 kWh.", field="quantity_kwh"
+        )
+
+
+def check_price_in_band(price: Decimal, rules: MarketRules, *, field: str) -> None:
+    if not rules.price_floor <= price <= rules.price_cap:
+        raise ApplicationError(
+            ErrorCode.OUT_OF_RANGE,
+            f"The price must be between the floor {rules.price_floor} and the cap "
+            f"{rules.price_cap} per kWh.",
+            field=field,
+        )
+
+
+def committed_kwh(*, meter_point_id: int, interval_id: int, side: str) -> Decimal:
+    """Energy the meter point is already committed to on ``side`` in the interval.
+
+    Counts open and filled postings in full, the traded part of cancelled postings, pending
+    bids in full and the accepted part of decided bids: everything that could still flow or
+    already will.
+    """
+    energy = DecimalField(max_digits=12, decimal_places=3)
+    postings = Posting.objects.filter(
+        interval_id=interval_id, meter_point_id=meter_point_id, side=side
+    ).aggregate(
+        kwh=Sum(
+            Case(
+                When(status=PostingStatus.CANCELLED, then=F("allocated_kwh")),
+                default=F("quantity_kwh"),
+                output_field=energy,
+            )
+        )
+    )["kwh"]
+    bids = Bid.objects.filter(
+        posting__interval_id=interval_id,
+        posting__side=opposite(side),
+        meter_point_id=meter_point_id,
+    ).aggregate(
+        kwh=Sum(
+            Case(
+                When(status=BidStatus.PENDING, then=F("quantity_kwh")),
+                default=F("accepted_kwh"),
+                output_field=energy,
+            )
+        )
+    )["kwh"]
+    return (postings or ZERO) + (bids or ZERO)
+
+
+def check_capacity(
+    *, meter_point: MeterPoint, interval: Interval, side: str, quantity_kwh: Decimal
+) -> None:
+    """Network security: a meter point cannot sell more than its export capacity over the
+    interval, nor buy more than its import capacity, counting what it already committed."""
+    capacity_kw = (
+        meter_point.export_capacity_kw if side == Side.SELL else meter_point.import_capacity_kw
+    )
+    limit = (capacity_kw * interval.hours).quantize(KWH)
+    used = committed_kwh(meter_point_id=meter_point.pk, interval_id=interval.pk, side=side)
+    if used + quantity_kwh > limit:
+        direction = "export" if side == Side.SELL else "import"
+        raise ApplicationError(
+            ErrorCode.OVER_CAPACITY,
+            f"This meter point can {direction} at most {limit} kWh in this interval "
+            f"({capacity_kw} kW); {used} kWh is already committed.",
+            field="quantity_kwh",
+        )
+
+
+def check_bid_price_meets_posting(posting: Posting, price: Decimal) -> None:
+    """A bid must be acceptable to the posting: buyers bid at least a sell posting's limit,
+    sellers at most a buy posting's limit. Refused at bid time (see bids.py)."""
+    if posting.side == Side.SELL and price < posting.limit_price_per_kwh:
+        raise ApplicationError(
+            ErrorCode.OUT_OF_RANGE,
+            f"A bid on this offer must be at least {posting.limit_price_per_kwh} per kWh.",
+            field="price_per_kwh",
+        )
+    if posting.side == Side.BUY and price > posting.limit_price_per_kwh:
+        raise ApplicationError(
+            ErrorCode.OUT_OF_RANGE,
+            f"A bid on this request must be at most {posting.limit_price_per_kwh} per kWh.",
+            field="price_per_kwh",
+        )

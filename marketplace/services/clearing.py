@@ -1,0 +1,361 @@
+"""Clearing one interval at gate closure: the market part of the pipeline's clearing step.
+
+Per the rules version the interval opened under:
+
+* bilateral: on every posting that asked for it, the best remaining bids are accepted
+  (``marketplace.clearing.bilateral_accept``), each a bilateral trade at the bid price; all other
+  pending bids expire; postings close (``filled`` if fully traded, else ``closed``).
+* pool: every open posting is an order in the community's double auction (uniform with midpoint or
+  k-pricing, pay-as-bid, or McAfee trade reduction); matches are saved with ``source=pool``; what
+  is left is traded with the outside grid through the community (``grid_residual``): buyers at
+  the retail tariff, sellers at the feed-in tariff, ``source=grid`` with the grid side null.
+* composite: the bilateral step first, then each posting's remaining quantity goes to the pool,
+  then the grid residual.
+
+In pool and composite markets every posting ends ``filled``: whatever peers did not take, the
+grid did. The community fee is not in trade prices; settlement books it per kWh.
+
+The pipeline calls ``interval_clear`` inside its own transaction after a compare-and-set on the
+interval's state, so it runs once per interval; as a second guard it refuses to run if the
+interval already has pool or grid trades (a unique constraint on trade sequences is the third).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import F
+from django.utils import timezone
+
+from config.errors import ApplicationError, ErrorCode
+from marketplace.clearing import Order, bilateral_accept, clear, grid_residual
+from marketplace.clearing import Side as ClearingSide
+from marketplace.lock_objects import (
+    lock_interval,
+    lock_open_postings_of_interval,
+    lock_pending_bids_of_interval,
+)
+from marketplace.models import (
+    Bid,
+    BidStatus,
+    ClearingMechanism,
+    Interval,
+    IntervalState,
+    MarketStructure,
+    Posting,
+    PostingStatus,
+    PricingRule,
+    Trade,
+    TradeSource,
+)
+from marketplace.services.bids import next_trade_sequence
+
+ZERO = Decimal("0")
+_POSTING_FIELDS = (
+    "pk", "membership_id", "meter_point_id", "side", "quantity_kwh", "allocated_kwh",
+    "limit_price_per_kwh", "auto_accept_best_bids", "submitted_at",
+)  # fmt: skip
+_BATCH = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class ClearingSummary:
+    """What clearing one interval did, for the pipeline's timings and the manager's pages."""
+
+    interval_id: int
+    market_structure: str
+    mechanism: str | None  # None for a purely bilateral market
+    postings: int  # open postings at gate closure
+    bids_accepted: int  # accepted automatically at gate closure
+    bids_expired: int
+    bilateral_trades: int
+    pool_trades: int
+    grid_trades: int
+    bilateral_kwh: Decimal
+    pool_kwh: Decimal
+    clearing_price: Decimal | None  # the pool's uniform price, if it has one
+    grid_import_kwh: Decimal  # bought from the grid for members
+    grid_export_kwh: Decimal  # members' energy sold to the grid
+    surplus: Decimal  # budget surplus of trade reduction (buyers paid more than sellers got)
+    seconds: float
+
+    @property
+    def peer_kwh(self) -> Decimal:
+        return self.bilateral_kwh + self.pool_kwh
+
+
+class _Open:
+    """An open posting as clearing sees it (plain attributes: thousands are built per run)."""
+
+    __slots__ = (
+        "allocated",
+        "auto_accept",
+        "limit",
+        "membership_id",
+        "meter_point_id",
+        "pk",
+        "quantity",
+        "side",
+        "submitted_at",
+    )
+
+    def __init__(self, row: tuple[Any, ...]) -> None:
+        (
+            self.pk,
+            self.membership_id,
+            self.meter_point_id,
+            self.side,
+            self.quantity,
+            self.allocated,
+            self.limit,
+            self.auto_accept,
+            self.submitted_at,
+        ) = row
+
+    @property
+    def remaining(self) -> Decimal:
+        remaining: Decimal = self.quantity - self.allocated
+        return remaining
+
+    def order(self, quantity: Decimal) -> Order:
+        return Order(
+            f"p{self.pk}", ClearingSide(self.side), quantity, self.limit, self.submitted_at
+        )
+
+
+def _trade(
+    *,
+    interval: Interval,
+    source: str,
+    sequence: int,
+    buyer: _Open | None,
+    seller: _Open | None,
+    quantity: Decimal,
+    price: Decimal,
+    seller_price: Decimal,
+    now: datetime,
+    submitted_at: datetime,
+    bid: tuple[Any, ...] | None = None,
+    posting_id: int | None = None,
+) -> Trade:
+    return Trade(
+        interval=interval,
+        source=source,
+        sequence=sequence,
+        buyer_id=buyer.membership_id if buyer else None,
+        seller_id=seller.membership_id if seller else None,
+        buyer_meter_point_id=buyer.meter_point_id if buyer else None,
+        seller_meter_point_id=seller.meter_point_id if seller else None,
+        posting_id=posting_id,
+        bid_id=bid[0] if bid else None,
+        quantity_kwh=quantity,
+        price_per_kwh=price,
+        seller_price_per_kwh=seller_price,
+        orders_submitted_at=submitted_at,
+        created_at=now,
+    )
+
+
+class _BidSide(_Open):
+    """A pending bid dressed as the counterparty of its posting, for building trades."""
+
+    def __init__(self, membership_id: int, meter_point_id: int) -> None:
+        self.membership_id = membership_id
+        self.meter_point_id = meter_point_id
+
+
+def _bilateral_step(
+    interval: Interval, postings: dict[int, _Open], now: datetime
+) -> tuple[list[Trade], list[Bid]]:
+    """Auto-accept the best pending bids on postings that asked for it."""
+    bids_by_posting: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in lock_pending_bids_of_interval(interval.pk).values_list(
+        "pk", "posting_id", "membership_id", "meter_point_id", "quantity_kwh", "price_per_kwh",
+        "submitted_at",
+    ):  # fmt: skip
+        bids_by_posting[row[1]].append(row)
+    trades: list[Trade] = []
+    accepted: list[Bid] = []
+    sequence = next_trade_sequence(interval.pk, TradeSource.BILATERAL)
+    for posting_id, rows in bids_by_posting.items():
+        posting = postings.get(posting_id)
+        if posting is None or not posting.auto_accept or posting.remaining <= 0:
+            continue
+        bid_side = ClearingSide.BUY if posting.side == ClearingSide.SELL else ClearingSide.SELL
+        by_id = {f"b{row[0]}": row for row in rows}
+        orders = [Order(key, bid_side, row[4], row[5], row[6]) for key, row in by_id.items()]
+        selling = posting.side == ClearingSide.SELL
+        for match in bilateral_accept(
+            posting.order(posting.quantity), orders, remaining=posting.remaining
+        ):
+            row = by_id[match.buyer if selling else match.seller]
+            counterpart = _BidSide(row[2], row[3])
+            trades.append(
+                _trade(
+                    interval=interval,
+                    source=TradeSource.BILATERAL,
+                    sequence=sequence,
+                    buyer=counterpart if selling else posting,
+                    seller=posting if selling else counterpart,
+                    quantity=match.quantity,
+                    price=match.price,
+                    seller_price=match.seller_price,
+                    now=now,
+                    submitted_at=max(posting.submitted_at, row[6]),
+                    bid=row,
+                    posting_id=posting.pk,
+                )
+            )
+            sequence += 1
+            posting.allocated += match.quantity
+            accepted.append(
+                Bid(
+                    pk=row[0],
+                    accepted_kwh=match.quantity,
+                    status=BidStatus.ACCEPTED,
+                    decided_at=now,
+                )
+            )
+    return trades, accepted
+
+
+def interval_clear(*, interval: Interval, now: datetime | None = None) -> ClearingSummary:
+    """Clear ``interval`` per its rules and save the trades; run inside the caller's transaction.
+
+    Raises ``ApplicationError``: ``invalid_state`` while the interval's gate is still open,
+    ``conflict`` if it already has pool or grid trades (it was cleared before).
+    """
+    started = time.perf_counter()
+    now = now or timezone.now()
+    locked = lock_interval(interval.pk)
+    if locked.state == IntervalState.OPEN:
+        raise ApplicationError(
+            ErrorCode.INVALID_STATE, "Close the interval's gate before clearing.", field="interval"
+        )
+    if Trade.objects.filter(
+        interval=locked, source__in=(TradeSource.POOL, TradeSource.GRID)
+    ).exists():
+        raise ApplicationError(
+            ErrorCode.CONFLICT, "This interval has been cleared already.", field="interval"
+        )
+    rules = locked.rules
+    structure = rules.market_structure
+    postings = {
+        row[0]: _Open(row)
+        for row in lock_open_postings_of_interval(locked.pk).values_list(*_POSTING_FIELDS)
+    }
+    trades: list[Trade] = []
+    accepted: list[Bid] = []
+    if structure in (MarketStructure.BILATERAL, MarketStructure.COMPOSITE):
+        trades, accepted = _bilateral_step(locked, postings, now)
+    bilateral_kwh = sum((t.quantity_kwh for t in trades), ZERO)
+    if accepted:
+        Bid.objects.bulk_update(
+            accepted, ["accepted_kwh", "status", "decided_at"], batch_size=_BATCH
+        )
+    # Anything still pending lapses at gate closure (in a pool market there are none).
+    expired = Bid.objects.filter(
+        posting__interval_id=locked.pk, status=BidStatus.PENDING
+    ).update(status=BidStatus.EXPIRED, decided_at=now)
+
+    mechanism: str | None = None
+    price: Decimal | None = None
+    pool_trades: list[Trade] = []
+    grid_trades: list[Trade] = []
+    surplus = ZERO
+    grid_import = grid_export = ZERO
+    if structure in (MarketStructure.POOL, MarketStructure.COMPOSITE):
+        mechanism = rules.clearing_mechanism
+        orders = [p.order(p.remaining) for p in postings.values() if p.remaining > 0]
+        k = (
+            rules.pricing_k
+            if rules.pricing_rule == PricingRule.K_PRICING
+            and mechanism == ClearingMechanism.UNIFORM
+            else None
+        )
+        result = clear(mechanism, orders, k=k)
+        price, surplus = result.price, result.surplus
+        for sequence, match in enumerate(result.trades, start=1):
+            buyer, seller = postings[int(match.buyer[1:])], postings[int(match.seller[1:])]
+            pool_trades.append(
+                _trade(
+                    interval=locked,
+                    source=TradeSource.POOL,
+                    sequence=sequence,
+                    buyer=buyer,
+                    seller=seller,
+                    quantity=match.quantity,
+                    price=match.price,
+                    seller_price=match.seller_price,
+                    now=now,
+                    submitted_at=max(buyer.submitted_at, seller.submitted_at),
+                )
+            )
+        residual = grid_residual(
+            orders, result, retail=rules.retail_tariff, feed_in=rules.feed_in_tariff
+        )
+        for sequence, rest in enumerate(residual, start=1):
+            member = postings[int(rest.order_id[1:])]
+            buying = rest.side == ClearingSide.BUY
+            if buying:
+                grid_import += rest.quantity
+            else:
+                grid_export += rest.quantity
+            grid_trades.append(
+                _trade(
+                    interval=locked,
+                    source=TradeSource.GRID,
+                    sequence=sequence,
+                    buyer=member if buying else None,
+                    seller=None if buying else member,
+                    quantity=rest.quantity,
+                    price=rest.price,
+                    seller_price=rest.price,
+                    now=now,
+                    submitted_at=member.submitted_at,
+                    posting_id=member.pk,
+                )
+            )
+        # Peers or the grid took every kWh of every posting.
+        Posting.objects.filter(interval_id=locked.pk, status=PostingStatus.OPEN).update(
+            allocated_kwh=F("quantity_kwh"), status=PostingStatus.FILLED
+        )
+    else:
+        changed = [
+            Posting(
+                pk=p.pk,
+                allocated_kwh=p.allocated,
+                status=PostingStatus.FILLED if p.remaining == 0 else PostingStatus.CLOSED,
+            )
+            for p in postings.values()
+            if p.allocated or p.remaining == 0
+        ]
+        if changed:
+            Posting.objects.bulk_update(changed, ["allocated_kwh", "status"], batch_size=_BATCH)
+        Posting.objects.filter(interval_id=locked.pk, status=PostingStatus.OPEN).update(
+            status=PostingStatus.CLOSED
+        )
+    Trade.objects.bulk_create(trades + pool_trades + grid_trades, batch_size=_BATCH)
+    return ClearingSummary(
+        interval_id=locked.pk,
+        market_structure=structure,
+        mechanism=mechanism,
+        postings=len(postings),
+        bids_accepted=len(accepted),
+        bids_expired=expired,
+        bilateral_trades=len(trades),
+        pool_trades=len(pool_trades),
+        grid_trades=len(grid_trades),
+        bilateral_kwh=bilateral_kwh,
+        pool_kwh=sum((t.quantity_kwh for t in pool_trades), ZERO),
+        clearing_price=price,
+        grid_import_kwh=grid_import,
+        grid_export_kwh=grid_export,
+        surplus=surplus,
+        seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,114 @@
+"""Posting on the board: offers to sell and requests to buy energy in one interval."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Membership, MeterPoint
+from config.errors import ApplicationError, ErrorCode
+from marketplace.lock_objects import lock_interval, lock_meter_points, lock_posting
+from marketplace.models import Bid, BidStatus, Interval, Posting, PostingStatus, Side
+from marketplace.services.board_checks import (
+    KWH,
+    PRICE,
+    check_capacity,
+    check_interval_open,
+    check_member_may_trade,
+    check_meter_point,
+    check_price_in_band,
+    check_quantity_positive,
+    check_same_community,
+    fresh_membership,
+    to_decimal,
+)
+
+
+def posting_create(
+    *,
+    membership: Membership,
+    meter_point: MeterPoint,
+    interval: Interval,
+    side: str,
+    quantity_kwh: Decimal | str | int,
+    limit_price_per_kwh: Decimal | str | int,
+    auto_accept_best_bids: bool = True,
+    now: datetime | None = None,
+) -> Posting:
+    """Post an offer (``side="sell"``) or a request (``side="buy"``) for one interval.
+
+    Refuses, with the field named: a member not approved or suspended, an interval of another
+    community or past its gate closure, someone else's meter point, an unknown side, a quantity
+    not above 0 or beyond the meter point's capacity for the interval (counting its other
+    commitments on that side), a limit price outside the community's floor and cap.
+    """
+    now = now or timezone.now()
+    if side not in Side.values:
+        raise ApplicationError(ErrorCode.INVALID, "Choose buy or sell.", field="side")
+    quantity = to_decimal(quantity_kwh, field="quantity_kwh", quantum=KWH)
+    price = to_decimal(limit_price_per_kwh, field="limit_price_per_kwh", quantum=PRICE)
+    check_quantity_positive(quantity)
+    check_meter_point(membership, meter_point)
+    with transaction.atomic(durable=True):
+        # Lock order: interval, then meter point. The interval lock also orders us against the
+        # pipeline's gate closure, so a posting is either in before the gate or refused.
+        locked_interval = lock_interval(interval.pk)
+        member = fresh_membership(membership)
+        check_member_may_trade(member)
+        check_same_community(member, locked_interval)
+        check_interval_open(locked_interval, now)
+        check_price_in_band(price, locked_interval.rules, field="limit_price_per_kwh")
+        (locked_meter_point,) = lock_meter_points([meter_point.pk])
+        check_capacity(
+            meter_point=locked_meter_point,
+            interval=locked_interval,
+            side=side,
+            quantity_kwh=quantity,
+        )
+        return Posting.objects.create(
+            interval=locked_interval,
+            membership_id=member.pk,
+            meter_point_id=meter_point.pk,
+            side=side,
+            quantity_kwh=quantity,
+            limit_price_per_kwh=price,
+            auto_accept_best_bids=auto_accept_best_bids,
+            submitted_at=now,
+        )
+
+
+def posting_cancel(
+    *, posting: Posting, by_membership: Membership, now: datetime | None = None
+) -> Posting:
+    """The poster withdraws an open posting before gate closure; its pending bids expire.
+
+    What was already traded stays traded: trades from accepted bids are not undone.
+    """
+    now = now or timezone.now()
+    with transaction.atomic(durable=True):
+        interval = lock_interval(posting.interval_id)
+        locked = lock_posting(posting.pk)
+        if locked.membership_id != by_membership.pk:
+            raise ApplicationError(
+                ErrorCode.PERMISSION_DENIED,
+                "Only the poster can cancel a posting.",
+                field="posting",
+            )
+        check_interval_open(interval, now)
+        if locked.status != PostingStatus.OPEN:
+            raise ApplicationError(
+                ErrorCode.INVALID_STATE,
+                f"The posting is {locked.get_status_display().lower()}; it cannot be cancelled.",
+                field="posting",
+            )
+        locked.status = PostingStatus.CANCELLED
+        locked.save(update_fields=["status"])
+        # Every writer on this interval holds its lock, so this UPDATE's row locks cannot
+        # interleave with another path's.
+        Bid.objects.filter(posting=locked, status=BidStatus.PENDING).update(
+            status=BidStatus.EXPIRED, decided_at=now
+        )
+        return locked
