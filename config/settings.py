@@ -215,6 +215,16 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Every periodic schedule lives here and nowhere else; beat copies it into its tables.
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "heartbeat": {"task": "config.celery.heartbeat", "schedule": 30.0},
+    # The interval pipeline: open horizons and queue every due step. Ticks expire before the
+    # next one, so a backlog after an outage runs one tick, not hundreds.
+    "pipeline-tick": {
+        "task": "marketplace.pipeline_tick",
+        "schedule": 15.0,
+        "options": {"expires": 14},
+    },
+    # The demo community's automatic postings ahead of gate closure (demo only; a no-op when
+    # there is no demo community).
+    "demo-tick": {"task": "marketplace.demo_tick", "schedule": 60.0, "options": {"expires": 55}},
 }
 
 # --- REST API -------------------------------------------------------------------------------

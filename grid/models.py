@@ -26,3 +26,42 @@ class GridModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.community} grid ({self.reference_name or self.source})"
+
+
+class GridCheckResult(models.Model):
+    """What the grid check of one interval found and did; written once, by the pipeline step."""
+
+    interval = models.OneToOneField(
+        "marketplace.Interval", on_delete=models.CASCADE, related_name="grid_check"
+    )
+    grid_model = models.ForeignKey(
+        GridModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    checked_at = models.DateTimeField(default=timezone.now)
+    feasible = models.BooleanField()
+    power_flows = models.PositiveIntegerField()
+    # Floats on purpose: these are power-flow results, not energy or money. Null when the last
+    # power flow did not converge (there is no value to show).
+    min_vm_pu = models.FloatField(null=True, blank=True)
+    max_vm_pu = models.FloatField(null=True, blank=True)
+    max_line_loading_percent = models.FloatField(null=True, blank=True)
+    max_trafo_loading_percent = models.FloatField(null=True, blank=True)
+    losses_kw = models.FloatField(null=True, blank=True)
+    # [{"kind", "element", "value", "limit", "caused_by_trades"}], as found before curtailment.
+    violations = models.JSONField(default=list, blank=True)
+    # [{"trade", "curtailed_kwh", "reason"}]: what was taken off which trade and why.
+    curtailments = models.JSONField(default=list, blank=True)
+    trades_checked = models.PositiveIntegerField(default=0)
+    scheduled_kwh = models.DecimalField(max_digits=14, decimal_places=3, default=0)
+    curtailed_kwh = models.DecimalField(max_digits=14, decimal_places=3, default=0)
+    # {"<bus>": vm_pu} and {"<line>": loading_percent} of the final state, for drawing the grid.
+    bus_vm_pu = models.JSONField(default=dict, blank=True)
+    line_loading_percent = models.JSONField(default=dict, blank=True)
+    duration_s = models.FloatField()
+
+    class Meta:
+        ordering = ("-interval__start",)
+
+    def __str__(self) -> str:
+        verdict = "feasible" if self.feasible else "infeasible"
+        return f"grid check of {self.interval_id}: {verdict}, {self.power_flows} power flows"

@@ -1,0 +1,362 @@
+"""The interval pipeline: open → gate closed → cleared → grid checked → confirmed → settled.
+
+Every step is ``interval_advance(interval_id=..., to_state=...)``: one durable transaction that
+locks the interval row, re-reads its state and does the step's work only if the interval is still
+in the state the step starts from and the step is due. A step delivered twice, retried after a
+crash or run by the command while a worker runs it too therefore changes nothing the second time:
+the loser of the race finds the state already moved and returns ``False``. Work a step does is
+part of the same transaction as the state change, so a crash mid-step rolls both back.
+
+A failing step rolls back, then records the error on the interval (``last_error``,
+``failed_attempts``, ``timings["failures"]``) in a transaction of its own, and re-raises so Celery
+retries it with backoff; ``intervals_due`` holds a failing interval back for a growing delay so the
+tick does not hammer it either. A failure belongs to one interval of one community: the tick
+dispatches every (interval, step) as its own task, so nothing else waits for it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from marketplace.lock_objects import lock_interval
+from marketplace.models import Community, Interval, IntervalState, Trade
+
+logger = logging.getLogger(__name__)
+
+# The state each step moves to, keyed by the state it starts from.
+NEXT_STATE: dict[str, str] = {
+    IntervalState.OPEN: IntervalState.GATE_CLOSED,
+    IntervalState.GATE_CLOSED: IntervalState.CLEARED,
+    IntervalState.CLEARED: IntervalState.GRID_CHECKED,
+    IntervalState.GRID_CHECKED: IntervalState.CONFIRMED,
+    IntervalState.CONFIRMED: IntervalState.SETTLED,
+}
+PREVIOUS_STATE: dict[str, str] = {to: frm for frm, to in NEXT_STATE.items()}
+# Steps that are due as soon as the previous one is done (no clock involved).
+IMMEDIATE_STEPS = frozenset(
+    {IntervalState.CLEARED, IntervalState.GRID_CHECKED, IntervalState.CONFIRMED}
+)
+# Settlement waits this long after the interval ends for its meter readings to arrive.
+SETTLEMENT_DELAY = timedelta(minutes=15)
+# A failing step waits 15 s, 30 s, 60 s, ... (at most an hour) before the tick tries it again.
+RETRY_BASE = timedelta(seconds=15)
+RETRY_MAX = timedelta(hours=1)
+MAX_FAILURES_KEPT = 10
+
+
+class StepNotDue(Exception):  # noqa: N818 - a signal, not an error
+    """The step was asked for before its time (e.g. gate closure before ``gate_closure_at``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DueStep:
+    """One step that ``pipeline_tick`` or ``advance_intervals`` should run now."""
+
+    interval_id: int
+    community_id: int
+    to_state: str
+
+
+# --- Optional collaborators ------------------------------------------------------------------
+
+
+def _optional(module: str, name: str) -> Callable[..., Any] | None:
+    """A service from another part of the code base, or None if it does not exist (yet)."""
+    try:
+        found = getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+    return found if callable(found) else None
+
+
+def settlement_service() -> Callable[..., Any] | None:
+    """The ledger's ``interval_settle(*, interval)`` when the settlement app provides one."""
+    for module in ("marketplace.ledger.services", "marketplace.ledger.services.settlement"):
+        found = _optional(module, "interval_settle")
+        if found is not None:
+            return found
+    return None
+
+
+# --- The steps ---------------------------------------------------------------------------------
+
+
+def _step_due(interval: Interval, to_state: str, now: datetime) -> bool:
+    if to_state == IntervalState.GATE_CLOSED:
+        return now >= interval.gate_closure_at
+    if to_state == IntervalState.SETTLED:
+        return now >= interval.end + SETTLEMENT_DELAY and settlement_service() is not None
+    return to_state in IMMEDIATE_STEPS
+
+
+def _close_gate(interval: Interval) -> dict[str, Any]:
+    # Postings and bids check the state under the interval's lock, so from here on none is taken.
+    return {}
+
+
+def _clear(interval: Interval) -> dict[str, Any]:
+    from marketplace.services.clearing import interval_clear
+
+    summary = interval_clear(interval=interval)
+    details: dict[str, Any] = {}
+    for field in ("trades", "trade_count", "traded_kwh", "price_per_kwh"):
+        value = getattr(summary, field, None)
+        if isinstance(value, int | float | str) or value is None:
+            if value is not None:
+                details[field] = value
+        else:
+            details[field] = str(value)
+    return details
+
+
+def _grid_check(interval: Interval) -> dict[str, Any]:
+    from grid.services import grid_check_interval
+
+    result = grid_check_interval(interval=interval)
+    return {
+        "power_flows": result.power_flows,
+        "feasible": result.feasible,
+        "curtailed_kwh": str(result.curtailed_kwh),
+    }
+
+
+def _confirm(interval: Interval) -> dict[str, Any]:
+    # One UPDATE for every trade: what is delivered is what was agreed minus what the grid
+    # check curtailed (whose reason stays on the trade).
+    count = Trade.objects.filter(interval=interval).update(
+        confirmed_kwh=F("quantity_kwh") - F("curtailed_kwh")
+    )
+    return {"trades": count}
+
+
+def _settle(interval: Interval) -> dict[str, Any]:
+    service = settlement_service()
+    if service is None:  # checked by _step_due; kept so a removed app fails loudly
+        raise RuntimeError("no settlement service is installed")
+    service(interval=interval)
+    return {}
+
+
+STEP_WORK: dict[str, Callable[[Interval], dict[str, Any]]] = {
+    IntervalState.GATE_CLOSED: _close_gate,
+    IntervalState.CLEARED: _clear,
+    IntervalState.GRID_CHECKED: _grid_check,
+    IntervalState.CONFIRMED: _confirm,
+    IntervalState.SETTLED: _settle,
+}
+
+
+def _lock_interval(interval_id: int) -> Interval | None:
+    # Through the shared helper, so the pipeline takes the interval lock the way posting and
+    # bidding do (interval first), and the two can never deadlock.
+    try:
+        return lock_interval(interval_id)
+    except Interval.DoesNotExist:
+        return None
+
+
+def interval_advance(
+    *,
+    interval_id: int,
+    to_state: str,
+    now: datetime | None = None,
+    on_done: Callable[[Interval], None] | None = None,
+) -> bool:
+    """Run the step that moves the interval to ``to_state``; True if this call made the move.
+
+    Compare-and-set: under the interval's row lock, the step runs only if the interval is in the
+    state before ``to_state`` and the step is due at ``now``; otherwise it returns False having
+    written nothing. ``on_done`` runs after the commit of a successful step (the task uses it to
+    queue the next step at once). Errors are recorded on the interval, then re-raised.
+    """
+    if to_state not in PREVIOUS_STATE:
+        raise ValueError(f"no pipeline step leads to {to_state!r}")
+    now = now or timezone.now()
+    expected = PREVIOUS_STATE[to_state]
+    started = time.perf_counter()
+    try:
+        with transaction.atomic(durable=True):
+            interval = _lock_interval(interval_id)
+            if interval is None or interval.state != expected:
+                return False
+            if not _step_due(interval, to_state, now):
+                return False
+            details = STEP_WORK[to_state](interval)
+            seconds = time.perf_counter() - started
+            timings = dict(interval.timings or {})
+            timings[to_state] = {"at": now.isoformat(), "seconds": round(seconds, 4), **details}
+            interval.timings = timings
+            interval.state = to_state
+            interval.state_changed_at = now
+            interval.last_error = ""
+            interval.failed_attempts = 0
+            interval.save(
+                update_fields=[
+                    "state",
+                    "state_changed_at",
+                    "timings",
+                    "last_error",
+                    "failed_attempts",
+                ]
+            )
+            if on_done is not None:
+                transaction.on_commit(lambda: on_done(interval))
+    except Exception as exc:
+        _record_failure(interval_id=interval_id, to_state=to_state, error=exc, now=now)
+        raise
+    logger.info("interval %s: %s -> %s in %.3f s", interval_id, expected, to_state, seconds)
+    return True
+
+
+def _record_failure(
+    *, interval_id: int, to_state: str, error: BaseException, now: datetime
+) -> None:
+    message = f"{to_state}: {type(error).__name__}: {error}"[:2000]
+    logger.warning("interval %s: step to %s failed: %s", interval_id, to_state, message)
+    try:
+        with transaction.atomic():
+            interval = _lock_interval(interval_id)
+            if interval is None:
+                return
+            timings = dict(interval.timings or {})
+            failures = list(timings.get("failures", []))[-(MAX_FAILURES_KEPT - 1) :]
+            failures.append({"step": to_state, "at": now.isoformat(), "error": message})
+            timings["failures"] = failures
+            timings["last_failure_at"] = now.isoformat()
+            interval.timings = timings
+            interval.last_error = message
+            interval.failed_attempts += 1
+            interval.save(update_fields=["timings", "last_error", "failed_attempts"])
+    except Exception:
+        # The step's own error is what matters; a second one (e.g. the database is gone) must not
+        # hide it.
+        logger.exception("interval %s: could not record the failure", interval_id)
+
+
+def retry_delay(failed_attempts: int) -> timedelta:
+    """How long the tick leaves an interval alone after its ``failed_attempts``-th failure."""
+    if failed_attempts <= 0:
+        return timedelta(0)
+    return min(RETRY_BASE * 2 ** min(failed_attempts - 1, 16), RETRY_MAX)
+
+
+def _in_backoff(interval: Interval, now: datetime) -> bool:
+    if interval.failed_attempts <= 0:
+        return False
+    at = (interval.timings or {}).get("last_failure_at")
+    if not at:
+        return False
+    return now < datetime.fromisoformat(at) + retry_delay(interval.failed_attempts)
+
+
+def intervals_due(*, now: datetime, community: Community | None = None) -> list[DueStep]:
+    """Every interval whose next step is due at ``now``, oldest first, one step per interval."""
+    settle = settlement_service() is not None
+    condition = Q(state=IntervalState.OPEN, gate_closure_at__lte=now) | Q(
+        state__in=[PREVIOUS_STATE[s] for s in IMMEDIATE_STEPS]
+    )
+    if settle:
+        condition |= Q(state=IntervalState.CONFIRMED, end__lte=now - SETTLEMENT_DELAY)
+    queryset = Interval.objects.filter(condition)
+    if community is not None:
+        queryset = queryset.filter(community=community)
+    due: list[DueStep] = []
+    for interval in queryset.order_by("start", "pk").only(
+        "pk", "community_id", "state", "timings", "failed_attempts"
+    ):
+        if _in_backoff(interval, now):
+            continue
+        due.append(DueStep(interval.pk, interval.community_id, NEXT_STATE[interval.state]))
+    return due
+
+
+def intervals_open_all(*, now: datetime, communities: Iterable[Community] | None = None) -> int:
+    """Open every community's rolling horizon; one community's failure does not stop the rest."""
+    from marketplace.services.intervals import intervals_open_horizon
+
+    opened = 0
+    for community in communities if communities is not None else Community.objects.all():
+        try:
+            opened += intervals_open_horizon(community=community, now=now)
+        except Exception:
+            logger.exception("community %s: could not open its intervals", community.slug)
+    return opened
+
+
+def pipeline_tick(
+    *, now: datetime | None = None, dispatch: Callable[[DueStep], None] | None = None
+) -> list[DueStep]:
+    """What beat runs every few seconds: open horizons, then queue every due step as a task.
+
+    Each (interval, step) becomes its own task, queued after this transaction commits, so one
+    community's slow or failing step never holds up another's. A step queued twice (this tick
+    and the last, or after a worker restart) is harmless: the second run finds the state moved.
+    """
+    now = now or timezone.now()
+    intervals_open_all(now=now)
+    due = intervals_due(now=now)
+    if dispatch is None:
+        dispatch = dispatch_step
+    with transaction.atomic():
+        for step in due:
+            transaction.on_commit(lambda step=step: dispatch(step))  # type: ignore[misc]
+    return due
+
+
+def dispatch_step(step: DueStep) -> None:
+    """Queue the Celery task for one step (imported late: tasks import this module)."""
+    from marketplace.tasks import interval_advance_task
+
+    interval_advance_task.apply_async(
+        args=(step.interval_id, step.to_state),
+        # The next tick queues the step again anyway; an old copy that sat in a queue while the
+        # workers were down need not run.
+        expires=TASK_EXPIRES_SECONDS,
+    )
+
+
+TASK_EXPIRES_SECONDS = 300
+
+
+def next_step_if_due(interval: Interval, now: datetime | None = None) -> DueStep | None:
+    """The step after the one just done, if it can run at once (used to chain steps)."""
+    to_state = NEXT_STATE.get(interval.state)
+    if to_state is None or not _step_due(interval, to_state, now or timezone.now()):
+        return None
+    return DueStep(interval.pk, interval.community_id, to_state)
+
+
+def intervals_advance_due(
+    *, now: datetime, community: Community | None = None, max_rounds: int = 10
+) -> tuple[int, list[str]]:
+    """Run every step due at ``now`` synchronously (the command and the tests).
+
+    Returns (steps done, errors). A failing interval is recorded and skipped; the others go on.
+    """
+    done = 0
+    errors: list[str] = []
+    failed: set[int] = set()
+    for _ in range(max_rounds):
+        due = [
+            s for s in intervals_due(now=now, community=community) if s.interval_id not in failed
+        ]
+        if not due:
+            break
+        for step in due:
+            try:
+                if interval_advance(interval_id=step.interval_id, to_state=step.to_state, now=now):
+                    done += 1
+            except Exception as exc:
+                failed.add(step.interval_id)
+                errors.append(f"interval {step.interval_id} -> {step.to_state}: {exc}")
+    return done, errors
