@@ -27,8 +27,9 @@ Rules, as implemented (see ``grid_check``):
   remaining quantity. Violations are handled worst first in one pass, each one crediting what was
   already curtailed for the others (by the same linear model), then the power flow is re-run.
 * A power flow that does not converge with the trades (when the base case does) is handled by
-  curtailing half of the remaining trade energy: every trade by half (SENSITIVITY) or the latest
-  trades up to half of the total (LAST_ON_FIRST_OFF).
+  curtailing half of the remaining trade energy, taken from the largest trades first
+  (SENSITIVITY) or the latest orders first (LAST_ON_FIRST_OFF); the same halving is the fallback
+  when the linear model finds no trade that would help.
 * Curtailed energy is ``Decimal`` rounded up to 0.001 kWh, never more than the trade's quantity;
   confirmed = scheduled - curtailed. With everything curtailed the net is back at its base case,
   which is feasible by definition, so the loop always ends feasible unless ``max_power_flows`` is
@@ -354,7 +355,11 @@ def _findings(state: _State, base: _State | None, limits: GridLimits) -> list[_F
             base_value = table[etype].get(idx)
         if base_value is not None:
             target = max(limit, base_value) if upper else min(limit, base_value)
-        tol = VOLTAGE_TOLERANCE_PU if etype == "bus" else LOADING_TOLERANCE_PERCENT
+        # The tolerance only shields a base-case violation from power-flow noise; where the base
+        # case is inside the limit, any violation is the trades' doing.
+        tol = 0.0
+        if target != limit:
+            tol = VOLTAGE_TOLERANCE_PU if etype == "bus" else LOADING_TOLERANCE_PERCENT
         caused = (value > target + tol) if upper else (value < target - tol)
         found.append(_Finding(kind, etype, idx, value, limit, target, caused))
 
@@ -381,12 +386,11 @@ def _policy_order(
 
 
 def _curtail_half(schedule: _Schedule, policy: CurtailmentPolicy, reason: str) -> bool:
+    """Take half of the remaining trade energy: latest orders first (LAST_ON_FIRST_OFF) or
+    largest trades first (SENSITIVITY: without a converged state the big injections are the
+    likely cause, and small trades are spared)."""
     remaining = schedule.remaining_kw()
     live = [i for i in range(len(schedule.trades)) if remaining[i] > 0]
-    if policy is CurtailmentPolicy.SENSITIVITY:
-        # Every trade must be curtailed, so no short-circuiting any() over a generator.
-        done = [schedule.curtail(i, remaining[i] / 2.0, reason) for i in live]
-        return any(done)
     need = float(remaining.sum()) / 2.0
     progressed = False
     for i in _policy_order(schedule, live, remaining, policy):
