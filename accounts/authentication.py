@@ -43,9 +43,7 @@ class BearerTokenAuthentication(BaseAuthentication):
             raw = parts[1].decode("ascii")
         except UnicodeDecodeError as exc:
             raise AuthenticationFailed("Invalid token.") from exc
-        token = (
-            ApiToken.objects.select_related("user").filter(digest=token_digest(raw)).first()
-        )
+        token = ApiToken.objects.select_related("user").filter(digest=token_digest(raw)).first()
         if token is None:
             raise AuthenticationFailed("Invalid token.")
         if token.revoked_at is not None:

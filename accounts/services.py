@@ -169,7 +169,7 @@ def community_manager_add(*, user: User, community: Community, added_by: User | 
     return membership_approve(membership=membership, decided_by=added_by)
 
 
-def _check_meter_point_values(
+def meter_point_check_values(
     *,
     label: str,
     import_capacity_kw: Decimal,
@@ -224,7 +224,7 @@ def meter_point_register(
             "Only approved members can register meter points.",
             field="membership",
         )
-    _check_meter_point_values(
+    meter_point_check_values(
         label=label,
         import_capacity_kw=import_capacity_kw,
         export_capacity_kw=export_capacity_kw,
@@ -289,7 +289,7 @@ def meter_point_update(
         )
     values = {field: getattr(meter_point, field) for field in METER_POINT_EDITABLE}
     values.update(changes)
-    _check_meter_point_values(**values)
+    meter_point_check_values(**values)
     values["label"] = values["label"].strip()
     changed = [
         field for field in METER_POINT_EDITABLE if getattr(meter_point, field) != values[field]

@@ -2,13 +2,27 @@
 
 from django.contrib import admin
 
+from accounts.admin_scoping import CommunityScopedAdmin, CommunityScopedInline
+from accounts.models import Membership
 from marketplace.models import Bid, Community, Interval, MarketRules, Posting, Trade
 
 
+class MembershipInline(CommunityScopedInline):
+    """Members at a glance; decisions are the membership admin's actions (audited services)."""
+
+    model = Membership
+    fields = ("pseudonym", "user", "role", "status", "requested_at")
+    readonly_fields = fields
+    show_change_link = True
+
+
 @admin.register(Community)
-class CommunityAdmin(admin.ModelAdmin):
+class CommunityAdmin(CommunityScopedAdmin):
+    # A manager sees and edits only the communities they manage; operators create them.
+    community_lookup = "pk"
     list_display = ("name", "slug", "timezone", "currency")
     prepopulated_fields = {"slug": ("name",)}
+    inlines = (MembershipInline,)
 
 
 @admin.register(MarketRules)
