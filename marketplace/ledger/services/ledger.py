@@ -1,0 +1,180 @@
+"""Ledger accounts and ``ledger_post``, the only code that writes ledger entries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Membership, User
+from config.errors import ApplicationError, ErrorCode
+from marketplace.ledger.chain import EntryContent, entry_hash
+from marketplace.ledger.lock_objects import lock_ledger_chain
+from marketplace.ledger.models import (
+    GENESIS_HASH,
+    AccountKind,
+    EntryKind,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+    TransactionKind,
+)
+from marketplace.models import Community, Interval
+
+CENT = Decimal("0.01")
+KWH = Decimal("0.001")
+PRICE = Decimal("0.0001")
+ZERO = Decimal("0")
+
+
+def to_cents(amount: Decimal) -> Decimal:
+    """Quantise to the minor unit; half-even is symmetric, so a line and its mirror still cancel."""
+    return amount.quantize(CENT, rounding=ROUND_HALF_EVEN)
+
+
+@dataclass(frozen=True)
+class LedgerLine:
+    """One line to post: an exact (not yet rounded) amount on one account."""
+
+    account: LedgerAccount
+    amount: Decimal
+    kind: EntryKind
+    energy_kwh: Decimal | None = None
+    price_per_kwh: Decimal | None = None
+    memo: str = ""
+
+
+def ledger_account_for_member(*, membership: Membership) -> LedgerAccount:
+    """The member's account, opened on first use (callers hold the chain lock)."""
+    account, _ = LedgerAccount.objects.get_or_create(
+        membership=membership,
+        defaults={"community_id": membership.community_id, "kind": AccountKind.MEMBER},
+    )
+    return account
+
+
+def ledger_account_for_community(*, community: Community, kind: AccountKind) -> LedgerAccount:
+    """The community's grid or fee account, opened on first use."""
+    if kind == AccountKind.MEMBER:
+        raise ValueError("member accounts belong to a membership")
+    account, _ = LedgerAccount.objects.get_or_create(community=community, kind=kind)
+    return account
+
+
+def ledger_post(
+    *,
+    community: Community,
+    key: str,
+    kind: TransactionKind,
+    lines: Sequence[LedgerLine],
+    memo: str = "",
+    interval: Interval | None = None,
+    posted_by: User | None = None,
+    now: datetime | None = None,
+) -> LedgerTransaction:
+    """Append one balanced transaction to the chain and return it.
+
+    ``lines`` must sum to exactly zero before rounding. Each line is quantised to cents; what the
+    rounding leaves over is booked as an explicit ``rounding`` line on the community's fee
+    account, so the entries sum to exactly zero too. Posting the same ``key`` again returns the
+    transaction already booked and writes nothing, which makes retried tasks harmless.
+    Runs in the caller's transaction when there is one (it never opens a durable one).
+    """
+    exact_total = sum((line.amount for line in lines), ZERO)
+    if exact_total != ZERO:
+        raise ApplicationError(
+            ErrorCode.INVALID, f"Ledger lines must balance; they sum to {exact_total}."
+        )
+    for line in lines:
+        if line.account.community_id != community.pk:
+            raise ApplicationError(
+                ErrorCode.INVALID, "A ledger line names another community's account."
+            )
+    at = now or timezone.now()
+    with transaction.atomic():
+        lock_ledger_chain()
+        existing = LedgerTransaction.objects.filter(key=key).first()
+        if existing is not None:
+            return existing
+        ledger_transaction = LedgerTransaction.objects.create(
+            community=community,
+            key=key,
+            kind=kind,
+            interval=interval,
+            memo=memo,
+            posted_at=at,
+            posted_by=posted_by,
+        )
+        rounded = [(line, to_cents(line.amount)) for line in lines]
+        residue = -sum((amount for _, amount in rounded), ZERO)
+        if residue:
+            fee_account = ledger_account_for_community(community=community, kind=AccountKind.FEE)
+            rounded.append(
+                (
+                    LedgerLine(
+                        account=fee_account,
+                        amount=residue,
+                        kind=EntryKind.ROUNDING,
+                        memo="rounding to the minor unit",
+                    ),
+                    residue,
+                )
+            )
+        _append_entries(ledger_transaction, rounded, interval=interval, at=at)
+        return ledger_transaction
+
+
+def _append_entries(
+    ledger_transaction: LedgerTransaction,
+    rounded: Sequence[tuple[LedgerLine, Decimal]],
+    *,
+    interval: Interval | None,
+    at: datetime,
+) -> None:
+    # The caller holds the chain lock, so the head read here is still the head when we write.
+    head = LedgerEntry.objects.order_by("-sequence").values("sequence", "hash").first()
+    sequence = head["sequence"] if head else 0
+    prev_hash = head["hash"] if head else GENESIS_HASH
+    entries = []
+    for line, amount in rounded:
+        if amount == ZERO:
+            continue  # a zero line carries no money; its energy is in the Settlement row
+        sequence += 1
+        # Stored at the columns' precision, so the hash covers exactly what the database keeps.
+        energy = None if line.energy_kwh is None else line.energy_kwh.quantize(KWH)
+        price = None if line.price_per_kwh is None else line.price_per_kwh.quantize(PRICE)
+        content = EntryContent(
+            sequence=sequence,
+            transaction_id=ledger_transaction.pk,
+            account_id=line.account.pk,
+            kind=str(line.kind),
+            amount=amount,
+            energy_kwh=energy,
+            price_per_kwh=price,
+            interval_id=interval.pk if interval else None,
+            memo=line.memo,
+            created_at=at,
+        )
+        digest = entry_hash(content, prev_hash)
+        entries.append(
+            LedgerEntry(
+                transaction=ledger_transaction,
+                account=line.account,
+                sequence=sequence,
+                kind=line.kind,
+                amount=amount,
+                energy_kwh=energy,
+                price_per_kwh=price,
+                interval=interval,
+                memo=line.memo,
+                created_at=at,
+                prev_hash=prev_hash,
+                hash=digest,
+            )
+        )
+        prev_hash = digest
+    LedgerEntry.objects.bulk_create(entries)

@@ -1,0 +1,451 @@
+"""Settling an interval: metered energy against confirmed trades, booked through the ledger.
+
+For each member of the interval (see ``interval_settle``):
+
+* each confirmed trade, ``q = confirmed_kwh``: a peer trade moves ``price_per_kwh * q`` out of the
+  buyer's account and ``seller_price_per_kwh * q`` into the seller's; the difference (McAfee's
+  trade-reduction surplus) goes to the community's fee account. A trade with the outside grid
+  (buyer or seller null) moves the same money against the community's grid account instead.
+* the community fee: every member party of a trade pays ``fee_per_kwh * q`` to the fee account.
+* the imbalance ``(imported - exported) - (bought - sold)`` in kWh: a shortfall (> 0) is bought
+  from the grid at ``retail_tariff``, a surplus (< 0) sold to it at ``feed_in_tariff``, both
+  through the community's grid account.
+
+The tariffs and the fee are those of the market rules the interval was opened under. A reading
+that arrives after settlement books only the difference it makes, as an adjustment transaction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q, Sum
+
+from accounts.models import Membership, MembershipStatus, MeterPoint
+from config.errors import ApplicationError, ErrorCode
+from marketplace.ledger.lock_objects import lock_ledger_chain
+from marketplace.ledger.models import (
+    AccountKind,
+    EntryKind,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+    MeterReading,
+    Settlement,
+    TransactionKind,
+)
+from marketplace.ledger.services.ledger import (
+    ZERO,
+    LedgerLine,
+    ledger_account_for_community,
+    ledger_account_for_member,
+    ledger_post,
+)
+from marketplace.models import Interval, IntervalState, Trade
+
+# How long after an interval ends settlement waits for missing readings before it estimates
+# them from the confirmed schedule (and flags the settlement as estimated).
+DEFAULT_SETTLEMENT_WINDOW_MINUTES = 60
+SETTLEABLE_STATES = (IntervalState.CONFIRMED, IntervalState.SETTLED)
+
+
+def settlement_window() -> timedelta:
+    minutes = getattr(
+        settings, "PEERGRID_SETTLEMENT_WINDOW_MINUTES", DEFAULT_SETTLEMENT_WINDOW_MINUTES
+    )
+    return timedelta(minutes=int(minutes))
+
+
+def settlement_key(interval: Interval) -> str:
+    return f"settle:{interval.pk}"
+
+
+@dataclass(frozen=True)
+class SettlementResult:
+    """What ``interval_settle`` did; ``settled`` tells the pipeline it may move the state on."""
+
+    interval_id: int
+    settled: bool
+    created: bool
+    transaction_id: int | None = None
+    # Meter points without a reading: still awaited (settled=False) or estimated (settled=True).
+    missing_meter_point_ids: tuple[int, ...] = ()
+    estimated_membership_ids: tuple[int, ...] = ()
+
+
+@dataclass
+class MemberEnergy:
+    """One member's confirmed and metered energy in an interval, in kWh."""
+
+    bought_kwh: Decimal = ZERO
+    sold_kwh: Decimal = ZERO
+    imported_kwh: Decimal = ZERO
+    exported_kwh: Decimal = ZERO
+    estimated: bool = False
+    missing_meter_point_ids: list[int] = field(default_factory=list)
+
+    @property
+    def imbalance_kwh(self) -> Decimal:
+        """Metered net import minus confirmed net import: > 0 shortfall, < 0 surplus."""
+        return (self.imported_kwh - self.exported_kwh) - (self.bought_kwh - self.sold_kwh)
+
+
+def confirmed_trades(interval: Interval) -> list[Trade]:
+    return list(
+        Trade.objects.filter(interval=interval, confirmed_kwh__gt=0).order_by(
+            "source", "sequence", "pk"
+        )
+    )
+
+
+def expected_meter_points(interval: Interval, trades: list[Trade]) -> dict[int, int]:
+    """Meter point id -> membership id of every meter point that must report for the interval.
+
+    Every meter point of an approved (or since suspended: they still used energy) member that
+    existed when the interval ended, and any meter point named in a confirmed trade.
+    """
+    rows = MeterPoint.objects.filter(
+        membership__community_id=interval.community_id,
+        membership__status__in=[MembershipStatus.APPROVED, MembershipStatus.SUSPENDED],
+        created_at__lt=interval.end,
+    ).values_list("pk", "membership_id")
+    expected = dict(rows)
+    named = {
+        mp
+        for trade in trades
+        for mp in (trade.buyer_meter_point_id, trade.seller_meter_point_id)
+        if mp is not None
+    }
+    if named - expected.keys():
+        expected.update(
+            MeterPoint.objects.filter(pk__in=named - expected.keys()).values_list(
+                "pk", "membership_id"
+            )
+        )
+    return expected
+
+
+def latest_readings(interval: Interval) -> dict[int, MeterReading]:
+    """Meter point id -> its newest reading version for the interval."""
+    latest: dict[int, MeterReading] = {}
+    for reading in MeterReading.objects.filter(interval=interval).order_by("version"):
+        latest[reading.meter_point_id] = reading
+    return latest
+
+
+def member_energy(
+    interval: Interval,
+    trades: list[Trade],
+    meter_points: dict[int, int],
+    readings: dict[int, MeterReading],
+) -> dict[int, MemberEnergy]:
+    """Membership id -> confirmed and metered energy, estimating missing meters by schedule."""
+    of_member: dict[int, list[int]] = defaultdict(list)
+    for mp, membership_id in sorted(meter_points.items()):
+        of_member[membership_id].append(mp)
+    # Every member with a meter point gets a row, traded or not; trade parties are added below.
+    energy: dict[int, MemberEnergy] = defaultdict(MemberEnergy)
+    energy.update({membership_id: MemberEnergy() for membership_id in of_member})
+    # The schedule per meter point: what stands in for a missing reading.
+    scheduled: dict[int, list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
+
+    def home(membership_id: int, mp: int | None) -> int | None:
+        # A trade without a meter point counts against the member's first one.
+        if mp is not None:
+            return mp
+        own = of_member.get(membership_id)
+        return own[0] if own else None
+
+    unmetered: dict[int, list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
+    for trade in trades:
+        q = trade.confirmed_kwh or ZERO
+        if trade.buyer_id is not None:
+            energy[trade.buyer_id].bought_kwh += q
+            at = home(trade.buyer_id, trade.buyer_meter_point_id)
+            (scheduled[at] if at is not None else unmetered[trade.buyer_id])[0] += q
+        if trade.seller_id is not None:
+            energy[trade.seller_id].sold_kwh += q
+            at = home(trade.seller_id, trade.seller_meter_point_id)
+            (scheduled[at] if at is not None else unmetered[trade.seller_id])[1] += q
+    for membership_id, member in energy.items():
+        for mp in of_member.get(membership_id, []):
+            reading = readings.get(mp)
+            if reading is not None:
+                member.imported_kwh += reading.imported_kwh
+                member.exported_kwh += reading.exported_kwh
+            else:
+                member.imported_kwh += scheduled[mp][0]
+                member.exported_kwh += scheduled[mp][1]
+                member.estimated = True
+                member.missing_meter_point_ids.append(mp)
+        if membership_id in unmetered:
+            # No meter point at all: nothing was measured, so the schedule is the estimate.
+            member.imported_kwh += unmetered[membership_id][0]
+            member.exported_kwh += unmetered[membership_id][1]
+            member.estimated = True
+    return dict(energy)
+
+
+def _imbalance_lines(
+    *,
+    interval: Interval,
+    account: LedgerAccount,
+    grid: LedgerAccount,
+    imbalance_kwh: Decimal,
+    booked: dict[str, tuple[Decimal, Decimal]],
+) -> list[LedgerLine]:
+    """Lines that bring the member's imbalance money from ``booked`` to what ``imbalance_kwh``
+    costs; ``booked`` maps entry kind -> (amount, energy) already on the member's account."""
+    rules = interval.rules
+    targets = (
+        (EntryKind.IMBALANCE_IMPORT, max(imbalance_kwh, ZERO), -rules.retail_tariff),
+        (EntryKind.IMBALANCE_EXPORT, max(-imbalance_kwh, ZERO), rules.feed_in_tariff),
+    )
+    lines = []
+    for kind, target_kwh, signed_price in targets:
+        booked_amount, booked_kwh = booked.get(kind, (ZERO, ZERO))
+        # Against the booked cents, so after any number of adjustments the member holds exactly
+        # the rounded price of the current imbalance and no rounding drift accumulates.
+        delta = signed_price * target_kwh - booked_amount
+        if delta == ZERO:
+            continue
+        price = abs(signed_price)
+        energy = target_kwh - booked_kwh
+        lines.append(LedgerLine(account, delta, kind, energy, price, "imbalance"))
+        lines.append(LedgerLine(grid, -delta, kind, energy, price, "imbalance"))
+    return lines
+
+
+def _trade_lines(
+    *,
+    interval: Interval,
+    trades: list[Trade],
+    member_account: dict[int, LedgerAccount],
+    grid: LedgerAccount,
+    fee: LedgerAccount,
+) -> list[LedgerLine]:
+    fee_per_kwh = interval.rules.fee_per_kwh
+    lines: list[LedgerLine] = []
+    for trade in trades:
+        q = trade.confirmed_kwh or ZERO
+        memo = f"{trade.source} trade {trade.sequence}"
+        paid = trade.price_per_kwh * q
+        received = trade.seller_price_per_kwh * q
+        if trade.buyer_id is not None and trade.seller_id is not None:
+            buyer, seller = member_account[trade.buyer_id], member_account[trade.seller_id]
+            lines.append(
+                LedgerLine(buyer, -paid, EntryKind.PEER_PURCHASE, q, trade.price_per_kwh, memo)
+            )
+            lines.append(
+                LedgerLine(
+                    seller, received, EntryKind.PEER_SALE, q, trade.seller_price_per_kwh, memo
+                )
+            )
+            if paid != received:
+                lines.append(LedgerLine(fee, paid - received, EntryKind.SPREAD, q, None, memo))
+        elif trade.buyer_id is not None:
+            buyer = member_account[trade.buyer_id]
+            lines.append(
+                LedgerLine(buyer, -paid, EntryKind.GRID_PURCHASE, q, trade.price_per_kwh, memo)
+            )
+            lines.append(
+                LedgerLine(grid, paid, EntryKind.GRID_PURCHASE, q, trade.price_per_kwh, memo)
+            )
+        else:
+            assert trade.seller_id is not None  # the trade_has_a_member constraint
+            seller = member_account[trade.seller_id]
+            price = trade.seller_price_per_kwh
+            lines.append(LedgerLine(seller, received, EntryKind.GRID_SALE, q, price, memo))
+            lines.append(LedgerLine(grid, -received, EntryKind.GRID_SALE, q, price, memo))
+        if fee_per_kwh:
+            for party in (trade.buyer_id, trade.seller_id):
+                if party is not None:
+                    charge = fee_per_kwh * q
+                    lines.append(
+                        LedgerLine(
+                            member_account[party], -charge, EntryKind.FEE, q, fee_per_kwh, memo
+                        )
+                    )
+                    lines.append(LedgerLine(fee, charge, EntryKind.FEE, q, fee_per_kwh, memo))
+    return lines
+
+
+def interval_settle(*, interval: Interval, now: datetime) -> SettlementResult:
+    """Settle a confirmed interval once its readings are in or the settlement window has passed.
+
+    Returns ``settled=False`` (and writes nothing) while readings are still awaited. Safe to call
+    any number of times: a settled interval returns its existing transaction. It does not change
+    ``interval.state``: the pipeline calls it inside its own compare-and-set transaction and moves
+    the state to settled when ``settled`` is true. It opens no durable transaction of its own.
+    """
+    interval = Interval.objects.select_related("rules", "community").get(pk=interval.pk)
+    if interval.state not in SETTLEABLE_STATES:
+        raise ApplicationError(
+            ErrorCode.INVALID_STATE,
+            f"Only confirmed intervals can be settled; this one is {interval.state}.",
+            field="state",
+        )
+    key = settlement_key(interval)
+    existing = LedgerTransaction.objects.filter(key=key).first()
+    if existing is not None:
+        return SettlementResult(
+            interval.pk, settled=True, created=False, transaction_id=existing.pk
+        )
+    trades = confirmed_trades(interval)
+    meter_points = expected_meter_points(interval, trades)
+    readings = latest_readings(interval)
+    missing = tuple(sorted(mp for mp in meter_points if mp not in readings))
+    if missing and now < interval.end + settlement_window():
+        return SettlementResult(
+            interval.pk, settled=False, created=False, missing_meter_point_ids=missing
+        )
+
+    with transaction.atomic():
+        lock_ledger_chain()
+        existing = LedgerTransaction.objects.filter(key=key).first()
+        if existing is not None:  # another worker settled it while we read
+            return SettlementResult(
+                interval.pk, settled=True, created=False, transaction_id=existing.pk
+            )
+        energy = member_energy(interval, trades, meter_points, readings)
+        memberships = Membership.objects.in_bulk(list(energy))
+        member_account = {
+            pk: ledger_account_for_member(membership=membership)
+            for pk, membership in memberships.items()
+        }
+        grid = ledger_account_for_community(community=interval.community, kind=AccountKind.GRID)
+        fee = ledger_account_for_community(community=interval.community, kind=AccountKind.FEE)
+        lines = _trade_lines(
+            interval=interval, trades=trades, member_account=member_account, grid=grid, fee=fee
+        )
+        for membership_id in sorted(energy):
+            lines += _imbalance_lines(
+                interval=interval,
+                account=member_account[membership_id],
+                grid=grid,
+                imbalance_kwh=energy[membership_id].imbalance_kwh,
+                booked={},
+            )
+        ledger_transaction = ledger_post(
+            community=interval.community,
+            key=key,
+            kind=TransactionKind.SETTLEMENT,
+            lines=lines,
+            memo=f"settlement of interval {interval}",
+            interval=interval,
+            now=now,
+        )
+        Settlement.objects.bulk_create(
+            [
+                Settlement(
+                    interval=interval,
+                    membership_id=membership_id,
+                    transaction=ledger_transaction,
+                    confirmed_bought_kwh=member.bought_kwh,
+                    confirmed_sold_kwh=member.sold_kwh,
+                    metered_import_kwh=member.imported_kwh,
+                    metered_export_kwh=member.exported_kwh,
+                    imbalance_kwh=member.imbalance_kwh,
+                    estimated=member.estimated,
+                    settled_at=now,
+                )
+                for membership_id, member in sorted(energy.items())
+            ]
+        )
+    return SettlementResult(
+        interval.pk,
+        settled=True,
+        created=True,
+        transaction_id=ledger_transaction.pk,
+        missing_meter_point_ids=missing,
+        estimated_membership_ids=tuple(sorted(m for m, e in energy.items() if e.estimated)),
+    )
+
+
+def settlement_adjust(
+    *, interval: Interval, membership: Membership, now: datetime
+) -> LedgerTransaction | None:
+    """Book what a late or corrected reading changes in a settled interval; None if nothing.
+
+    Only the difference between the imbalance now metered and the imbalance already booked is
+    posted, as a new adjustment transaction: earlier entries are never touched.
+    """
+    interval = Interval.objects.select_related("rules", "community").get(pk=interval.pk)
+    with transaction.atomic():
+        lock_ledger_chain()
+        original = LedgerTransaction.objects.filter(key=settlement_key(interval)).first()
+        if original is None:
+            return None  # not settled yet: settlement will read the new reading itself
+        trades = confirmed_trades(interval)
+        meter_points = expected_meter_points(interval, trades)
+        energy = member_energy(interval, trades, meter_points, latest_readings(interval))
+        member = energy.get(membership.pk, MemberEnergy())
+        account = ledger_account_for_member(membership=membership)
+        grid = ledger_account_for_community(community=interval.community, kind=AccountKind.GRID)
+        booked = {
+            row["kind"]: (row["amount"] or ZERO, row["energy"] or ZERO)
+            for row in LedgerEntry.objects.filter(
+                Q(kind=EntryKind.IMBALANCE_IMPORT) | Q(kind=EntryKind.IMBALANCE_EXPORT),
+                account=account,
+                interval=interval,
+            )
+            .values("kind")
+            .annotate(amount=Sum("amount"), energy=Sum("energy_kwh"))
+            .order_by()
+        }
+        lines = _imbalance_lines(
+            interval=interval,
+            account=account,
+            grid=grid,
+            imbalance_kwh=member.imbalance_kwh,
+            booked=booked,
+        )
+        settlement, _ = Settlement.objects.get_or_create(
+            interval=interval,
+            membership=membership,
+            defaults={
+                "transaction": original,
+                "confirmed_bought_kwh": member.bought_kwh,
+                "confirmed_sold_kwh": member.sold_kwh,
+                "metered_import_kwh": member.imported_kwh,
+                "metered_export_kwh": member.exported_kwh,
+                "imbalance_kwh": member.imbalance_kwh,
+                "estimated": member.estimated,
+                "settled_at": now,
+            },
+        )
+        ledger_transaction = None
+        if lines:
+            count = LedgerTransaction.objects.filter(
+                key__startswith=f"adjust:{interval.pk}:{membership.pk}:"
+            ).count()
+            ledger_transaction = ledger_post(
+                community=interval.community,
+                key=f"adjust:{interval.pk}:{membership.pk}:{count + 1}",
+                kind=TransactionKind.ADJUSTMENT,
+                lines=lines,
+                memo=f"late reading for interval {interval}",
+                interval=interval,
+                now=now,
+            )
+        # The summary follows the newest readings; the money trail is in the ledger.
+        settlement.metered_import_kwh = member.imported_kwh
+        settlement.metered_export_kwh = member.exported_kwh
+        settlement.imbalance_kwh = member.imbalance_kwh
+        settlement.estimated = member.estimated
+        settlement.adjusted_at = now
+        settlement.save(
+            update_fields=[
+                "metered_import_kwh",
+                "metered_export_kwh",
+                "imbalance_kwh",
+                "estimated",
+                "adjusted_at",
+            ]
+        )
+        return ledger_transaction
