@@ -3,10 +3,11 @@
 Every pooled mechanism (uniform, pay-as-bid, trade reduction) uses the same three steps:
 
 1. ``book_from_orders``: validate the orders and convert them to int64 arrays, quantities in
-   milli-kWh and prices in ticks of 0.0001 (the only per-order Python loop);
+   milli-kWh and prices in ticks of 0.0001, plus one integer time priority per order (rank by
+   submission time, then id); the only per-order Python work;
 2. ``cross``: sort each side in merit order (sellers ascending by price, buyers descending; ties by
-   submission time, then id) with ``np.lexsort``, build the aggregate curves with ``np.cumsum``
-   and find where they meet; returns the traded volume and the merit-order *segments* (stretches of
+   time priority) with one ``np.argsort`` on an int64 key, build the aggregate curves with
+   ``np.cumsum`` and find where they meet; returns the traded volume and the merit-order *segments* (stretches of
    the volume axis on which one buyer faces one seller);
 3. the mechanism prices the segments and builds ``Match`` objects for the traded prefix only.
 
@@ -14,7 +15,7 @@ Segments: walk the demand curve (cumulative buy quantity ``B``) and the supply c
 (cumulative sell quantity ``S``) together up to the traded volume ``Q``. The volume axis is cut at
 every cumulative breakpoint of either curve below ``Q`` and at ``Q`` itself; on each piece exactly
 one buyer and one seller are marginal, and they trade that piece with each other. This is the
-classic two-pointer merit-order matching, done with ``union1d`` + ``searchsorted``.
+classic two-pointer merit-order matching, done with a sorted merge + ``searchsorted``.
 """
 
 from __future__ import annotations
@@ -46,8 +47,7 @@ class SideBook:
     orders: Sequence[Order]
     price: IntArray  # ticks of 0.0001
     quantity: IntArray  # milli-kWh
-    time: npt.NDArray[np.float64]  # POSIX timestamp of submission
-    id_rank: IntArray  # rank of the id among all ids, the last tie-breaker
+    priority: IntArray  # time priority: rank by (submitted_at, id) among all orders of the book
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,11 +178,14 @@ def book_from_orders(orders: Sequence[Order]) -> Book:
         seen: set[str] = set()
         dup = next(x for x in ids if x in seen or seen.add(x))  # type: ignore[func-returns-value]
         raise ClearingError(f"duplicate order id {dup!r}")
-    # Ids only break exact price-and-time ties; ranking them once (a C string sort) keeps the
-    # merit-order sort itself on numeric keys.
-    id_rank = np.empty(n, dtype=np.int64)
+    # Time priority (submission time, then id for exact ties) is the same on both sides, so it is
+    # ranked once here into a dense integer, like a submission sequence number; the merit-order
+    # sort then needs a single int64 key per side.
+    priority = np.empty(n, dtype=np.int64)
     if n:
+        id_rank = np.empty(n, dtype=np.int64)
         id_rank[np.argsort(np.array(ids), kind="stable")] = np.arange(n, dtype=np.int64)
+        priority[np.lexsort((id_rank, time))] = np.arange(n, dtype=np.int64)
     buy_idx = np.flatnonzero(is_buy)
     sell_idx = np.flatnonzero(~is_buy)
 
@@ -191,19 +194,23 @@ def book_from_orders(orders: Sequence[Order]) -> Book:
             orders=[orders[j] for j in idx.tolist()],
             price=price[idx],
             quantity=qty[idx],
-            time=time[idx],
-            id_rank=id_rank[idx],
+            priority=priority[idx],
         )
 
     return Book(buy=side(buy_idx), sell=side(sell_idx))
 
 
 def merit_order(side: SideBook, *, descending: bool) -> npt.NDArray[np.intp]:
-    """Permutation putting ``side`` in merit order: price (best first), then time, then id."""
-    # lexsort sorts by the last key first; negating the int64 price gives the descending order
-    # for buyers while ties still go to the earliest submission.
-    key = -side.price if descending else side.price
-    return np.lexsort((side.id_rank, side.time, key))
+    """Permutation putting ``side`` in merit order: price (best first), then time priority."""
+    price = -side.price if descending else side.price
+    n = len(side.priority)
+    span = int(side.priority.max()) + 1 if n else 1
+    # One int64 key price * span + priority sorts like the pair (price, priority) and argsort on a
+    # single integer key is several times faster than lexsort on two; the keys are unique, so the
+    # (unstable) sort is deterministic. Fall back to lexsort where the product could overflow.
+    if n and int(np.abs(side.price).max()) < (2**62) // span:
+        return np.argsort(price * span + side.priority)
+    return np.lexsort((side.priority, price))
 
 
 def cross(book: Book) -> Cross:
@@ -227,7 +234,13 @@ def cross(book: Book) -> Cross:
     if volume <= 0:
         return Cross(0, empty, empty, empty, 0, 0, int(bid[0]), int(ask[0]))
 
-    cuts = np.union1d(demand[demand < volume], supply[supply < volume])
+    # Both curves are sorted, so a stable sort of their concatenation is a linear merge (timsort
+    # finds the two runs); np.union1d would re-sort from scratch and is far slower at 1M.
+    cuts = np.sort(
+        np.concatenate((demand[demand < volume], supply[supply < volume])), kind="stable"
+    )
+    if len(cuts):
+        cuts = cuts[np.concatenate(([True], cuts[1:] != cuts[:-1]))]
     cuts = np.append(cuts, np.int64(volume))
     seg_quantity = np.diff(cuts, prepend=np.int64(0))
     # The piece ending at cut c belongs to the first buyer (seller) whose cumulative total
