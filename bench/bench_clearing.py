@@ -5,7 +5,8 @@ Run from the project root: ``python bench/bench_clearing.py [--quick]``.
 For each book size (orders per side) it reports, best of a few runs:
 
 * build   - creating the ``Order`` objects (what a caller does before clearing; not ours),
-* convert - validating the orders and converting them to int64 arrays (``book_from_orders``),
+* convert - validating the orders, converting them to int64 arrays and ranking their time
+  priority, i.e. (submitted_at, id), into one integer (``book_from_orders``),
 * core    - merit-order sort, cumulative curves, intersection and price (``cross`` + price),
 * matches - building the ``Match`` objects and Decimal totals for the traded prefix,
 * total   - the public call (``uniform_price(orders)`` etc.) end to end = convert+core+matches.
@@ -224,7 +225,8 @@ def main() -> None:
         "",
         "`python bench/bench_clearing.py` (marketplace/clearing). Best of "
         f"{args.repeats} runs ({max(2, args.repeats // 2)} at 1M); seconds.",
-        "build = creating Order objects (caller's cost); convert = validation + int64 arrays; "
+        "build = creating Order objects (caller's cost); convert = validation, int64 arrays and "
+        "the (submitted_at, id) time-priority rank; "
         "core = merit-order sort, cumulative curves, intersection, price; "
         "matches = Match objects and Decimals for the traded prefix; "
         "total = the public function end to end (convert + core + matches).",

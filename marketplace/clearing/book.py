@@ -7,8 +7,8 @@ Every pooled mechanism (uniform, pay-as-bid, trade reduction) uses the same thre
    submission time, then id); the only per-order Python work;
 2. ``cross``: sort each side in merit order (sellers ascending by price, buyers descending; ties by
    time priority) with one ``np.argsort`` on an int64 key, build the aggregate curves with
-   ``np.cumsum`` and find where they meet; returns the traded volume and the merit-order *segments* (stretches of
-   the volume axis on which one buyer faces one seller);
+   ``np.cumsum`` and find where they meet; returns the traded volume and the merit-order
+   *segments* (stretches of the volume axis on which one buyer faces one seller);
 3. the mechanism prices the segments and builds ``Match`` objects for the traded prefix only.
 
 Segments: walk the demand curve (cumulative buy quantity ``B``) and the supply curve
