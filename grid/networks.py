@@ -157,7 +157,8 @@ def validate_network(net: Any) -> None:
         raise NetworkInvalid("not a pandapower network")
     if "bus" not in net or len(net.bus) == 0:
         raise NetworkInvalid("the network has no buses")
-    if "ext_grid" not in net or not net.ext_grid.get("in_service", net.ext_grid.index).any():
+    ext_grid = net.get("ext_grid")
+    if ext_grid is None or not ext_grid.get("in_service", []).astype(bool).any():
         raise NetworkInvalid(
             "the network has no external grid (ext_grid): trades with the outside grid need one"
         )
