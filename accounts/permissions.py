@@ -244,11 +244,12 @@ def scopes_allowed_for(user: AnyUser | None) -> frozenset[str]:
 
 def request_scopes(request: HttpRequest | Request) -> frozenset[str]:
     """The scopes of this request: the token's for a bearer token, the role's for a session."""
+    user = getattr(request, "user", None)  # first: on a DRF request this runs authentication
     auth = getattr(request, "auth", None)
     if isinstance(auth, TokenAuth):
         # A token never outgrows its user: a manager who stepped down loses `manage` at once.
-        return auth.scopes & scopes_allowed_for(request.user)
-    return scopes_allowed_for(getattr(request, "user", None))
+        return auth.scopes & scopes_allowed_for(user)
+    return scopes_allowed_for(user)
 
 
 # --- Objects to communities ------------------------------------------------------------------

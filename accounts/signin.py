@@ -8,6 +8,7 @@ behave the same.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 
 from django.core.cache import cache
@@ -40,7 +41,7 @@ def locked_for_seconds(*, email: str, ip_address: str | None) -> int:
         until = cache.get(_keys(kind, value)[1])
         if until is not None and float(until) > now:
             longest = max(longest, float(until) - now)
-    return int(longest) + (1 if longest else 0)
+    return math.ceil(longest)
 
 
 def failure_register(*, email: str, ip_address: str | None) -> bool:

@@ -1,0 +1,90 @@
+"""Sign-in throttling: 5 failures for an email or IP within 15 minutes lock it for 15 minutes."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import time_machine
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import AuditEvent
+from accounts.tests import factories
+
+pytestmark = pytest.mark.django_db
+
+LOCKED = "Too many failed sign-ins"
+
+
+def _sign_in(client: Client, email: str, password: str, ip: str = "10.0.0.1") -> object:
+    return client.post(
+        reverse("accounts:login"), {"username": email, "password": password}, REMOTE_ADDR=ip
+    )
+
+
+def test_five_failures_lock_the_email_for_fifteen_minutes() -> None:
+    user = factories.UserFactory()
+    client = Client()
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        for _ in range(5):
+            response = _sign_in(client, user.email, "wrong password")
+            assert response.status_code == 200
+        # Even the right password is refused while locked, from any IP.
+        response = _sign_in(client, user.email, factories.PASSWORD, ip="10.9.9.9")
+        assert response.status_code == 200
+        assert LOCKED in response.content.decode()
+        assert "15 minutes" in response.content.decode()
+    with time_machine.travel(start + dt.timedelta(minutes=15, seconds=1), tick=False):
+        response = _sign_in(client, user.email, factories.PASSWORD, ip="10.9.9.9")
+        assert response.status_code == 302
+    assert AuditEvent.objects.filter(kind="auth.sign_in_failed").count() == 6
+    reasons = list(AuditEvent.objects.values_list("detail__reason", flat=True))
+    assert reasons.count("throttled") == 1
+
+
+def test_failures_spread_beyond_the_window_do_not_lock() -> None:
+    user = factories.UserFactory()
+    client = Client()
+    start = timezone.now()
+    for minute in range(0, 80, 16):
+        with time_machine.travel(start + dt.timedelta(minutes=minute), tick=False):
+            _sign_in(client, user.email, "wrong password")
+    with time_machine.travel(start + dt.timedelta(minutes=81), tick=False):
+        assert _sign_in(client, user.email, factories.PASSWORD).status_code == 302
+
+
+def test_one_ip_guessing_many_emails_is_locked() -> None:
+    user = factories.UserFactory()
+    client = Client()
+    for number in range(5):
+        _sign_in(client, f"nobody{number}@example.test", "guess", ip="10.6.6.6")
+    response = _sign_in(client, user.email, factories.PASSWORD, ip="10.6.6.6")
+    assert LOCKED in response.content.decode()
+    assert _sign_in(client, user.email, factories.PASSWORD, ip="10.1.1.1").status_code == 302
+
+
+def test_success_clears_the_emails_failures() -> None:
+    user = factories.UserFactory()
+    client = Client()
+    for _ in range(4):
+        _sign_in(client, user.email, "wrong", ip="10.0.0.2")
+    assert _sign_in(client, user.email, factories.PASSWORD, ip="10.0.0.3").status_code == 302
+    client.logout()
+    for _ in range(4):
+        _sign_in(client, user.email, "wrong", ip="10.0.0.4")
+    assert _sign_in(client, user.email, factories.PASSWORD, ip="10.0.0.5").status_code == 302
+
+
+def test_admin_sign_in_is_throttled_too() -> None:
+    user = factories.UserFactory(is_staff=True, is_superuser=True)
+    client = Client()
+    url = reverse("admin:login")
+    for _ in range(5):
+        client.post(url, {"username": user.email, "password": "wrong"}, REMOTE_ADDR="10.0.0.7")
+    response = client.post(
+        url, {"username": user.email, "password": factories.PASSWORD}, REMOTE_ADDR="10.0.0.8"
+    )
+    assert LOCKED in response.content.decode()
