@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import MembershipRole, MembershipStatus, MeterPoint
@@ -143,26 +142,20 @@ def demo_post_orders(*, community: Community, now: datetime, window: timedelta) 
     return posted
 
 
-def _readings_service() -> Callable[..., Any] | None:
-    from marketplace.services.pipeline import _optional
-
-    for module in ("marketplace.ledger.services", "marketplace.ledger.services.readings"):
-        found = _optional(module, "demo_meter_readings_record")
-        if found is not None:
-            return found
-    return None
-
-
 def demo_record_readings(*, community: Community, now: datetime) -> int:
-    """Simulated meter readings for delivered demo intervals, when the ledger can take them."""
-    service = _readings_service()
-    if service is None:
-        return 0
+    """Simulated meter readings for the demo's delivered intervals (schedule plus a little noise).
+
+    The ledger's ``readings_simulate`` skips meter points that already have a reading, so this
+    is safe to run on every tick; settlement then finds the readings in.
+    """
+    from marketplace.ledger.services import readings_simulate
+
     recorded = 0
     for interval in Interval.objects.filter(
         community=community, state=IntervalState.CONFIRMED, end__lte=now
     ).order_by("start"):
-        recorded += int(service(interval=interval, now=now) or 0)
+        with transaction.atomic():
+            recorded += len(readings_simulate(interval=interval))
     return recorded
 
 

@@ -46,8 +46,9 @@ PREVIOUS_STATE: dict[str, str] = {to: frm for frm, to in NEXT_STATE.items()}
 IMMEDIATE_STEPS = frozenset(
     {IntervalState.CLEARED, IntervalState.GRID_CHECKED, IntervalState.CONFIRMED}
 )
-# Settlement waits this long after the interval ends for its meter readings to arrive.
-SETTLEMENT_DELAY = timedelta(minutes=15)
+# Settlement is tried from the interval's end on; the ledger's service decides whether the
+# readings are in (or its settlement window has passed) and says "not yet" otherwise.
+SETTLEMENT_DELAY = timedelta(0)
 # A failing step waits 15 s, 30 s, 60 s, ... (at most an hour) before the tick tries it again.
 RETRY_BASE = timedelta(seconds=15)
 RETRY_MAX = timedelta(hours=1)
@@ -80,7 +81,7 @@ def _optional(module: str, name: str) -> Callable[..., Any] | None:
 
 
 def settlement_service() -> Callable[..., Any] | None:
-    """The ledger's ``interval_settle(*, interval)`` when the settlement app provides one."""
+    """The ledger's ``interval_settle(*, interval, now)`` when the settlement app provides one."""
     for module in ("marketplace.ledger.services", "marketplace.ledger.services.settlement"):
         found = _optional(module, "interval_settle")
         if found is not None:
@@ -99,27 +100,31 @@ def _step_due(interval: Interval, to_state: str, now: datetime) -> bool:
     return to_state in IMMEDIATE_STEPS
 
 
-def _close_gate(interval: Interval) -> dict[str, Any]:
+# A step's work returns details for ``timings``, or None for "not ready yet": then nothing is
+# written and the state stays (settlement waiting for meter readings).
+StepResult = dict[str, Any] | None
+
+
+def _close_gate(interval: Interval, now: datetime) -> StepResult:
     # Postings and bids check the state under the interval's lock, so from here on none is taken.
     return {}
 
 
-def _clear(interval: Interval) -> dict[str, Any]:
+def _clear(interval: Interval, now: datetime) -> StepResult:
     from marketplace.services.clearing import interval_clear
 
-    summary = interval_clear(interval=interval)
-    details: dict[str, Any] = {}
-    for field in ("trades", "trade_count", "traded_kwh", "price_per_kwh"):
-        value = getattr(summary, field, None)
-        if isinstance(value, int | float | str) or value is None:
-            if value is not None:
-                details[field] = value
-        else:
-            details[field] = str(value)
-    return details
+    summary = interval_clear(interval=interval, now=now)
+    return {
+        "postings": summary.postings,
+        "trades": summary.bilateral_trades + summary.pool_trades + summary.grid_trades,
+        "peer_kwh": str(summary.peer_kwh),
+        "clearing_price": None if summary.clearing_price is None else str(summary.clearing_price),
+        "grid_import_kwh": str(summary.grid_import_kwh),
+        "grid_export_kwh": str(summary.grid_export_kwh),
+    }
 
 
-def _grid_check(interval: Interval) -> dict[str, Any]:
+def _grid_check(interval: Interval, now: datetime) -> StepResult:
     from grid.services import grid_check_interval
 
     result = grid_check_interval(interval=interval)
@@ -130,7 +135,7 @@ def _grid_check(interval: Interval) -> dict[str, Any]:
     }
 
 
-def _confirm(interval: Interval) -> dict[str, Any]:
+def _confirm(interval: Interval, now: datetime) -> StepResult:
     # One UPDATE for every trade: what is delivered is what was agreed minus what the grid
     # check curtailed (whose reason stays on the trade).
     count = Trade.objects.filter(interval=interval).update(
@@ -139,15 +144,20 @@ def _confirm(interval: Interval) -> dict[str, Any]:
     return {"trades": count}
 
 
-def _settle(interval: Interval) -> dict[str, Any]:
+def _settle(interval: Interval, now: datetime) -> StepResult:
     service = settlement_service()
     if service is None:  # checked by _step_due; kept so a removed app fails loudly
         raise RuntimeError("no settlement service is installed")
-    service(interval=interval)
-    return {}
+    result = service(interval=interval, now=now)
+    if not result.settled:
+        return None  # readings still awaited inside the settlement window
+    return {
+        "ledger_transaction": result.transaction_id,
+        "estimated_members": len(result.estimated_membership_ids),
+    }
 
 
-STEP_WORK: dict[str, Callable[[Interval], dict[str, Any]]] = {
+STEP_WORK: dict[str, Callable[[Interval, datetime], StepResult]] = {
     IntervalState.GATE_CLOSED: _close_gate,
     IntervalState.CLEARED: _clear,
     IntervalState.GRID_CHECKED: _grid_check,
@@ -191,7 +201,9 @@ def interval_advance(
                 return False
             if not _step_due(interval, to_state, now):
                 return False
-            details = STEP_WORK[to_state](interval)
+            details = STEP_WORK[to_state](interval, now)
+            if details is None:
+                return False
             seconds = time.perf_counter() - started
             timings = dict(interval.timings or {})
             timings[to_state] = {"at": now.isoformat(), "seconds": round(seconds, 4), **details}
