@@ -1,0 +1,134 @@
+"""Meter readings: per-row reports from the API batch and the community CSV, versions."""
+
+from __future__ import annotations
+
+import io
+from decimal import Decimal
+
+import pytest
+
+from config.errors import ApplicationError
+from marketplace.ledger.models import MeterReading, ReadingSource
+from marketplace.ledger.services import (
+    meter_readings_import_csv,
+    meter_readings_submit,
+    readings_simulate,
+)
+from marketplace.ledger.tests.conftest import after_end, make_trade, member_before, reading
+from marketplace.tests.factories import CommunityFactory
+
+
+def _start(interval) -> str:
+    return interval.start.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_csv_reports_bad_rows_and_keeps_good_ones(community, intervals, alice, bob, manager):
+    first, second = intervals[0], intervals[1]
+    elsewhere = member_before(CommunityFactory())
+    # 20 kW for a quarter-hour: at most 5 kWh per interval.
+    text = "\n".join(
+        [
+            "meter_point,interval_start,imported_kwh,exported_kwh",
+            f"{alice.meter_point.pk},{_start(first)},1.250,0.000",
+            f"{bob.meter_point.pk},{_start(first)},0.000,2.5",
+            "999999,{0},1,0".format(_start(first)),
+            f"{elsewhere.meter_point.pk},{_start(first)},1,0",
+            f"{alice.meter_point.pk},{_start(second)},-1,0",
+            f"{alice.meter_point.pk},{_start(second)},abc,0",
+            f"{alice.meter_point.pk},2020-01-01T00:00:00Z,1,0",
+            f"{bob.meter_point.pk},{_start(second)},5.001,0",
+            f"{bob.meter_point.pk},{_start(second)},5.000,0",
+            f"{bob.meter_point.pk},2026-03-02T09:15:00,1,0",
+        ]
+    )
+    report = meter_readings_import_csv(
+        community=community,
+        file=io.BytesIO(text.encode()),
+        submitted_by=manager,
+        now=after_end(intervals[-1]),
+    )
+    outcome = {row.row: (row.accepted, row.code) for row in report.rows}
+    assert outcome == {
+        2: (True, ""),
+        3: (True, ""),
+        4: (False, "not_found"),  # unknown meter point
+        5: (False, "not_found"),  # another community's meter point is unknown here
+        6: (False, "out_of_range"),  # negative
+        7: (False, "invalid"),  # not a number
+        8: (False, "not_found"),  # no such interval
+        9: (False, "over_capacity"),  # beyond 20 kW x 0.25 h
+        10: (True, ""),
+        11: (False, "invalid"),  # no time zone
+    }
+    assert "capacity" in report.rows[7].reason and "5.000 kWh" in report.rows[7].reason
+    assert MeterReading.objects.count() == 3
+    stored = MeterReading.objects.get(meter_point=alice.meter_point, interval=first)
+    assert (stored.imported_kwh, stored.source, stored.version) == (
+        Decimal("1.250"),
+        ReadingSource.CSV,
+        1,
+    )
+
+
+def test_csv_needs_its_header_and_a_manager(community, interval, alice):
+    with pytest.raises(ApplicationError) as refused:
+        meter_readings_import_csv(
+            community=community, file=io.BytesIO(b"a,b\n1,2\n"), submitted_by=alice.membership.user
+        )
+    assert refused.value.code == "permission_denied"
+
+
+def test_csv_without_the_columns_is_refused_whole(community, manager):
+    with pytest.raises(ApplicationError) as refused:
+        meter_readings_import_csv(
+            community=community, file=io.StringIO("a,b\n1,2\n"), submitted_by=manager
+        )
+    assert refused.value.field == "file"
+
+
+def test_a_correction_is_a_new_version_and_the_old_one_stays(interval, alice):
+    user = alice.membership.user
+    row = {**reading(alice, "1.000", "0"), "interval": interval.pk}
+    meter_readings_submit(submitted_by=user, readings=[row], now=after_end(interval))
+    report = meter_readings_submit(
+        submitted_by=user,
+        readings=[{**row, "imported_kwh": Decimal("1.100")}],
+        now=after_end(interval),
+    )
+    assert report.rows[0].version == 2
+    first, second = MeterReading.objects.order_by("version")
+    assert second.supersedes == first and first.imported_kwh == Decimal("1.000")
+
+
+def test_members_send_only_their_own_readings(interval, alice, bob, manager):
+    report = meter_readings_submit(
+        submitted_by=bob.membership.user,
+        readings=[{**reading(alice, "1", "0"), "interval": interval.pk}],
+        now=after_end(interval),
+    )
+    assert report.rows[0].code == "permission_denied"
+    report = meter_readings_submit(
+        submitted_by=manager,
+        readings=[{**reading(alice, "1", "0"), "interval_start": interval.start}],
+        now=after_end(interval),
+    )
+    assert report.rows[0].accepted
+
+
+def test_readings_for_an_interval_not_yet_over_are_refused(interval, alice):
+    report = meter_readings_submit(
+        submitted_by=alice.membership.user,
+        readings=[{**reading(alice, "1", "0"), "interval": interval.pk}],
+        now=interval.start,
+    )
+    assert report.rows[0].code == "invalid_state"
+
+
+def test_simulated_readings_follow_the_schedule_and_are_stored_once(interval, alice, bob):
+    make_trade(interval, buyer=bob, seller=alice, kwh="2.000", price="0.1500")
+    readings = readings_simulate(interval=interval, noise=Decimal("0.1"), seed=7)
+    by_member = {r.meter_point_id: r for r in readings}
+    assert set(by_member) == {alice.meter_point.pk, bob.meter_point.pk}
+    assert Decimal("1.8") <= by_member[alice.meter_point.pk].exported_kwh <= Decimal("2.2")
+    assert Decimal("1.8") <= by_member[bob.meter_point.pk].imported_kwh <= Decimal("2.2")
+    assert readings_simulate(interval=interval, noise=Decimal("0.1"), seed=7) == []
