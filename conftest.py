@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -90,19 +91,36 @@ class WorkerProcess:
                 self.kill()
 
 
-@pytest.fixture
-def celery_worker_process(transactional_db: None) -> Iterator[WorkerProcess]:
-    """Start a real worker on a private queue; tasks sent by the test go to that queue."""
+@contextlib.contextmanager
+def _private_worker(*, beat: bool) -> Iterator[WorkerProcess]:
     queue = f"peergrid-test-{uuid.uuid4().hex[:8]}"
     previous_queue = celery_app.conf.task_default_queue
     celery_app.conf.task_default_queue = queue
     worker = WorkerProcess(queue)
     try:
-        worker.start()
+        worker.start(beat=beat)
         yield worker
     finally:
         worker.stop()
         celery_app.conf.task_default_queue = previous_queue
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db: None) -> Iterator[WorkerProcess]:
+    """Start a real worker on a private queue; tasks sent by the test go to that queue."""
+    with _private_worker(beat=False) as worker:
+        yield worker
+
+
+@pytest.fixture
+def celery_worker_with_beat(transactional_db: None) -> Iterator[WorkerProcess]:
+    """A real worker with beat embedded, running the real CELERY_BEAT_SCHEDULE on the test DB.
+
+    Beat's tasks go to the worker's private queue too (``PEERGRID_QUEUE``). After ``kill()``,
+    ``start(beat=True)`` brings up a fresh worker and beat on the same queue.
+    """
+    with _private_worker(beat=True) as worker:
+        yield worker
 
 
 # --- Browser tests -------------------------------------------------------------------------

@@ -1,0 +1,192 @@
+"""The interval pipeline, run synchronously: compare-and-set steps, failures, tick, command."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from io import StringIO
+from unittest import mock
+
+import pytest
+from django.core.management import call_command
+
+from grid import services as grid_services
+from grid.models import GridCheckResult
+from marketplace.demo import DEMO_SLUG
+from marketplace.models import Interval, IntervalState, Posting, Trade
+from marketplace.services import pipeline
+from marketplace.services.pipeline import (
+    DueStep,
+    interval_advance,
+    intervals_advance_due,
+    intervals_due,
+    pipeline_tick,
+    retry_delay,
+)
+from marketplace.services.postings import posting_create
+from marketplace.tests.pipeline.helpers import community_with_homes, interval_at
+
+pytestmark = pytest.mark.django_db
+START = datetime(2026, 6, 21, 10, 0, tzinfo=UTC)
+BEFORE_GATE = START - timedelta(hours=1)
+AFTER_GATE = START - timedelta(minutes=4)  # gate closes 5 minutes before the start
+
+
+def _book(homes, interval):
+    """Two sellers, two buyers on CIGRE LV; the prices cross, so the pool trades."""
+    sides = [("sell", "2.000", "0.1000"), ("sell", "1.500", "0.1200")]
+    sides += [("buy", "1.000", "0.3000"), ("buy", "3.000", "0.2500")]
+    for home, (side, kwh, price) in zip(homes, sides, strict=True):
+        posting_create(
+            membership=home.membership,
+            meter_point=home.meter_point,
+            interval=interval,
+            side=side,
+            quantity_kwh=kwh,
+            limit_price_per_kwh=price,
+            now=BEFORE_GATE,
+        )
+
+
+@pytest.fixture
+def market():
+    community, homes = community_with_homes(homes=4)
+    interval = interval_at(community, START)
+    _book(homes, interval)
+    return community, interval
+
+
+def _snapshot(interval_id):
+    interval = Interval.objects.get(pk=interval_id)
+    trades = list(
+        Trade.objects.filter(interval_id=interval_id)
+        .order_by("pk")
+        .values_list("pk", "quantity_kwh", "confirmed_kwh", "curtailed_kwh")
+    )
+    return interval.state, interval.timings, trades, GridCheckResult.objects.count()
+
+
+def test_steps_run_in_order_to_confirmed(market):
+    _, interval = market
+    for to_state in ("gate_closed", "cleared", "grid_checked", "confirmed"):
+        assert interval_advance(interval_id=interval.pk, to_state=to_state, now=AFTER_GATE)
+    interval.refresh_from_db()
+    assert interval.state == IntervalState.CONFIRMED
+    assert set(interval.timings) >= {"gate_closed", "cleared", "grid_checked", "confirmed"}
+    assert interval.timings["grid_checked"]["power_flows"] >= 1
+    trades = list(Trade.objects.filter(interval=interval))
+    assert trades
+    assert any(t.buyer_id and t.seller_id for t in trades)  # peers traded with each other
+    for trade in trades:
+        assert trade.confirmed_kwh == trade.quantity_kwh - trade.curtailed_kwh
+    result = GridCheckResult.objects.get(interval=interval)
+    assert result.feasible
+    assert result.trades_checked == len(trades)
+
+
+def test_a_step_run_twice_changes_nothing_the_second_time(market):
+    _, interval = market
+    for to_state in ("gate_closed", "cleared", "grid_checked", "confirmed"):
+        assert interval_advance(interval_id=interval.pk, to_state=to_state, now=AFTER_GATE)
+        before = _snapshot(interval.pk)
+        assert not interval_advance(interval_id=interval.pk, to_state=to_state, now=AFTER_GATE)
+        assert _snapshot(interval.pk) == before
+
+
+def test_steps_out_of_order_or_early_are_no_ops(market):
+    _, interval = market
+    assert not interval_advance(interval_id=interval.pk, to_state="cleared", now=AFTER_GATE)
+    # The gate is not closed one second before its time.
+    early = interval.gate_closure_at - timedelta(seconds=1)
+    assert not interval_advance(interval_id=interval.pk, to_state="gate_closed", now=early)
+    assert not interval_advance(interval_id=999_999, to_state="gate_closed", now=AFTER_GATE)
+    interval.refresh_from_db()
+    assert interval.state == IntervalState.OPEN
+    assert not Trade.objects.exists()
+    with pytest.raises(ValueError, match="no pipeline step"):
+        interval_advance(interval_id=interval.pk, to_state="open")
+
+
+def test_a_failing_step_rolls_back_is_recorded_and_retried_after_backoff(market):
+    community, interval = market
+    other, other_homes = community_with_homes(homes=4)
+    other_interval = interval_at(other, START)
+    _book(other_homes, other_interval)
+    assert interval_advance(interval_id=interval.pk, to_state="gate_closed", now=AFTER_GATE)
+    assert interval_advance(interval_id=interval.pk, to_state="cleared", now=AFTER_GATE)
+    trades_before = _snapshot(interval.pk)[2]
+
+    real_check = grid_services.grid_check_interval
+
+    def explode(*, interval):
+        if interval.community_id != community.pk:
+            return real_check(interval=interval)
+        # Write something first: it must be rolled back with the rest of the step.
+        Trade.objects.filter(interval=interval).update(curtailed_kwh=Decimal("0.001"))
+        raise RuntimeError("power flow library crashed")
+
+    with mock.patch.object(grid_services, "grid_check_interval", explode):
+        done, errors = intervals_advance_due(now=AFTER_GATE)
+    assert len(errors) == 1
+    assert "power flow library crashed" in errors[0]
+    interval.refresh_from_db()
+    assert interval.state == IntervalState.CLEARED
+    assert interval.failed_attempts == 1
+    assert "grid_checked: RuntimeError: power flow library crashed" in interval.last_error
+    assert interval.timings["failures"][-1]["step"] == "grid_checked"
+    assert _snapshot(interval.pk)[2] == trades_before  # the partial write was rolled back
+    assert not GridCheckResult.objects.filter(interval=interval).exists()
+    # The other community went all the way regardless.
+    other_interval.refresh_from_db()
+    assert other_interval.state == IntervalState.CONFIRMED
+    assert done >= 4
+
+    # Held back while in backoff, due again after it; success clears the error.
+    assert interval.pk not in {s.interval_id for s in intervals_due(now=AFTER_GATE)}
+    later = AFTER_GATE + retry_delay(1) + timedelta(seconds=1)
+    assert DueStep(interval.pk, community.pk, "grid_checked") in intervals_due(now=later)
+    intervals_advance_due(now=later)
+    interval.refresh_from_db()
+    assert interval.state == IntervalState.CONFIRMED
+    assert (interval.last_error, interval.failed_attempts) == ("", 0)
+    assert len(interval.timings["failures"]) == 1  # the history stays visible
+
+
+def test_retry_delay_grows_and_is_capped():
+    assert retry_delay(0) == timedelta(0)
+    assert retry_delay(1) < retry_delay(2) < retry_delay(3)
+    assert retry_delay(50) == pipeline.RETRY_MAX
+
+
+def test_tick_opens_horizons_and_queues_each_due_step_after_commit(
+    market, django_capture_on_commit_callbacks
+):
+    community, interval = market
+    queued: list[DueStep] = []
+    with django_capture_on_commit_callbacks(execute=True):
+        due = pipeline_tick(now=AFTER_GATE, dispatch=queued.append)
+        assert queued == []  # nothing leaves before the data it needs is committed
+    assert DueStep(interval.pk, community.pk, "gate_closed") in due
+    assert queued == due
+    opened = Interval.objects.filter(community=community, start__gt=START).count()
+    assert opened >= 24 * 4 - 1  # the rolling horizon (24 h of 15-minute intervals)
+
+
+def test_advance_intervals_runs_the_demo_for_hours(settings):
+    call_command("seed_demo", stdout=StringIO())
+    seeded_at = datetime.now(UTC)
+    target = seeded_at + timedelta(hours=2)
+    out = StringIO()
+    call_command("advance_intervals", "--now", target.isoformat(), stdout=out)
+    intervals = Interval.objects.filter(community__slug=DEMO_SLUG, end__lte=target)
+    assert intervals.count() >= 6
+    done = intervals.filter(state__in=[IntervalState.CONFIRMED, IntervalState.SETTLED])
+    assert done.count() == intervals.count()
+    assert Posting.objects.filter(interval__in=intervals).count() >= intervals.count()
+    assert GridCheckResult.objects.filter(interval__in=intervals).count() == intervals.count()
+    assert not Trade.objects.filter(interval__in=intervals, confirmed_kwh__isnull=True).exists()
+    assert "pipeline step(s) done" in out.getvalue()
+    # Running it again at the same moment does nothing twice.
+    trades = Trade.objects.count()
+    call_command("advance_intervals", "--now", target.isoformat(), stdout=StringIO())
+    assert Trade.objects.count() == trades
