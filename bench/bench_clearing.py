@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import os
 import platform
 import random
 import re
@@ -99,6 +100,9 @@ def machine() -> list[str]:
         f"- CPU: {cpu}; nproc: {nproc}",
         f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Python {platform.python_version()}, NumPy {np.__version__}",
+        # The machine is shared; a high load average explains noisy or super-linear timings.
+        "- load average (1, 5, 15 min) when the run ended: "
+        + ", ".join(f"{x:.2f}" for x in os.getloadavg()),
     ]
 
 
@@ -107,7 +111,7 @@ def run(sizes: list[int], repeats: int) -> tuple[list[list[str]], list[str]]:
     notes: list[str] = []
     core_times: dict[int, float] = {}
     for n in sizes:
-        reps = repeats if n <= 100_000 else max(2, repeats // 2)
+        reps = repeats if n <= 100_000 else max(3, repeats // 2)
         progress(f"uniform, {n:,} orders per side: building orders ...")
         t_build, orders = best_of(1, lambda n=n: make_orders(n))
         progress("  convert ...")
@@ -224,7 +228,7 @@ def main() -> None:
         "## Clearing",
         "",
         "`python bench/bench_clearing.py` (marketplace/clearing). Best of "
-        f"{args.repeats} runs ({max(2, args.repeats // 2)} at 1M); seconds.",
+        f"{args.repeats} runs ({max(3, args.repeats // 2)} at 1M); seconds.",
         "build = creating Order objects (caller's cost); convert = validation, int64 arrays and "
         "the (submitted_at, id) time-priority rank; "
         "core = merit-order sort, cumulative curves, intersection, price; "

@@ -234,19 +234,26 @@ def cross(book: Book) -> Cross:
     if volume <= 0:
         return Cross(0, empty, empty, empty, 0, 0, int(bid[0]), int(ask[0]))
 
-    # Both curves are sorted, so a stable sort of their concatenation is a linear merge (timsort
-    # finds the two runs); np.union1d would re-sort from scratch and is far slower at 1M.
-    cuts = np.sort(
-        np.concatenate((demand[demand < volume], supply[supply < volume])), kind="stable"
-    )
-    if len(cuts):
-        cuts = cuts[np.concatenate(([True], cuts[1:] != cuts[:-1]))]
-    cuts = np.append(cuts, np.int64(volume))
+    # Merge the breakpoints of both curves below the volume. Each curve is strictly increasing,
+    # so a stable argsort of the concatenation is a linear merge (timsort finds the two runs) and
+    # a value occurs at most twice, demand's copy first. For each distinct cut, the number of
+    # demand (supply) breakpoints strictly below it is the index of the buyer (seller) owning
+    # the piece that ends there: an exclusive running count, no binary search needed.
+    d_part = demand[demand < volume]
+    s_part = supply[supply < volume]
+    both = np.concatenate((d_part, s_part))
+    merged_order = np.argsort(both, kind="stable")
+    from_demand = merged_order < len(d_part)
+    merged = both[merged_order]
+    first = np.ones(len(merged), dtype=np.bool_)
+    first[1:] = merged[1:] != merged[:-1]
+    from_supply = ~from_demand
+    demand_before: IntArray = np.cumsum(from_demand, dtype=np.int64) - from_demand
+    supply_before: IntArray = np.cumsum(from_supply, dtype=np.int64) - from_supply
+    cuts = np.append(merged[first], np.int64(volume))
+    b_pos = np.append(demand_before[first], len(d_part))
+    s_pos = np.append(supply_before[first], len(s_part))
     seg_quantity = np.diff(cuts, prepend=np.int64(0))
-    # The piece ending at cut c belongs to the first buyer (seller) whose cumulative total
-    # reaches c.
-    b_pos = np.searchsorted(demand, cuts, side="left")
-    s_pos = np.searchsorted(supply, cuts, side="left")
 
     total_demand = int(demand[-1])
     total_supply = int(supply[-1])
