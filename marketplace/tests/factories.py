@@ -24,7 +24,7 @@ from marketplace.services.intervals import intervals_open_horizon
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
-class UserFactory(factory.django.DjangoModelFactory):
+class UserFactory(factory.django.DjangoModelFactory[User]):
     class Meta:
         model = User
 
@@ -35,7 +35,7 @@ class UserFactory(factory.django.DjangoModelFactory):
         return User.objects.create_user(kwargs.pop("email"), "pw", **kwargs)
 
 
-class CommunityFactory(factory.Factory):
+class CommunityFactory(factory.Factory[Community]):
     """A community with its first rules; rule fields go straight to ``community_create``."""
 
     class Meta:
@@ -52,7 +52,7 @@ class CommunityFactory(factory.Factory):
         return community_create(**kwargs)
 
 
-class MembershipFactory(factory.Factory):
+class MembershipFactory(factory.Factory[Membership]):
     """An approved prosumer of ``community`` with one meter point (``meter_point_of``)."""
 
     class Meta:
@@ -84,15 +84,25 @@ class Member:
 
 def member(community: Community, **kwargs: Any) -> Member:
     membership = MembershipFactory(community=community, **kwargs)
+    assert isinstance(membership, Membership)
     return Member(membership, membership.meter_points.get())
 
 
 def open_interval(community: Community, now: datetime = T0) -> Interval:
     """Open the community's horizon at ``now`` and return the first interval taking orders."""
     intervals_open_horizon(community=community, now=now)
-    return (
+    interval = (
         Interval.objects.select_related("rules")
         .filter(community=community, gate_closure_at__gt=now)
         .order_by("start")
         .first()
-    )  # type: ignore[return-value]
+    )
+    assert interval is not None, "no interval opened"
+    return interval
+
+
+def new_community(**kwargs: Any) -> Community:
+    """``CommunityFactory(...)`` with its real return type for the type checker."""
+    community = CommunityFactory(**kwargs)
+    assert isinstance(community, Community)
+    return community

@@ -13,12 +13,12 @@ from config.errors import ApplicationError, ErrorCode
 from marketplace.models import Bid, Community, Interval, Posting
 from marketplace.services.bids import bid_create
 from marketplace.services.postings import posting_create
-from marketplace.tests.factories import T0, CommunityFactory, Member, member, open_interval
+from marketplace.tests.factories import T0, Member, member, new_community, open_interval
 
 
 @pytest.fixture
 def community(db: None) -> Community:
-    return CommunityFactory()
+    return new_community()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from marketplace.selectors.board import (
 )
 from marketplace.services.bids import bid_accept
 from marketplace.services.clearing import interval_clear
-from marketplace.tests.factories import T0, CommunityFactory, member, open_interval
+from marketplace.tests.factories import T0, member, new_community, open_interval
 from marketplace.tests.fixtures import bid, post, refused
 
 D = Decimal
@@ -52,7 +52,7 @@ def test_board_is_anonymised_and_the_same_for_everyone(alice, bob, carol, interv
 
 
 def test_board_only_for_approved_members(alice, interval, db):
-    outsider = member(CommunityFactory())
+    outsider = member(new_community())
     with refused(ErrorCode.PERMISSION_DENIED, "community"):
         board_postings(community=interval.community, viewer=outsider.membership)
     alice.membership.status = MembershipStatus.SUSPENDED
@@ -93,24 +93,26 @@ def test_my_lists_and_upcoming_intervals(alice, bob, interval, django_assert_max
     community = interval.community
     with django_assert_max_num_queries(1):
         mine = list(my_postings(membership=alice.membership))
-        assert mine[0].interval.start == interval.start and mine[0].pending_bids == 0
+        assert mine[0].interval.start == interval.start
+        assert mine[0].pending_bids == 0  # type: ignore[attr-defined]
     with django_assert_max_num_queries(1):
         bids = list(my_bids(membership=bob.membership))
         assert bids[0].posting.interval.pk == interval.pk
     with django_assert_max_num_queries(1):
         trades = list(my_trades(membership=bob.membership))
-        assert trades[0].seller_pseudonym == alice.membership.pseudonym
+        assert trades[0].seller_pseudonym == alice.membership.pseudonym  # type: ignore[attr-defined]
     with django_assert_max_num_queries(1):
         upcoming = list(intervals_upcoming(community=community, now=T0))
         first = upcoming[0]
-        assert first.pk == interval.pk and first.open_postings == 2
-        assert (first.offered_kwh, first.requested_kwh) == (D("1"), D("1"))
+        assert first.pk == interval.pk
+        assert first.open_postings == 2  # type: ignore[attr-defined]
+        assert (first.offered_kwh, first.requested_kwh) == (D("1"), D("1"))  # type: ignore[attr-defined]
         assert first.rules.interval_minutes == 15
 
 
 @pytest.mark.django_db
 def test_my_trades_include_grid_trades():
-    community = CommunityFactory(market_structure="pool")
+    community = new_community(market_structure="pool")
     interval = open_interval(community)
     lonely = member(community)
     post(lonely, interval, "buy", "1", "0.30")

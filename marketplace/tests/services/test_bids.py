@@ -10,8 +10,8 @@ import pytest
 from django.db import connection
 
 from accounts.models import Membership, MembershipStatus
-from conftest import requires_postgres
 from config.errors import ApplicationError, ErrorCode
+from conftest import requires_postgres
 from marketplace.models import (
     Bid,
     BidStatus,
@@ -26,7 +26,7 @@ from marketplace.services.bids import (
     bid_withdraw,
     bids_accept_many,
 )
-from marketplace.tests.factories import T0, CommunityFactory, member, open_interval
+from marketplace.tests.factories import T0, member, new_community, open_interval
 from marketplace.tests.fixtures import bid, post, refused
 
 D = Decimal
@@ -98,7 +98,7 @@ def test_bid_meter_point_and_interval(alice, bob, interval):
 
 
 def test_no_bids_in_a_pool_market(db):
-    community = CommunityFactory(market_structure="pool")
+    community = new_community(market_structure="pool")
     interval = open_interval(community)
     seller, buyer = member(community), member(community)
     offer = post(seller, interval)
@@ -216,7 +216,7 @@ def test_reject_and_withdraw(alice, bob, carol, interval):
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_accepts_never_over_allocate():
     """Eight threads accept eight different bids on one posting at the same moment."""
-    community = CommunityFactory()
+    community = new_community()
     interval = open_interval(community)
     seller = member(community)
     offer = post(seller, interval, quantity="5")

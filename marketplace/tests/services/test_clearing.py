@@ -22,7 +22,7 @@ from marketplace.models import (
 )
 from marketplace.services.bids import bid_accept
 from marketplace.services.clearing import interval_clear
-from marketplace.tests.factories import T0, CommunityFactory, member, open_interval
+from marketplace.tests.factories import T0, member, new_community, open_interval
 from marketplace.tests.fixtures import bid, post, refused
 
 D = Decimal
@@ -50,7 +50,7 @@ def pool_book(structure: str, close: bool = True, **rules):
     Supply 2@0.10, 5@0.20; demand 4@0.30, 6@0.15: they cross at 4 kWh with C's bid 0.30 and
     B's ask 0.20 marginal.
     """
-    community = CommunityFactory(market_structure=structure, **rules)
+    community = new_community(market_structure=structure, **rules)
     interval = open_interval(community)
     a, b, c, d = (member(community) for _ in range(4))
     post(a, interval, "sell", "2", "0.10", now=T0)
@@ -82,7 +82,8 @@ def test_pool_uniform_midpoint_with_grid_residual():
     assert summary.postings == 4
     assert set(Posting.objects.values_list("status", flat=True)) == {PostingStatus.FILLED}
     grid = Trade.objects.filter(source=TradeSource.GRID).first()
-    assert grid is not None and grid.posting_id is not None
+    assert grid is not None
+    assert grid.posting_id is not None
 
 
 @pytest.mark.django_db
@@ -120,7 +121,7 @@ def test_pool_trade_reduction():
 
 @pytest.mark.django_db
 def test_bilateral_auto_accepts_best_bids_and_expires_the_rest():
-    community = CommunityFactory(market_structure="bilateral")
+    community = new_community(market_structure="bilateral")
     interval = open_interval(community)
     s, x, y, z, w = (member(community) for _ in range(5))
     offer = post(s, interval, "sell", "5", "0.10")
@@ -151,7 +152,7 @@ def test_bilateral_auto_accepts_best_bids_and_expires_the_rest():
 
 @pytest.mark.django_db
 def test_composite_bilateral_then_pool_then_grid():
-    interval, (a, b, c, d) = pool_book("composite", close=False)
+    interval, (a, _b, _c, _d) = pool_book("composite", close=False)
     e = member(interval.community)
     offer_a = Posting.objects.get(membership_id=a)
     made = bid(e, offer_a, "1", "0.12")
@@ -192,7 +193,7 @@ def test_clearing_refuses_open_interval_and_second_run():
 
 @pytest.mark.django_db
 def test_empty_interval_clears_to_nothing():
-    community = CommunityFactory()
+    community = new_community()
     summary = interval_clear(interval=close_gate(open_interval(community)), now=AFTER_GATE)
     assert summary.postings == summary.pool_trades == summary.grid_trades == 0
     assert summary.clearing_price is None
@@ -221,7 +222,7 @@ order_strategy = st.tuples(
                        max_size=6),
 )  # fmt: skip
 def test_random_books_keep_energy_and_limits(structure, mechanism, book, bid_picks):
-    community = CommunityFactory(
+    community = new_community(
         slug=f"prop-{next(_slugs)}", market_structure=structure, clearing_mechanism=mechanism
     )
     interval = open_interval(community)
@@ -260,6 +261,7 @@ def test_random_books_keep_energy_and_limits(structure, mechanism, book, bid_pic
     # respect its limit from both sides.
     for trade in saved:
         if trade.source == TradeSource.BILATERAL:
+            assert trade.posting_id is not None
             posting = limits[trade.posting_id]
             traded_by_posting[posting.pk] = traded_by_posting.get(posting.pk, D(0)) + (
                 trade.quantity_kwh
@@ -268,7 +270,7 @@ def test_random_books_keep_energy_and_limits(structure, mechanism, book, bid_pic
                 assert trade.seller_price_per_kwh >= posting.limit_price_per_kwh
             else:
                 assert trade.price_per_kwh <= posting.limit_price_per_kwh
-    by_member_side: dict[tuple[int, str], Decimal] = {}
+    by_member_side: dict[tuple[int | None, str], Decimal] = {}
     for trade in saved:
         if trade.source == TradeSource.POOL:
             buyer = next(p for p in limits.values()

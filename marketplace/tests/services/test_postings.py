@@ -9,11 +9,11 @@ import pytest
 import time_machine
 
 from accounts.models import Membership, MembershipStatus
-from config.errors import ApplicationError, ErrorCode
+from config.errors import ErrorCode
 from marketplace.models import BidStatus, IntervalState, PostingStatus
 from marketplace.services.bids import bid_accept, bid_create
 from marketplace.services.postings import posting_cancel, posting_create
-from marketplace.tests.factories import T0, CommunityFactory, member, open_interval
+from marketplace.tests.factories import T0, member, new_community, open_interval
 from marketplace.tests.fixtures import post, refused
 
 D = Decimal
@@ -134,7 +134,7 @@ def test_capacity_counts_pending_bids_on_the_same_side(alice, bob, interval):
 
 
 def test_capacity_scales_with_interval_length(db):
-    community = CommunityFactory(interval_minutes=60)
+    community = new_community(interval_minutes=60)
     interval = open_interval(community)
     dave = member(community, export_capacity_kw=D("3"))
     assert interval.hours == 1
@@ -173,7 +173,7 @@ def test_side_must_be_buy_or_sell(alice, interval):
 
 
 def test_interval_of_another_community(alice, db):
-    other = open_interval(CommunityFactory())
+    other = open_interval(new_community())
     with refused(ErrorCode.PERMISSION_DENIED, "interval"):
         post(alice, other)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -16,7 +17,7 @@ from marketplace.services.intervals import (
     intervals_open_horizon,
 )
 from marketplace.services.rules import market_rules_preview, market_rules_update
-from marketplace.tests.factories import T0, CommunityFactory
+from marketplace.tests.factories import T0, new_community
 from marketplace.tests.fixtures import refused
 
 D = Decimal
@@ -48,30 +49,32 @@ D = Decimal
     ],
 )  # fmt: skip
 def test_rules_validation(db, changes, field, code):
-    community = CommunityFactory()  # horizon 2 h, lead 5 min
+    community = new_community()  # horizon 2 h, lead 5 min
     with refused(code, field):
         market_rules_update(community=community, changed_by=None, **changes)
     assert MarketRules.objects.filter(community=community).count() == 1
 
 
 def test_edit_creates_a_version_and_open_intervals_keep_theirs(db):
-    community = CommunityFactory()
+    community = new_community()
     intervals_open_horizon(community=community, now=T0)
     old = MarketRules.objects.get(community=community)
     new = market_rules_update(
         community=community, changed_by=None, price_cap="0.4", fee_per_kwh=D("0.01")
     )
-    assert new.pk != old.pk and new.price_cap == D("0.4")
+    assert new.pk != old.pk
+    assert new.price_cap == D("0.4")
     assert set(Interval.objects.values_list("rules_id", flat=True)) == {old.pk}
     intervals_open_horizon(community=community, now=T0 + timedelta(hours=1))
     later = Interval.objects.filter(start__gte=T0 + timedelta(hours=2))
-    assert later.exists() and set(later.values_list("rules_id", flat=True)) == {new.pk}
+    assert later.exists()
+    assert set(later.values_list("rules_id", flat=True)) == {new.pk}
     # No-op edits do not pile up versions.
     assert market_rules_update(community=community, changed_by=None, price_cap="0.4") == new
 
 
 def test_preview_lists_differences_warnings_and_when(db):
-    community = CommunityFactory()
+    community = new_community()
     intervals_open_horizon(community=community, now=T0)
     preview = market_rules_preview(
         community=community, changes={"price_cap": "0.3000", "price_floor": "0.1"}, now=T0
@@ -85,7 +88,7 @@ def test_preview_lists_differences_warnings_and_when(db):
 
 
 def test_open_horizon_aligned_and_idempotent(db):
-    community = CommunityFactory(opening_horizon_hours=24)
+    community = new_community(opening_horizon_hours=24)
     now = datetime(2026, 3, 2, 9, 7, 30, tzinfo=UTC)
     opened = intervals_open_horizon(community=community, now=now)
     assert intervals_open_horizon(community=community, now=now) == 0
@@ -101,12 +104,12 @@ def test_open_horizon_aligned_and_idempotent(db):
 
 
 def itertools_pairwise(rows):
-    return zip(rows, rows[1:], strict=False)
+    return itertools.pairwise(rows)
 
 
 def test_daylight_saving_day_has_92_quarter_hours(db):
     berlin = ZoneInfo("Europe/Berlin")
-    community = CommunityFactory(opening_horizon_hours=48)
+    community = new_community(opening_horizon_hours=48)
     intervals_open_horizon(community=community, now=datetime(2026, 3, 28, 12, tzinfo=UTC))
     day_start = datetime(2026, 3, 29, tzinfo=berlin)
     day_end = datetime(2026, 3, 30, tzinfo=berlin)
@@ -114,16 +117,17 @@ def test_daylight_saving_day_has_92_quarter_hours(db):
 
 
 def test_interval_whose_gate_closed_is_not_opened(db):
-    community = CommunityFactory(gate_closure_lead_minutes=20)
+    community = new_community(gate_closure_lead_minutes=20)
     intervals_open_horizon(community=community, now=T0)
     first = Interval.objects.order_by("start").first()
+    assert first is not None
     assert first.start == T0 + timedelta(minutes=30)
     assert interval_is_open_for_orders(first, T0)
     assert not interval_is_open_for_orders(first, first.gate_closure_at)
 
 
 def test_length_change_fills_the_gap_on_the_old_grid(db):
-    community = CommunityFactory()
+    community = new_community()
     # Opened at 08:45 with a 2 h horizon: quarter-hours from 09:00, the last ending 10:45.
     intervals_open_horizon(community=community, now=T0 - timedelta(minutes=15))
     market_rules_update(community=community, changed_by=None, interval_minutes=60)
