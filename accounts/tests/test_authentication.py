@@ -74,9 +74,9 @@ def test_expired_token_is_refused_with_a_clear_message(world: World) -> None:
     _, raw = factories.token_for(
         world.prosumer, ["read"], expires_at=timezone.now() + dt.timedelta(days=1)
     )
-    with time_machine.travel(timezone.now() + dt.timedelta(days=1, seconds=1)):
-        with pytest.raises(AuthenticationFailed) as error:
-            _authenticate(f"Bearer {raw}")
+    later = timezone.now() + dt.timedelta(days=1, seconds=1)
+    with time_machine.travel(later), pytest.raises(AuthenticationFailed) as error:
+        _authenticate(f"Bearer {raw}")
     assert str(error.value.detail) == "This token has expired."
 
 

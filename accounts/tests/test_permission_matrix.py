@@ -77,7 +77,7 @@ def _admin(name: str, *args: Callable[[World], Any]) -> Callable[[World], str]:
     return lambda w: reverse(f"admin:{name}", args=[arg(w) for arg in args])
 
 
-SIGNED_IN_200 = {role: 200 for role in SESSION_ROLES}
+SIGNED_IN_200 = dict.fromkeys(SESSION_ROLES, 200)
 TO_LOGIN = (302, LOGIN)
 TO_ADMIN_LOGIN = (302, ADMIN_LOGIN)
 NOT_FOUND_IN_ADMIN = (302, ADMIN_INDEX)  # Django's admin redirects an unknown object id
@@ -433,20 +433,25 @@ def test_api_permission_matrix(world: World, endpoint: str, role: str) -> None:
 # --- The permission functions themselves, on community A --------------------------------------
 FUNCTION_ROLES = ("anonymous", "prosumer", "other_prosumer", "suspended", "pending", "manager",
                   "other_manager", "regulator", "superuser")  # fmt: skip
+def _expect(**cells: bool) -> dict[str, bool]:
+    assert set(cells) == set(FUNCTION_ROLES), f"row must name every role: {set(cells)}"
+    return cells
+
+
 FUNCTIONS: dict[str, tuple[Callable[..., bool], dict[str, bool]]] = {
-    "can_read_market": (permissions.can_read_market, dict(
+    "can_read_market": (permissions.can_read_market, _expect(
         anonymous=False, prosumer=True, other_prosumer=False, suspended=True, pending=False,
         manager=True, other_manager=False, regulator=True, superuser=True)),
-    "can_trade": (permissions.can_trade, dict(
+    "can_trade": (permissions.can_trade, _expect(
         anonymous=False, prosumer=True, other_prosumer=False, suspended=False, pending=False,
         manager=True, other_manager=False, regulator=False, superuser=False)),
-    "can_read_own_history": (permissions.can_read_own_history, dict(
+    "can_read_own_history": (permissions.can_read_own_history, _expect(
         anonymous=False, prosumer=True, other_prosumer=False, suspended=True, pending=False,
         manager=True, other_manager=False, regulator=False, superuser=False)),
-    "can_manage": (permissions.can_manage, dict(
+    "can_manage": (permissions.can_manage, _expect(
         anonymous=False, prosumer=False, other_prosumer=False, suspended=False, pending=False,
         manager=True, other_manager=False, regulator=False, superuser=True)),
-    "can_see_identities": (permissions.can_see_identities, dict(
+    "can_see_identities": (permissions.can_see_identities, _expect(
         anonymous=False, prosumer=False, other_prosumer=False, suspended=False, pending=False,
         manager=True, other_manager=False, regulator=False, superuser=True)),
 }  # fmt: skip
