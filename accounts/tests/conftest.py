@@ -47,8 +47,8 @@ class World:
 
 @pytest.fixture
 def world(db: None) -> World:
-    community = factories.CommunityFactory(name="Sonnenfeld", slug="sonnenfeld")
-    other = factories.CommunityFactory(name="Windhof", slug="windhof")
+    community = factories.CommunityFactory.create(name="Sonnenfeld", slug="sonnenfeld")
+    other = factories.CommunityFactory.create(name="Windhof", slug="windhof")
     factories.grid_model_for(community, buses=(1, 2, 3))
     factories.grid_model_for(other, buses=(7, 8))
     membership = factories.member_of(community)
@@ -62,7 +62,7 @@ def world(db: None) -> World:
         membership=suspended_membership, decided_by=None, reason="unpaid statements"
     )
     suspended_membership.refresh_from_db()
-    pending = factories.UserFactory()
+    pending = factories.UserFactory.create()
     from accounts.services import membership_request
 
     pending_membership = membership_request(user=pending, community=community)
@@ -88,8 +88,8 @@ def world(db: None) -> World:
         pending_membership=pending_membership,
         manager=manager,
         other_manager=other_manager,
-        regulator=factories.UserFactory(is_regulator=True),
-        superuser=factories.UserFactory(is_staff=True, is_superuser=True),
+        regulator=factories.UserFactory.create(is_regulator=True),
+        superuser=factories.UserFactory.create(is_staff=True, is_superuser=True),
         tokens=tokens,
         token_objects=token_objects,
     )

@@ -18,7 +18,7 @@ PASSWORD = "correct-horse-battery-staple"
 _numbers = itertools.count(1)
 
 
-class UserFactory(factory.django.DjangoModelFactory):
+class UserFactory(factory.django.DjangoModelFactory[User]):
     class Meta:
         model = User
 
@@ -42,7 +42,7 @@ class UserFactory(factory.django.DjangoModelFactory):
         return user
 
 
-class CommunityFactory(factory.django.DjangoModelFactory):
+class CommunityFactory(factory.django.DjangoModelFactory[Community]):
     class Meta:
         model = Community
 
@@ -67,7 +67,7 @@ def grid_model_for(community: Community, buses: tuple[int, ...] = (1, 2, 3)) -> 
 
 def member_of(community: Community, *, user: User | None = None) -> Membership:
     """An approved prosumer of the community."""
-    user = user or UserFactory()
+    user = user or UserFactory.create()
     membership = services.membership_request(user=user, community=community)
     return services.membership_approve(membership=membership, decided_by=None)
 
@@ -80,7 +80,7 @@ def suspended_member_of(community: Community) -> Membership:
 
 
 def manager_of(community: Community, *, user: User | None = None) -> User:
-    user = user or UserFactory()
+    user = user or UserFactory.create()
     services.community_manager_add(user=user, community=community, added_by=None)
     user.refresh_from_db()
     return user

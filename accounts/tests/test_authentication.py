@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 import time_machine
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _request(header: str | None) -> Request:
-    extra = {"HTTP_AUTHORIZATION": header} if header is not None else {}
+    extra: dict[str, Any] = {"HTTP_AUTHORIZATION": header} if header is not None else {}
     return Request(
         APIRequestFactory().get("/api/anything/", **extra),
         authenticators=[BearerTokenAuthentication()],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 import time_machine
@@ -18,14 +19,14 @@ pytestmark = pytest.mark.django_db
 LOCKED = "Too many failed sign-ins"
 
 
-def _sign_in(client: Client, email: str, password: str, ip: str = "10.0.0.1") -> object:
+def _sign_in(client: Client, email: str, password: str, ip: str = "10.0.0.1") -> Any:
     return client.post(
         reverse("accounts:login"), {"username": email, "password": password}, REMOTE_ADDR=ip
     )
 
 
 def test_five_failures_lock_the_email_for_fifteen_minutes() -> None:
-    user = factories.UserFactory()
+    user = factories.UserFactory.create()
     client = Client()
     start = timezone.now()
     with time_machine.travel(start, tick=False):
@@ -46,7 +47,7 @@ def test_five_failures_lock_the_email_for_fifteen_minutes() -> None:
 
 
 def test_failures_spread_beyond_the_window_do_not_lock() -> None:
-    user = factories.UserFactory()
+    user = factories.UserFactory.create()
     client = Client()
     start = timezone.now()
     for minute in range(0, 80, 16):
@@ -57,7 +58,7 @@ def test_failures_spread_beyond_the_window_do_not_lock() -> None:
 
 
 def test_one_ip_guessing_many_emails_is_locked() -> None:
-    user = factories.UserFactory()
+    user = factories.UserFactory.create()
     client = Client()
     for number in range(5):
         _sign_in(client, f"nobody{number}@example.test", "guess", ip="10.6.6.6")
@@ -67,7 +68,7 @@ def test_one_ip_guessing_many_emails_is_locked() -> None:
 
 
 def test_success_clears_the_emails_failures() -> None:
-    user = factories.UserFactory()
+    user = factories.UserFactory.create()
     client = Client()
     for _ in range(4):
         _sign_in(client, user.email, "wrong", ip="10.0.0.2")
@@ -79,7 +80,7 @@ def test_success_clears_the_emails_failures() -> None:
 
 
 def test_admin_sign_in_is_throttled_too() -> None:
-    user = factories.UserFactory(is_staff=True, is_superuser=True)
+    user = factories.UserFactory.create(is_staff=True, is_superuser=True)
     client = Client()
     url = reverse("admin:login")
     for _ in range(5):

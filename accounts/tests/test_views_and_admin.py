@@ -50,7 +50,7 @@ def test_sign_up_page_shows_errors_inline_and_signs_in(world: World) -> None:
 
 
 def test_join_and_account_page(world: World) -> None:
-    user = factories.UserFactory()
+    user = factories.UserFactory.create()
     client = _client(user)
     response = client.post(reverse("accounts:join"), {"community": world.community.pk})
     assert response.status_code == 302
