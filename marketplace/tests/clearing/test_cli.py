@@ -108,33 +108,35 @@ def without(field: str) -> str:
     return json.dumps({"orders": [order, *ORDERS[1:]]})
 
 
+BAD_INPUTS = [
+    (["uniform"], "not json", "not valid JSON"),
+    (["uniform"], '{"orders": 3}', '"orders" list'),
+    (["uniform"], "[1, 2]", '"orders" list'),
+    (["uniform"], '{"orders": [{"id": "x", "side": "buy", "quantity": NaN}]}', "NaN"),
+    (["uniform"], with_order(side="hold"), "unknown side"),
+    (["uniform"], with_order(quantity="0"), "quantity must be > 0"),
+    (["uniform"], with_order(quantity="-2"), "quantity must be > 0"),
+    (["uniform"], with_order(quantity="Infinity"), "finite"),
+    (["uniform"], with_order(price="NaN"), "finite"),
+    (["uniform"], with_order(price="-0.1"), "price must be >= 0"),
+    (["uniform"], with_order(price="abc"), "not a decimal"),
+    (["uniform"], with_order(price=True), "decimal string"),
+    (["uniform"], with_order(quantity="1.0001"), "decimal places"),
+    (["uniform"], with_order(submitted_at="yesterday"), "ISO 8601"),
+    (["uniform"], with_order(submitted_at="2026-03-01T12:00:00"), "UTC offset"),
+    (["uniform"], with_order(id="b2"), "duplicate order id"),
+    (["uniform"], without("price"), "missing field"),
+    (["uniform"], without("submitted_at"), "missing field"),
+    (["vickrey"], '{"orders": []}', "invalid choice"),
+    ([], '{"orders": []}', "required"),
+    (["uniform", "--k", "2"], '{"orders": []}', "k must be in"),
+    (["uniform", "--k", "x"], '{"orders": []}', "not a decimal"),
+    (["pay-as-bid", "--k", "0.5"], '{"orders": []}', "uniform auction only"),
+]
+
+
 @pytest.mark.parametrize(
-    ("args", "stdin", "reason"),
-    [
-        (["uniform"], "not json", "not valid JSON"),
-        (["uniform"], '{"orders": 3}', '"orders" list'),
-        (["uniform"], "[1, 2]", '"orders" list'),
-        (["uniform"], '{"orders": [{"id": "x", "side": "buy", "quantity": NaN}]}', "NaN"),
-        (["uniform"], with_order(side="hold"), "unknown side"),
-        (["uniform"], with_order(quantity="0"), "quantity must be > 0"),
-        (["uniform"], with_order(quantity="-2"), "quantity must be > 0"),
-        (["uniform"], with_order(quantity="Infinity"), "finite"),
-        (["uniform"], with_order(price="NaN"), "finite"),
-        (["uniform"], with_order(price="-0.1"), "price must be >= 0"),
-        (["uniform"], with_order(price="abc"), "not a decimal"),
-        (["uniform"], with_order(price=True), "decimal string"),
-        (["uniform"], with_order(quantity="1.0001"), "decimal places"),
-        (["uniform"], with_order(submitted_at="yesterday"), "ISO 8601"),
-        (["uniform"], with_order(submitted_at="2026-03-01T12:00:00"), "UTC offset"),
-        (["uniform"], with_order(id="b2"), "duplicate order id"),
-        (["uniform"], without("price"), "missing field"),
-        (["uniform"], without("submitted_at"), "missing field"),
-        (["vickrey"], '{"orders": []}', "invalid choice"),
-        ([], '{"orders": []}', "required"),
-        (["uniform", "--k", "2"], '{"orders": []}', "k must be in"),
-        (["uniform", "--k", "x"], '{"orders": []}', "not a decimal"),
-        (["pay-as-bid", "--k", "0.5"], '{"orders": []}', "uniform auction only"),
-    ],
+    ("args", "stdin", "reason"), BAD_INPUTS, ids=[reason for _, _, reason in BAD_INPUTS]
 )
 def test_bad_input_exits_2_with_one_line(args: list[str], stdin: str, reason: str) -> None:
     done = run(args, stdin)

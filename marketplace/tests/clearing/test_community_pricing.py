@@ -17,6 +17,7 @@ from marketplace.clearing import (
     mid_market_rate,
     supply_demand_ratio,
 )
+from marketplace.tests.clearing.helpers import buy, sell
 
 D = Decimal
 R, F = D("0.30"), D("0.10")  # retail and feed-in tariffs used in the worked examples
@@ -121,3 +122,9 @@ def test_community_rules_balance(
             assert m.amount >= feed_in * m.quantity - tolerance
     assert peer[Side.BUY] == peer[Side.SELL] == min(demand, supply)
     assert (grid[Side.BUY], grid[Side.SELL]) == (s.grid_import, s.grid_export)
+
+
+def test_rules_accept_orders_and_ignore_their_prices() -> None:
+    as_orders = mid_market_rate([buy("a", "3", "9.99"), sell("c", "2", "0")], retail=R, feed_in=F)
+    as_tuples = mid_market_rate([("a", Side.BUY, D(3)), ("c", "sell", D(2))], retail=R, feed_in=F)
+    assert as_orders == as_tuples
