@@ -1,0 +1,129 @@
+"""`Idempotency-Key` on POST: a retried request replays the first answer and creates nothing.
+
+Design. The record is keyed by who calls (the token, or the user for a session) and a hash of
+the key, so two clients cannot see each other's answers. It holds a fingerprint of the request
+(method, path and the parsed body in canonical JSON, so whitespace and key order do not matter),
+the status and the response body, for 24 hours, in the Django cache (Redis in production and CI,
+the file cache in development). While the first request runs, ``cache.add`` holds an in-flight
+lock (atomic on Redis), so a concurrent duplicate gets 409 ``idempotency_in_progress`` instead of
+a second order. A reused key with another body is 409 ``idempotency_key_reused``.
+
+What is stored: every answer the view itself produced, success or domain refusal (a retry of a
+refused order is refused the same way). Not stored: answers before the view ran (401, 403 for a
+missing scope, 429), so a client may fix its credentials and retry with the same key; and
+server errors, whose lock is released so a retry can run.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from django.core.cache import cache
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.utils.encoders import JSONEncoder
+from rest_framework.views import APIView
+
+from accounts.tokens import TokenAuth
+from config.errors import ApplicationError, ErrorCode
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+TTL_SECONDS = 24 * 3600
+LOCK_SECONDS = 60  # longer than any request may run; a crashed worker frees the key after it
+MAX_KEY_LENGTH = 255
+
+Handler = TypeVar("Handler", bound=Callable[..., Response])
+
+
+class IdempotencyConflictError(ApplicationError):
+    """A 409 with its own code, so clients can tell it from a market conflict."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(ErrorCode.CONFLICT, message, field=HEADER)
+        self.api_code = code
+
+
+def _caller(request: Request) -> str:
+    auth = request.auth
+    if isinstance(auth, TokenAuth):
+        return f"t{auth.token_id}"
+    return f"u{request.user.pk}"
+
+
+def _fingerprint(request: Request) -> str:
+    data = request.data  # parsed here; a malformed body is a 400 before any key is touched
+    if hasattr(data, "lists"):  # a QueryDict from a form body
+        data = dict(data.lists())
+    body = json.dumps(data, cls=JSONEncoder, sort_keys=True, separators=(",", ":"))
+    text = f"{request.method} {request.path}\n{body}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _key(request: Request, raw: str) -> str:
+    digest = hashlib.sha256(raw.encode()).hexdigest()
+    return f"api:idem:{_caller(request)}:{digest}"
+
+
+def _check_header(raw: str) -> None:
+    if not raw or len(raw) > MAX_KEY_LENGTH or not raw.isprintable():
+        raise ApplicationError(
+            ErrorCode.INVALID,
+            f"The {HEADER} must be 1 to {MAX_KEY_LENGTH} printable characters.",
+            field=HEADER,
+        )
+
+
+def idempotent(handler: Handler) -> Handler:
+    """Decorate a view's POST handler (it runs after authentication, permissions, throttles)."""
+
+    @functools.wraps(handler)
+    def wrapper(view: APIView, request: Request, *args: Any, **kwargs: Any) -> Response:
+        raw = request.headers.get(HEADER)
+        if raw is None:
+            return handler(view, request, *args, **kwargs)
+        _check_header(raw)
+        fingerprint = _fingerprint(request)
+        key = _key(request, raw)
+        stored = cache.get(key)
+        if stored is not None:
+            return _replay(stored, fingerprint)
+        lock = f"{key}:lock"
+        if not cache.add(lock, 1, timeout=LOCK_SECONDS):
+            stored = cache.get(key)  # finished between our two reads
+            if stored is not None:
+                return _replay(stored, fingerprint)
+            raise IdempotencyConflictError(
+                "idempotency_in_progress",
+                "A request with this Idempotency-Key is still being processed; retry shortly.",
+            )
+        try:
+            try:
+                response = handler(view, request, *args, **kwargs)
+            except Exception as exc:  # rendered (and stored) as the client sees it
+                response = view.handle_exception(exc)
+            if response.status_code < 500:
+                data = json.loads(json.dumps(response.data, cls=JSONEncoder))
+                cache.set(
+                    key,
+                    {"fingerprint": fingerprint, "status": response.status_code, "data": data},
+                    timeout=TTL_SECONDS,
+                )
+            return response
+        finally:
+            cache.delete(lock)
+
+    return cast(Handler, wrapper)
+
+
+def _replay(stored: dict[str, Any], fingerprint: str) -> Response:
+    if stored["fingerprint"] != fingerprint:
+        raise IdempotencyConflictError(
+            "idempotency_key_reused",
+            "This Idempotency-Key was used with a different request; use a new key.",
+        )
+    return Response(stored["data"], status=stored["status"], headers={REPLAYED_HEADER: "true"})

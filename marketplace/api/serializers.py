@@ -1,0 +1,501 @@
+"""Request and response shapes of the API. They parse and render; the services decide.
+
+Input serializers check only form (types, digits, decimal places, lengths), which keeps huge
+numbers, NaN and Infinity out before any service runs. Every market rule (price band, capacity,
+gate closure, who may do what) is the services' job and comes back as an ``ApplicationError``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from accounts.models import TokenScope
+from marketplace.ledger.services.readings import MAX_ROWS
+from marketplace.models import (
+    BidStatus,
+    ClearingMechanism,
+    CurtailmentPolicy,
+    IntervalState,
+    MarketStructure,
+    PostingStatus,
+    PricingRule,
+    Side,
+    TradeSource,
+)
+
+MAX_ID = 2**63 - 1  # the database's bigint; larger ids cannot exist
+
+
+def id_field(**kwargs: Any) -> serializers.IntegerField:
+    return serializers.IntegerField(min_value=1, max_value=MAX_ID, **kwargs)
+
+
+def kwh_field(**kwargs: Any) -> serializers.DecimalField:
+    """Energy in kWh as a decimal string, 3 places (as stored)."""
+    return serializers.DecimalField(max_digits=12, decimal_places=3, **kwargs)
+
+
+def price_field(**kwargs: Any) -> serializers.DecimalField:
+    """Currency per kWh as a decimal string, 4 places (as stored)."""
+    return serializers.DecimalField(max_digits=10, decimal_places=4, **kwargs)
+
+
+def kw_field(**kwargs: Any) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=10, decimal_places=3, **kwargs)
+
+
+# --- Who am I ---------------------------------------------------------------------------------
+class MembershipSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    community = serializers.CharField(source="community.slug")
+    role = serializers.CharField()
+    status = serializers.CharField()
+    pseudonym = serializers.CharField()
+
+
+class MeSerializer(serializers.Serializer):
+    email = serializers.EmailField()
+    display_name = serializers.CharField()
+    is_regulator = serializers.BooleanField()
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=TokenScope.choices),
+        help_text="What this request may do: the token's scopes, or the role's for a session.",
+    )
+    memberships = MembershipSerializer(many=True)
+
+
+# --- Communities and rules --------------------------------------------------------------------
+class CommunitySerializer(serializers.Serializer):
+    slug = serializers.SlugField()
+    name = serializers.CharField()
+    timezone = serializers.CharField()
+    currency = serializers.CharField()
+    description = serializers.CharField()
+
+
+class MarketRulesSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The rules version; each edit makes a new one.")
+    community = serializers.CharField(source="community.slug")
+    created_at = serializers.DateTimeField()
+    market_structure = serializers.ChoiceField(choices=MarketStructure.choices)
+    clearing_mechanism = serializers.ChoiceField(choices=ClearingMechanism.choices)
+    pricing_rule = serializers.ChoiceField(choices=PricingRule.choices)
+    pricing_k = serializers.DecimalField(max_digits=4, decimal_places=3)
+    interval_minutes = serializers.IntegerField()
+    gate_closure_lead_minutes = serializers.IntegerField()
+    opening_horizon_hours = serializers.IntegerField()
+    price_floor = price_field()
+    price_cap = price_field()
+    retail_tariff = price_field()
+    feed_in_tariff = price_field()
+    fee_per_kwh = price_field()
+    voltage_min_pu = serializers.DecimalField(max_digits=4, decimal_places=3)
+    voltage_max_pu = serializers.DecimalField(max_digits=4, decimal_places=3)
+    max_line_loading_percent = serializers.DecimalField(max_digits=5, decimal_places=1)
+    max_trafo_loading_percent = serializers.DecimalField(max_digits=5, decimal_places=1)
+    curtailment_policy = serializers.ChoiceField(choices=CurtailmentPolicy.choices)
+
+
+class MarketRulesUpdateSerializer(serializers.Serializer):
+    """Any subset of the rules; the service validates the whole and stores a new version."""
+
+    market_structure = serializers.ChoiceField(choices=MarketStructure.choices, required=False)
+    clearing_mechanism = serializers.ChoiceField(choices=ClearingMechanism.choices, required=False)
+    pricing_rule = serializers.ChoiceField(choices=PricingRule.choices, required=False)
+    pricing_k = serializers.DecimalField(max_digits=4, decimal_places=3, required=False)
+    interval_minutes = serializers.IntegerField(min_value=0, max_value=10**6, required=False)
+    gate_closure_lead_minutes = serializers.IntegerField(
+        min_value=0, max_value=10**6, required=False
+    )
+    opening_horizon_hours = serializers.IntegerField(min_value=0, max_value=10**6, required=False)
+    price_floor = price_field(required=False)
+    price_cap = price_field(required=False)
+    retail_tariff = price_field(required=False)
+    feed_in_tariff = price_field(required=False)
+    fee_per_kwh = price_field(required=False)
+    voltage_min_pu = serializers.DecimalField(max_digits=4, decimal_places=3, required=False)
+    voltage_max_pu = serializers.DecimalField(max_digits=4, decimal_places=3, required=False)
+    max_line_loading_percent = serializers.DecimalField(
+        max_digits=5, decimal_places=1, required=False
+    )
+    max_trafo_loading_percent = serializers.DecimalField(
+        max_digits=5, decimal_places=1, required=False
+    )
+    curtailment_policy = serializers.ChoiceField(choices=CurtailmentPolicy.choices, required=False)
+
+
+# --- Intervals, depth, grid checks ------------------------------------------------------------
+class IntervalResultsSerializer(serializers.Serializer):
+    trades = serializers.IntegerField(source="trade_count")
+    peer_kwh = kwh_field(allow_null=True)
+    average_peer_price_per_kwh = price_field(allow_null=True)
+    grid_kwh = kwh_field(allow_null=True)
+    confirmed_kwh = kwh_field(allow_null=True)
+    curtailed_kwh = kwh_field(allow_null=True)
+    grid_feasible = serializers.BooleanField(
+        allow_null=True, help_text="The grid check's verdict; null until it has run."
+    )
+
+
+class IntervalSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    community = serializers.CharField(source="community.slug")
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    gate_closure_at = serializers.DateTimeField()
+    state = serializers.ChoiceField(choices=IntervalState.choices)
+    state_changed_at = serializers.DateTimeField()
+    rules = serializers.IntegerField(
+        source="rules_id", help_text="The rules version it runs under."
+    )
+    results = serializers.SerializerMethodField()
+
+    @extend_schema_field(IntervalResultsSerializer)
+    def get_results(self, interval: Any) -> dict[str, Any]:
+        peer = interval.peer_kwh
+        value = interval.peer_value
+        interval.average_peer_price_per_kwh = value / peer if value and peer else None
+        return dict(IntervalResultsSerializer(interval).data)
+
+
+class DepthLevelSerializer(serializers.Serializer):
+    price_per_kwh = price_field()
+    cumulative_kwh = kwh_field()
+
+
+class DepthSerializer(serializers.Serializer):
+    interval = serializers.IntegerField()
+    supply = DepthLevelSerializer(many=True, help_text="Ascending price: sellers' curve.")
+    demand = DepthLevelSerializer(many=True, help_text="Descending price: buyers' curve.")
+
+
+class ViolationSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    element = serializers.CharField(allow_blank=True)
+    value = serializers.FloatField(allow_null=True)
+    limit = serializers.FloatField(allow_null=True)
+    caused_by_trades = serializers.BooleanField()
+
+
+_VIOLATION_KEYS = ("kind", "element", "value", "limit", "caused_by_trades")
+
+
+class GridCheckSerializer(serializers.Serializer):
+    """Anonymised: no per-trade curtailments, no per-bus values, no meter points."""
+
+    interval = serializers.IntegerField(source="interval_id")
+    checked_at = serializers.DateTimeField()
+    feasible = serializers.BooleanField()
+    power_flows = serializers.IntegerField()
+    min_vm_pu = serializers.FloatField(allow_null=True)
+    max_vm_pu = serializers.FloatField(allow_null=True)
+    max_line_loading_percent = serializers.FloatField(allow_null=True)
+    max_trafo_loading_percent = serializers.FloatField(allow_null=True)
+    losses_kw = serializers.FloatField(allow_null=True)
+    violations = serializers.SerializerMethodField()
+    curtailments = serializers.SerializerMethodField(help_text="How many trades were curtailed.")
+    trades_checked = serializers.IntegerField()
+    scheduled_kwh = serializers.DecimalField(max_digits=14, decimal_places=3)
+    curtailed_kwh = serializers.DecimalField(max_digits=14, decimal_places=3)
+
+    @extend_schema_field(ViolationSerializer(many=True))
+    def get_violations(self, result: Any) -> list[dict[str, Any]]:
+        rows = []
+        for violation in result.violations or []:
+            row = {key: violation.get(key) for key in _VIOLATION_KEYS}
+            if row["kind"] == "unmapped_meter_point":
+                row["element"] = ""  # the element names a meter point: not for everyone
+            row["element"] = row["element"] or ""
+            row["caused_by_trades"] = bool(row["caused_by_trades"])
+            rows.append(row)
+        return rows
+
+    def get_curtailments(self, result: Any) -> int:
+        return len(result.curtailments or [])
+
+
+# --- Board, postings, bids, trades ------------------------------------------------------------
+class BoardQuerySerializer(serializers.Serializer):
+    community = serializers.SlugField(max_length=60)
+    interval = id_field(required=False)
+    side = serializers.ChoiceField(choices=Side.choices, required=False)
+
+
+class BoardPostingSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    interval = serializers.IntegerField(source="interval_id")
+    interval_start = serializers.DateTimeField()
+    gate_closure_at = serializers.DateTimeField()
+    side = serializers.ChoiceField(choices=Side.choices)
+    pseudonym = serializers.CharField()
+    quantity_kwh = kwh_field()
+    remaining_kwh = kwh_field()
+    limit_price_per_kwh = price_field()
+    submitted_at = serializers.DateTimeField()
+    pending_bids = serializers.IntegerField()
+    best_bid_price_per_kwh = price_field(allow_null=True)
+
+
+class PostingCreateSerializer(serializers.Serializer):
+    interval = id_field()
+    meter_point = id_field(help_text="One of your meter points in the interval's community.")
+    side = serializers.ChoiceField(choices=Side.choices)
+    quantity_kwh = kwh_field()
+    limit_price_per_kwh = price_field()
+    auto_accept_best_bids = serializers.BooleanField(default=True)
+
+
+class PostingSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    community = serializers.CharField(source="interval.community.slug")
+    interval = serializers.IntegerField(source="interval_id")
+    interval_start = serializers.DateTimeField(source="interval.start")
+    meter_point = serializers.IntegerField(source="meter_point_id")
+    side = serializers.ChoiceField(choices=Side.choices)
+    quantity_kwh = kwh_field()
+    allocated_kwh = kwh_field()
+    remaining_kwh = kwh_field()
+    limit_price_per_kwh = price_field()
+    auto_accept_best_bids = serializers.BooleanField()
+    status = serializers.ChoiceField(choices=PostingStatus.choices)
+    submitted_at = serializers.DateTimeField()
+    pending_bids = serializers.IntegerField(default=0)
+
+
+class BidCreateSerializer(serializers.Serializer):
+    posting = id_field()
+    meter_point = id_field(help_text="One of your meter points in the posting's community.")
+    quantity_kwh = kwh_field()
+    price_per_kwh = price_field()
+
+
+class BidAcceptSerializer(serializers.Serializer):
+    quantity_kwh = kwh_field(
+        required=False, help_text="Accept only part; without it, as much as both allow."
+    )
+
+
+class BidSerializer(serializers.Serializer):
+    """A bid as its bidder sees it."""
+
+    id = serializers.IntegerField()
+    posting = serializers.IntegerField(source="posting_id")
+    community = serializers.CharField(source="posting.interval.community.slug")
+    interval = serializers.IntegerField(source="posting.interval_id")
+    meter_point = serializers.IntegerField(source="meter_point_id")
+    quantity_kwh = kwh_field()
+    price_per_kwh = price_field()
+    accepted_kwh = kwh_field()
+    status = serializers.ChoiceField(choices=BidStatus.choices)
+    submitted_at = serializers.DateTimeField()
+    decided_at = serializers.DateTimeField(allow_null=True)
+
+
+class PostingBidSerializer(serializers.Serializer):
+    """A bid on one's own posting: the bidder is a pseudonym."""
+
+    id = serializers.IntegerField()
+    pseudonym = serializers.CharField()
+    quantity_kwh = kwh_field()
+    price_per_kwh = price_field()
+    accepted_kwh = kwh_field()
+    status = serializers.ChoiceField(choices=BidStatus.choices)
+    submitted_at = serializers.DateTimeField()
+    decided_at = serializers.DateTimeField(allow_null=True)
+
+
+class TradeSerializer(serializers.Serializer):
+    """A trade from the caller's side: what they bought or sold, from whom (a pseudonym)."""
+
+    id = serializers.IntegerField()
+    community = serializers.CharField(source="interval.community.slug")
+    interval = serializers.IntegerField(source="interval_id")
+    interval_start = serializers.DateTimeField(source="interval.start")
+    source = serializers.ChoiceField(choices=TradeSource.choices)  # type: ignore[assignment]
+    side = serializers.SerializerMethodField()
+    counterpart = serializers.SerializerMethodField(
+        help_text="The other member's pseudonym, or `grid` for the outside grid."
+    )
+    quantity_kwh = kwh_field()
+    price_per_kwh = price_field(help_text="What the buyer pays per kWh.")
+    seller_price_per_kwh = price_field(help_text="What the seller receives per kWh.")
+    confirmed_kwh = kwh_field(allow_null=True)
+    curtailed_kwh = kwh_field()
+    curtailment_reason = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+    def _buying(self, trade: Any) -> bool:
+        return trade.buyer_id in self.context.get("membership_ids", ())
+
+    @extend_schema_field(serializers.ChoiceField(choices=Side.choices))
+    def get_side(self, trade: Any) -> str:
+        return Side.BUY.value if self._buying(trade) else Side.SELL.value
+
+    def get_counterpart(self, trade: Any) -> str:
+        other = trade.seller_pseudonym if self._buying(trade) else trade.buyer_pseudonym
+        return other or "grid"
+
+
+# --- Meter points and readings ----------------------------------------------------------------
+class MeterPointSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    community = serializers.CharField(source="membership.community.slug")
+    label = serializers.CharField()  # type: ignore[assignment]
+    import_capacity_kw = kw_field()
+    export_capacity_kw = kw_field()
+    pv_kwp = kw_field()
+    battery_kwh = kw_field()
+    battery_kw = kw_field()
+    flexible_load_kw = kw_field()
+    bus = serializers.IntegerField(allow_null=True, help_text="Set by the community manager.")
+    created_at = serializers.DateTimeField()
+
+
+class MeterPointCreateSerializer(serializers.Serializer):
+    community = serializers.SlugField(max_length=60)
+    label = serializers.CharField(max_length=100)  # type: ignore[assignment]
+    import_capacity_kw = kw_field()
+    export_capacity_kw = kw_field()
+    pv_kwp = kw_field(required=False)
+    battery_kwh = kw_field(required=False)
+    battery_kw = kw_field(required=False)
+    flexible_load_kw = kw_field(required=False)
+
+
+class ReadingInputSerializer(serializers.Serializer):
+    meter_point = id_field()
+    interval = id_field(required=False, help_text="The interval's id, or give interval_start.")
+    interval_start = serializers.DateTimeField(
+        required=False, help_text="The interval's start with a time zone (UTC preferred)."
+    )
+    imported_kwh = kwh_field()
+    exported_kwh = kwh_field()
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "interval" not in attrs and "interval_start" not in attrs:
+            raise serializers.ValidationError({"interval": "Give interval or interval_start."})
+        return attrs
+
+
+class ReadingsUploadSerializer(serializers.Serializer):
+    readings = ReadingInputSerializer(  # type: ignore[call-arg] # ListSerializer takes it
+        many=True, allow_empty=False, max_length=MAX_ROWS
+    )
+
+
+class ReadingRowSerializer(serializers.Serializer):
+    row = serializers.IntegerField(help_text="Position in the submitted list, from 1.")
+    accepted = serializers.BooleanField()
+    code = serializers.CharField(help_text="Why it was refused (an error code); empty if accepted.")
+    reason = serializers.CharField()
+    reading_id = serializers.IntegerField(allow_null=True)
+    version = serializers.IntegerField(allow_null=True)
+    unchanged = serializers.BooleanField(help_text="Identical to the stored reading; not stored.")
+
+
+class ReadingReportSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField()
+    refused = serializers.IntegerField()
+    rows = ReadingRowSerializer(many=True)
+    adjustment_ids = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="Ledger adjustments booked for readings of already settled intervals.",
+    )
+
+
+class MeterReadingSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    meter_point = serializers.IntegerField(source="meter_point_id")
+    interval = serializers.IntegerField(source="interval_id")
+    interval_start = serializers.DateTimeField(source="interval.start")
+    imported_kwh = kwh_field()
+    exported_kwh = kwh_field()
+    source = serializers.CharField()  # type: ignore[assignment]
+    received_at = serializers.DateTimeField()
+    version = serializers.IntegerField()
+
+
+# --- Settlements and statements ---------------------------------------------------------------
+class SettlementSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    community = serializers.CharField(source="interval.community.slug")
+    interval = serializers.IntegerField(source="interval_id")
+    interval_start = serializers.DateTimeField(source="interval.start")
+    confirmed_bought_kwh = kwh_field()
+    confirmed_sold_kwh = kwh_field()
+    metered_import_kwh = kwh_field()
+    metered_export_kwh = kwh_field()
+    imbalance_kwh = kwh_field()
+    estimated = serializers.BooleanField()
+    settled_at = serializers.DateTimeField()
+    adjusted_at = serializers.DateTimeField(allow_null=True)
+
+
+def money_field(**kwargs: Any) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=16, decimal_places=2, **kwargs)
+
+
+class StatementMonthSerializer(serializers.Serializer):
+    year = serializers.IntegerField()
+    month = serializers.IntegerField()
+
+
+class StatementIndexSerializer(serializers.Serializer):
+    community = serializers.CharField()
+    pseudonym = serializers.CharField()
+    balance = money_field(help_text="> 0: the community owes you; < 0: you owe it.")
+    months = StatementMonthSerializer(many=True)
+
+
+class StatementRowSerializer(serializers.Serializer):
+    interval_start = serializers.DateTimeField()
+    bought_kwh = kwh_field()
+    sold_kwh = kwh_field()
+    purchases = money_field()
+    sales = money_field()
+    fees = money_field()
+    imported_kwh = kwh_field()
+    exported_kwh = kwh_field()
+    imbalance_kwh = kwh_field()
+    imbalance = money_field()
+    adjustments = money_field()
+    estimated = serializers.BooleanField()
+    total = money_field()
+    balance = money_field()
+    grid_only = money_field(help_text="The same metered energy at the grid's tariffs only.")
+
+
+class StatementSerializer(serializers.Serializer):
+    community = serializers.CharField(source="community.slug")
+    pseudonym = serializers.CharField(source="membership.pseudonym")
+    currency = serializers.CharField(source="community.currency")
+    month_start = serializers.DateTimeField()
+    month_end = serializers.DateTimeField()
+    opening_balance = money_field()
+    closing_balance = money_field()
+    total = money_field()
+    grid_only_total = money_field()
+    savings = money_field(help_text="How much better off than with the grid alone (> 0 saved).")
+    rows = StatementRowSerializer(many=True)
+
+
+# --- Statistics -------------------------------------------------------------------------------
+class StatisticsQuerySerializer(serializers.Serializer):
+    community = serializers.SlugField(max_length=60, required=False)
+    start_after = serializers.DateTimeField(required=False)
+    start_before = serializers.DateTimeField(required=False)
+
+
+class CommunityStatisticsSerializer(serializers.Serializer):
+    community = serializers.CharField()
+    intervals = serializers.IntegerField()
+    cleared_intervals = serializers.IntegerField()
+    trades = serializers.IntegerField()
+    peer_kwh = kwh_field()
+    grid_kwh = kwh_field()
+    average_peer_price_per_kwh = price_field(allow_null=True)
+    curtailed_kwh = kwh_field()
+    approved_members = serializers.IntegerField()
