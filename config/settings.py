@@ -238,6 +238,20 @@ REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
+    # The API's one error format ({"code", "message", "fields"}) for every 4xx.
+    "EXCEPTION_HANDLER": "marketplace.api.exceptions.api_exception_handler",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # Fair use, the same for everyone of a role (see marketplace/api/throttling.py).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "marketplace.api.throttling.RoleRateThrottle",
+        "marketplace.api.throttling.IpRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "api_member": os.environ.get("API_RATE_MEMBER", "1200/min"),
+        "api_regulator": os.environ.get("API_RATE_REGULATOR", "600/min"),
+        "api_operator": os.environ.get("API_RATE_OPERATOR", "1200/min"),
+        "api_ip": os.environ.get("API_RATE_IP", "6000/min"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "PeerGrid API",
@@ -245,6 +259,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_INCLUDE_SCHEMA": False,
+    # Two choice sets share the field name "status"; name their enums after the models.
+    "ENUM_NAME_OVERRIDES": {
+        "PostingStatusEnum": "marketplace.models.PostingStatus",
+        "BidStatusEnum": "marketplace.models.BidStatus",
+    },
 }
 
 # --- Logging --------------------------------------------------------------------------------
