@@ -25,10 +25,19 @@ ZERO = Decimal("0")
 CENT = Decimal("0.01")
 
 
+def money(total: Decimal | None) -> Decimal:
+    """A database sum of amounts, exact to the cent.
+
+    SQLite adds DECIMAL columns as binary floats, so a sum of cents can come back as
+    -1.99E-15 instead of 0; every amount has 2 places, so rounding to the cent restores the
+    exact sum (for any balance below about 10^12). PostgreSQL's sums are exact already.
+    """
+    return (total if total is not None else ZERO).quantize(CENT)
+
+
 def account_balance(*, account: LedgerAccount) -> Decimal:
     """The balance is the sum of the account's entries; nothing else is stored."""
-    total = account.entries.aggregate(total=Sum("amount"))["total"]
-    return total if total is not None else ZERO.quantize(CENT)
+    return money(account.entries.aggregate(total=Sum("amount"))["total"])
 
 
 def member_balance(*, membership: Membership) -> Decimal:
@@ -37,14 +46,21 @@ def member_balance(*, membership: Membership) -> Decimal:
     return account_balance(account=account) if account else ZERO.quantize(CENT)
 
 
-def community_balances(*, community: Community) -> QuerySet[LedgerAccount]:
-    """Every account of the community, each annotated with ``balance`` (None if no entries)."""
-    return (
+@dataclass(frozen=True)
+class AccountBalance:
+    account: LedgerAccount
+    balance: Decimal
+
+
+def community_balances(*, community: Community) -> list[AccountBalance]:
+    """Every account of the community with its balance, in one query."""
+    accounts = (
         LedgerAccount.objects.filter(community=community)
         .select_related("membership")
-        .annotate(balance=Sum("entries__amount"))
+        .annotate(total=Sum("entries__amount"))
         .order_by("kind", "pk")
     )
+    return [AccountBalance(account, money(account.total)) for account in accounts]
 
 
 def ledger_last_verification(*, community: Community | None = None) -> LedgerVerification | None:
@@ -157,9 +173,11 @@ def member_statement(*, membership: Membership, year: int, month: int) -> Statem
     start, end = month_bounds(community, year, month)
     account = LedgerAccount.objects.filter(membership=membership).first()
     entries = LedgerEntry.objects.filter(account=account) if account else LedgerEntry.objects.none()
-    opening = entries.filter(
-        Q(interval__start__lt=start) | Q(interval__isnull=True, created_at__lt=start)
-    ).aggregate(total=Sum("amount"))["total"] or ZERO.quantize(CENT)
+    opening = money(
+        entries.filter(
+            Q(interval__start__lt=start) | Q(interval__isnull=True, created_at__lt=start)
+        ).aggregate(total=Sum("amount"))["total"]
+    )
     zone = zoneinfo.ZoneInfo(community.timezone)
     rows: dict[int, StatementRow] = {}
     intervals = {
@@ -196,7 +214,7 @@ def member_statement(*, membership: Membership, year: int, month: int) -> Statem
             row = rows[group["interval_id"]] = StatementRow(
                 interval_start=group["interval__start"].astimezone(zone)
             )
-        amount, kind = group["amount"], group["kind"]
+        amount, kind = money(group["amount"]), group["kind"]
         if group["transaction__kind"] == TransactionKind.ADJUSTMENT:
             row.adjustments += amount
         elif kind in _PURCHASES:

@@ -40,6 +40,8 @@ from marketplace.ledger.models import (
     TransactionKind,
 )
 from marketplace.ledger.services.ledger import (
+    CENT,
+    KWH,
     ZERO,
     LedgerLine,
     ledger_account_for_community,
@@ -388,7 +390,11 @@ def settlement_adjust(
         account = ledger_account_for_member(membership=membership)
         grid = ledger_account_for_community(community=interval.community, kind=AccountKind.GRID)
         booked = {
-            row["kind"]: (row["amount"] or ZERO, row["energy"] or ZERO)
+            # Rounded back to the columns' places: SQLite sums decimals as floats.
+            row["kind"]: (
+                (row["amount"] or ZERO).quantize(CENT),
+                (row["energy"] or ZERO).quantize(KWH),
+            )
             for row in LedgerEntry.objects.filter(
                 Q(kind=EntryKind.IMBALANCE_IMPORT) | Q(kind=EntryKind.IMBALANCE_EXPORT),
                 account=account,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import Sum
 
 from marketplace.ledger.chain import EntryContent, entry_hash
 from marketplace.ledger.models import GENESIS_HASH, LedgerEntry, LedgerVerification
@@ -53,8 +53,13 @@ def ledger_verify(*, community: Community | None = None) -> LedgerVerification:
     bad: dict | None = None
     reason = ""
     previous: dict | None = None
+    # Summed here rather than by the database: SQLite would add the decimals as floats.
+    totals: dict[int, Decimal] = defaultdict(Decimal)
+    first_of: dict[int, dict] = {}
     for row in entries.iterator(chunk_size=2000):
         checked += 1
+        totals[row["transaction_id"]] += row["amount"]
+        first_of.setdefault(row["transaction_id"], row)
         if previous is not None and previous["sequence"] == row["sequence"] - 1:
             expected_prev = previous["hash"]
         elif row["sequence"] == 1:
@@ -74,24 +79,10 @@ def ledger_verify(*, community: Community | None = None) -> LedgerVerification:
             break
         previous = row
     if bad is None:
-        transactions = LedgerEntry.objects.all()
-        if community is not None:
-            transactions = transactions.filter(transaction__community=community)
-        unbalanced = (
-            transactions.values("transaction_id")
-            .annotate(total=Sum("amount"))
-            .exclude(total=Decimal("0"))
-            .order_by("transaction_id")
-            .first()
-        )
-        if unbalanced is not None:
-            bad = (
-                LedgerEntry.objects.filter(transaction_id=unbalanced["transaction_id"])
-                .order_by("sequence")
-                .values(*_FIELDS)
-                .first()
-            )
-            reason = f"its transaction does not sum to zero ({unbalanced['total']})"
+        unbalanced = sorted(pk for pk, total in totals.items() if total != 0)
+        if unbalanced:
+            bad = first_of[unbalanced[0]]
+            reason = f"its transaction does not sum to zero ({totals[unbalanced[0]]})"
     with transaction.atomic():
         return LedgerVerification.objects.create(
             community=community,

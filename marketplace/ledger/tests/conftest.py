@@ -64,7 +64,7 @@ def after_end(interval: Interval, minutes: int = 1) -> datetime:
 
 @pytest.fixture
 def community(db: None) -> Community:
-    return CommunityFactory()
+    return CommunityFactory()  # type: ignore[return-value]
 
 
 @pytest.fixture

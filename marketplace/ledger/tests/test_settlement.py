@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from django.db.models import Sum
 
 from config.errors import ApplicationError
 from marketplace.ledger.models import (
@@ -54,7 +53,9 @@ def test_a_hand_worked_interval(community, interval, alice, bob, carol):
 
     result = interval_settle(interval=interval, now=after_end(interval, 2))
 
-    assert result.settled and result.created and result.estimated_membership_ids == ()
+    assert result.settled
+    assert result.created
+    assert result.estimated_membership_ids == ()
     # Alice: +0.40 peer sale, +0.04 grid sale, fees -0.010 and -0.0025 (-> -0.00),
     # surplus 0.2 kWh * 0.08 = +0.016 (-> +0.02).
     assert member_balance(membership=alice.membership) == Decimal("0.45")
@@ -69,7 +70,7 @@ def test_a_hand_worked_interval(community, interval, alice, bob, carol):
         "0.02"
     ) + Decimal("0.03") + Decimal("0.16")
     assert account_balance(account=fee) == Decimal("0.02")
-    assert LedgerEntry.objects.aggregate(total=Sum("amount"))["total"] == 0
+    assert sum(LedgerEntry.objects.values_list("amount", flat=True)) == 0
     settlement = Settlement.objects.get(interval=interval, membership=bob.membership)
     assert settlement.imbalance_kwh == Decimal("0.100")
     assert (settlement.confirmed_bought_kwh, settlement.metered_import_kwh) == (
@@ -82,7 +83,9 @@ def test_a_hand_worked_interval(community, interval, alice, bob, carol):
 def test_rounding_residue_is_booked_to_the_fee_account(community, interval, alice, bob):
     # 1 kWh at 0.115 / 0.105: the buyer's -0.115 rounds (half-even) to -0.12, the seller's 0.105
     # to 0.10 and the spread 0.010 stays 0.01; the cent left over is booked explicitly.
-    make_trade(interval, buyer=bob, seller=alice, kwh="1.000", price="0.1150", seller_price="0.1050")
+    make_trade(
+        interval, buyer=bob, seller=alice, kwh="1.000", price="0.1150", seller_price="0.1050"
+    )
     interval_settle(interval=interval, now=interval.end + AFTER_WINDOW)
     transaction = LedgerTransaction.objects.get(key=f"settle:{interval.pk}")
     amounts = sorted(transaction.entries.values_list("kind", "amount"))
@@ -101,8 +104,10 @@ def test_settling_twice_changes_nothing(interval, alice, bob):
     first = interval_settle(interval=interval, now=interval.end + AFTER_WINDOW)
     before = _snapshot()
     second = interval_settle(interval=interval, now=interval.end + AFTER_WINDOW * 2)
-    assert first.created and not second.created
-    assert second.settled and second.transaction_id == first.transaction_id
+    assert first.created
+    assert not second.created
+    assert second.settled
+    assert second.transaction_id == first.transaction_id
     assert _snapshot() == before
     assert Settlement.objects.filter(interval=interval).count() == 2
 
@@ -126,7 +131,8 @@ def test_after_the_window_missing_readings_are_estimated_from_the_schedule(inter
     assert result.settled
     assert set(result.estimated_membership_ids) == {alice.membership.pk, bob.membership.pk}
     settlement = Settlement.objects.get(interval=interval, membership=bob.membership)
-    assert settlement.estimated and settlement.imbalance_kwh == 0
+    assert settlement.estimated
+    assert settlement.imbalance_kwh == 0
     assert not LedgerEntry.objects.filter(kind__startswith="imbalance").exists()
 
 
@@ -149,7 +155,8 @@ def test_a_late_reading_books_an_adjustment_and_edits_nothing(interval, alice, b
     # 0.5 kWh shortfall at retail 0.32.
     assert member_balance(membership=bob.membership) == balance_before - Decimal("0.16")
     settlement = Settlement.objects.get(interval=interval, membership=bob.membership)
-    assert not settlement.estimated and settlement.imbalance_kwh == Decimal("0.500")
+    assert not settlement.estimated
+    assert settlement.imbalance_kwh == Decimal("0.500")
 
     # A correction to a surplus reverses the shortfall and books the surplus; again only appended.
     middle = _snapshot()
@@ -168,7 +175,8 @@ def test_a_late_reading_books_an_adjustment_and_edits_nothing(interval, alice, b
         readings=[{**reading(bob, "0.800", "0"), "interval": interval.pk}],
         now=interval.end + AFTER_WINDOW * 2,
     )
-    assert report.rows[0].unchanged and report.adjustment_ids == ()
+    assert report.rows[0].unchanged
+    assert report.adjustment_ids == ()
     assert LedgerEntry.objects.count() == count
     assert ledger_verify().ok
 

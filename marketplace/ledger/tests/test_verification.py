@@ -27,6 +27,12 @@ def settled(intervals, alice, bob):
     return intervals[:2]
 
 
+def raw(sql: str, params: list[int | str]) -> None:
+    """Run SQL straight at the database, past the application."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql.format(table=ENTRY_TABLE), params)
+
+
 @contextmanager
 def triggers_off():
     """Take the append-only guard away, as an attacker with database access could."""
@@ -43,15 +49,16 @@ def triggers_off():
 
 def test_an_intact_chain_verifies_and_is_recorded(settled):
     result = ledger_verify()
-    assert result.ok and result.entries_checked == LedgerEntry.objects.count()
+    assert result.ok
+    assert result.entries_checked == LedgerEntry.objects.count()
     assert ledger_last_verification() == result
     call_command("verify_ledger")
 
 
 def test_an_edited_amount_is_found_and_named(settled):
     victim = LedgerEntry.objects.order_by("sequence")[3]
-    with triggers_off(), connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {ENTRY_TABLE} SET amount = amount + 1 WHERE id = %s", [victim.pk])
+    with triggers_off():
+        raw("UPDATE {table} SET amount = amount + 1 WHERE id = %s", [victim.pk])
     result = ledger_verify()
     assert not result.ok
     assert (result.first_bad_entry_id, result.first_bad_sequence) == (victim.pk, victim.sequence)
@@ -64,8 +71,8 @@ def test_an_edited_amount_is_found_and_named(settled):
 def test_an_edit_that_rehashes_the_entry_breaks_the_next_link(settled):
     entries = list(LedgerEntry.objects.order_by("sequence"))
     victim, following = entries[2], entries[3]
-    with triggers_off(), connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {ENTRY_TABLE} SET hash = %s WHERE id = %s", ["f" * 64, victim.pk])
+    with triggers_off():
+        raw("UPDATE {table} SET hash = %s WHERE id = %s", ["f" * 64, victim.pk])
     result = ledger_verify()
     assert result.first_bad_entry_id == victim.pk
     # Even if the edited entry's own hash were made to match, its successor would not link.
@@ -74,8 +81,8 @@ def test_an_edit_that_rehashes_the_entry_breaks_the_next_link(settled):
 
 def test_a_deleted_entry_leaves_a_gap_that_is_found(settled):
     entries = list(LedgerEntry.objects.order_by("sequence"))
-    with triggers_off(), connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {ENTRY_TABLE} WHERE id = %s", [entries[4].pk])
+    with triggers_off():
+        raw("DELETE FROM {table} WHERE id = %s", [entries[4].pk])
     result = ledger_verify()
     assert result.first_bad_entry_id == entries[5].pk
     assert "removed" in result.reason
@@ -87,25 +94,18 @@ def test_a_community_walk_checks_its_own_entries(settled, community):
 
 
 def test_sqlite_or_postgres_refuses_updating_an_entry(settled):
-    entry = LedgerEntry.objects.order_by("sequence").first()
-    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {ENTRY_TABLE} SET memo = 'x' WHERE id = %s", [entry.pk])
+    entry = LedgerEntry.objects.order_by("sequence")[0]
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        raw("UPDATE {table} SET memo = 'x' WHERE id = %s", [entry.pk])
 
 
 @requires_postgres
 def test_postgres_refuses_deleting_entries_and_transactions(settled):
-    entry = LedgerEntry.objects.order_by("sequence").first()
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(f"DELETE FROM {ENTRY_TABLE} WHERE id = %s", [entry.pk])
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE ledger_ledgertransaction SET memo = 'x' WHERE id = %s",
-                [entry.transaction_id],
-            )
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "DELETE FROM ledger_ledgertransaction WHERE id = %s", [entry.transaction_id]
-            )
+    entry = LedgerEntry.objects.order_by("sequence")[0]
+    for sql, pk in (
+        ("DELETE FROM {table} WHERE id = %s", entry.pk),
+        ("UPDATE ledger_ledgertransaction SET memo = 'x' WHERE id = %s", entry.transaction_id),
+        ("DELETE FROM ledger_ledgertransaction WHERE id = %s", entry.transaction_id),
+    ):
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+            raw(sql, [pk])
