@@ -1,0 +1,143 @@
+"""Admin pages: meter readings with a community CSV import, and the ledger, read-only.
+
+Managers see only their own communities' rows (``CommunityScopedAdmin``); nobody, not even a
+superuser, can add, change or delete ledger rows here: money moves only through the services.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+
+from accounts import permissions
+from accounts.admin_scoping import CommunityScopedAdmin
+from accounts.models import User
+from config.errors import ApplicationError
+from marketplace.ledger.models import (
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+    LedgerVerification,
+    MeterReading,
+    Settlement,
+)
+from marketplace.ledger.services import CSV_COLUMNS, meter_readings_import_csv
+from marketplace.models import Community
+
+
+class ReadOnlyAdmin(CommunityScopedAdmin):
+    manager_permissions = frozenset({"view"})
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReadingsCsvForm(forms.Form):
+    community = forms.ModelChoiceField(queryset=Community.objects.none())
+    file = forms.FileField(
+        help_text=f"UTF-8 CSV with the columns {', '.join(CSV_COLUMNS)}; interval_start in "
+        "ISO 8601 with a time zone, e.g. 2026-06-01T10:00:00Z."
+    )
+
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        community = self.fields["community"]
+        assert isinstance(community, forms.ModelChoiceField)
+        community.queryset = permissions.managed_communities(user)
+
+
+@admin.register(MeterReading)
+class MeterReadingAdmin(ReadOnlyAdmin):
+    community_lookup = "interval__community"
+    list_display = (
+        "interval", "meter_point", "version", "imported_kwh", "exported_kwh", "source",
+        "received_at",
+    )  # fmt: skip
+    list_filter = ("source", "interval__community")
+    list_select_related = ("interval", "meter_point")
+    change_list_template = "ledger/admin/meterreading_change_list.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "import-csv/",
+                self.admin_site.admin_view(self.import_csv_view),
+                name="ledger_meterreading_import_csv",
+            ),
+            *super().get_urls(),
+        ]
+
+    def import_csv_view(self, request: HttpRequest) -> HttpResponse:
+        user = request.user
+        assert isinstance(user, User)  # admin_view requires a signed-in staff user
+        if not permissions.manages_any_community(user):
+            raise PermissionDenied  # staff, but manages no community to import into
+        report = None
+        form = ReadingsCsvForm(request.POST or None, request.FILES or None, user=user)
+        if request.method == "POST" and form.is_valid():
+            try:
+                report = meter_readings_import_csv(
+                    community=form.cleaned_data["community"],
+                    file=form.cleaned_data["file"],
+                    submitted_by=user,
+                )
+            except ApplicationError as exc:
+                form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Import meter readings (CSV)",
+            "form": form,
+            "report": report,
+            "columns": CSV_COLUMNS,
+        }
+        return TemplateResponse(request, "ledger/admin/import_csv.html", context)
+
+
+@admin.register(LedgerAccount)
+class LedgerAccountAdmin(ReadOnlyAdmin):
+    list_display = ("pk", "community", "kind", "membership", "created_at")
+    list_filter = ("kind", "community")
+
+
+@admin.register(LedgerTransaction)
+class LedgerTransactionAdmin(ReadOnlyAdmin):
+    list_display = ("pk", "key", "kind", "community", "interval", "posted_at")
+    list_filter = ("kind", "community")
+    search_fields = ("key",)
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdmin):
+    community_lookup = "account__community"
+    list_display = ("sequence", "transaction", "account", "kind", "amount", "energy_kwh", "hash")
+    list_filter = ("kind", "account__community")
+    list_select_related = ("transaction", "account")
+
+
+@admin.register(Settlement)
+class SettlementAdmin(ReadOnlyAdmin):
+    community_lookup = "interval__community"
+    list_display = (
+        "interval", "membership", "confirmed_bought_kwh", "confirmed_sold_kwh",
+        "metered_import_kwh", "metered_export_kwh", "imbalance_kwh", "estimated", "adjusted_at",
+    )  # fmt: skip
+    list_filter = ("estimated", "interval__community")
+
+
+@admin.register(LedgerVerification)
+class LedgerVerificationAdmin(ReadOnlyAdmin):
+    list_display = ("at", "community", "ok", "entries_checked", "first_bad_entry_id", "reason")
+    list_filter = ("ok",)
