@@ -111,6 +111,8 @@ def test_beat_and_worker_take_posted_orders_to_confirmed(celery_worker_with_beat
 
 def _blocked_backends() -> int:
     with connection.cursor() as cursor:
+        # Inside a transaction PostgreSQL keeps showing its first snapshot of the statistics.
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
@@ -131,7 +133,9 @@ def test_worker_killed_mid_step_completes_exactly_once(celery_worker_with_beat):
     _, interval = _market(gate_in=-timedelta(seconds=1))  # due at once
     with transaction.atomic():
         if settings.USING_POSTGRES:
-            list(Posting.objects.filter(interval=interval).select_for_update())
+            # of=self and pk order: the default ordering joins the interval, which would lock it.
+            postings = Posting.objects.filter(interval=interval).order_by("pk")
+            list(postings.select_for_update(of=("self",)))
         else:
             Interval.objects.filter(pk=interval.pk).update(last_error="")  # take the write lock
         # The step may also be queued by the tick; either way one of them gets stuck here.
