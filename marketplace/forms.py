@@ -1,0 +1,75 @@
+"""Forms of the board: post an offer or request, bid on a posting, accept a bid.
+
+The forms only collect text; quantities and prices are parsed and checked by the services
+(``posting_create``, ``bid_create``, ``bid_accept``), so the pages show exactly the errors the
+API gives. Choices (intervals, meter points) are plain lists built once per page, so rendering
+a form per posting costs no query.
+"""
+
+from __future__ import annotations
+
+from django import forms
+
+from config.errors import ApplicationError
+from marketplace.models import Side
+
+Choices = list[tuple[int | str, str]]
+
+
+def add_service_error(form: forms.BaseForm, error: ApplicationError) -> None:
+    """Show a service's error next to its field, or above the form when the field isn't on it."""
+    form.add_error(error.field if error.field in form.fields else None, error.message)
+
+
+def _decimal_input(placeholder: str) -> forms.TextInput:
+    # Text, not number: the service decides what a valid amount is and says why, and phones
+    # still show a numeric keypad.
+    return forms.TextInput(
+        attrs={"inputmode": "decimal", "autocomplete": "off", "placeholder": placeholder}
+    )
+
+
+class _ChoicesForm(forms.Form):
+    """A form whose select fields get their choices from the page (validation needs none)."""
+
+    def set_choices(self, **choices: Choices) -> None:
+        for name, values in choices.items():
+            if name in self.fields:
+                self.fields[name].widget.choices = values
+
+
+class PostingForm(_ChoicesForm):
+    """An offer to sell or a request to buy energy in one interval."""
+
+    side = forms.ChoiceField(
+        choices=[(Side.SELL.value, "Offer (sell)"), (Side.BUY.value, "Request (buy)")],
+        widget=forms.RadioSelect,
+        initial=Side.SELL.value,
+    )
+    interval = forms.IntegerField(label="Delivery interval", widget=forms.Select)
+    quantity_kwh = forms.CharField(label="Energy (kWh)", widget=_decimal_input("e.g. 1.5"))
+    limit_price_per_kwh = forms.CharField(
+        label="Limit price per kWh", widget=_decimal_input("e.g. 0.2000")
+    )
+    meter_point = forms.IntegerField(label="Meter point", widget=forms.Select)
+    auto_accept_best_bids = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Accept the best remaining bids automatically at gate closure",
+    )
+
+
+class BidForm(_ChoicesForm):
+    """A bid on someone else's posting."""
+
+    quantity_kwh = forms.CharField(label="Energy (kWh)", widget=_decimal_input("kWh"))
+    price_per_kwh = forms.CharField(label="Price per kWh", widget=_decimal_input("price"))
+    meter_point = forms.IntegerField(label="Meter point", widget=forms.Select)
+
+
+class AcceptForm(forms.Form):
+    """Accept a bid; an empty quantity takes as much as both the bid and the posting allow."""
+
+    quantity_kwh = forms.CharField(
+        label="Energy (kWh)", required=False, widget=_decimal_input("all")
+    )

@@ -1,0 +1,24 @@
+"""The prosumer's pages: dashboard, board (with its actions) and trades, per community."""
+
+from django.urls import path
+
+from marketplace.views import board, pages
+
+app_name = "marketplace"
+
+urlpatterns = [
+    path("dashboard/", pages.dashboard_home, name="dashboard_home"),
+    path("board/", pages.board_home, name="board_home"),
+    path("trades/", pages.trades_home, name="trades_home"),
+    path("c/<slug:slug>/dashboard/", pages.dashboard, name="dashboard"),
+    path("c/<slug:slug>/trades/", pages.trades, name="trades"),
+    path("c/<slug:slug>/board/", board.board, name="board"),
+    path("c/<slug:slug>/board/post/", board.posting_new, name="posting_new"),
+    path("c/<slug:slug>/postings/<int:pk>/bid/", board.bid_new, name="bid_new"),
+    path(
+        "c/<slug:slug>/postings/<int:pk>/cancel/", board.posting_cancel_view, name="posting_cancel"
+    ),
+    path("c/<slug:slug>/bids/<int:pk>/accept/", board.bid_accept_view, name="bid_accept"),
+    path("c/<slug:slug>/bids/<int:pk>/reject/", board.bid_reject_view, name="bid_reject"),
+    path("c/<slug:slug>/bids/<int:pk>/withdraw/", board.bid_withdraw_view, name="bid_withdraw"),
+]

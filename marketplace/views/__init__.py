@@ -1,0 +1,1 @@
+"""The prosumer's web pages: dashboard, board and trades (see ``marketplace.urls``)."""

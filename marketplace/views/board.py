@@ -1,0 +1,433 @@
+"""The board: anonymised postings with the depth chart, and every action a member takes on it.
+
+Each action is a plain form POST that works without JavaScript (redirect after success, the
+page again with the error next to its field on failure). With htmx loaded, the same forms post
+in the background and the server answers with the board's main part only (``_board_main.html``),
+which replaces the old one in place: no full reload, and nothing typed is lost on an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts import permissions
+from accounts.models import MeterPoint
+from config.errors import ApplicationError
+from marketplace.forms import AcceptForm, BidForm, PostingForm, add_service_error
+from marketplace.models import (
+    Bid,
+    BidStatus,
+    Interval,
+    IntervalState,
+    Posting,
+    PostingStatus,
+    Side,
+)
+from marketplace.selectors.board import (
+    board_postings,
+    intervals_upcoming,
+    my_bids,
+    my_postings,
+    order_book_depth,
+)
+from marketplace.selectors.prosumer import bids_on_my_open_postings
+from marketplace.services.bids import bid_accept, bid_create, bid_reject, bid_withdraw
+from marketplace.services.intervals import interval_is_open_for_orders
+from marketplace.services.postings import posting_cancel, posting_create
+from marketplace.views.charts import depth_chart
+from marketplace.views.common import (
+    MemberView,
+    interval_label,
+    is_htmx,
+    local_zone,
+    member_view,
+)
+
+
+@dataclass
+class BoardInput:
+    """What an action brings to the board's re-rendering: bound forms and row errors."""
+
+    posting_form: PostingForm | None = None
+    bid_form: tuple[int, BidForm] | None = None
+    accept_form: tuple[int, AcceptForm] | None = None
+    # "posting-<id>" or "bid-<id>" -> messages shown on that row.
+    row_errors: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _filters(request: HttpRequest) -> tuple[str, str]:
+    """The board's filters from the query string: an interval id (or "") and a side (or "")."""
+    interval = request.GET.get("interval", "")
+    side = request.GET.get("side", "")
+    return (interval if interval.isdigit() else ""), (side if side in Side.values else "")
+
+
+def _board_url(slug: str, interval: str, side: str) -> str:
+    query = urlencode({k: v for k, v in (("interval", interval), ("side", side)) if v})
+    url = reverse("marketplace:board", args=[slug])
+    return f"{url}?{query}" if query else url
+
+
+def board_context(request: HttpRequest, member: MemberView, given: BoardInput) -> dict[str, Any]:
+    """Everything the board shows, in a fixed number of queries."""
+    now = timezone.now()
+    community, membership = member.community, member.membership
+    zone = local_zone(community)
+    interval_param, side = _filters(request)
+    upcoming = list(intervals_upcoming(community=community, now=now))
+    open_intervals = [i for i in upcoming if interval_is_open_for_orders(i, now)]
+    selected = next((i for i in upcoming if str(i.pk) == interval_param), None)
+    depth_interval = selected or (open_intervals[0] if open_intervals else None)
+
+    postings = []
+    if member.may_trade:
+        # The board itself is for members who trade; a suspended member keeps the depth chart
+        # and their own history below it.
+        postings = board_postings(
+            community=community, viewer=membership, interval=selected, side=side or None
+        )
+    meter_points = list(
+        permissions.visible_meter_points(member.user)
+        .filter(membership=membership)
+        .values_list("pk", "label")
+    )
+    mp_choices: list[tuple[int | str, str]] = [(pk, label) for pk, label in meter_points]
+    interval_choices: list[tuple[int | str, str]] = [
+        (i.pk, f"{interval_label(i, zone)} · gate {i.gate_closure_at.astimezone(zone):%H:%M}")
+        for i in open_intervals
+    ]
+
+    rows: list[dict[str, Any]] = []
+    for posting in postings:
+        mine = posting.pseudonym == membership.pseudonym
+        form = None
+        if not mine:
+            if given.bid_form and given.bid_form[0] == posting.id:
+                form = given.bid_form[1]
+            else:
+                initial = {"meter_point": mp_choices[0][0]} if mp_choices else {}
+                form = BidForm(auto_id=f"id_bid{posting.id}_%s", initial=initial)
+            form.set_choices(meter_point=mp_choices)
+        rows.append({"posting": posting, "mine": mine, "bid_form": form})
+
+    own_postings = list(
+        my_postings(membership=membership).filter(
+            status=PostingStatus.OPEN, interval__state=IntervalState.OPEN
+        )
+    )
+    bids_by_posting = bids_on_my_open_postings(
+        membership=membership, posting_ids=[p.pk for p in own_postings]
+    )
+    errors = given.row_errors
+    own_rows: list[dict[str, Any]] = []
+    for own in own_postings:
+        bid_rows: list[dict[str, Any]] = []
+        for bid in bids_by_posting.get(own.pk, []):
+            if given.accept_form and given.accept_form[0] == bid.pk:
+                accept = given.accept_form[1]
+            else:
+                accept = AcceptForm(auto_id=f"id_accept{bid.pk}_%s")
+            bid_rows.append(
+                {"bid": bid, "accept_form": accept, "errors": errors.get(f"bid-{bid.pk}", [])}
+            )
+        own_rows.append(
+            {"posting": own, "bids": bid_rows, "errors": errors.get(f"posting-{own.pk}", [])}
+        )
+    own_bids: list[dict[str, Any]] = [
+        {"bid": bid, "errors": errors.get(f"bid-{bid.pk}", [])}
+        for bid in my_bids(membership=membership).filter(
+            status=BidStatus.PENDING, posting__interval__state=IntervalState.OPEN
+        )
+    ]
+
+    posting_form = given.posting_form or PostingForm(
+        initial={
+            "interval": depth_interval.pk if depth_interval in open_intervals else None,
+            "meter_point": mp_choices[0][0] if mp_choices else None,
+            "side": Side.SELL.value,
+            "auto_accept_best_bids": True,
+        }
+    )
+    posting_form.set_choices(interval=interval_choices, meter_point=mp_choices)
+
+    shown = {f"posting-{r['posting'].pk}" for r in own_rows}
+    shown |= {f"bid-{b['bid'].pk}" for r in own_rows for b in r["bids"]}
+    shown |= {f"bid-{item['bid'].pk}" for item in own_bids}
+    general_errors = [m for key, ms in given.row_errors.items() if key not in shown for m in ms]
+    if given.bid_form and not any(r["posting"].id == given.bid_form[0] for r in rows):
+        # The posting left the board meanwhile (filled, cancelled, gate closed): say why here.
+        general_errors += [str(e) for field_errors in given.bid_form[1].errors.values()
+                           for e in field_errors]  # fmt: skip
+
+    depth = None
+    if depth_interval is not None:
+        depth = depth_chart(
+            order_book_depth(interval=depth_interval),
+            price_floor=depth_interval.rules.price_floor,
+            price_cap=depth_interval.rules.price_cap,
+        )
+    return {
+        "member": member,
+        "community": community,
+        "membership": membership,
+        "now": now,
+        "intervals": upcoming,
+        "open_intervals": open_intervals,
+        "selected_interval": selected,
+        "depth_interval": depth_interval,
+        "depth_label": interval_label(depth_interval, zone) if depth_interval else "",
+        "depth": depth,
+        "side": side,
+        "filter_query": urlencode(
+            {k: v for k, v in (("interval", interval_param), ("side", side)) if v}
+        ),
+        "rows": rows,
+        "own_rows": own_rows,
+        "own_bids": own_bids,
+        "general_errors": general_errors,
+        "posting_form": posting_form,
+        "has_meter_point": bool(mp_choices),
+        "htmx": is_htmx(request),
+        "currency": community.currency,
+    }
+
+
+def _render_board(
+    request: HttpRequest, member: MemberView, given: BoardInput, status: int = 200
+) -> HttpResponse:
+    template = "marketplace/_board_main.html" if is_htmx(request) else "marketplace/board.html"
+    return render(request, template, board_context(request, member, given), status=status)
+
+
+@login_required
+@require_GET
+def board(request: HttpRequest, slug: str) -> HttpResponse:
+    member = member_view(request, slug)
+    if isinstance(member, HttpResponse):
+        return member
+    return _render_board(request, member, BoardInput())
+
+
+def _done(request: HttpRequest, member: MemberView, message: str) -> HttpResponse:
+    """After a successful action: the fresh board for htmx, a redirect (PRG) without it."""
+    messages.success(request, message)
+    if is_htmx(request):
+        return _render_board(request, member, BoardInput())
+    interval, side = _filters(request)
+    return redirect(_board_url(member.community.slug, interval, side))
+
+
+def _refuse_trading(form: forms.Form | None, member: MemberView) -> BoardInput:
+    if form is not None:
+        form.add_error(None, member.trade_refusal)
+    return BoardInput()
+
+
+def _own_meter_point(member: MemberView, pk: int) -> MeterPoint | None:
+    return (
+        permissions.visible_meter_points(member.user)
+        .filter(membership=member.membership, pk=pk)
+        .first()
+    )
+
+
+def _kwh(value: Decimal) -> str:
+    return f"{value.normalize():f}"
+
+
+@login_required
+@require_POST
+def posting_new(request: HttpRequest, slug: str) -> HttpResponse:
+    member = member_view(request, slug)
+    if isinstance(member, HttpResponse):
+        return member
+    form = PostingForm(request.POST)
+    given = BoardInput(posting_form=form)
+    if not member.may_trade:
+        form.add_error(None, member.trade_refusal)
+        return _render_board(request, member, given, status=403)
+    if form.is_valid():
+        data = form.cleaned_data
+        interval = (
+            Interval.objects.filter(community=member.community, pk=data["interval"])
+            .select_related("rules")
+            .first()
+        )
+        meter_point = _own_meter_point(member, data["meter_point"])
+        if interval is None:
+            form.add_error("interval", "Choose one of the community's upcoming intervals.")
+        elif meter_point is None:
+            form.add_error("meter_point", "Choose one of your meter points.")
+        else:
+            try:
+                posting = posting_create(
+                    membership=member.membership,
+                    meter_point=meter_point,
+                    interval=interval,
+                    side=data["side"],
+                    quantity_kwh=data["quantity_kwh"].strip(),
+                    limit_price_per_kwh=data["limit_price_per_kwh"].strip(),
+                    auto_accept_best_bids=data["auto_accept_best_bids"],
+                )
+            except ApplicationError as error:
+                add_service_error(form, error)
+            else:
+                what = "offer" if posting.side == Side.SELL else "request"
+                return _done(
+                    request,
+                    member,
+                    f"Your {what} of {_kwh(posting.quantity_kwh)} kWh at "
+                    f"{posting.limit_price_per_kwh} per kWh is on the board.",
+                )
+    return _render_board(request, member, given, status=400)
+
+
+@login_required
+@require_POST
+def bid_new(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    member = member_view(request, slug)
+    if isinstance(member, HttpResponse):
+        return member
+    posting = get_object_or_404(
+        Posting.objects.select_related("interval"), pk=pk, interval__community=member.community
+    )
+    form = BidForm(request.POST, auto_id=f"id_bid{pk}_%s")
+    given = BoardInput(bid_form=(pk, form))
+    if not member.may_trade:
+        # The bid forms are hidden for this member; the refusal is shown above the board.
+        given.row_errors["trading"] = [member.trade_refusal]
+        return _render_board(request, member, given, status=403)
+    if form.is_valid():
+        data = form.cleaned_data
+        meter_point = _own_meter_point(member, data["meter_point"])
+        if meter_point is None:
+            form.add_error("meter_point", "Choose one of your meter points.")
+        else:
+            try:
+                bid = bid_create(
+                    membership=member.membership,
+                    meter_point=meter_point,
+                    posting=posting,
+                    quantity_kwh=data["quantity_kwh"].strip(),
+                    price_per_kwh=data["price_per_kwh"].strip(),
+                )
+            except ApplicationError as error:
+                add_service_error(form, error)
+            else:
+                return _done(
+                    request,
+                    member,
+                    f"Your bid of {_kwh(bid.quantity_kwh)} kWh at {bid.price_per_kwh} per kWh "
+                    "is with the poster.",
+                )
+    return _render_board(request, member, given, status=400)
+
+
+def _row_action(
+    request: HttpRequest,
+    member: MemberView,
+    key: str,
+    action: Callable[[], str],
+    given: BoardInput | None = None,
+) -> HttpResponse:
+    """Run a one-click action (cancel, reject, withdraw, accept); its error goes on its row."""
+    given = given or BoardInput()
+    if not member.may_trade:
+        given.row_errors[key] = [member.trade_refusal]
+        return _render_board(request, member, given, status=403)
+    try:
+        message = action()
+    except ApplicationError as error:
+        given.row_errors[key] = [error.message]
+        if given.accept_form and error.field == "quantity_kwh":
+            add_service_error(given.accept_form[1], error)
+            given.row_errors.pop(key)
+        return _render_board(request, member, given, status=400)
+    return _done(request, member, message)
+
+
+@login_required
+@require_POST
+def posting_cancel_view(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    member = member_view(request, slug)
+    if isinstance(member, HttpResponse):
+        return member
+    posting = get_object_or_404(Posting, pk=pk, interval__community=member.community)
+
+    def cancel() -> str:
+        posting_cancel(posting=posting, by_membership=member.membership)
+        return "Your posting is cancelled; its pending bids expired."
+
+    return _row_action(request, member, f"posting-{pk}", cancel)
+
+
+def _community_bid(member: MemberView, pk: int) -> Bid:
+    return get_object_or_404(
+        Bid.objects.select_related("posting"),
+        pk=pk,
+        posting__interval__community=member.community,
+    )
+
+
+@login_required
+@require_POST
+def bid_accept_view(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    member = member_view(request, slug)
+    if isinstance(member, HttpResponse):
+        return member
+    bid = _community_bid(member, pk)
+    form = AcceptForm(request.POST, auto_id=f"id_accept{pk}_%s")
+    form.is_valid()  # one optional text field: always valid; the service parses it
+
+    def accept() -> str:
+        quantity = (form.cleaned_data.get("quantity_kwh") or "").strip() or None
+        trade = bid_accept(bid=bid, by_membership=member.membership, quantity_kwh=quantity)
+        return (
+            f"Bid accepted: a trade of {_kwh(trade.quantity_kwh)} kWh at "
+            f"{trade.price_per_kwh} per kWh. See it under My trades."
+        )
+
+    return _row_action(request, member, f"bid-{pk}", accept, BoardInput(accept_form=(pk, form)))
+
+
+@login_required
+@require_POST
+def bid_reject_view(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    member = member_view(request, slug)
+    if isinstance(member, HttpResponse):
+        return member
+    bid = _community_bid(member, pk)
+
+    def reject() -> str:
+        bid_reject(bid=bid, by_membership=member.membership)
+        return "Bid rejected."
+
+    return _row_action(request, member, f"bid-{pk}", reject)
+
+
+@login_required
+@require_POST
+def bid_withdraw_view(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    member = member_view(request, slug)
+    if isinstance(member, HttpResponse):
+        return member
+    bid = _community_bid(member, pk)
+
+    def withdraw() -> str:
+        bid_withdraw(bid=bid, by_membership=member.membership)
+        return "Your bid is withdrawn."
+
+    return _row_action(request, member, f"bid-{pk}", withdraw)

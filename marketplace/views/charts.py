@@ -1,0 +1,191 @@
+"""Chart geometry for the pages' inline SVG: the order book depth and the daily figures.
+
+The charts are drawn server-side as SVG (no chart library, nothing from the internet): this
+module turns Decimal data into coordinates in a fixed viewBox; the templates draw them. A
+viewBox scales with the page, so the same chart is readable on a phone and a desktop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from marketplace.selectors.prosumer import DayFigures
+
+WIDTH = 400
+HEIGHT = 240
+LEFT, RIGHT, TOP, BOTTOM = 48, 12, 12, 36
+PLOT_W = WIDTH - LEFT - RIGHT
+PLOT_H = HEIGHT - TOP - BOTTOM
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    at: float  # position along the axis in viewBox units
+    label: str
+
+
+@dataclass
+class DepthChart:
+    supply_points: str = ""
+    demand_points: str = ""
+    x_ticks: list[Tick] = field(default_factory=list)
+    y_ticks: list[Tick] = field(default_factory=list)
+    empty: bool = True
+    width: int = WIDTH
+    height: int = HEIGHT
+    left: int = LEFT
+    top: int = TOP
+    bottom: float = TOP + PLOT_H
+    right: float = LEFT + PLOT_W
+
+
+def _nice_step(span: float, count: int) -> float:
+    """A round step (1, 2 or 5 times a power of ten) giving about ``count`` ticks."""
+    raw = span / max(count, 1)
+    if raw <= 0:
+        return 1.0
+    magnitude = 10 ** int(f"{raw:e}".split("e")[1])
+    for multiple in (1, 2, 5, 10):
+        if multiple * magnitude >= raw:
+            return multiple * magnitude
+    return 10 * magnitude
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3f}".rstrip("0").rstrip(".") or "0"
+
+
+def depth_chart(
+    curves: dict[str, list[tuple[Decimal, Decimal]]], *, price_floor: Decimal, price_cap: Decimal
+) -> DepthChart:
+    """Step curves of cumulative kWh (x) against the limit price (y), floor to cap.
+
+    Supply climbs from the cheapest offer, demand falls from the dearest request; where they
+    cross is where a pooled auction would clear.
+    """
+    supply, demand = curves.get("supply", []), curves.get("demand", [])
+    chart = DepthChart(empty=not supply and not demand)
+    max_kwh = float(max([kwh for _, kwh in supply + demand], default=Decimal(1)))
+    low, high = float(price_floor), float(price_cap)
+    if high <= low:
+        high = low + 1
+
+    def x(kwh: float) -> float:
+        return round(LEFT + PLOT_W * kwh / max_kwh, 1)
+
+    def y(price: float) -> float:
+        clamped = min(max(price, low), high)
+        return round(TOP + PLOT_H * (1 - (clamped - low) / (high - low)), 1)
+
+    def steps(curve: list[tuple[Decimal, Decimal]]) -> str:
+        points: list[str] = []
+        previous = 0.0
+        for price, cumulative in curve:
+            points += [
+                f"{x(previous)},{y(float(price))}",
+                f"{x(float(cumulative))},{y(float(price))}",
+            ]
+            previous = float(cumulative)
+        return " ".join(points)
+
+    chart.supply_points = steps(supply)
+    chart.demand_points = steps(demand)
+    step = _nice_step(high - low, 4)
+    value = low
+    while value <= high + 1e-9:
+        chart.y_ticks.append(Tick(y(value), f"{value:.2f}"))
+        value += step
+    kwh_step = _nice_step(max_kwh, 4)
+    kwh = 0.0
+    while kwh <= max_kwh + 1e-9:
+        chart.x_ticks.append(Tick(x(kwh), _fmt(kwh)))
+        kwh += kwh_step
+    return chart
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    x: float
+    y: float
+    height: float
+    width: float
+    title: str
+    negative: bool = False
+
+
+@dataclass
+class DailyChart:
+    bought: list[Bar] = field(default_factory=list)
+    sold: list[Bar] = field(default_factory=list)
+    savings: list[Bar] = field(default_factory=list)
+    labels: list[Tick] = field(default_factory=list)
+    kwh_ticks: list[Tick] = field(default_factory=list)
+    zero_y: float = TOP + PLOT_H
+    savings_max: str = "0"
+    savings_min: str = "0"
+    empty: bool = True
+    width: int = WIDTH
+    height: int = HEIGHT
+    left: int = LEFT
+    top: int = TOP
+    bottom: float = TOP + PLOT_H
+    right: float = LEFT + PLOT_W
+
+
+def daily_chart(days: Sequence[DayFigures], *, currency: str) -> DailyChart:
+    """Bars of kWh bought and sold per day, and a strip of savings per day under them.
+
+    The upper two thirds of the plot hold the energy bars, the lower third the savings (above
+    its zero line when saved, below it when the member paid more than the grid would cost).
+    """
+    chart = DailyChart(empty=not any(d.bought_kwh or d.sold_kwh for d in days))
+    if not days:
+        return chart
+    energy_h = PLOT_H * 0.62
+    savings_top = TOP + energy_h + 14
+    savings_h = PLOT_H - energy_h - 14
+    max_kwh = float(max([max(d.bought_kwh, d.sold_kwh) for d in days] + [Decimal("0.001")]))
+    savings_abs = float(max([abs(d.savings) for d in days] + [Decimal("0.01")]))
+    slot = PLOT_W / len(days)
+    bar_w = round(slot * 0.34, 1)
+    energy_bottom = TOP + energy_h
+    chart.zero_y = round(savings_top + savings_h / 2, 1)
+    for i, d in enumerate(days):
+        left = LEFT + slot * i + slot * 0.14
+        for bars, day_kwh, offset, what in (
+            (chart.bought, d.bought_kwh, 0.0, "bought"),
+            (chart.sold, d.sold_kwh, bar_w, "sold"),
+        ):
+            height = round(energy_h * float(day_kwh) / max_kwh, 1)
+            bars.append(
+                Bar(
+                    round(left + offset, 1),
+                    round(energy_bottom - height, 1),
+                    height,
+                    bar_w,
+                    f"{d.day:%a %d %b}: {what} {day_kwh} kWh",
+                )
+            )
+        height = round((savings_h / 2) * abs(float(d.savings)) / savings_abs, 1)
+        negative = d.savings < 0
+        chart.savings.append(
+            Bar(
+                round(left, 1),
+                chart.zero_y if negative else round(chart.zero_y - height, 1),
+                height,
+                round(bar_w * 2, 1),
+                f"{d.day:%a %d %b}: saved {d.savings} {currency}",
+                negative,
+            )
+        )
+        chart.labels.append(Tick(round(LEFT + slot * (i + 0.5), 1), f"{d.day:%a %d}"))
+    step = _nice_step(max_kwh, 3)
+    kwh = 0.0
+    while kwh <= max_kwh + 1e-9:
+        chart.kwh_ticks.append(Tick(round(energy_bottom - energy_h * kwh / max_kwh, 1), _fmt(kwh)))
+        kwh += step
+    chart.savings_max = f"{savings_abs:.2f}"
+    chart.savings_min = f"-{savings_abs:.2f}"
+    return chart

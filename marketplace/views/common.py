@@ -1,0 +1,83 @@
+"""What every prosumer page needs: the caller's membership in the community, checked through
+``accounts.permissions``, and whether they may trade (with the reason when not)."""
+
+from __future__ import annotations
+
+import zoneinfo
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+
+from accounts import permissions
+from accounts.models import Membership, MembershipStatus, User
+from marketplace.models import Community, Interval
+
+
+@dataclass(frozen=True)
+class MemberView:
+    """The caller as a member of one community, as the pages see them."""
+
+    user: User
+    community: Community
+    membership: Membership
+    may_trade: bool
+    # Why the forms are disabled; empty when the member may trade.
+    trade_refusal: str
+
+
+def current_user(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)  # login_required guarantees it
+    return request.user
+
+
+def is_htmx(request: HttpRequest) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def member_view(request: HttpRequest, slug: str) -> MemberView | HttpResponse:
+    """The caller's membership, or the response to give instead.
+
+    A community the caller has no history in is a 404 (whether it exists is not their business);
+    a pending or rejected applicant gets the page that explains their state.
+    """
+    user = current_user(request)
+    community = get_object_or_404(Community, slug=slug)
+    if not permissions.can_read_own_history(user, community):
+        membership = permissions.membership_of(user, community)
+        if membership is None:
+            raise Http404("No such community.")
+        return render(
+            request,
+            "marketplace/not_yet_member.html",
+            {"memberships": [membership]},
+            status=403,
+        )
+    membership = permissions.membership_of(user, community)
+    assert membership is not None  # can_read_own_history implies a membership
+    may_trade = permissions.can_trade(user, community)
+    refusal = ""
+    if not may_trade:
+        refusal = (
+            "Your membership is suspended"
+            if membership.status == MembershipStatus.SUSPENDED
+            else "Your membership is not approved"
+        )
+        refusal += f" ({membership.status_reason})" if membership.status_reason else ""
+        refusal += ". You can see your history, but you cannot post or bid."
+    return MemberView(user, community, membership, may_trade, refusal)
+
+
+def interval_label(interval: Interval, zone: zoneinfo.ZoneInfo) -> str:
+    """``Mon 02 Mar 10:15-10:30`` (en dash) in the community's zone, as members name intervals."""
+    start, end = interval.start.astimezone(zone), interval.end.astimezone(zone)
+    return f"{start:%a %d %b %H:%M}\u2013{end:%H:%M}"
+
+
+def local_zone(community: Community) -> zoneinfo.ZoneInfo:
+    return zoneinfo.ZoneInfo(community.timezone)
+
+
+def local_now(community: Community, now: datetime) -> datetime:
+    return now.astimezone(local_zone(community))
