@@ -1,0 +1,1 @@
+"""Oversight: the regulators' read-only, anonymised dashboards over every community's market."""
