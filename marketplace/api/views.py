@@ -131,6 +131,11 @@ class FilteredListView(ApiView):
 
 # --- Who am I ---------------------------------------------------------------------------------
 class MeView(ApiView):
+    """Any valid token may ask who it is and what it may do, whatever its scopes."""
+
+    def get_permissions(self) -> list[BasePermission]:
+        return [IsAuthenticated()]
+
     @extend_schema(
         operation_id="me", summary="The caller, their memberships and this request's scopes",
         responses=schema.responses(s.MeSerializer, 403), tags=["account"],
@@ -301,9 +306,14 @@ class BoardView(ApiView):
     )
     def get(self, request: Request) -> Response:
         query = self.validated_query(s.BoardQuerySerializer)
-        community = get_object_or_404(Community, slug=query["community"])
-        viewer = Membership.objects.filter(user=_user(request), community=community).first()
+        # One query on the hot path: the viewer's membership with its community.
+        viewer = (
+            Membership.objects.filter(user=_user(request), community__slug=query["community"])
+            .select_related("community")
+            .first()
+        )
         if viewer is None:
+            get_object_or_404(Community, slug=query["community"])
             raise ApplicationError(
                 ErrorCode.PERMISSION_DENIED,
                 "Only approved members of this community can see its board.",
@@ -311,7 +321,7 @@ class BoardView(ApiView):
             )
         interval = Interval(pk=query["interval"]) if "interval" in query else None
         rows = board_postings(
-            community=community, viewer=viewer, interval=interval, side=query.get("side")
+            community=viewer.community, viewer=viewer, interval=interval, side=query.get("side")
         )
         return self.paginated(rows, s.BoardPostingSerializer)
 

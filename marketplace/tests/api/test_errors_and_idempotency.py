@@ -1,0 +1,177 @@
+"""One error format for every 4xx, no 5xx from any input, Idempotency-Key, throttling."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+
+from accounts.models import ApiToken
+from accounts.tokens import TokenAuth, token_digest
+from marketplace.api.idempotency import _key
+from marketplace.models import Posting
+from marketplace.tests.api.conftest import Api, posting_body
+
+pytestmark = pytest.mark.django_db
+
+
+def assert_error(response: Any, status: int, code: str, fields: set[str] | None = None) -> None:
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert set(body) == {"code", "message", "fields"}, body
+    assert body["code"] == code, body
+    assert body["message"]
+    if fields is not None:
+        assert set(body["fields"]) == fields, body
+
+
+BAD_POSTINGS = [
+    ("wrong type", {"quantity_kwh": ["1"]}, "invalid", {"quantity_kwh"}),
+    ("huge quantity", {"quantity_kwh": "1e30"}, "max_digits", {"quantity_kwh"}),
+    ("too many places", {"limit_price_per_kwh": "0.123456"}, "max_decimal_places", None),
+    ("NaN", {"quantity_kwh": "NaN"}, "invalid", {"quantity_kwh"}),
+    ("Infinity", {"limit_price_per_kwh": "Infinity"}, "invalid", {"limit_price_per_kwh"}),
+    ("huge id", {"interval": 10**40}, "max_value", {"interval"}),
+    ("unknown interval", {"interval": 2**62}, "not_found", {"interval"}),
+    ("unknown meter point", {"meter_point": 2**62}, "not_found", {"meter_point"}),
+    ("bad side", {"side": "hold"}, "invalid_choice", {"side"}),
+    ("negative", {"quantity_kwh": "-1"}, "out_of_range", {"quantity_kwh"}),
+    ("over the cap", {"limit_price_per_kwh": "9.0000"}, "out_of_range", {"limit_price_per_kwh"}),
+    ("over capacity", {"quantity_kwh": "50"}, "over_capacity", {"quantity_kwh"}),
+    ("missing field", {"side": None}, "null", {"side"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "code", "fields"), BAD_POSTINGS, ids=[b[0] for b in BAD_POSTINGS]
+)
+def test_bad_postings_are_4xx_in_one_format(
+    api: Api, name: str, change: dict[str, Any], code: str, fields: set[str] | None
+) -> None:
+    response = api.bearer(api.full_token).post(
+        "/api/v1/postings/", posting_body(api, **change), format="json"
+    )
+    status = 404 if code == "not_found" else 400
+    assert_error(response, status, code, fields)
+    assert not Posting.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"[1, 2", b"\xff\xfe", b'{"quantity_kwh": NaN}', b"null", b"[]", b'"text"'],
+)
+def test_malformed_bodies_are_400(api: Api, body: bytes) -> None:
+    response = api.bearer(api.full_token).post(
+        "/api/v1/postings/", body, content_type="application/json"
+    )
+    assert response.status_code == 400, response.content
+    assert set(response.json()) == {"code", "message", "fields"}
+
+
+def test_other_errors_share_the_format(api: Api) -> None:
+    client = api.bearer(api.full_token)
+    assert_error(api.client("anonymous").get("/api/v1/postings/"), 401, "not_authenticated")
+    assert_error(api.bearer("pgt_nope").get("/api/v1/postings/"), 401, "authentication_failed")
+    assert_error(api.client("token_trade").get("/api/v1/postings/"), 403, "permission_denied")
+    assert_error(client.get("/api/v1/postings/999999999/"), 404, "not_found")
+    assert_error(client.get("/api/v1/no-such-thing/"), 404, "not_found")
+    assert_error(client.get("/api/v1/intervals/?start_after=yesterday"), 400, "invalid")
+    assert_error(client.get("/api/v1/intervals/?start_after=0001-01-01T00:00:00%2B14:00"), 400,
+                 "invalid")  # fmt: skip
+    assert_error(client.get("/api/v1/postings/?interval=1.5"), 400, "invalid")
+    assert_error(client.get("/api/v1/postings/?interval=99999999999999999999999"), 400, "max_value")
+    assert_error(client.get("/api/v1/board/"), 400, "required", {"community"})
+    assert_error(client.get("/api/v1/statements/sonnenfeld/99999/13/"), 400, "invalid")
+    form = client.post("/api/v1/postings/", {"side": "sell"})  # multipart, not JSON
+    assert_error(form, 415, "unsupported_media_type")
+    huge_offset = client.get("/api/v1/intervals/?offset=99999999999999999999999999&limit=5")
+    assert huge_offset.status_code == 200
+
+
+def test_bulk_readings_malformed_rows_are_a_400_with_row_fields(api: Api) -> None:
+    body = {
+        "readings": [
+            {"meter_point": api.world.meter_point.pk, "interval": 1, "imported_kwh": "0.1",
+             "exported_kwh": "0"},
+            {"meter_point": "x", "interval": 1, "imported_kwh": "NaN", "exported_kwh": "0"},
+        ]
+    }  # fmt: skip
+    response = api.client("token_meter").post("/api/v1/meter-readings/", body, format="json")
+    assert_error(response, 400, "invalid", {"readings.1.meter_point", "readings.1.imported_kwh"})
+
+
+# --- Idempotency-Key --------------------------------------------------------------------------
+def test_same_key_same_body_replays_and_creates_nothing(api: Api) -> None:
+    client = api.bearer(api.full_token)
+    key = str(uuid.uuid4())
+    first = client.post(
+        "/api/v1/postings/", posting_body(api), format="json", HTTP_IDEMPOTENCY_KEY=key
+    )
+    second = client.post(
+        "/api/v1/postings/", posting_body(api), format="json", HTTP_IDEMPOTENCY_KEY=key
+    )
+    assert first.status_code == second.status_code == 201
+    assert first.json() == second.json()
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert Posting.objects.count() == 1
+    different = client.post(
+        "/api/v1/postings/",
+        posting_body(api, quantity_kwh="0.500"),
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )
+    assert_error(different, 409, "idempotency_key_reused", {"Idempotency-Key"})
+    # Another caller's key of the same name is theirs alone.
+    bob = api.bearer(api.bob_token).post(
+        "/api/v1/postings/",
+        posting_body(api, mp=api.bob_meter_point),
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )
+    assert bob.status_code == 201
+    assert Posting.objects.count() == 2
+
+
+def test_refusals_are_replayed_too_and_in_flight_is_409(api: Api) -> None:
+    client = api.bearer(api.full_token)
+    body = posting_body(api, quantity_kwh="99")
+    first = client.post("/api/v1/postings/", body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    again = client.post("/api/v1/postings/", body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert first.status_code == again.status_code == 400
+    assert first.json() == again.json()
+
+    # Simulate a first request still running under this caller's key.
+    token = ApiToken.objects.get(digest=token_digest(api.full_token))
+
+    class FakeRequest:
+        auth = TokenAuth(token_id=token.pk, name="", scopes=frozenset())
+
+    cache.add(f"{_key(FakeRequest, 'k-2')}:lock", 1, timeout=60)  # type: ignore[arg-type]
+    busy = client.post("/api/v1/postings/", posting_body(api), format="json",
+                       HTTP_IDEMPOTENCY_KEY="k-2")  # fmt: skip
+    assert_error(busy, 409, "idempotency_in_progress")
+    assert not Posting.objects.exists()
+    bad_key = client.post("/api/v1/postings/", posting_body(api), format="json",
+                          HTTP_IDEMPOTENCY_KEY="x" * 300)  # fmt: skip
+    assert_error(bad_key, 400, "invalid", {"Idempotency-Key"})
+
+
+# --- Throttling -------------------------------------------------------------------------------
+def test_throttling_is_per_token_by_role(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rest_framework.throttling import SimpleRateThrottle
+
+    rates = dict(SimpleRateThrottle.THROTTLE_RATES, api_member="3/min")
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", rates)
+    alice = api.bearer(api.full_token)
+    statuses = [alice.get("/api/v1/me/").status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    limited = alice.get("/api/v1/me/")
+    assert_error(limited, 429, "throttled")
+    assert "Retry-After" in limited.headers
+    # Another member's token has its own bucket, at the same rate as every member.
+    assert api.bearer(api.bob_token).get("/api/v1/me/").status_code == 200
+    # A regulator's role has its own rate, untouched here.
+    regulator = api.client("regulator")
+    assert [regulator.get("/api/v1/me/").status_code for _ in range(4)] == [200] * 4

@@ -1,0 +1,175 @@
+"""Every endpoint for every role: the permission matrix of the accounts issue, over the API.
+
+One row per endpoint and method; each cell is the status that role gets. Scopes are independent
+(a `trade` token cannot read), lists are filtered by role (so they answer 200 with fewer rows),
+and objects outside one's reach are 404s. Cells marked with a dict also pin the error code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from marketplace.tests.api.conftest import ROLES, Api, posting_body
+
+pytestmark = pytest.mark.django_db
+
+A = "anonymous"
+
+
+def row(default: int, **cells: int) -> dict[str, int]:
+    """``default`` for every signed-in role with the `read` scope; exceptions as keywords."""
+    out = dict.fromkeys(ROLES, default)
+    out.update({A: 401, "token_trade": 403, "token_meter": 403, "token_manage": 403})
+    out.update(cells)
+    return out
+
+
+Url = Callable[[Api], str]
+
+
+def interval_url(suffix: str = "") -> Url:
+    return lambda api: f"/api/v1/intervals/{api.interval.pk}/{suffix}"
+
+
+READS: list[tuple[str, Url, dict[str, int]]] = [
+    ("me", lambda api: "/api/v1/me/", row(200, token_trade=200, token_meter=200, token_manage=200)),
+    ("communities", lambda api: "/api/v1/communities/", row(200)),
+    (
+        "community",
+        lambda api: "/api/v1/communities/sonnenfeld/",
+        row(200, other_prosumer=404, other_manager=404),
+    ),
+    (
+        "rules",
+        lambda api: "/api/v1/communities/sonnenfeld/rules/",
+        row(200, other_prosumer=403, other_manager=403),
+    ),
+    ("intervals", lambda api: "/api/v1/intervals/", row(200)),
+    ("interval", interval_url(), row(200, other_prosumer=404, other_manager=404)),
+    ("depth", interval_url("depth/"), row(200, other_prosumer=404, other_manager=404)),
+    (
+        "grid check (not run yet)",
+        interval_url("grid-check/"),
+        row(404),
+    ),
+    (
+        "board",
+        lambda api: "/api/v1/board/?community=sonnenfeld",
+        row(403, prosumer=200, token_read=200, manager=200),
+    ),
+    ("postings", lambda api: "/api/v1/postings/", row(200)),
+    ("bids", lambda api: "/api/v1/bids/", row(200)),
+    ("trades", lambda api: "/api/v1/trades/", row(200)),
+    ("meter points", lambda api: "/api/v1/meter-points/", row(200)),
+    ("meter readings", lambda api: "/api/v1/meter-readings/", row(200)),
+    ("settlements", lambda api: "/api/v1/settlements/", row(200)),
+    (
+        "statements",
+        lambda api: "/api/v1/statements/sonnenfeld/",
+        row(200, other_prosumer=404, other_manager=404, regulator=404),
+    ),
+    (
+        "statement month",
+        lambda api: "/api/v1/statements/sonnenfeld/2026/3/",
+        row(200, other_prosumer=404, other_manager=404, regulator=404),
+    ),
+    ("statistics", lambda api: "/api/v1/statistics/", row(200)),
+]
+
+
+@pytest.mark.parametrize(("name", "url", "expected"), READS, ids=[r[0] for r in READS])
+def test_reads_for_every_role(api: Api, name: str, url: Url, expected: dict[str, int]) -> None:
+    got = {role: api.client(role).get(url(api)).status_code for role in ROLES}
+    assert got == expected
+
+
+def test_lists_show_only_what_the_role_may_see(api: Api) -> None:
+    def slugs(role: str, path: str, key: str = "community") -> set[str]:
+        data = api.client(role).get(path).json()
+        return {item[key] for item in data["results"]}
+
+    assert slugs("regulator", "/api/v1/communities/", "slug") == {"sonnenfeld", "windhof"}
+    assert slugs("prosumer", "/api/v1/communities/", "slug") == {"sonnenfeld"}
+    assert slugs("other_prosumer", "/api/v1/intervals/?limit=500") == {"windhof"}
+    stats = api.client("regulator").get("/api/v1/statistics/").json()
+    assert [s["community"] for s in stats] == ["sonnenfeld", "windhof"]
+    assert [s["community"] for s in api.client("prosumer").get("/api/v1/statistics/").json()] == [
+        "sonnenfeld"
+    ]
+    # Another member's meter point is not in my list, and its detail is a 404.
+    own = api.client("prosumer").get("/api/v1/meter-points/").json()["results"]
+    assert {mp["id"] for mp in own} == {api.world.meter_point.pk}
+    other = api.client("prosumer").get(f"/api/v1/meter-points/{api.bob_meter_point.pk}/")
+    assert other.status_code == 404
+
+
+def _post_as(api: Api, role: str) -> int:
+    meter_point = api.meter_point_of(role)
+    body = posting_body(api, mp=meter_point) if meter_point else posting_body(api)
+    return api.client(role).post("/api/v1/postings/", body, format="json").status_code
+
+
+def test_posting_for_every_role(api: Api) -> None:
+    got = {role: _post_as(api, role) for role in ROLES}
+    assert got == {
+        A: 401,
+        "prosumer": 201,
+        "token_read": 403,  # no `trade` scope
+        "token_trade": 201,
+        "token_meter": 403,
+        "other_prosumer": 403,  # the interval is another community's
+        "suspended": 400,  # code `suspended`
+        "manager": 404,  # the manager has no meter point of their own here
+        "token_manage": 403,
+        "other_manager": 404,
+        "regulator": 404,
+    }
+
+
+def test_rules_update_for_every_role(api: Api) -> None:
+    got = {
+        role: api.client(role)
+        .patch("/api/v1/communities/sonnenfeld/rules/", {"fee_per_kwh": "0.0060"}, format="json")
+        .status_code
+        for role in ROLES
+    }
+    assert got == {
+        A: 401,
+        "prosumer": 403,
+        "token_read": 403,
+        "token_trade": 403,
+        "token_meter": 403,
+        "other_prosumer": 403,
+        "suspended": 403,
+        "manager": 200,
+        "token_manage": 200,
+        "other_manager": 403,
+        "regulator": 403,
+    }
+
+
+def test_readings_upload_for_every_role(api: Api) -> None:
+    def upload(role: str) -> int:
+        body: dict[str, Any] = {
+            "readings": [
+                {
+                    "meter_point": api.world.meter_point.pk,
+                    "interval": api.interval.pk,
+                    "imported_kwh": "0.500",
+                    "exported_kwh": "0.000",
+                }
+            ]
+        }
+        return api.client(role).post("/api/v1/meter-readings/", body, format="json").status_code
+
+    got = {role: upload(role) for role in ROLES}
+    # The upload itself is allowed with the `meter` scope; rows are judged one by one.
+    assert got == dict.fromkeys(ROLES, 200) | {
+        A: 401,
+        "token_read": 403,
+        "token_trade": 403,
+        "token_manage": 403,
+    }

@@ -1,0 +1,233 @@
+"""Trading through the API end to end: post, board, depth, bid, accept, reject, withdraw, cancel."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from marketplace.models import Posting
+from marketplace.tests.api.conftest import Api, posting_body
+
+pytestmark = pytest.mark.django_db
+
+
+def test_post_board_bid_accept_trade(api: Api) -> None:
+    alice = api.bearer(api.full_token)
+    bob = api.bearer(api.bob_token)
+    posted = alice.post("/api/v1/postings/", posting_body(api), format="json")
+    assert posted.status_code == 201, posted.json()
+    posting = posted.json()
+    assert posting["status"] == "open"
+    assert posting["remaining_kwh"] == "1.000"
+    assert posting["community"] == "sonnenfeld"
+
+    board = bob.get(f"/api/v1/board/?community=sonnenfeld&interval={api.interval.pk}").json()
+    (row,) = board["results"]
+    assert row["id"] == posting["id"]
+    assert row["pseudonym"] == api.world.membership.pseudonym
+    assert "email" not in str(board)  # the board is anonymised
+
+    depth = bob.get(f"/api/v1/intervals/{api.interval.pk}/depth/").json()
+    assert depth["supply"] == [{"price_per_kwh": "0.1200", "cumulative_kwh": "1.000"}]
+    assert depth["demand"] == []
+
+    bid = bob.post(
+        "/api/v1/bids/",
+        {
+            "posting": posting["id"],
+            "meter_point": api.bob_meter_point.pk,
+            "quantity_kwh": "0.600",
+            "price_per_kwh": "0.1500",
+        },
+        format="json",
+    )
+    assert bid.status_code == 201, bid.json()
+    bids_seen = alice.get(f"/api/v1/postings/{posting['id']}/bids/").json()["results"]
+    assert [b["pseudonym"] for b in bids_seen] == [api.bob.pseudonym]
+
+    # Bob cannot accept his own bid on Alice's posting: the service says why.
+    refused = bob.post(f"/api/v1/bids/{bid.json()['id']}/accept/", {}, format="json")
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "permission_denied"
+
+    accepted = alice.post(
+        f"/api/v1/bids/{bid.json()['id']}/accept/", {"quantity_kwh": "0.500"}, format="json"
+    )
+    assert accepted.status_code == 201, accepted.json()
+    trade = accepted.json()
+    assert (trade["side"], trade["counterpart"], trade["quantity_kwh"]) == (
+        "sell",
+        api.bob.pseudonym,
+        "0.500",
+    )
+    bobs = bob.get("/api/v1/trades/").json()["results"]
+    assert [(t["side"], t["counterpart"]) for t in bobs] == [
+        ("buy", api.world.membership.pseudonym)
+    ]
+    assert alice.get(f"/api/v1/postings/{posting['id']}/").json()["allocated_kwh"] == "0.500"
+
+
+def test_reject_withdraw_cancel(api: Api) -> None:
+    alice = api.bearer(api.full_token)
+    bob = api.bearer(api.bob_token)
+    posting = alice.post("/api/v1/postings/", posting_body(api), format="json").json()
+    body = {
+        "posting": posting["id"],
+        "meter_point": api.bob_meter_point.pk,
+        "quantity_kwh": "0.300",
+        "price_per_kwh": "0.1300",
+    }
+    first = bob.post("/api/v1/bids/", body, format="json").json()
+    second = bob.post("/api/v1/bids/", body, format="json").json()
+    rejected = alice.post(f"/api/v1/bids/{first['id']}/reject/", format="json")
+    assert rejected.status_code == 200
+    assert rejected.json()["status"] == "rejected"
+    withdrawn = bob.post(f"/api/v1/bids/{second['id']}/withdraw/", format="json")
+    assert withdrawn.json()["status"] == "withdrawn"
+    again = bob.post(f"/api/v1/bids/{second['id']}/withdraw/", format="json")
+    assert again.status_code == 409
+    assert again.json()["code"] == "invalid_state"
+    # Bob cannot cancel Alice's posting: it is not among his, so it does not exist for him.
+    assert bob.post(f"/api/v1/postings/{posting['id']}/cancel/").status_code == 404
+    cancelled = alice.post(f"/api/v1/postings/{posting['id']}/cancel/")
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+    filtered = alice.get("/api/v1/postings/?status=cancelled&community=sonnenfeld").json()
+    assert [p["id"] for p in filtered["results"]] == [posting["id"]]
+    assert alice.get("/api/v1/postings/?status=open").json()["results"] == []
+
+
+def test_rules_update_makes_a_new_version(api: Api) -> None:
+    manager = api.client("token_manage")
+    before = api.client("manager").get("/api/v1/communities/sonnenfeld/rules/").json()
+    changed = manager.patch(
+        "/api/v1/communities/sonnenfeld/rules/", {"price_cap": "0.4500"}, format="json"
+    )
+    assert changed.status_code == 200
+    assert changed.json()["price_cap"] == "0.4500"
+    assert changed.json()["id"] != before["id"]
+    bad = manager.patch(
+        "/api/v1/communities/sonnenfeld/rules/", {"price_floor": "0.4600"}, format="json"
+    )
+    assert bad.status_code == 400
+    assert bad.json()["code"] == "out_of_range"
+    assert "price_cap" in bad.json()["fields"]
+
+
+def test_readings_upload_reports_each_row(api: Api) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from marketplace.models import Interval
+
+    past = Interval.objects.create(
+        community=api.world.community,
+        rules=api.interval.rules,
+        start=timezone.now().replace(second=0, microsecond=0) - timedelta(hours=2),
+        end=timezone.now().replace(second=0, microsecond=0) - timedelta(hours=1, minutes=45),
+        gate_closure_at=timezone.now() - timedelta(hours=3),
+        state="confirmed",
+    )
+    mp = api.world.meter_point.pk
+    body = {
+        "readings": [
+            {"meter_point": mp, "interval": past.pk, "imported_kwh": "0.4", "exported_kwh": "0"},
+            {"meter_point": mp, "interval": past.pk, "imported_kwh": "99", "exported_kwh": "0"},
+            {
+                "meter_point": api.bob_meter_point.pk,
+                "interval": past.pk,
+                "imported_kwh": "0.1",
+                "exported_kwh": "0",
+            },
+            {
+                "meter_point": mp,
+                "interval": api.interval.pk,
+                "imported_kwh": "0",
+                "exported_kwh": "0",
+            },
+        ]
+    }
+    client = api.client("token_meter")
+    report = client.post("/api/v1/meter-readings/", body, format="json")
+    assert report.status_code == 200, report.json()
+    data = report.json()
+    assert (data["accepted"], data["refused"]) == (1, 3)
+    assert [r["code"] for r in data["rows"]] == [
+        "",
+        "over_capacity",
+        "permission_denied",
+        "invalid_state",
+    ]
+    listed = api.client("token_read").get(f"/api/v1/meter-readings/?interval={past.pk}").json()
+    assert [r["imported_kwh"] for r in listed["results"]] == ["0.400"]
+    # The same upload again stores nothing new.
+    again = client.post("/api/v1/meter-readings/", body, format="json").json()
+    assert again["rows"][0]["unchanged"] is True
+
+
+def test_meter_point_registration(api: Api) -> None:
+    client = api.client("token_meter")
+    created = client.post(
+        "/api/v1/meter-points/",
+        {
+            "community": "sonnenfeld",
+            "label": "Garage",
+            "import_capacity_kw": "11",
+            "export_capacity_kw": "5",
+        },
+        format="json",
+    )
+    assert created.status_code == 201, created.json()
+    assert created.json()["community"] == "sonnenfeld"
+    foreign = client.post(
+        "/api/v1/meter-points/",
+        {
+            "community": "windhof",
+            "label": "x",
+            "import_capacity_kw": "1",
+            "export_capacity_kw": "1",
+        },
+        format="json",
+    )
+    assert foreign.status_code == 404
+    assert foreign.json()["fields"] == {"community": ["You are not a member of this community."]}
+
+
+# --- Query counts: the hot paths must not grow with the data ----------------------------------
+def test_posting_query_count_is_pinned(api: Api, django_assert_max_num_queries: Any) -> None:
+    client = api.bearer(api.full_token)
+    client.get("/api/v1/me/")  # the token's last use is written at most once a minute
+    with django_assert_max_num_queries(12), CaptureQueriesContext(connection) as queries:
+        response = client.post(
+            "/api/v1/postings/", posting_body(api, quantity_kwh="0.100"), format="json"
+        )
+    assert response.status_code == 201
+    # token, the role's scopes, interval, meter point; in the service: interval lock,
+    # membership, meter point lock, two capacity sums, insert. Savepoints only exist because
+    # the test runs inside a transaction.
+    sql = [q["sql"] for q in queries if "SAVEPOINT" not in q["sql"]]
+    assert len(sql) <= 10, sql
+
+
+def test_board_read_query_count_is_pinned(api: Api, django_assert_max_num_queries: Any) -> None:
+    bob = api.bearer(api.bob_token)
+    alice = api.bearer(api.full_token)
+    for price in ("0.1000", "0.1100", "0.1200"):
+        alice.post(
+            "/api/v1/postings/",
+            posting_body(api, quantity_kwh="0.200", limit_price_per_kwh=price),
+            format="json",
+        )
+    bob.get("/api/v1/me/")
+    # token, the role's scopes, the viewer's membership with its community, the board.
+    with django_assert_max_num_queries(4):
+        response = bob.get("/api/v1/board/?community=sonnenfeld")
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == 3
+    assert Posting.objects.count() == 3
+    assert Decimal(response.json()["results"][0]["limit_price_per_kwh"]) == Decimal("0.1")
