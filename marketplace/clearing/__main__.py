@@ -81,6 +81,8 @@ def parse_orders(text: str) -> list[Order]:
         data = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise ClearingError(f"input is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ClearingError("input JSON is nested too deeply") from None
     if not isinstance(data, dict) or not isinstance(data.get("orders"), list):
         raise ClearingError('input must be an object with an "orders" list')
     return [_order(i, raw) for i, raw in enumerate(data["orders"])]
@@ -123,7 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         k = None if args.k is None else _decimal(args.k, "--k")
-        orders = parse_orders(sys.stdin.read())
+        try:
+            text = sys.stdin.buffer.read().decode("utf-8")
+        except UnicodeDecodeError:
+            raise ClearingError("input is not UTF-8 text") from None
+        orders = parse_orders(text)
         result = clear(args.mechanism, orders, k=k)
     except ClearingError as exc:
         print(f"error: {exc}", file=sys.stderr)

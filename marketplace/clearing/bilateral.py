@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 
-from marketplace.clearing.book import validate_order
-from marketplace.clearing.types import ZERO, ClearingError, Match, Order, Side
+from marketplace.clearing.book import decimal_units, validate_order
+from marketplace.clearing.types import MAX_QUANTITY_KWH, ZERO, ClearingError, Match, Order, Side
 
 
 def bilateral_accept(
@@ -36,13 +36,9 @@ def bilateral_accept(
         if bid.id in seen:
             raise ClearingError(f"duplicate bid id {bid.id!r}")
         seen.add(bid.id)
-    if isinstance(remaining, bool) or not isinstance(remaining, Decimal | int):
-        raise ClearingError("remaining must be a Decimal")
-    left = Decimal(remaining)
-    if not left.is_finite() or left < 0 or left > posting.quantity:
+    left = Decimal(decimal_units(remaining, 3, "remaining", limit=MAX_QUANTITY_KWH)).scaleb(-3)
+    if left < 0 or left > posting.quantity:
         raise ClearingError(f"remaining {remaining} must be within [0, {posting.quantity}]")
-    if left.scaleb(3) != int(left.scaleb(3)):
-        raise ClearingError(f"remaining {remaining} has more than 3 decimal places")
 
     selling = posting.side == Side.SELL
     if selling:

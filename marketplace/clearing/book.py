@@ -78,17 +78,24 @@ def _fail(index: int, order_id: object, reason: str) -> ClearingError:
     return ClearingError(f"order #{index} ({order_id!r}): {reason}")
 
 
-def _to_units(value: object, scale: int, what: str, index: int, order_id: object) -> int:
-    """Convert a Decimal to an integer number of quanta, refusing anything not on the grid."""
+def decimal_units(value: object, places: int, what: str, *, limit: Decimal) -> int:
+    """Convert a Decimal (or int) to an integer count of 10**-places quanta.
+
+    Raises ``ClearingError`` for non-numbers, NaN and infinities, values above ``limit`` in
+    magnitude (checked before scaling, so an exponent like 1E+999999 cannot overflow the decimal
+    context) and values off the grid.
+    """
     if isinstance(value, bool) or not isinstance(value, Decimal | int):
-        raise _fail(index, order_id, f"{what} must be a Decimal, got {type(value).__name__}")
+        raise ClearingError(f"{what} must be a Decimal, got {type(value).__name__}")
     dec = Decimal(value)
     if not dec.is_finite():
-        raise _fail(index, order_id, f"{what} must be finite, got {value}")
-    scaled = dec.scaleb(scale)
+        raise ClearingError(f"{what} must be finite, got {value}")
+    if abs(dec) > limit:
+        raise ClearingError(f"{what} {value} exceeds {limit}")
+    scaled = dec.scaleb(places)
     units = int(scaled)
     if scaled != units:
-        raise _fail(index, order_id, f"{what} {value} has more than {scale} decimal places")
+        raise ClearingError(f"{what} {value} has more than {places} decimal places")
     return units
 
 
@@ -99,16 +106,15 @@ def validate_order(order: Order, index: int = 0) -> tuple[int, int, float]:
         raise _fail(index, oid, "id must be a non-empty string")
     if order.side not in (Side.BUY, Side.SELL):
         raise _fail(index, oid, f"unknown side {order.side!r}")
-    qty = _to_units(order.quantity, 3, "quantity", index, oid)
+    try:
+        qty = decimal_units(order.quantity, 3, "quantity", limit=MAX_QUANTITY_KWH)
+        price = decimal_units(order.price, 4, "price", limit=MAX_PRICE)
+    except ClearingError as exc:
+        raise _fail(index, oid, str(exc)) from None
     if qty <= 0:
         raise _fail(index, oid, f"quantity must be > 0, got {order.quantity}")
-    if order.quantity > MAX_QUANTITY_KWH:
-        raise _fail(index, oid, f"quantity {order.quantity} kWh exceeds {MAX_QUANTITY_KWH}")
-    price = _to_units(order.price, 4, "price", index, oid)
     if price < 0:
         raise _fail(index, oid, f"price must be >= 0, got {order.price}")
-    if order.price > MAX_PRICE:
-        raise _fail(index, oid, f"price {order.price} exceeds {MAX_PRICE}")
     at = order.submitted_at
     if not isinstance(at, datetime):
         raise _fail(index, oid, "submitted_at must be a datetime")
@@ -126,6 +132,8 @@ def _fast_columns(
     caller then takes the per-order path, which accepts ints and names the offending order.
     """
     try:
+        # Decimal arithmetic errors (e.g. scaling 1E+999999) and int64 overflow in np.array all
+        # derive from ArithmeticError; the per-order path then reports them properly.
         q_scaled = [o.quantity.scaleb(3) for o in orders]
         p_scaled = [o.price.scaleb(4) for o in orders]
         q_units = list(map(int, q_scaled))  # NaN/inf raise here
@@ -144,10 +152,10 @@ def _fast_columns(
             return None
         if not all(isinstance(o.id, str) and o.id for o in orders):
             return None
-    except (AttributeError, TypeError, ValueError, OverflowError):
+        qty = np.array(q_units, dtype=np.int64)
+        price = np.array(p_units, dtype=np.int64)
+    except (AttributeError, TypeError, ValueError, ArithmeticError):
         return None
-    qty = np.array(q_units, dtype=np.int64)
-    price = np.array(p_units, dtype=np.int64)
     if len(orders) and (
         qty.min() <= 0
         or qty.max() > int(MAX_QUANTITY_KWH) * 1000

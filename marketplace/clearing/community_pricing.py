@@ -20,7 +20,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from marketplace.clearing.types import ZERO, ClearingError, Order, Side
+from marketplace.clearing.book import decimal_units
+from marketplace.clearing.types import (
+    MAX_PRICE,
+    MAX_QUANTITY_KWH,
+    ZERO,
+    ClearingError,
+    Order,
+    Side,
+)
 
 MONEY_PLACES = 8  # kWh (3 places) * mid-market price (up to 5 places) is exact at 8
 _MONEY_QUANTUM = Decimal(1).scaleb(-MONEY_PLACES)
@@ -78,15 +86,10 @@ class _Position:
 
 
 def _tariff(value: object, name: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, Decimal | int):
-        raise ClearingError(f"{name} must be a Decimal")
-    dec = Decimal(value)
-    if not dec.is_finite() or dec < 0:
-        raise ClearingError(f"{name} must be finite and >= 0, got {value}")
     # On the price tick, every grid amount (kWh * tariff) is exact in the 1e-8 money unit.
-    if dec.scaleb(4) != int(dec.scaleb(4)):
-        raise ClearingError(f"{name} {value} has more than 4 decimal places")
-    return dec
+    if decimal_units(value, 4, name, limit=MAX_PRICE) < 0:
+        raise ClearingError(f"{name} must be >= 0, got {value}")
+    return Decimal(value)  # type: ignore[arg-type]  # decimal_units checked the type
 
 
 def _positions(quantities: Sequence[Position]) -> list[_Position]:
@@ -107,14 +110,12 @@ def _positions(quantities: Sequence[Position]) -> list[_Position]:
             raise ClearingError(
                 f"position #{i} ({member_id!r}): unknown side {raw_side!r}"
             ) from None
-        if isinstance(quantity, bool) or not isinstance(quantity, Decimal | int):
-            raise ClearingError(f"position #{i} ({member_id!r}): quantity must be a Decimal")
-        qd = Decimal(quantity)
-        if not qd.is_finite() or qd <= 0:
+        try:
+            milli = decimal_units(quantity, 3, "quantity", limit=MAX_QUANTITY_KWH)
+        except ClearingError as exc:
+            raise ClearingError(f"position #{i} ({member_id!r}): {exc}") from None
+        if milli <= 0:
             raise ClearingError(f"position #{i} ({member_id!r}): quantity must be > 0")
-        milli = int(qd.scaleb(3))
-        if qd.scaleb(3) != milli:
-            raise ClearingError(f"position #{i} ({member_id!r}): more than 3 decimal places")
         if member_id in seen:
             raise ClearingError(f"duplicate member id {member_id!r}")
         seen.add(member_id)

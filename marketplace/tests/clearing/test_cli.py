@@ -146,3 +146,16 @@ def test_bad_input_exits_2_with_one_line(args: list[str], stdin: str, reason: st
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert reason in lines[0]
+
+
+def test_input_that_is_not_utf8_exits_2() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "marketplace.clearing", "uniform"],
+        input=b"\xff\xfe{}",
+        capture_output=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.decode().strip().splitlines() == ["error: input is not UTF-8 text"]

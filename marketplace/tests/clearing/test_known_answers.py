@@ -208,6 +208,8 @@ def test_time_then_id_priority_on_equal_prices() -> None:
         (Order("x", Side.BUY, D(0), D(1), T0), "quantity must be > 0"),
         (Order("x", Side.BUY, D(-1), D(1), T0), "quantity must be > 0"),
         (Order("x", Side.BUY, D("0.0001"), D(1), T0), "decimal places"),
+        (Order("x", Side.BUY, D("1E+999999"), D(1), T0), "exceeds"),
+        (Order("x", Side.BUY, D(1), D("0.00001"), T0), "decimal places"),
         (Order("x", Side.BUY, D(1), D(-1), T0), "price must be >= 0"),
         (Order("x", Side.BUY, D(1), D("NaN"), T0), "finite"),
         (Order("x", Side.BUY, D(1), D("Infinity"), T0), "finite"),
