@@ -144,8 +144,9 @@ def _fast_columns(
         offsets = [o.submitted_at.utcoffset() for o in orders]
         if None in offsets:
             return None
-        # POSIX timestamps as float64 order instants exactly as datetimes do: two microseconds
-        # are 1e-6 s apart while float64 spacing is below 5e-7 s until 2106.
+        # float64 POSIX timestamps order submissions exactly as the datetimes do, ties included:
+        # distinct datetimes are at least 1e-6 s apart and float64 spacing stays below 5e-7 s
+        # until 2106, and timestamp() rounds the exact microsecond count once.
         times = np.array([o.submitted_at.timestamp() for o in orders], dtype=np.float64)
         sides = [o.side for o in orders]
         if not set(sides) <= {Side.BUY, Side.SELL}:
