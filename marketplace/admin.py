@@ -1,10 +1,37 @@
-"""Admin pages for communities, market rules and the board."""
+"""Admin pages for communities, market rules, the interval pipeline and the board.
 
-from django.contrib import admin
+Managers see only their own communities (``CommunityScopedAdmin``). Market rules are edited as a
+new version through ``market_rules_update`` after a preview (``market_rules_preview``); the
+pipeline page lists every interval's state, timings and errors, retries a failed step through the
+pipeline's service, and shows the grid check's violations and curtailments with their trades.
+"""
 
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+
+from accounts import permissions
 from accounts.admin_scoping import CommunityScopedAdmin, CommunityScopedInline
-from accounts.models import Membership
+from accounts.models import Membership, User
+from config.errors import ApplicationError
+from grid.models import GridCheckResult
 from marketplace.models import Bid, Community, Interval, MarketRules, Posting, Trade
+from marketplace.services import pipeline
+from marketplace.services.rules import (
+    EDITABLE_FIELDS,
+    current_rules,
+    market_rules_preview,
+    market_rules_update,
+)
 
 
 class MembershipInline(CommunityScopedInline):
@@ -25,27 +52,245 @@ class CommunityAdmin(CommunityScopedAdmin):
     inlines = (MembershipInline,)
 
 
+class MarketRulesForm(forms.ModelForm):
+    """The editable rules, with the model's own field validation before the service's."""
+
+    class Meta:
+        model = MarketRules
+        fields = EDITABLE_FIELDS
+
+
 @admin.register(MarketRules)
-class MarketRulesAdmin(admin.ModelAdmin):
-    list_display = ("community", "created_at", "market_structure", "clearing_mechanism")
+class MarketRulesAdmin(CommunityScopedAdmin):
+    """Rules versions are read-only history; "edit" stores a new version after a preview."""
+
+    list_display = (
+        "community",
+        "created_at",
+        "created_by",
+        "market_structure",
+        "clearing_mechanism",
+        "retail_tariff",
+        "feed_in_tariff",
+    )
+    list_filter = (("community", admin.RelatedOnlyFieldListFilter),)
+    list_select_related = ("community", "created_by")
+    manager_permissions = frozenset({"view", "add"})
+    change_list_template = "admin/marketplace/marketrules/change_list.html"
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a version is never edited in place: intervals keep the one they opened with
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        own = [
+            path(
+                "edit/<int:community_id>/",
+                self.admin_site.admin_view(self.edit_view),
+                name="marketplace_marketrules_edit",
+            )
+        ]
+        return own + super().get_urls()
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra = {"rules_communities": self.scoped_communities(request).order_by("name")}
+        return super().changelist_view(request, {**(extra_context or {}), **extra})
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        communities = list(self.scoped_communities(request).order_by("name")[:2])
+        if len(communities) == 1:
+            return HttpResponseRedirect(
+                reverse("admin:marketplace_marketrules_edit", args=[communities[0].pk])
+            )
+        return HttpResponseRedirect(reverse("admin:marketplace_marketrules_changelist"))
+
+    def edit_view(self, request: HttpRequest, community_id: int) -> HttpResponse:
+        community = get_object_or_404(self.scoped_communities(request), pk=community_id)
+        if not permissions.can_manage(request.user, community):
+            raise Http404("No such community.")
+        current = current_rules(community)
+        if request.method == "POST":
+            form = MarketRulesForm(request.POST, instance=MarketRules(community=community))
+        else:
+            form = MarketRulesForm(instance=current)
+        preview = None
+        if request.method == "POST" and form.is_valid():
+            changes = {f: form.cleaned_data[f] for f in EDITABLE_FIELDS
+                       if form.cleaned_data[f] != getattr(current, f)}  # fmt: skip
+            try:
+                preview = market_rules_preview(community=community, changes=changes)
+                if "confirm" in request.POST:
+                    acting = request.user
+                    assert isinstance(acting, User)
+                    rules = market_rules_update(community=community, changed_by=acting, **changes)
+                    if rules.pk == current.pk:
+                        messages.info(request, "Nothing changed; the rules stay as they were.")
+                    else:
+                        applies = preview.applies_from.strftime("%Y-%m-%d %H:%M")
+                        messages.success(
+                            request,
+                            f"New rules for {community} apply from {applies} UTC; "
+                            f"{preview.intervals_unaffected} open interval(s) keep the old ones.",
+                        )
+                    return HttpResponseRedirect(
+                        reverse("admin:marketplace_marketrules_changelist")
+                        + f"?community__id__exact={community.pk}"
+                    )
+            except ApplicationError as error:
+                preview = None
+                form.add_error(error.field if error.field in form.fields else None, error.message)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Market rules of {community}",
+            "opts": self.model._meta,
+            "community": community,
+            "current": current,
+            "form": form,
+            "preview": preview,
+        }
+        return TemplateResponse(request, "admin/marketplace/marketrules/edit.html", context)
+
+
+class FailingFilter(admin.SimpleListFilter):
+    title = "errors"
+    parameter_name = "errors"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("failing", "Failing now"), ("retried", "Had failures")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Interval]) -> QuerySet[Interval]:
+        if self.value() == "failing":
+            return queryset.exclude(last_error="")
+        if self.value() == "retried":
+            return queryset.filter(Q(failed_attempts__gt=0) | Q(timings__has_key="failures"))
+        return queryset
+
+
+class TradeInline(CommunityScopedInline):
+    model = Trade
+    fields = ("source", "sequence", "seller", "buyer", "quantity_kwh", "price_per_kwh",
+              "confirmed_kwh", "curtailed_kwh", "curtailment_reason")  # fmt: skip
+    readonly_fields = fields
+    show_change_link = True
 
 
 @admin.register(Interval)
-class IntervalAdmin(admin.ModelAdmin):
-    list_display = ("community", "start", "gate_closure_at", "state", "failed_attempts")
-    list_filter = ("community", "state")
+class IntervalAdmin(CommunityScopedAdmin):
+    """The pipeline page: every interval's state, step timings and errors, per community."""
+
+    list_display = ("start", "community", "state", "gate_closure_at", "step_seconds",
+                    "failed_attempts", "error")  # fmt: skip
+    list_filter = (("community", admin.RelatedOnlyFieldListFilter), "state", FailingFilter)
+    list_select_related = ("community",)
+    date_hierarchy = "start"
+    ordering = ("-start",)
+    manager_permissions = frozenset({"view"})
+    readonly_fields = ("community", "rules", "start", "end", "gate_closure_at", "state",
+                       "state_changed_at", "failed_attempts", "last_error", "timings")  # fmt: skip
+    inlines = (TradeInline,)
+    actions = ("retry_failed_step",)
+    change_form_template = "admin/marketplace/interval/change_form.html"
+
+    @admin.display(description="step durations (s)")
+    def step_seconds(self, interval: Interval) -> str:
+        timings = interval.timings or {}
+        steps = [s for s in pipeline.NEXT_STATE.values() if isinstance(timings.get(s), dict)]
+        done = [f"{state}: {timings[state].get('seconds')}" for state in steps]
+        return ", ".join(done) or "-"
+
+    @admin.display(description="last error")
+    def error(self, interval: Interval) -> str:
+        text = interval.last_error
+        return text if len(text) <= 80 else text[:79] + "…"
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return permissions.is_superuser(request.user) or permissions.manages_any_community(
+            request.user
+        )
+
+    @admin.action(description="Retry the failed step of selected intervals", permissions=["retry"])
+    def retry_failed_step(self, request: HttpRequest, queryset: QuerySet[Interval]) -> None:
+        # The pipeline's own step service: compare-and-set, records a new failure if it fails.
+        retry = getattr(pipeline, "interval_retry", None)
+        done, failed, skipped = 0, 0, 0
+        for interval in queryset.filter(Q(failed_attempts__gt=0) | ~Q(last_error="")):
+            to_state = pipeline.NEXT_STATE.get(interval.state)
+            if to_state is None:
+                skipped += 1
+                continue
+            try:
+                if retry is not None:
+                    moved = retry(interval=interval)
+                else:
+                    moved = pipeline.interval_advance(interval_id=interval.pk, to_state=to_state)
+            except Exception as error:  # recorded on the interval by the pipeline
+                failed += 1
+                self.message_user(request, f"{interval}: {error}", messages.ERROR)
+            else:
+                done += bool(moved)
+                skipped += not moved
+        self.message_user(
+            request, f"Retried: {done} step(s) done, {failed} failed again, {skipped} not due."
+        )
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        interval = self.get_object(request, object_id)
+        extra: dict[str, Any] = {}
+        if interval is not None:
+            check = GridCheckResult.objects.filter(interval=interval).first()
+            trade_ids = [c.get("trade") for c in (check.curtailments if check else [])]
+            trades = Trade.objects.in_bulk([t for t in trade_ids if t is not None])
+            steps = [(state, (interval.timings or {}).get(state))
+                     for state in pipeline.NEXT_STATE.values()]  # fmt: skip
+            extra = {
+                "grid_check": check,
+                "curtailments": [
+                    {**c, "trade_obj": trades.get(c.get("trade"))}
+                    for c in (check.curtailments if check else [])
+                ],
+                "steps": steps,
+                "failures": (interval.timings or {}).get("failures", []),
+            }
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
+
+
+class _ReadOnlyScoped(CommunityScopedAdmin):
+    manager_permissions = frozenset({"view"})
+    community_lookup = "interval__community"
 
 
 @admin.register(Posting)
-class PostingAdmin(admin.ModelAdmin):
+class PostingAdmin(_ReadOnlyScoped):
     list_display = ("interval", "side", "quantity_kwh", "limit_price_per_kwh", "status")
+    list_select_related = ("interval",)
 
 
 @admin.register(Bid)
-class BidAdmin(admin.ModelAdmin):
+class BidAdmin(_ReadOnlyScoped):
+    community_lookup = "posting__interval__community"
     list_display = ("posting", "quantity_kwh", "price_per_kwh", "status")
 
 
 @admin.register(Trade)
-class TradeAdmin(admin.ModelAdmin):
-    list_display = ("interval", "source", "quantity_kwh", "price_per_kwh", "confirmed_kwh")
+class TradeAdmin(_ReadOnlyScoped):
+    list_display = ("interval", "source", "quantity_kwh", "price_per_kwh", "confirmed_kwh",
+                    "curtailed_kwh", "interval_link")  # fmt: skip
+    list_filter = ("source",)
+    list_select_related = ("interval",)
+
+    @admin.display(description="pipeline")
+    def interval_link(self, trade: Trade) -> str:
+        url = reverse("admin:marketplace_interval_change", args=[trade.interval_id])
+        return format_html('<a href="{}">interval</a>', url)
