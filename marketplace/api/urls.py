@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
 from django.urls import path, re_path
+from django.views.decorators.csrf import csrf_exempt
 
 from marketplace.api import schema as _schema  # noqa: F401 - registers the bearer scheme
 from marketplace.api import views
@@ -12,6 +13,7 @@ from marketplace.api.exceptions import error_body
 app_name = "api"
 
 
+@csrf_exempt  # an unknown path is a 404 for every method, never a CSRF page
 def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
     """Unknown API paths answer in the API's error format, not with the site's HTML 404."""
     return JsonResponse(error_body("not_found", "No such API endpoint."), status=404)
@@ -53,5 +55,5 @@ urlpatterns = [
         name="statement-month",
     ),
     path("statistics/", views.StatisticsView.as_view(), name="statistics"),
-    re_path(r"^(?P<rest>.*)$", not_found),
+    re_path(r"(?s)^(?P<rest>.*)$", not_found),  # (?s): paths may hold newlines
 ]

@@ -1,0 +1,144 @@
+"""A small PeerGrid API client (Python, requests) that places orders for a prosumer.
+
+Usage::
+
+    PEERGRID_URL=https://peergrid.example PEERGRID_TOKEN=pgt_... \\
+        python docs/example_client.py --community sonnenfeld --side sell \\
+        --quantity 1.500 --price 0.1200
+
+The token needs the `read` and `trade` scopes (create it on your account page). Every order
+carries an `Idempotency-Key`, so a retry after a network error never places it twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import requests
+
+
+class ApiError(Exception):
+    """A 4xx from the API: its stable code, message and per-field messages."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(f"{status} {body.get('code')}: {body.get('message')}")
+        self.status = status
+        self.code = body.get("code", "")
+        self.fields: dict[str, list[str]] = body.get("fields", {})
+
+
+@dataclass
+class PeerGridClient:
+    base_url: str
+    token: str
+    timeout_s: float = 10.0
+    retries: int = 3
+
+    def __post_init__(self) -> None:
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {self.token}"
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        url = f"{self.base_url.rstrip('/')}/api/v1/{path.lstrip('/')}"
+        for attempt in range(self.retries + 1):
+            try:
+                response = self.session.request(method, url, timeout=self.timeout_s, **kwargs)
+            except requests.ConnectionError:
+                if attempt == self.retries:
+                    raise
+                time.sleep(2**attempt)  # the same Idempotency-Key makes the retry safe
+                continue
+            if response.status_code == 429 and attempt < self.retries:
+                time.sleep(float(response.headers.get("Retry-After", "1")))
+                continue
+            if response.status_code >= 400:
+                raise ApiError(response.status_code, response.json())
+            return response.json()
+        raise RuntimeError("unreachable")
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self._request("GET", path, params=params)
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        # One key per logical action, reused by every retry of it.
+        headers = {"Idempotency-Key": str(uuid.uuid4())}
+        return self._request("POST", path, json=body or {}, headers=headers)
+
+    # --- What a prosumer does ---------------------------------------------------------------
+    def my_meter_point(self, community: str) -> dict[str, Any]:
+        points = self.get("meter-points/", community=community)["results"]
+        if not points:
+            raise SystemExit(f"You have no meter point in {community}.")
+        return points[0]  # type: ignore[no-any-return]
+
+    def next_open_interval(self, community: str) -> dict[str, Any]:
+        intervals = self.get("intervals/", community=community, state="open", limit=500)
+        now = time.time()
+        for interval in intervals["results"]:
+            gate = interval["gate_closure_at"].replace("Z", "+00:00")
+            from datetime import datetime
+
+            if datetime.fromisoformat(gate).timestamp() > now + 30:
+                return interval  # type: ignore[no-any-return]
+        raise SystemExit(f"No interval of {community} takes orders now.")
+
+    def place_order(
+        self, *, community: str, side: str, quantity_kwh: Decimal, price_per_kwh: Decimal,
+        interval: int | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Post an offer (sell) or a request (buy) in the next open interval."""
+        meter_point = self.my_meter_point(community)
+        interval_id = interval or self.next_open_interval(community)["id"]
+        return self.post(  # type: ignore[no-any-return]
+            "postings/",
+            {
+                "interval": interval_id,
+                "meter_point": meter_point["id"],
+                "side": side,
+                "quantity_kwh": str(quantity_kwh),
+                "limit_price_per_kwh": str(price_per_kwh),
+            },
+        )
+
+    def board(self, community: str) -> list[dict[str, Any]]:
+        return self.get("board/", community=community)["results"]  # type: ignore[no-any-return]
+
+    def cancel(self, posting_id: int) -> dict[str, Any]:
+        return self.post(f"postings/{posting_id}/cancel/")  # type: ignore[no-any-return]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--community", required=True)
+    parser.add_argument("--side", choices=("buy", "sell"), required=True)
+    parser.add_argument("--quantity", type=Decimal, required=True, help="kWh, 3 places")
+    parser.add_argument("--price", type=Decimal, required=True, help="per kWh, 4 places")
+    args = parser.parse_args(argv)
+    client = PeerGridClient(
+        base_url=os.environ.get("PEERGRID_URL", "http://127.0.0.1:8000"),
+        token=os.environ["PEERGRID_TOKEN"],
+    )
+    try:
+        posting = client.place_order(
+            community=args.community, side=args.side,
+            quantity_kwh=args.quantity, price_per_kwh=args.price,
+        )  # fmt: skip
+    except ApiError as error:
+        print(f"refused: {error}", file=sys.stderr)
+        for field, messages in error.fields.items():
+            print(f"  {field}: {' '.join(messages)}", file=sys.stderr)
+        return 1
+    print(f"posted #{posting['id']}: {posting['side']} {posting['quantity_kwh']} kWh "
+          f"at {posting['limit_price_per_kwh']} in interval {posting['interval']}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
