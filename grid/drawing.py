@@ -73,10 +73,14 @@ def network_svg(
     # Geodata has y growing northwards, SVG downwards; a computed tree layout grows downwards.
     flip = geometry.get("source") == "geodata"
 
+    # Centre the drawing on the axis it does not fill.
+    offset_x = (WIDTH - 2 * MARGIN - span_x * scale) / 2
+    offset_y = (HEIGHT - 2 * MARGIN - span_y * scale) / 2
+
     def point(bus: Mapping[str, Any]) -> tuple[float, float]:
-        x = MARGIN + (float(bus["x"]) - min(xs)) * scale
+        x = MARGIN + offset_x + (float(bus["x"]) - min(xs)) * scale
         y_offset = (max(ys) - float(bus["y"])) if flip else (float(bus["y"]) - min(ys))
-        return x, MARGIN + y_offset * scale
+        return x, MARGIN + offset_y + y_offset * scale
 
     at = {int(b["bus"]): point(b) for b in buses}
     parts = [

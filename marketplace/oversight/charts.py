@@ -6,6 +6,7 @@ over categories (grouped bars). Everything is escaped; the caller marks nothing 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -48,14 +49,39 @@ def _number(value: float) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".") or "0"
 
 
-def _nice_range(values: list[float], zero: bool) -> tuple[float, float]:
+def _nice_step(span: float) -> float:
+    """A round tick step (1, 2, 2.5 or 5 times a power of ten) giving about four steps."""
+    raw = span / 4
+    power = 10 ** math.floor(math.log10(raw))
+    for factor in (1, 2, 2.5, 5, 10):
+        if raw <= factor * power:
+            return factor * power
+    return 10 * power
+
+
+def _nice_range(values: list[float], zero: bool) -> tuple[float, float, float]:
+    """Axis bounds on whole tick steps around the values, and the step."""
     low, high = min(values), max(values)
     if zero:
         low, high = min(low, 0.0), max(high, 0.0)
     if high == low:
         high, low = high + 1, low - (0 if zero and low == 0 else 1)
-    pad = (high - low) * 0.05
-    return (low if zero and low == 0 else low - pad), high + pad
+    step = _nice_step(high - low)
+    # Rounded before floor/ceil: 0.95 / 0.025 is 37.99999... in binary floating point.
+    return (
+        math.floor(round(low / step, 6)) * step,
+        math.ceil(round(high / step, 6)) * step,
+        step,
+    )
+
+
+def _tick(value: float, step: float) -> str:
+    if step >= 1000:
+        return f"{value:,.0f}"
+    places = max(0, -math.floor(math.log10(step)))
+    if round(step / 10 ** math.floor(math.log10(step)), 3) == 2.5:
+        places += 1  # 2.5, 0.25, 0.025 need one more digit than their power of ten
+    return f"{value:.{places}f}"
 
 
 def _frame(title: str, y_label: str) -> list[str]:
@@ -69,19 +95,19 @@ def _frame(title: str, y_label: str) -> list[str]:
     ]
 
 
-def _y_axis(low: float, high: float) -> tuple[list[str], Any]:
+def _y_axis(low: float, high: float, step: float) -> tuple[list[str], Any]:
     plot_h = HEIGHT - TOP - BOTTOM
 
     def y(value: float) -> float:
         return TOP + plot_h * (1 - (value - low) / (high - low))
 
     parts = []
-    for i in range(5):
-        value = low + (high - low) * i / 4
+    for i in range(round((high - low) / step) + 1):
+        value = low + i * step
         parts.append(
             f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(value):.1f}" y2="{y(value):.1f}" '
             f'class="grid"/><text x="{LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end" '
-            f'class="tick">{_number(value)}</text>'
+            f'class="tick">{_tick(value, step)}</text>'
         )
     return parts, y
 
@@ -113,9 +139,9 @@ def line_chart(
     numbers = [float(v) for s in series for v in s.values if v is not None]
     if not x or not numbers:
         return _empty(title)
-    low, high = _nice_range(numbers, zero)
+    low, high, step = _nice_range(numbers, zero)
     parts = _frame(title, y_label)
-    grid, y = _y_axis(low, high)
+    grid, y = _y_axis(low, high, step)
     parts += grid
     plot_w = WIDTH - LEFT - RIGHT
     step = plot_w / max(len(x) - 1, 1)
@@ -125,8 +151,12 @@ def line_chart(
 
     every = max(1, -(-len(x) // MAX_X_LABELS))
     for i in range(0, len(x), every):
+        # The outermost labels are anchored inwards so they are not cut off at the edges.
+        anchor = "start" if i == 0 and len(x) > 1 else "middle"
+        if i == len(x) - 1 and len(x) > 1:
+            anchor = "end"
         parts.append(
-            f'<text x="{px(i):.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle" '
+            f'<text x="{px(i):.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="{anchor}" '
             f'class="tick">{escape(_label(x[i]))}</text>'
         )
     for n, s in enumerate(series):
@@ -159,9 +189,9 @@ def bar_chart(
     numbers = [float(v) for s in series for v in s.values if v is not None]
     if not categories or not numbers:
         return _empty(title)
-    low, high = _nice_range(numbers, zero=True)
+    low, high, step = _nice_range(numbers, zero=True)
     parts = _frame(title, y_label)
-    grid, y = _y_axis(low, high)
+    grid, y = _y_axis(low, high, step)
     parts += grid
     plot_w = WIDTH - LEFT - RIGHT
     slot = plot_w / len(categories)

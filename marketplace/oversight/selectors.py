@@ -131,7 +131,7 @@ def scope_timezone(community: Community | None) -> ZoneInfo:
     """The community's zone; for all communities their common zone, or UTC if they differ."""
     if community is not None:
         return ZoneInfo(community.timezone)
-    zones = list(Community.objects.values_list("timezone", flat=True).distinct()[:2])
+    zones = list(Community.objects.order_by().values_list("timezone", flat=True).distinct()[:2])
     return ZoneInfo(zones[0]) if len(zones) == 1 else ZoneInfo("UTC")
 
 
