@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db.models import Case, DecimalField, ExpressionWrapper, F, Q, QuerySet, Sum, When
@@ -23,7 +23,15 @@ from marketplace.models import Bid, BidStatus, PostingStatus, Side, Trade
 from marketplace.selectors.board import my_trades
 
 ZERO = Decimal("0")
+KWH = Decimal("0.001")
 CENT = Decimal("0.01")
+
+
+def _kwh(value: Decimal | None) -> Decimal:
+    # SQLite's SUM drops the column's scale; quantised, every backend shows 1.500, not 1.5.
+    return Decimal(value or 0).quantize(KWH)
+
+
 _ENERGY = DecimalField(max_digits=12, decimal_places=3)
 _MONEY = DecimalField(max_digits=20, decimal_places=7)
 # What is delivered once the grid check confirmed the trade, what was agreed before that.
@@ -78,10 +86,10 @@ def positions_per_interval(
             interval_id=row["interval_id"],
             start=row["interval__start"],
             state=row["interval__state"],
-            bought_kwh=row["bought"] or ZERO,
-            sold_kwh=row["sold"] or ZERO,
-            from_grid_kwh=row["from_grid"] or ZERO,
-            to_grid_kwh=row["to_grid"] or ZERO,
+            bought_kwh=_kwh(row["bought"]),
+            sold_kwh=_kwh(row["sold"]),
+            from_grid_kwh=_kwh(row["from_grid"]),
+            to_grid_kwh=_kwh(row["to_grid"]),
         )
         for row in rows
     ]
@@ -147,9 +155,10 @@ def traded_per_day(*, membership: Membership, today: date, days: int = 7) -> lis
         figures.append(
             DayFigures(
                 day=day,
-                bought_kwh=row.get("bought") or ZERO,
-                sold_kwh=row.get("sold") or ZERO,
-                savings=Decimal(saved).quantize(CENT),
+                bought_kwh=_kwh(row.get("bought")),
+                sold_kwh=_kwh(row.get("sold")),
+                # A figure to read, not a booking: rounded the way people round.
+                savings=Decimal(saved).quantize(CENT, rounding=ROUND_HALF_UP),
             )
         )
     return figures

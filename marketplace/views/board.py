@@ -167,8 +167,9 @@ def board_context(request: HttpRequest, member: MemberView, given: BoardInput) -
     shown |= {f"bid-{b['bid'].pk}" for r in own_rows for b in r["bids"]}
     shown |= {f"bid-{item['bid'].pk}" for item in own_bids}
     general_errors = [m for key, ms in given.row_errors.items() if key not in shown for m in ms]
-    if given.bid_form and not any(r["posting"].id == given.bid_form[0] for r in rows):
-        # The posting left the board meanwhile (filled, cancelled, gate closed): say why here.
+    if given.bid_form and not any(r["bid_form"] is given.bid_form[1] for r in rows):
+        # The posting left the board meanwhile (filled, cancelled, gate closed) or is the
+        # member's own, so no bid form shows the error: say why above the board.
         general_errors += [str(e) for field_errors in given.bid_form[1].errors.values()
                            for e in field_errors]  # fmt: skip
 

@@ -56,6 +56,7 @@ def member_view(request: HttpRequest, slug: str) -> MemberView | HttpResponse:
         )
     membership = permissions.membership_of(user, community)
     assert membership is not None  # can_read_own_history implies a membership
+    membership.community = community  # already loaded; saves selectors a query per page
     may_trade = permissions.can_trade(user, community)
     refusal = ""
     if not may_trade:
