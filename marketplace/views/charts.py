@@ -17,7 +17,7 @@ from marketplace.selectors.prosumer import DayFigures
 # 13-unit labels stay readable; on a desktop it is capped in height by the stylesheet.
 WIDTH = 360
 HEIGHT = 230
-LEFT, RIGHT, TOP, BOTTOM = 46, 10, 16, 36
+LEFT, RIGHT, TOP, BOTTOM = 46, 10, 24, 36
 PLOT_W = WIDTH - LEFT - RIGHT
 PLOT_H = HEIGHT - TOP - BOTTOM
 
@@ -81,7 +81,7 @@ def depth_chart(
         clamped = min(max(price, low), high)
         return round(TOP + PLOT_H * (1 - (clamped - low) / (high - low)), 1)
 
-    def steps(curve: list[tuple[Decimal, Decimal]]) -> str:
+    def steps(curve: list[tuple[Decimal, Decimal]], end_price: float) -> str:
         points: list[str] = []
         previous = 0.0
         for price, cumulative in curve:
@@ -90,10 +90,13 @@ def depth_chart(
                 f"{x(float(cumulative))},{y(float(price))}",
             ]
             previous = float(cumulative)
+        if points:
+            # Past the last order the curve goes vertical: no more energy at any price.
+            points.append(f"{x(previous)},{y(end_price)}")
         return " ".join(points)
 
-    chart.supply_points = steps(supply)
-    chart.demand_points = steps(demand)
+    chart.supply_points = steps(supply, high)
+    chart.demand_points = steps(demand, low)
     step = _nice_step(high - low, 4)
     value = low
     while value <= high + 1e-9:
