@@ -55,5 +55,5 @@ urlpatterns = [
         name="statement-month",
     ),
     path("statistics/", views.StatisticsView.as_view(), name="statistics"),
-    re_path(r"(?s)^(?P<rest>.*)$", not_found),  # (?s): paths may hold newlines
+    re_path(r"^(?P<rest>[\s\S]*)$", not_found),  # [\s\S]: paths may hold newlines; reversible
 ]
