@@ -1,0 +1,150 @@
+"""Dashboard benchmark: each regulator dashboard over a year of quarter-hours for 1,000 members.
+
+Usage: ``python bench/bench_dashboards.py [--trades 8] [--no-write]``. Seeds a scratch database
+(SQLite under PEERGRID_VAR_DIR, or ``<name>_bench_dashboards`` on PostgreSQL when DATABASE_URL is
+set) with ``marketplace.oversight.seed.seed_year``, renders every dashboard through the test
+client for the whole year (daily points) and for the default week (every interval), best of 3,
+and replaces the "## Dashboards — <backend>" section of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+import django  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+RESULTS = ROOT / "bench" / "RESULTS.md"
+HEADING = "## Dashboards"
+MEMBERS = 1000
+START = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def setup_database() -> tuple[str, Any]:
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        db.setdefault("TEST", {})["NAME"] = str(Path(settings.VAR_DIR) / "bench-dash.sqlite3")
+        backend = "SQLite"
+    else:
+        db.setdefault("TEST", {})["NAME"] = f"{db['NAME']}_bench_dashboards"
+        backend = "PostgreSQL"
+    from django.db import connection
+
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
+    return backend, connection
+
+
+def timed(client: Any, url: str, query: dict[str, str]) -> tuple[float, int]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    best = float("inf")
+    queries = 0
+    for _ in range(3):
+        with CaptureQueriesContext(connection) as captured:
+            started = time.perf_counter()
+            response = client.get(url, query)
+            best = min(best, time.perf_counter() - started)
+        assert response.status_code == 200, response.status_code
+        queries = len(captured)
+    return best, queries
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--trades", type=int, default=8, help="P2P trades per interval")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    django.setup()
+    backend, connection = setup_database()
+    from django.test import Client
+    from django.urls import reverse
+
+    from accounts.models import User
+    from marketplace.oversight.seed import seed_year
+    from marketplace.oversight.views import DASHBOARDS
+
+    rows: list[tuple[str, str, float, int]] = []
+    try:
+        progress(f"seeding a year for {MEMBERS} members, {args.trades} P2P trades/interval ...")
+        started = time.perf_counter()
+        _, size = seed_year(
+            slug="bench", start=START, members=MEMBERS, trades_per_interval=args.trades
+        )
+        seed_s = time.perf_counter() - started
+        progress(f"  {size.intervals:,} intervals, {size.trades:,} trades in {seed_s:.1f} s")
+        if backend == "PostgreSQL":
+            with connection.cursor() as cursor:
+                cursor.execute("ANALYZE")
+        user = User.objects.create_user("bench@regulator.test", "pw", is_regulator=True)
+        client = Client()
+        client.force_login(user)
+        ranges = {
+            "year (365 daily points)": {"date_from": "2025-01-01", "date_to": "2025-12-31"},
+            "week (672 intervals)": {"date_from": "2025-06-02", "date_to": "2025-06-08"},
+        }
+        for label, query in ranges.items():
+            for community in ("", "bench"):
+                scoped = {**query, "community": community} if community else query
+                who = "one community" if community else "all communities"
+                for name in DASHBOARDS:
+                    url = reverse("oversight:dashboard", args=[name])
+                    seconds, queries = timed(client, url, scoped)
+                    rows.append((f"{label}, {who}", name, seconds, queries))
+                    progress(f"  {label}, {who}, {name}: {seconds:.3f} s, {queries} queries")
+    finally:
+        connection.creation.destroy_test_db(settings.DATABASES["default"]["NAME"], verbosity=0)
+    if not args.no_write:
+        write_results(backend, size, seed_s, rows)
+        progress(f"wrote {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+def write_results(backend: str, size: Any, seed_s: float, rows: list[Any]) -> None:
+    lines = [
+        HEADING,
+        "",
+        "`python bench/bench_dashboards.py` (regulator dashboards over "
+        "marketplace/oversight/selectors.py). Best of 3 full page renders through the test "
+        "client (session, selectors, SVG charts, template); seconds.",
+        "",
+        f"- machine: `{platform.platform()}`, nproc {os.cpu_count()}",
+        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"- data: 1 community, {size.members:,} members, {size.intervals:,} quarter-hour "
+        f"intervals (a year), {size.trades:,} trades (P2P plus one grid trade per interval), "
+        f"{size.grid_checks:,} grid check results; seeded in {seed_s:.1f} s",
+        "",
+        "| range | dashboard | seconds | queries |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {r} | {name} | {s:.3f} | {q} |" for r, name, s, q in rows]
+    section = "\n".join(lines) + "\n"
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    heading = f"{HEADING} — {backend}"
+    section = section.replace(HEADING, heading, 1)
+    start = text.find(heading)
+    if start >= 0:
+        end = text.find("\n## ", start + len(heading))
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
