@@ -244,10 +244,7 @@ REST_FRAMEWORK: dict[str, Any] = {
     "EXCEPTION_HANDLER": "marketplace.api.exceptions.api_exception_handler",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     # Fair use, the same for everyone of a role (see marketplace/api/throttling.py).
-    "DEFAULT_THROTTLE_CLASSES": [
-        "marketplace.api.throttling.RoleRateThrottle",
-        "marketplace.api.throttling.IpRateThrottle",
-    ],
+    "DEFAULT_THROTTLE_CLASSES": ["marketplace.api.throttling.ApiRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "api_member": os.environ.get("API_RATE_MEMBER", "1200/min"),
         "api_regulator": os.environ.get("API_RATE_REGULATOR", "600/min"),

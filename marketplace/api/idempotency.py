@@ -4,14 +4,15 @@ Design. The record is keyed by who calls (the token, or the user for a session) 
 the key, so two clients cannot see each other's answers. It holds a fingerprint of the request
 (method, path and the parsed body in canonical JSON, so whitespace and key order do not matter),
 the status and the response body, for 24 hours, in the Django cache (Redis in production and CI,
-the file cache in development). While the first request runs, ``cache.add`` holds an in-flight
-lock (atomic on Redis), so a concurrent duplicate gets 409 ``idempotency_in_progress`` instead of
-a second order. A reused key with another body is 409 ``idempotency_key_reused``.
+the file cache in development). While the first request runs, the record is a placeholder
+written with ``cache.add`` (atomic on Redis), so a concurrent duplicate gets 409
+``idempotency_in_progress`` instead of a second order. A reused key with another body is 409
+``idempotency_key_reused``.
 
 What is stored: every answer the view itself produced, success or domain refusal (a retry of a
 refused order is refused the same way). Not stored: answers before the view ran (401, 403 for a
 missing scope, 429), so a client may fix its credentials and retry with the same key; and
-server errors, whose lock is released so a retry can run.
+server errors, whose placeholder is removed so a retry can run.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from config.errors import ApplicationError, ErrorCode
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 TTL_SECONDS = 24 * 3600
-LOCK_SECONDS = 60  # longer than any request may run; a crashed worker frees the key after it
+# The placeholder outlives any request; a worker that crashed mid-request frees the key after it.
+LOCK_SECONDS = 60
 MAX_KEY_LENGTH = 255
 
 Handler = TypeVar("Handler", bound=Callable[..., Response])
@@ -89,38 +91,43 @@ def idempotent(handler: Handler) -> Handler:
         _check_header(raw)
         fingerprint = _fingerprint(request)
         key = _key(request, raw)
-        stored = cache.get(key)
-        if stored is not None:
-            return _replay(stored, fingerprint)
-        lock = f"{key}:lock"
-        if not cache.add(lock, 1, timeout=LOCK_SECONDS):
-            stored = cache.get(key)  # finished between our two reads
+        # One key serves as in-flight lock and, once done, as the record: a first request
+        # costs two cache round trips (add, set), a replay one.
+        running = {"fingerprint": fingerprint, "status": None}
+        if not cache.add(key, running, timeout=LOCK_SECONDS):
+            stored = cache.get(key)
             if stored is not None:
                 return _replay(stored, fingerprint)
-            raise IdempotencyConflictError(
-                "idempotency_in_progress",
-                "A request with this Idempotency-Key is still being processed; retry shortly.",
-            )
-        try:
-            try:
-                response = handler(view, request, *args, **kwargs)
-            except Exception as exc:  # rendered (and stored) as the client sees it
-                response = view.handle_exception(exc)
-            if response.status_code < 500:
-                data = json.loads(json.dumps(response.data, cls=JSONEncoder))
-                cache.set(
-                    key,
-                    {"fingerprint": fingerprint, "status": response.status_code, "data": data},
-                    timeout=TTL_SECONDS,
+            if not cache.add(key, running, timeout=LOCK_SECONDS):  # expired in between
+                raise IdempotencyConflictError(
+                    "idempotency_in_progress",
+                    "A request with this Idempotency-Key is still being processed; retry shortly.",
                 )
+        try:
+            response = handler(view, request, *args, **kwargs)
+        except Exception as exc:  # rendered (and stored) as the client sees it
+            try:
+                response = view.handle_exception(exc)
+            except Exception:
+                cache.delete(key)  # a server error: let a retry run again
+                raise
+        if response.status_code >= 500:
+            cache.delete(key)
             return response
-        finally:
-            cache.delete(lock)
+        data = json.loads(json.dumps(response.data, cls=JSONEncoder))
+        record = {"fingerprint": fingerprint, "status": response.status_code, "data": data}
+        cache.set(key, record, timeout=TTL_SECONDS)
+        return response
 
     return cast(Handler, wrapper)
 
 
 def _replay(stored: dict[str, Any], fingerprint: str) -> Response:
+    if stored["status"] is None:
+        raise IdempotencyConflictError(
+            "idempotency_in_progress",
+            "A request with this Idempotency-Key is still being processed; retry shortly.",
+        )
     if stored["fingerprint"] != fingerprint:
         raise IdempotencyConflictError(
             "idempotency_key_reused",

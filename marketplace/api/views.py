@@ -356,25 +356,31 @@ class PostingListView(FilteredListView):
         body = s.PostingCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        interval = Interval.objects.filter(pk=data["interval"]).first()
-        if interval is None:
-            raise ApplicationError(ErrorCode.NOT_FOUND, "No such interval.", field="interval")
         meter_point = _own_meter_point(_user(request), data["meter_point"])
-        posting = posting_create(
-            membership=meter_point.membership,
-            meter_point=meter_point,
-            interval=interval,
-            side=data["side"],
-            quantity_kwh=data["quantity_kwh"],
-            limit_price_per_kwh=data["limit_price_per_kwh"],
-            auto_accept_best_bids=data["auto_accept_best_bids"],
-        )
+        try:
+            # The service locks the interval by its id first thing; reading it here as well
+            # would cost the hot path a query, so a missing one is reported from the lock.
+            posting = posting_create(
+                membership=meter_point.membership,
+                meter_point=meter_point,
+                interval=Interval(pk=data["interval"]),
+                side=data["side"],
+                quantity_kwh=data["quantity_kwh"],
+                limit_price_per_kwh=data["limit_price_per_kwh"],
+                auto_accept_best_bids=data["auto_accept_best_bids"],
+            )
+        except Interval.DoesNotExist:
+            raise ApplicationError(
+                ErrorCode.NOT_FOUND, "No such interval.", field="interval"
+            ) from None
         return Response(s.PostingSerializer(posting).data, status=status.HTTP_201_CREATED)
 
 
 def _own_meter_point(user: User, pk: int) -> Any:
     """The caller's meter point; someone else's is reported exactly like a missing one."""
-    meter_point = own_meter_points(user=user).filter(pk=pk).select_related("membership").first()
+    meter_point = (
+        MeterPoint.objects.filter(pk=pk, membership__user=user).select_related("membership").first()
+    )
     if meter_point is None:
         raise ApplicationError(
             ErrorCode.NOT_FOUND, "You have no meter point with this id.", field="meter_point"

@@ -148,7 +148,8 @@ def test_refusals_are_replayed_too_and_in_flight_is_409(api: Api) -> None:
     class FakeRequest:
         auth = TokenAuth(token_id=token.pk, name="", scopes=frozenset())
 
-    cache.add(f"{_key(FakeRequest, 'k-2')}:lock", 1, timeout=60)  # type: ignore[arg-type]
+    placeholder = {"fingerprint": "first request", "status": None}
+    cache.add(_key(FakeRequest, "k-2"), placeholder, timeout=60)  # type: ignore[arg-type]
     busy = client.post("/api/v1/postings/", posting_body(api), format="json",
                        HTTP_IDEMPOTENCY_KEY="k-2")  # fmt: skip
     assert_error(busy, 409, "idempotency_in_progress")
@@ -160,10 +161,12 @@ def test_refusals_are_replayed_too_and_in_flight_is_409(api: Api) -> None:
 
 # --- Throttling -------------------------------------------------------------------------------
 def test_throttling_is_per_token_by_role(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rest_framework.throttling import SimpleRateThrottle
+    from rest_framework.settings import api_settings
 
-    rates = dict(SimpleRateThrottle.THROTTLE_RATES, api_member="3/min")
-    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", rates)
+    from marketplace.api.throttling import ApiRateThrottle
+
+    rates = dict(api_settings.DEFAULT_THROTTLE_RATES, api_member="3/min")
+    monkeypatch.setattr(ApiRateThrottle, "THROTTLE_RATES", rates)
     alice = api.bearer(api.full_token)
     statuses = [alice.get("/api/v1/me/").status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]

@@ -1,0 +1,322 @@
+"""API load benchmark: order posts and board reads per second with p50/p99, 8 and 32 clients.
+
+Run ``python bench/bench_api.py`` from the project root with PostgreSQL and Redis on 127.0.0.1
+(as in CI) and ``wrk`` installed (``apt-get install wrk``). It recreates its own database
+(``peergrid_bench_api``), seeds a community of 64 members through the real services, starts
+gunicorn (gthread workers, database connections kept open) with ``bench/api_settings.py``, and
+drives it with wrk on loopback for 20 s per run:
+
+* ``post``: ``POST /api/v1/postings/`` with a bearer token and an ``Idempotency-Key``, spread
+  over the members and the open intervals (the full path: scopes, throttles, idempotency,
+  capacity check, locks);
+* ``board``: ``GET /api/v1/board/`` of one interval with 40 open postings;
+* ``bare``: a bare DRF create (DRF's TokenAuthentication, a ModelSerializer, one insert) of
+  the same row, the baseline for what DRF itself costs on this machine.
+
+It writes the "## API load" section of bench/RESULTS.md (replacing an older one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "bench" / "RESULTS.md"
+SECTION = "## API load"
+DB_NAME = "peergrid_bench_api"
+PG = ("-h", "127.0.0.1", "-U", "postgres")
+PORT = int(os.environ.get("BENCH_PORT", "8765"))
+DURATION_S = int(os.environ.get("BENCH_DURATION_S", "20"))
+CLIENTS = (8, 32)
+MEMBERS = 64
+BOARD_POSTINGS = 40
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+THREADS = int(os.environ.get("BENCH_THREADS", "4"))
+SCENARIOS = ("bare", "post", "board")
+
+os.environ.update(
+    DJANGO_SETTINGS_MODULE="bench.api_settings",
+    DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
+    # Its own Redis database, so flushing it never touches anyone else's keys.
+    REDIS_URL="redis://127.0.0.1:6379/15",
+    PEERGRID_VAR_DIR=str(Path(os.environ.get("TMPDIR", "/tmp")) / "peergrid-bench-api"),  # noqa: S108
+    # Throttling stays on (its cache round trips are part of the cost) but never triggers.
+    API_RATE_MEMBER="100000000/min",
+    API_RATE_IP="100000000/min",
+)
+
+
+def reset_database() -> None:
+    subprocess.run(["dropdb", *PG, "--if-exists", DB_NAME], check=True)
+    subprocess.run(["createdb", *PG, DB_NAME], check=True)
+
+
+def seed() -> dict[str, Any]:
+    """Members, tokens and open intervals through the real services; 40 postings on a board."""
+    import django
+
+    django.setup()
+    import redis
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.utils import timezone
+    from rest_framework.authtoken.models import Token
+
+    from accounts.models import User
+    from accounts.services import (
+        api_token_create,
+        membership_approve,
+        membership_request,
+        meter_point_register,
+    )
+    from marketplace.models import Interval
+    from marketplace.services.communities import community_create
+    from marketplace.services.intervals import intervals_open_horizon
+    from marketplace.services.postings import posting_create
+
+    call_command("migrate", verbosity=0)
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    now = timezone.now()
+    community = community_create(name="Bench", slug="bench", opening_horizon_hours=48)
+    intervals_open_horizon(community=community, now=now)
+    intervals = list(
+        Interval.objects.filter(
+            community=community, gate_closure_at__gt=now + timedelta(minutes=20)
+        )
+        .order_by("start")
+        .values_list("pk", flat=True)
+    )
+    members = []
+    for i in range(MEMBERS):
+        user = User.objects.create_user(f"bench{i}@bench.test", None)
+        membership = membership_approve(
+            membership=membership_request(user=user, community=community), decided_by=None
+        )
+        meter_point = meter_point_register(
+            membership=membership, label="home", import_capacity_kw=Decimal("9999"),
+            export_capacity_kw=Decimal("9999"),
+        )  # fmt: skip
+        _, token = api_token_create(user=user, name="bench", scopes=["read", "trade"])
+        drf_key = Token.objects.create(user=user).key
+        members.append((token, meter_point.pk, membership.pk, drf_key, membership, meter_point))
+    board_interval = Interval.objects.get(pk=intervals[0])
+    for i in range(BOARD_POSTINGS):
+        _, _, _, _, membership, meter_point = members[i % MEMBERS]
+        posting_create(
+            membership=membership, meter_point=meter_point, interval=board_interval,
+            side="sell" if i % 2 else "buy", quantity_kwh=Decimal("1.000"),
+            limit_price_per_kwh=Decimal("0.1000") + Decimal(i) / 1000,
+        )  # fmt: skip
+    return {
+        "members": [m[:4] for m in members],
+        "board_interval": intervals[0],
+        "post_intervals": intervals[1:],
+    }
+
+
+LUA = r"""
+local members = %(members)s
+local intervals = %(intervals)s
+local mode = "%(mode)s"
+local run = "%(run)s"
+local board_interval = %(board_interval)d
+local counter = 0
+local threads = 0
+
+function setup(thread)
+  thread:set("tid", threads)
+  threads = threads + 1
+end
+
+function request()
+  counter = counter + 1
+  local n = counter + (tid or 0) * 100003
+  local m = members[(n %% #members) + 1]
+  local iv = intervals[(math.floor(n / #members) %% #intervals) + 1]
+  local side = (n %% 2 == 0) and "sell" or "buy"
+  if mode == "board" then
+    return wrk.format("GET", "/api/v1/board/?community=bench&interval=" .. board_interval,
+      {["Authorization"] = "Bearer " .. m[1]})
+  end
+  if mode == "bare" then
+    local body = string.format('{"interval":%%d,"membership":%%d,"meter_point":%%d,' ..
+      '"side":"%%s","quantity_kwh":"0.010","limit_price_per_kwh":"0.1000"}', iv, m[3], m[2], side)
+    return wrk.format("POST", "/bench/bare-postings/",
+      {["Authorization"] = "Token " .. m[4], ["Content-Type"] = "application/json"}, body)
+  end
+  local body = string.format('{"interval":%%d,"meter_point":%%d,"side":"%%s",' ..
+    '"quantity_kwh":"0.010","limit_price_per_kwh":"0.1000"}', iv, m[2], side)
+  return wrk.format("POST", "/api/v1/postings/", {
+    ["Authorization"] = "Bearer " .. m[1], ["Content-Type"] = "application/json",
+    ["Idempotency-Key"] = string.format("%%s-%%d-%%d", run, tid or 0, counter)}, body)
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('RESULT {"requests": %%d, "duration_us": %%d, "p50_us": %%d, ' ..
+    '"p99_us": %%d, "connect": %%d, "read": %%d, "write": %%d, "status": %%d, ' ..
+    '"timeout": %%d}\n', summary.requests, summary.duration, latency:percentile(50),
+    latency:percentile(99), e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+def lua_table(rows: list[Any]) -> str:
+    def cell(value: Any) -> str:
+        return f'"{value}"' if isinstance(value, str) else str(value)
+
+    return (
+        "{"
+        + ", ".join(
+            "{" + ", ".join(cell(v) for v in row) + "}" if isinstance(row, tuple) else cell(row)
+            for row in rows
+        )
+        + "}"
+    )
+
+
+def wrk(mode: str, clients: int, seconds: int, data: dict[str, Any]) -> dict[str, Any]:
+    script = Path(os.environ["PEERGRID_VAR_DIR"]) / f"wrk-{mode}.lua"
+    script.write_text(
+        LUA
+        % {
+            "members": lua_table(data["members"]),
+            "intervals": lua_table(data["post_intervals"]),
+            "mode": mode,
+            "run": uuid.uuid4().hex[:12],
+            "board_interval": data["board_interval"],
+        }
+    )
+    command = ["wrk", "-t", "2", "-c", str(clients), "-d", f"{seconds}s", "--timeout", "10s",
+               "-s", str(script), f"http://127.0.0.1:{PORT}"]  # fmt: skip
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    match = re.search(r"^RESULT (.*)$", output, re.M)
+    if match is None:
+        raise RuntimeError(f"wrk printed no result:\n{output}")
+    result: dict[str, Any] = json.loads(match.group(1))
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["errors"] = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return result
+
+
+def start_gunicorn() -> subprocess.Popen[bytes]:
+    command = [
+        str(ROOT / ".venv" / "bin" / "gunicorn"), "config.wsgi:application",
+        "--bind", f"127.0.0.1:{PORT}", "--workers", str(WORKERS),
+        "--worker-class", "gthread", "--threads", str(THREADS), "--log-level", "warning",
+    ]  # fmt: skip
+    log = (Path(os.environ["PEERGRID_VAR_DIR"]) / "gunicorn.log").open("wb")
+    server = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/healthz", timeout=2):
+                return server
+        except OSError:
+            time.sleep(0.3)
+    server.terminate()
+    raise RuntimeError("gunicorn did not come up")
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        cpu = re.search(r"Model name:\s*(.+)", lscpu).group(1).strip()  # type: ignore[union-attr]
+    except (OSError, AttributeError):
+        pass
+    pg = subprocess.run(["psql", *PG, "-tAc", "SHOW server_version"], capture_output=True,
+                        text=True).stdout.strip()  # fmt: skip
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[1]
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, Python "
+        f"{platform.python_version()}, PostgreSQL {pg}, Redis (cache), gunicorn {WORKERS} "
+        f"gthread workers x {THREADS} threads, wrk {wrk_version} (2 threads) on 127.0.0.1"
+    )
+
+
+def write_section(results: dict[tuple[str, int], dict[str, Any]], about: str) -> str:
+    names = {
+        "post": "order post (`POST /api/v1/postings/`)",
+        "board": "board read (`GET /api/v1/board/`, 40 postings)",
+        "bare": "baseline: bare DRF token-auth create",
+    }
+    lines = [
+        SECTION,
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python bench/bench_api.py`: {about}. "
+        f"{DURATION_S} s per run after a 3 s warm-up; database connections kept open "
+        "(`CONN_MAX_AGE`). The post path is the whole API: bearer token, scopes, role and IP "
+        "throttles, an `Idempotency-Key` per request, the service's locks and capacity check.",
+        "",
+        "| scenario | clients | req/s | p50 ms | p99 ms | errors | of baseline |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for mode in ("post", "board", "bare"):
+        for clients in CLIENTS:
+            r = results[(mode, clients)]
+            base = results[("bare", clients)]["rps"]
+            lines.append(
+                f"| {names[mode]} | {clients} | {r['rps']:.0f} | {r['p50_us'] / 1000:.1f} | "
+                f"{r['p99_us'] / 1000:.1f} | {r['errors']} | {r['rps'] / base:.0%} |"
+            )
+    best_post = max(results[("post", c)]["rps"] for c in CLIENTS)
+    best_bare = max(results[("bare", c)]["rps"] for c in CLIENTS)
+    lines += [
+        "",
+        f"Order posts reach {best_post:.0f}/s, {best_post / best_bare:.0%} of the bare DRF create "
+        f"({best_bare:.0f}/s) in the same run. Target: at least 300 posts/s with p99 under "
+        "150 ms, no errors, and at least 75 % of the baseline.",
+        "",
+    ]
+    section = "\n".join(lines)
+    text = RESULTS.read_text() if RESULTS.exists() else "# PeerGrid benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(text.rstrip("\n") + "\n")
+    return section
+
+
+def main() -> int:
+    Path(os.environ["PEERGRID_VAR_DIR"]).mkdir(parents=True, exist_ok=True)
+    print("resetting the benchmark database and seeding ...", flush=True)
+    reset_database()
+    data = seed()
+    about = machine()
+    server = start_gunicorn()
+    results: dict[tuple[str, int], dict[str, Any]] = {}
+    try:
+        for mode in SCENARIOS:
+            wrk(mode, 8, 3, data)  # warm every worker's connections and code paths
+        for clients in CLIENTS:
+            for mode in SCENARIOS:
+                result = results[(mode, clients)] = wrk(mode, clients, DURATION_S, data)
+                p50, p99 = result["p50_us"] / 1000, result["p99_us"] / 1000
+                print(f"{mode:5} {clients:2} clients: {result['rps']:7.1f} req/s  "
+                      f"p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  errors {result['errors']}",
+                      flush=True)  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    print(write_section(results, about))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
