@@ -57,6 +57,9 @@ def grid_model_use_reference(*, community: Community, name: str) -> GridModel:
         raise ApplicationError(
             ErrorCode.INVALID_NETWORK, str(exc), field="reference_name"
         ) from None
+    # SimBench nets carry a year of profiles (10 MB of JSON for urban6): the demo reads them from
+    # the installed package (grid.profiles), so storing them would only slow every parse.
+    net.pop("profiles", None)
     grid_model, _ = GridModel.objects.update_or_create(
         community=community,
         defaults={
@@ -130,6 +133,8 @@ def grid_model_net(grid_model: GridModel) -> Any:
         net = _NET_CACHE.get(key)
     if net is None:
         net = network_from_json(grid_model.network_json)
+        # The check deep-copies the net on every run; an upload's time series would ride along.
+        net.pop("profiles", None)
         _cache_put(key, net)
     return net
 
