@@ -18,9 +18,11 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 
 from accounts import permissions, services
-from accounts.admin_scoping import CommunityScopedAdmin
+from accounts.admin_scoping import CommunityScopedAdmin, CommunityScopedInline
 from accounts.forms import AdminSignInForm, ReasonForm
 from accounts.models import ApiToken, AuditEvent, Membership, MeterPoint, User
 from config.errors import ApplicationError
@@ -72,6 +74,24 @@ class UserAdmin(DjangoUserAdmin):
 MembershipService = Callable[..., Membership]
 
 
+class MeterPointInline(CommunityScopedInline):
+    """The member's meter points with their caps and bus, on the membership's page."""
+
+    model = MeterPoint
+    fields = ("label", "bus", "import_capacity_kw", "export_capacity_kw", "pv_kwp", "battery_kwh")
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Django asks without a parent when it builds the rows' queryset; the parent membership
+        # has already been found through the scoped admin, so a manager may see its rows.
+        if obj is None:
+            return permissions.is_superuser(request.user) or permissions.manages_any_community(
+                request.user
+            )
+        return super().has_view_permission(request, obj)
+
+
 @admin.register(Membership)
 class MembershipAdmin(CommunityScopedAdmin):
     list_display = ("pseudonym", "user", "community", "role", "status", "requested_at")
@@ -88,8 +108,26 @@ class MembershipAdmin(CommunityScopedAdmin):
         "status_reason",
         "requested_at",
         "decided_at",
+        "activity",
+        "audit_log",
     )
     actions = ("approve", "reject", "suspend", "reinstate")
+    inlines = (MeterPointInline,)
+
+    @admin.display(description="activity")
+    def activity(self, membership: Membership) -> str:
+        # Counts only: the manager opens the postings, bids and trades lists for details.
+        return (
+            f"{membership.postings.count()} postings, {membership.bids.count()} bids, "
+            f"{membership.purchases.count()} purchases, {membership.sales.count()} sales"
+        )
+
+    @admin.display(description="audit log")
+    def audit_log(self, membership: Membership) -> str:
+        url = reverse("admin:accounts_auditevent_changelist")
+        return format_html(
+            '<a href="{}?actor__id__exact={}">events by this member</a>', url, membership.user_id
+        )
 
     def _decide(
         self,

@@ -177,3 +177,20 @@ def test_pipeline_retry_and_interval_detail(two: tuple[Any, ...]) -> None:
     assert reverse("admin:marketplace_trade_change", args=[trade.pk]) in body
     assert "no_grid_model" in body
     assert "line 1 over 100 %" in body
+
+
+def test_member_page_shows_meter_points_activity_and_audit_link(two: tuple[Any, ...]) -> None:
+    mine, _, manager = two
+    client = _client(manager)
+    membership = member_of(mine)
+    meter_point_for(membership, label="garage roof")
+    page = client.get(reverse("admin:accounts_membership_change", args=[membership.pk]))
+    body = page.content.decode()
+    assert page.status_code == 200
+    assert "garage roof" in body
+    assert "0 postings, 0 bids" in body
+    audit = (
+        reverse("admin:accounts_auditevent_changelist") + f"?actor__id__exact={membership.user_id}"
+    )
+    assert audit in body
+    assert client.get(audit).status_code == 200
