@@ -113,3 +113,20 @@ def test_scope_outside_range_is_empty(market: Market) -> None:
     assert selectors.prices(later).rows == []
     assert selectors.volumes(later).rows == []
     assert selectors.network(later).rows == []
+
+
+def test_daily_buckets_follow_the_communitys_clock_across_dst(market: Market) -> None:
+    from datetime import UTC, date, datetime
+
+    from marketplace.oversight.tests.conftest import _interval
+
+    # Berlin moves to summer time on 29 March 2026: 00:30 local is 23:30 UTC the day before in
+    # winter and 22:30 UTC the day before in summer.
+    for start in (datetime(2026, 3, 28, 23, 30, tzinfo=UTC), datetime(2026, 3, 29, 22, 30, tzinfo=UTC),
+                  datetime(2026, 3, 29, 21, 30, tzinfo=UTC)):  # fmt: skip
+        _interval(market.community, start)
+    scope = market.scope()
+    month = selectors.Scope(market.community, date(2026, 3, 1), date(2026, 3, 31), scope.tz)
+    assert not month.per_interval
+    days = selectors.prices(month).column(month.bucket_label)
+    assert days == [date(2026, 3, 2), date(2026, 3, 29), date(2026, 3, 30)]
