@@ -122,9 +122,8 @@ def test_daily_buckets_follow_the_communitys_clock_across_dst(market: Market) ->
 
     # Berlin moves to summer time on 29 March 2026: 00:30 local is 23:30 UTC the day before in
     # winter and 22:30 UTC the day before in summer.
-    for start in (datetime(2026, 3, 28, 23, 30, tzinfo=UTC), datetime(2026, 3, 29, 22, 30, tzinfo=UTC),
-                  datetime(2026, 3, 29, 21, 30, tzinfo=UTC)):  # fmt: skip
-        _interval(market.community, start)
+    for hour in ((28, 23), (29, 22), (29, 21)):
+        _interval(market.community, datetime(2026, 3, hour[0], hour[1], 30, tzinfo=UTC))
     scope = market.scope()
     month = selectors.Scope(market.community, date(2026, 3, 1), date(2026, 3, 31), scope.tz)
     assert not month.per_interval
