@@ -20,12 +20,15 @@ PROBE = (
 )
 
 
+# Variables that would leak this process's configuration into the probed one; the browser
+# fixtures set DJANGO_ALLOW_ASYNC_UNSAFE for this process only.
+_NOT_INHERITED = frozenset(
+    {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DJANGO_ENV", "DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+)
+
+
 def _clean_env(**extra: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DJANGO_ENV", "DEBUG"}
-    }
+    env = {key: value for key, value in os.environ.items() if key not in _NOT_INHERITED}
     env["DJANGO_SETTINGS_MODULE"] = "config.settings"
     env.update(extra)
     return env
