@@ -177,6 +177,7 @@ def test_pipeline_retry_and_interval_detail(two: tuple[Any, ...]) -> None:
     assert reverse("admin:marketplace_trade_change", args=[trade.pk]) in body
     assert "no_grid_model" in body
     assert "line 1 over 100 %" in body
+    assert 'id="trades-0"' in body  # the interval's trades are listed inline
 
 
 def test_member_page_shows_meter_points_activity_and_audit_link(two: tuple[Any, ...]) -> None:
