@@ -323,7 +323,8 @@ class BoardView(ApiView):
         rows = board_postings(
             community=viewer.community, viewer=viewer, interval=interval, side=query.get("side")
         )
-        return self.paginated(rows, s.BoardPostingSerializer)
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response([s.board_posting_data(row) for row in page or []])
 
 
 # --- Postings ---------------------------------------------------------------------------------

@@ -231,3 +231,26 @@ def test_board_read_query_count_is_pinned(api: Api, django_assert_max_num_querie
     assert len(response.json()["results"]) == 3
     assert Posting.objects.count() == 3
     assert Decimal(response.json()["results"][0]["limit_price_per_kwh"]) == Decimal("0.1")
+
+
+def test_fast_board_rendering_equals_the_serializer(api: Api) -> None:
+    """The board renders rows without DRF's field machinery; the schema's serializer must agree."""
+    from marketplace.api.serializers import BoardPostingSerializer, board_posting_data
+    from marketplace.selectors.board import board_postings
+
+    alice = api.bearer(api.full_token)
+    bob = api.bearer(api.bob_token)
+    posting = alice.post("/api/v1/postings/", posting_body(api), format="json").json()
+    alice.post("/api/v1/postings/", posting_body(api, side="buy", quantity_kwh="0.250"),
+               format="json")  # fmt: skip
+    bob.post(
+        "/api/v1/bids/",
+        {"posting": posting["id"], "meter_point": api.bob_meter_point.pk,
+         "quantity_kwh": "0.100", "price_per_kwh": "0.1300"},
+        format="json",
+    )  # fmt: skip
+    rows = board_postings(community=api.world.community, viewer=api.bob)
+    assert len(rows) == 2
+    assert [board_posting_data(r) for r in rows] == BoardPostingSerializer(rows, many=True).data
+    assert {r["best_bid_price_per_kwh"] for r in bob.get(
+        "/api/v1/board/?community=sonnenfeld").json()["results"]} == {"0.1300", None}  # fmt: skip
