@@ -82,15 +82,6 @@ class MeterPointInline(CommunityScopedInline):
     readonly_fields = fields
     show_change_link = True
 
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Django asks without a parent when it builds the rows' queryset; the parent membership
-        # has already been found through the scoped admin, so a manager may see its rows.
-        if obj is None:
-            return permissions.is_superuser(request.user) or permissions.manages_any_community(
-                request.user
-            )
-        return super().has_view_permission(request, obj)
-
 
 @admin.register(Membership)
 class MembershipAdmin(CommunityScopedAdmin):

@@ -115,7 +115,11 @@ class CommunityScopedInline(admin.TabularInline):
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         if permissions.is_superuser(request.user):
             return True
-        community = permissions.community_of(obj) if obj is not None else None
+        if obj is None:
+            # Django asks without an object when it builds the inline's queryset, which it
+            # already limits to the parent's rows; the parent was checked when it was opened.
+            return _is_manager_in_admin(request)
+        community = permissions.community_of(obj)
         return community is not None and permissions.can_manage(request.user, community)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:

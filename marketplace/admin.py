@@ -179,15 +179,6 @@ class TradeInline(CommunityScopedInline):
     readonly_fields = fields
     show_change_link = True
 
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Asked without a parent when Django builds the rows' queryset; the interval itself was
-        # found through the scoped admin already.
-        if obj is None:
-            return permissions.is_superuser(request.user) or permissions.manages_any_community(
-                request.user
-            )
-        return super().has_view_permission(request, obj)
-
 
 @admin.register(Interval)
 class IntervalAdmin(CommunityScopedAdmin):

@@ -148,6 +148,21 @@ def test_manager_cannot_reach_another_communitys_meter_point_by_url(world: World
     assert response["Location"] == "/admin/"
 
 
+def test_manager_sees_inline_rows_of_own_community_only(world: World) -> None:
+    # Inlines build their rows' queryset before any object is known; managers must still see
+    # their own community's members and meter points there.
+    client = _client(world.manager)
+    community_page = client.get(
+        reverse("admin:marketplace_community_change", args=[world.community.pk])
+    ).content.decode()
+    assert world.membership.pseudonym in community_page
+    assert world.other_membership.pseudonym not in community_page
+    membership_page = client.get(
+        reverse("admin:accounts_membership_change", args=[world.membership.pk])
+    ).content.decode()
+    assert world.meter_point.label in membership_page
+
+
 def test_manager_cannot_delete_even_own_members(world: World) -> None:
     url = reverse("admin:accounts_membership_delete", args=[world.membership.pk])
     assert _client(world.manager).post(url, {"post": "yes"}).status_code == 403
