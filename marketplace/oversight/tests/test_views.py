@@ -120,3 +120,10 @@ def test_query_counts_are_pinned(
     client = _client(regulator)
     with django_assert_num_queries(QUERIES[name]):  # type: ignore[operator]
         assert client.get(reverse("oversight:dashboard", args=[name]), RANGE).status_code == 200
+
+
+def test_navigation_links_dashboards_for_regulators_only(market: Market, regulator: User) -> None:
+    dashboards_link = f'href="{reverse("oversight:index")}"'
+    assert dashboards_link in _client(regulator).get("/").content.decode()
+    manager = manager_of(market.community)
+    assert dashboards_link not in _client(manager).get("/").content.decode()
