@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -20,11 +19,9 @@ YEAR = {"community": "year", "date_from": "2025-01-01", "date_to": "2025-12-31"}
 
 @pytest.mark.django_db
 def test_a_year_of_intervals(django_assert_num_queries: object) -> None:
-    started = time.perf_counter()
+    # How long this takes is measured by bench/bench_dashboards.py, not asserted here.
     _, size = seed_year(slug="year", start=START, members=100, trades_per_interval=2)
-    seeded = time.perf_counter() - started
     assert size.intervals == 35_040
-    assert seeded < 45, f"seeding took {seeded:.1f} s"
     regulator = User.objects.create_user("reg@year.test", "pw", is_regulator=True)
     client = Client()
     client.force_login(regulator)
