@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 
@@ -12,6 +13,7 @@ from conftest import requires_postgres
 from marketplace.ledger.models import LedgerEntry, LedgerVerification
 from marketplace.ledger.selectors import ledger_last_verification
 from marketplace.ledger.services import interval_settle, ledger_verify
+from marketplace.ledger.tasks import ledger_verify_task
 from marketplace.ledger.tests.conftest import AFTER_WINDOW, make_trade
 
 ENTRY_TABLE = LedgerEntry._meta.db_table
@@ -109,3 +111,13 @@ def test_postgres_refuses_deleting_entries_and_transactions(settled):
     ):
         with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
             raw(sql, [pk])
+
+
+def test_the_periodic_task_records_a_verification(settled):
+    assert settings.CELERY_BEAT_SCHEDULE["ledger-verify"]["task"] == ledger_verify_task.name
+    outcome = ledger_verify_task.apply().get()
+    assert outcome["ok"] is True
+    assert outcome["entries_checked"] == LedgerEntry.objects.count() > 0
+    last = ledger_last_verification()
+    assert last is not None
+    assert last.ok
