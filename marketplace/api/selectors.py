@@ -11,9 +11,9 @@ from __future__ import annotations
 import functools
 import operator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from django.db.models import (
     Count,
@@ -30,6 +30,7 @@ from accounts.permissions import HISTORY_STATUSES, readable_communities
 from accounts.selectors import meter_points_of_user
 from marketplace.ledger.models import MeterReading, Settlement
 from marketplace.models import Bid, Community, Interval, IntervalState, Posting, Trade, TradeSource
+from marketplace.oversight.selectors import Scope, community_sufficiency, default_scope
 from marketplace.selectors.board import my_bids, my_postings, my_trades
 
 _MONEY = DecimalField(max_digits=24, decimal_places=7)
@@ -130,15 +131,25 @@ def visible_intervals(*, user: User) -> QuerySet[Interval]:
 
 @dataclass(frozen=True, slots=True)
 class CommunityStatistics:
-    """Anonymous market figures of one community over a time range."""
+    """Anonymous market figures of one community over a range of local days.
+
+    Energy volumes and the two shares come from the regulators' dashboards
+    (``marketplace.oversight.selectors.community_sufficiency``), so the API and the dashboards
+    report the same numbers under the same definitions.
+    """
 
     community: str
+    first_day: date
+    last_day: date
     intervals: int
     cleared_intervals: int
     trades: int
-    peer_kwh: Decimal
-    grid_kwh: Decimal
-    average_peer_price_per_kwh: Decimal | None
+    p2p_kwh: Decimal
+    from_grid_kwh: Decimal
+    to_grid_kwh: Decimal
+    self_sufficiency: float | None
+    self_consumption: float | None
+    average_p2p_price_per_kwh: Decimal | None
     curtailed_kwh: Decimal
     approved_members: int
 
@@ -147,69 +158,58 @@ def market_statistics(
     *,
     user: User,
     community: Community | None = None,
-    start_after: datetime | None = None,
-    start_before: datetime | None = None,
+    first_day: date | None = None,
+    last_day: date | None = None,
 ) -> list[CommunityStatistics]:
     """Figures for every community the user may read: all of them for regulators, their own
-    for members. Three queries however many communities and intervals."""
-    communities = readable_communities(user)
+    for members. Days are the community's local days; by default the last seven. A few
+    queries per community (a regulator's list grows with the number of communities)."""
+    communities = list(readable_communities(user).order_by("slug"))
     if community is not None:
-        communities = communities.filter(pk=community.pk)
-    by_pk = {c.pk: c.slug for c in communities.order_by("slug")}
-    intervals = Interval.objects.filter(community_id__in=list(by_pk))
-    if start_after is not None:
-        intervals = intervals.filter(start__gte=start_after)
-    if start_before is not None:
-        intervals = intervals.filter(start__lt=start_before)
-    counts = {
-        row["community_id"]: row
-        for row in intervals.values("community_id")
-        .annotate(n=Count("pk"), cleared=Count("pk", filter=Q(state__in=_PRICED_STATES)))
-        .order_by()
-    }
-    trade_rows = {
-        row["interval__community_id"]: row
-        for row in Trade.objects.filter(interval__in=intervals)
-        .values("interval__community_id")
-        .annotate(
+        communities = [c for c in communities if c.pk == community.pk]
+    out = []
+    for readable in communities:
+        scope = default_scope(readable)
+        scope = Scope(readable, first_day or scope.first_day, last_day or scope.last_day, scope.tz)
+        (row,) = community_sufficiency(scope).rows or [(readable.name, 0, 0, 0, None, None)]
+        intervals = Interval.objects.filter(
+            community=readable, start__gte=scope.start, start__lt=scope.end
+        )
+        counts = intervals.aggregate(
+            n=Count("pk"), cleared=Count("pk", filter=Q(state__in=_PRICED_STATES))
+        )
+        p2p = ~Q(source=TradeSource.GRID)
+        trades = Trade.objects.filter(interval__in=intervals).aggregate(
             n=Count("pk"),
-            peer=Sum("quantity_kwh", filter=~Q(source=TradeSource.GRID)),
-            peer_value=Sum(
+            p2p=Sum("quantity_kwh", filter=p2p),
+            p2p_value=Sum(
                 ExpressionWrapper(F("quantity_kwh") * F("price_per_kwh"), output_field=_MONEY),
-                filter=~Q(source=TradeSource.GRID),
+                filter=p2p,
             ),
-            grid=Sum("quantity_kwh", filter=Q(source=TradeSource.GRID)),
             curtailed=Sum("curtailed_kwh"),
         )
-        .order_by()
-    }
-    members = dict(
-        Membership.objects.filter(community_id__in=list(by_pk), status=MembershipStatus.APPROVED)
-        .values("community_id")
-        .annotate(n=Count("pk"))
-        .values_list("community_id", "n")
-        .order_by()
-    )
-    zero = Decimal("0.000")
-    out = []
-    for pk, slug in by_pk.items():
-        count: dict[str, Any] = dict(counts.get(pk, {}))
-        trades: dict[str, Any] = dict(trade_rows.get(pk, {}))
-        peer = trades.get("peer") or zero
-        value = trades.get("peer_value")
+        members = Membership.objects.filter(
+            community=readable, status=MembershipStatus.APPROVED
+        ).count()
+        value, volume = trades["p2p_value"], trades["p2p"]
         out.append(
             CommunityStatistics(
-                community=slug,
-                intervals=count.get("n", 0),
-                cleared_intervals=count.get("cleared", 0),
-                trades=trades.get("n", 0),
-                peer_kwh=peer,
-                grid_kwh=trades.get("grid") or zero,
-                average_peer_price_per_kwh=(
-                    (value / peer).quantize(Decimal("0.0001")) if value and peer else None
+                community=readable.slug,
+                first_day=scope.first_day,
+                last_day=scope.last_day,
+                intervals=counts["n"],
+                cleared_intervals=counts["cleared"],
+                trades=trades["n"],
+                p2p_kwh=Decimal(row[1] or 0),
+                from_grid_kwh=Decimal(row[2] or 0),
+                to_grid_kwh=Decimal(row[3] or 0),
+                self_sufficiency=row[4],
+                self_consumption=row[5],
+                average_p2p_price_per_kwh=(
+                    (value / volume).quantize(Decimal("0.0001")) if value and volume else None
                 ),
-                curtailed_kwh=trades.get("curtailed") or zero,
-                approved_members=members.get(pk, 0),
+                curtailed_kwh=trades["curtailed"] or Decimal("0.000"),
+                approved_members=members,
             )
         )
     return out

@@ -517,17 +517,43 @@ class StatementSerializer(serializers.Serializer):
 # --- Statistics -------------------------------------------------------------------------------
 class StatisticsQuerySerializer(serializers.Serializer):
     community = serializers.SlugField(max_length=60, required=False)
-    start_after = serializers.DateTimeField(required=False)
-    start_before = serializers.DateTimeField(required=False)
+    first_day = serializers.DateField(
+        required=False, help_text="First local day (default: six days before today)."
+    )
+    last_day = serializers.DateField(required=False, help_text="Last local day (default: today).")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        for name in ("first_day", "last_day"):
+            if name in attrs and not 2000 <= attrs[name].year <= 9000:
+                raise serializers.ValidationError({name: "Give a day between 2000 and 9000."})
+        first, last = attrs.get("first_day"), attrs.get("last_day")
+        if first and last and first > last:
+            raise serializers.ValidationError({"last_day": "The last day is before the first."})
+        if first and last and (last - first).days > 366:
+            raise serializers.ValidationError({"last_day": "At most 366 days at a time."})
+        return attrs
 
 
 class CommunityStatisticsSerializer(serializers.Serializer):
+    """The regulators' dashboard figures for one community (same definitions, see README)."""
+
     community = serializers.CharField()
+    first_day = serializers.DateField()
+    last_day = serializers.DateField()
     intervals = serializers.IntegerField()
     cleared_intervals = serializers.IntegerField()
     trades = serializers.IntegerField()
-    peer_kwh = kwh_field()
-    grid_kwh = kwh_field()
-    average_peer_price_per_kwh = price_field(allow_null=True)
-    curtailed_kwh = kwh_field()
+    p2p_kwh = serializers.DecimalField(max_digits=18, decimal_places=3)
+    from_grid_kwh = serializers.DecimalField(max_digits=18, decimal_places=3)
+    to_grid_kwh = serializers.DecimalField(max_digits=18, decimal_places=3)
+    self_sufficiency = serializers.FloatField(
+        allow_null=True, help_text="P2P energy / (P2P energy + energy from the grid)."
+    )
+    self_consumption = serializers.FloatField(
+        allow_null=True, help_text="P2P energy / (P2P energy + energy to the grid)."
+    )
+    average_p2p_price_per_kwh = price_field(
+        allow_null=True, help_text="Volume-weighted price of the P2P trades."
+    )
+    curtailed_kwh = serializers.DecimalField(max_digits=18, decimal_places=3)
     approved_members = serializers.IntegerField()

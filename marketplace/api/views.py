@@ -801,7 +801,7 @@ class StatisticsView(ApiView):
         rows = market_statistics(
             user=_user(request),
             community=community,
-            start_after=query.get("start_after"),
-            start_before=query.get("start_before"),
+            first_day=query.get("first_day"),
+            last_day=query.get("last_day"),
         )
         return Response(s.CommunityStatisticsSerializer(rows, many=True).data)

@@ -173,3 +173,21 @@ def test_readings_upload_for_every_role(api: Api) -> None:
         "token_trade": 403,
         "token_manage": 403,
     }
+
+
+def test_statistics_use_the_dashboard_definitions(api: Api) -> None:
+    regulator = api.client("regulator")
+    rows = regulator.get("/api/v1/statistics/?community=sonnenfeld").json()
+    (row,) = rows
+    assert row["community"] == "sonnenfeld"
+    assert row["approved_members"] == 3  # prosumer, bob, the manager; not the suspended one
+    assert row["p2p_kwh"] == "0.000"
+    assert row["self_sufficiency"] is None  # nothing traded yet: no share to report
+    ranged = regulator.get("/api/v1/statistics/?first_day=2026-01-01&last_day=2026-01-31").json()
+    assert {r["first_day"] for r in ranged} == {"2026-01-01"}
+    bad = regulator.get("/api/v1/statistics/?first_day=2026-02-01&last_day=2026-01-01")
+    assert bad.status_code == 400
+    assert set(bad.json()["fields"]) == {"last_day"}
+    assert regulator.get("/api/v1/statistics/?community=nowhere").status_code == 404
+    # A member never sees another community's figures, even when asking for them.
+    assert api.client("prosumer").get("/api/v1/statistics/?community=windhof").status_code == 404
