@@ -352,11 +352,19 @@ def write_section(
             )
     best_post = max(results[("post", c)]["rps"] for c in CLIENTS)
     best_bare = max(results[("bare", c)]["rps"] for c in CLIENTS)
+    met = (
+        any(
+            r["rps"] >= 300 and r["p99_us"] < 150_000 and not r["errors"]
+            for r in (results[("post", c)] for c in CLIENTS)
+        )
+        and best_post >= 0.75 * best_bare
+    )
+    verdict = "met" if met else "**not met** on this machine"
     lines += [
         "",
         f"Order posts reach {best_post:.0f}/s, {best_post / best_bare:.0%} of the bare DRF create "
         f"({best_bare:.0f}/s) in the same run. Target: at least 300 posts/s with p99 under "
-        "150 ms, no errors, and at least 75 % of the baseline.",
+        f"150 ms, no errors, and at least 75 % of the baseline: {verdict}.",
         "",
         "CPU per call measured in one process (best of three, so other load only adds): the "
         f"posting service alone (`posting_create`: its transaction, interval and meter point "
