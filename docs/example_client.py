@@ -76,7 +76,7 @@ class PeerGridClient:
         points = self.get("meter-points/", community=community)["results"]
         if not points:
             raise SystemExit(f"You have no meter point in {community}.")
-        return points[0]  # type: ignore[no-any-return]
+        return points[0]
 
     def next_open_interval(self, community: str) -> dict[str, Any]:
         intervals = self.get("intervals/", community=community, state="open", limit=500)
@@ -86,7 +86,7 @@ class PeerGridClient:
             from datetime import datetime
 
             if datetime.fromisoformat(gate).timestamp() > now + 30:
-                return interval  # type: ignore[no-any-return]
+                return interval
         raise SystemExit(f"No interval of {community} takes orders now.")
 
     def place_order(
@@ -96,7 +96,7 @@ class PeerGridClient:
         """Post an offer (sell) or a request (buy) in the next open interval."""
         meter_point = self.my_meter_point(community)
         interval_id = interval or self.next_open_interval(community)["id"]
-        return self.post(  # type: ignore[no-any-return]
+        return self.post(
             "postings/",
             {
                 "interval": interval_id,
@@ -108,10 +108,10 @@ class PeerGridClient:
         )
 
     def board(self, community: str) -> list[dict[str, Any]]:
-        return self.get("board/", community=community)["results"]  # type: ignore[no-any-return]
+        return self.get("board/", community=community)["results"]
 
     def cancel(self, posting_id: int) -> dict[str, Any]:
-        return self.post(f"postings/{posting_id}/cancel/")  # type: ignore[no-any-return]
+        return self.post(f"postings/{posting_id}/cancel/")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,7 +55,8 @@ class Api:
             return w.prosumer
         if role == "token_manage":
             return w.manager
-        return getattr(w, role)  # type: ignore[no-any-return]
+        user: User = getattr(w, role)
+        return user
 
     def meter_point_of(self, role: str) -> MeterPoint | None:
         user = self.user(role) if role != "anonymous" else None
@@ -75,11 +76,9 @@ def api(world: World) -> Api:
     _, full = factories.token_for(world.prosumer, ["read", "trade", "meter"])
 
     def first_open(community: Any) -> Interval:
-        return (
-            Interval.objects.filter(community=community, gate_closure_at__gt=now)
-            .order_by("start")
-            .first()
-        )  # type: ignore[return-value]
+        return Interval.objects.filter(community=community, gate_closure_at__gt=now).earliest(
+            "start"
+        )
 
     return Api(
         world=world,
