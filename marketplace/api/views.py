@@ -775,6 +775,9 @@ class StatementMonthView(_StatementView):
         tags=["settlement"],
     )  # fmt: skip
     def get(self, request: Request, slug: str, year: int, month: int) -> Response:
+        if not 2000 <= year <= 9000:
+            # Months near year 9999 have no end the calendar can express.
+            raise ApplicationError(ErrorCode.INVALID, "No such month.", field="year")
         membership = self.membership(slug)
         statement = member_statement(membership=membership, year=year, month=month)
         return Response(s.StatementSerializer(statement).data)

@@ -84,6 +84,7 @@ def test_other_errors_share_the_format(api: Api) -> None:
     assert_error(client.get("/api/v1/postings/?interval=99999999999999999999999"), 400, "max_value")
     assert_error(client.get("/api/v1/board/"), 400, "required", {"community"})
     assert_error(client.get("/api/v1/statements/sonnenfeld/99999/13/"), 400, "invalid")
+    assert_error(client.get("/api/v1/statements/sonnenfeld/9999/12/"), 400, "invalid", {"year"})
     form = client.post("/api/v1/postings/", {"side": "sell"})  # multipart, not JSON
     assert_error(form, 415, "unsupported_media_type")
     huge_offset = client.get("/api/v1/intervals/?offset=99999999999999999999999999&limit=5")
@@ -96,10 +97,23 @@ def test_bulk_readings_malformed_rows_are_a_400_with_row_fields(api: Api) -> Non
             {"meter_point": api.world.meter_point.pk, "interval": 1, "imported_kwh": "0.1",
              "exported_kwh": "0"},
             {"meter_point": "x", "interval": 1, "imported_kwh": "NaN", "exported_kwh": "0"},
+            {"meter_point": 1, "interval_start": "0001-01-01T00:00:00+14:00",
+             "imported_kwh": "Infinity", "exported_kwh": "1e400"},
         ]
     }  # fmt: skip
     response = api.client("token_meter").post("/api/v1/meter-readings/", body, format="json")
-    assert_error(response, 400, "invalid", {"readings.1.meter_point", "readings.1.imported_kwh"})
+    assert_error(
+        response,
+        400,
+        "invalid",
+        {
+            "readings.1.meter_point",
+            "readings.1.imported_kwh",
+            "readings.2.interval_start",
+            "readings.2.imported_kwh",
+            "readings.2.exported_kwh",
+        },
+    )
 
 
 # --- Idempotency-Key --------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from accounts.tests import factories
+from grid.models import GridCheckResult
 from marketplace.api.throttling import ApiRateThrottle
 from marketplace.tests.api.conftest import Api
 
@@ -46,18 +47,7 @@ def test_api_against_its_live_schema(
     rates = dict.fromkeys(api_settings.DEFAULT_THROTTLE_RATES, "1000000/min")
     monkeypatch.setattr(ApiRateThrottle, "THROTTLE_RATES", rates)
     _, manager_token = factories.token_for(api.world.manager, ["read", "manage"])
-    # Something on the board and in the lists, so responses are not all empty.
-    api.bearer(api.full_token).post(
-        "/api/v1/postings/",
-        {
-            "interval": api.interval.pk,
-            "meter_point": api.world.meter_point.pk,
-            "side": "sell",
-            "quantity_kwh": "0.500",
-            "limit_price_per_kwh": "0.1000",
-        },
-        format="json",
-    )
+    objects = _real_objects(api)
     schema = schemathesis.openapi.from_url(f"{live_server.url}/api/schema/")
     operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
     assert len(operations) >= 25
@@ -65,12 +55,23 @@ def test_api_against_its_live_schema(
     for operation in operations:
         token = manager_token if "/rules/" in operation.path else api.full_token
         headers = {"Authorization": f"Bearer {token}"}
-        for mode, examples in EXAMPLES.items():
+        names = {p.name for p in operation.path_parameters}
+        # Random ids mostly find nothing (404); real ones make the 200 bodies checked too.
+        passes = [(mode, examples, None) for mode, examples in EXAMPLES.items()]
+        if names:
+            real = {name: objects[(operation.path, name)] for name in names}
+            passes.append((GenerationMode.POSITIVE, 5, real))
+        for mode, examples, path_parameters in passes:
             checks = CHECKS if mode is GenerationMode.POSITIVE else CHECKS[:2]
             try:
-                _run(operation, mode, examples, live_server.url, headers, checks)
+                seen = _run(
+                    operation, mode, examples, live_server.url, headers, checks, path_parameters
+                )
+                if path_parameters and operation.method.upper() == "GET":
+                    assert 200 in seen, f"never found with real ids: {sorted(seen)}"
             except Exception as exc:  # collect all operations' failures, then report them
-                failures.append(f"{operation.method.upper()} {operation.path} [{mode}]: {exc}")
+                label = f"{mode}{' real ids' if path_parameters else ''}"
+                failures.append(f"{operation.method.upper()} {operation.path} [{label}]: {exc}")
     assert not failures, "\n\n".join(failures)
 
 
@@ -81,8 +82,11 @@ def _run(
     base_url: str,
     headers: dict[str, str],
     checks: list[Any],
-) -> None:
-    @given(case=operation.as_strategy(generation_mode=mode))
+    path_parameters: dict[str, Any] | None = None,
+) -> set[int]:
+    seen: set[int] = set()
+
+    @given(case=operation.as_strategy(generation_mode=mode, path_parameters=path_parameters))
     @settings(
         max_examples=examples,
         deadline=None,
@@ -91,6 +95,66 @@ def _run(
         suppress_health_check=list(HealthCheck),
     )
     def run(case: Any) -> None:
-        case.call_and_validate(base_url=base_url, headers=headers, checks=checks)
+        response = case.call_and_validate(base_url=base_url, headers=headers, checks=checks)
+        seen.add(response.status_code)
 
     run()
+    return seen
+
+
+def _real_objects(api: Api) -> dict[tuple[str, str], Any]:
+    """One of everything, so the detail endpoints answer 200 and their bodies are checked."""
+    alice, bob = api.bearer(api.full_token), api.bearer(api.bob_token)
+    body = {
+        "interval": api.interval.pk,
+        "meter_point": api.world.meter_point.pk,
+        "side": "sell",
+        "quantity_kwh": "0.500",
+        "limit_price_per_kwh": "0.1000",
+    }
+    traded = alice.post("/api/v1/postings/", body, format="json").json()
+    open_posting = alice.post("/api/v1/postings/", body, format="json").json()
+    bid = {
+        "meter_point": api.bob_meter_point.pk,
+        "quantity_kwh": "0.100",
+        "price_per_kwh": "0.1200",
+    }
+    first = bob.post("/api/v1/bids/", {"posting": traded["id"], **bid}, format="json").json()
+    pending = bob.post("/api/v1/bids/", {"posting": open_posting["id"], **bid}, format="json")
+    trade = alice.post(f"/api/v1/bids/{first['id']}/accept/", {}, format="json").json()
+    bobs_body = {**body, "meter_point": api.bob_meter_point.pk, "side": "buy"}
+    bobs = bob.post("/api/v1/postings/", bobs_body, format="json").json()
+    mine = alice.post(
+        "/api/v1/bids/",
+        {"posting": bobs["id"], "meter_point": api.world.meter_point.pk,
+         "quantity_kwh": "0.100", "price_per_kwh": "0.0900"},
+        format="json",
+    ).json()  # fmt: skip
+    GridCheckResult.objects.create(
+        interval=api.interval, feasible=False, power_flows=3, duration_s=0.2, min_vm_pu=0.93,
+        max_vm_pu=1.12, losses_kw=0.4, trades_checked=1,
+        violations=[{"kind": "voltage", "element": "bus 3", "value": 1.12, "limit": 1.1,
+                     "caused_by_trades": True},
+                    {"kind": "unmapped_meter_point", "element": "meter point 9", "value": None,
+                     "limit": None, "caused_by_trades": False}],
+        curtailments=[{"trade": trade["id"], "curtailed_kwh": "0.050", "reason": "voltage"}],
+    )  # fmt: skip
+    slug, interval = "sonnenfeld", api.interval.pk
+    out: dict[tuple[str, str], Any] = {}
+    for path, value in (
+        ("/communities/{slug}/", slug), ("/communities/{slug}/rules/", slug),
+        ("/intervals/{id}/", interval), ("/intervals/{id}/depth/", interval),
+        ("/intervals/{id}/grid-check/", interval),
+        ("/postings/{id}/", open_posting["id"]), ("/postings/{id}/bids/", open_posting["id"]),
+        ("/postings/{id}/cancel/", open_posting["id"]),
+        ("/bids/{id}/", mine["id"]), ("/bids/{id}/accept/", pending.json()["id"]),
+        ("/bids/{id}/reject/", pending.json()["id"]),
+        ("/bids/{id}/withdraw/", mine["id"]),
+        ("/trades/{id}/", trade["id"]), ("/meter-points/{id}/", api.world.meter_point.pk),
+        ("/statements/{slug}/", slug),
+    ):  # fmt: skip
+        name = "slug" if "{slug}" in path else "id"
+        out[(f"/api/v1{path}", name)] = value
+    month = "/api/v1/statements/{slug}/{year}/{month}/"
+    out.update({(month, "slug"): slug, (month, "year"): 2026, (month, "month"): 3})
+    return out
