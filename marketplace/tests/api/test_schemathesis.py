@@ -57,7 +57,9 @@ def test_api_against_its_live_schema(
         headers = {"Authorization": f"Bearer {token}"}
         names = {p.name for p in operation.path_parameters}
         # Random ids mostly find nothing (404); real ones make the 200 bodies checked too.
-        passes = [(mode, examples, None) for mode, examples in EXAMPLES.items()]
+        passes: list[tuple[GenerationMode, int, dict[str, Any] | None]] = [
+            (mode, examples, None) for mode, examples in EXAMPLES.items()
+        ]
         if names:
             real = {name: objects[(operation.path, name)] for name in names}
             passes.append((GenerationMode.POSITIVE, 5, real))
