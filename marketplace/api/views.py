@@ -421,9 +421,9 @@ class PostingCancelView(ApiView):
     @idempotent
     def post(self, request: Request, pk: int) -> Response:
         posting = self.get_object()
-        cancelled = posting_cancel(posting=posting, by_membership=posting.membership)
-        posting.status = cancelled.status
-        return Response(s.PostingSerializer(posting).data)
+        posting_cancel(posting=posting, by_membership=posting.membership)
+        # Read again: the status changed and the pending bids expired with it.
+        return Response(s.PostingSerializer(self.get_queryset().get(pk=posting.pk)).data)
 
 
 class PostingBidsView(ApiView):
@@ -511,13 +511,21 @@ class _BidDecisionView(ApiView):
     def visible_queryset(self, user: User) -> QuerySet[Any]:
         return decidable_bids(user=user)
 
-    def poster_membership(self, bid: Any) -> Membership:
-        # The services decide whether this membership may act; a bidder acting as poster is
-        # refused there with the domain's own message.
+    def caller_membership(self, bid: Any) -> Membership:
+        """The caller's own membership in the bid's community: as its bidder or its poster.
+
+        One can never bid on one's own posting, and ``decidable_bids`` holds only bids where
+        the caller is one of the two, so exactly one matches. The services then decide whether
+        that membership may take the action (only the bidder withdraws, only the poster
+        accepts or rejects).
+        """
         user = _user(self.request)
-        return (
-            bid.posting.membership if bid.posting.membership.user_id == user.pk else bid.membership
-        )
+        if bid.membership.user_id == user.pk:
+            return bid.membership
+        poster: Membership = bid.posting.membership
+        if poster.user_id != user.pk:  # cannot happen through decidable_bids; never act as another
+            raise Http404
+        return poster
 
 
 class BidWithdrawView(_BidDecisionView):
@@ -529,7 +537,7 @@ class BidWithdrawView(_BidDecisionView):
     @idempotent
     def post(self, request: Request, pk: int) -> Response:
         bid = self.get_object()
-        withdrawn = bid_withdraw(bid=bid, by_membership=bid.membership)
+        withdrawn = bid_withdraw(bid=bid, by_membership=self.caller_membership(bid))
         return Response(s.BidSerializer(own_bids(user=_user(request)).get(pk=withdrawn.pk)).data)
 
 
@@ -546,7 +554,7 @@ class BidAcceptView(_BidDecisionView):
         body = s.BidAcceptSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         bid = self.get_object()
-        membership = self.poster_membership(bid)
+        membership = self.caller_membership(bid)
         trade = bid_accept(
             bid=bid, by_membership=membership, quantity_kwh=body.validated_data.get("quantity_kwh")
         )
@@ -567,7 +575,7 @@ class BidRejectView(_BidDecisionView):
     @idempotent
     def post(self, request: Request, pk: int) -> Response:
         bid = self.get_object()
-        membership = self.poster_membership(bid)
+        membership = self.caller_membership(bid)
         rejected = bid_reject(bid=bid, by_membership=membership)
         rows = bids_on_my_posting(membership=membership, posting=bid.posting)
         return Response(s.PostingBidSerializer(rows.get(pk=rejected.pk)).data)

@@ -191,3 +191,111 @@ def test_statistics_use_the_dashboard_definitions(api: Api) -> None:
     assert regulator.get("/api/v1/statistics/?community=nowhere").status_code == 404
     # A member never sees another community's figures, even when asking for them.
     assert api.client("prosumer").get("/api/v1/statistics/?community=windhof").status_code == 404
+
+
+# --- Writes on the board, for every role ----------------------------------------------------
+def _fresh_posting_with_bid(api: Api) -> tuple[int, int]:
+    """Alice's open posting with a pending bid of Bob's on it, made through the API."""
+    alice, bob = api.bearer(api.full_token), api.bearer(api.bob_token)
+    posting = alice.post(
+        "/api/v1/postings/", posting_body(api, quantity_kwh="0.100"), format="json"
+    ).json()
+    bid = bob.post(
+        "/api/v1/bids/",
+        {"posting": posting["id"], "meter_point": api.bob_meter_point.pk,
+         "quantity_kwh": "0.050", "price_per_kwh": "0.1300"},
+        format="json",
+    ).json()  # fmt: skip
+    return posting["id"], bid["id"]
+
+
+OWN = {"prosumer", "token_trade"}  # the prosumer Alice, by session and by `trade` token
+NO_TRADE = {"token_read": 403, "token_meter": 403, "token_manage": 403}
+
+WRITES: list[tuple[str, Callable[[Api, str, int, int], Any], dict[str, int]]] = [
+    (
+        "bid on Alice's posting",
+        lambda api, role, posting, bid: api.client(role).post(
+            "/api/v1/bids/",
+            {
+                "posting": posting,
+                "meter_point": getattr(api.meter_point_of(role), "pk", 1),
+                "quantity_kwh": "0.010",
+                "price_per_kwh": "0.1300",
+            },
+            format="json",
+        ),
+        {
+            A: 401,
+            "prosumer": 400,
+            "token_trade": 400,
+            "other_prosumer": 403,
+            "suspended": 400,
+            "manager": 404,
+            "other_manager": 404,
+            "regulator": 404,
+            **NO_TRADE,
+        },
+    ),
+    (
+        "cancel Alice's posting",
+        lambda api, role, posting, bid: api.client(role).post(
+            f"/api/v1/postings/{posting}/cancel/"
+        ),
+        {A: 401, **dict.fromkeys(ROLES[1:], 404), **dict.fromkeys(OWN, 200), **NO_TRADE},
+    ),
+    (
+        "accept Bob's bid on Alice's posting",
+        lambda api, role, posting, bid: api.client(role).post(
+            f"/api/v1/bids/{bid}/accept/", {}, format="json"
+        ),
+        {A: 401, **dict.fromkeys(ROLES[1:], 404), **dict.fromkeys(OWN, 201), **NO_TRADE},
+    ),
+    (
+        "reject Bob's bid on Alice's posting",
+        lambda api, role, posting, bid: api.client(role).post(f"/api/v1/bids/{bid}/reject/"),
+        {A: 401, **dict.fromkeys(ROLES[1:], 404), **dict.fromkeys(OWN, 200), **NO_TRADE},
+    ),
+    (
+        "withdraw Bob's bid (only Bob may)",
+        lambda api, role, posting, bid: api.client(role).post(f"/api/v1/bids/{bid}/withdraw/"),
+        {A: 401, **dict.fromkeys(ROLES[1:], 404), **dict.fromkeys(OWN, 403), **NO_TRADE},
+    ),
+    (
+        "register a meter point in Sonnenfeld",
+        lambda api, role, posting, bid: api.client(role).post(
+            "/api/v1/meter-points/",
+            {
+                "community": "sonnenfeld",
+                "label": "Shed",
+                "import_capacity_kw": "3",
+                "export_capacity_kw": "3",
+            },
+            format="json",
+        ),
+        {
+            A: 401,
+            "prosumer": 201,
+            "token_read": 403,
+            "token_trade": 403,
+            "token_meter": 201,
+            "other_prosumer": 404,
+            "suspended": 400,
+            "manager": 201,
+            "token_manage": 403,
+            "other_manager": 404,
+            "regulator": 404,
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "call", "expected"), WRITES, ids=[w[0] for w in WRITES])
+def test_writes_for_every_role(
+    api: Api, name: str, call: Callable[[Api, str, int, int], Any], expected: dict[str, int]
+) -> None:
+    got = {}
+    for role in ROLES:
+        posting, bid = _fresh_posting_with_bid(api)  # each role acts on untouched objects
+        got[role] = call(api, role, posting, bid).status_code
+    assert got == expected
