@@ -44,7 +44,7 @@ class IdFilter(django_filters.NumberFilter):
 
 
 class BoundedDateTimeField(django_filters.fields.IsoDateTimeField):
-    """An ISO 8601 time between 1970 and 9000: far years overflow when shifted to UTC."""
+    """An ISO 8601 time between 1970 and 9000, in UTC: far years overflow when shifted."""
 
     def to_python(self, value: Any) -> datetime | None:
         try:
@@ -56,9 +56,10 @@ class BoundedDateTimeField(django_filters.fields.IsoDateTimeField):
         try:
             if not _EARLIEST <= moment <= _LATEST:
                 raise ValidationError("Enter a date and time between 1970 and 9000.")
+            # In UTC: PostgreSQL refuses offsets beyond 15:59 that Python accepts (+20:39).
+            return moment.astimezone(UTC)
         except (OverflowError, TypeError) as exc:
             raise ValidationError("Enter a date and time between 1970 and 9000.") from exc
-        return moment
 
 
 class TimeFilter(django_filters.IsoDateTimeFilter):

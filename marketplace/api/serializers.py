@@ -475,6 +475,14 @@ class StatementMonthSerializer(serializers.Serializer):
     month = serializers.IntegerField()
 
 
+class StatementQuerySerializer(serializers.Serializer):
+    member = serializers.CharField(
+        max_length=40,
+        required=False,
+        help_text="A member's pseudonym (the community's managers only).",
+    )
+
+
 class StatementIndexSerializer(serializers.Serializer):
     community = serializers.CharField()
     pseudonym = serializers.CharField()

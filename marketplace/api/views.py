@@ -13,7 +13,7 @@ from django.db.models import Model, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import BasePagination
@@ -103,6 +103,16 @@ class ApiView(GenericAPIView):
     def get_permissions(self) -> list[BasePermission]:
         scope = self.scopes.get(self.request.method or "GET", TokenScope.READ.value)
         return [IsAuthenticated(), HasTokenScope(scope)]
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        # PostgreSQL text cannot hold NUL: refuse it here for every query parameter, so no
+        # filter or lookup can turn it into a server error.
+        for name, values in request.query_params.lists():
+            if "\x00" in name or any("\x00" in value for value in values):
+                raise ApplicationError(
+                    ErrorCode.INVALID, "Query parameters cannot contain NUL.", field=name[:50]
+                )
 
     def validated_query(self, serializer_class: type[serializers.Serializer]) -> dict[str, Any]:
         query = serializer_class(data=self.request.query_params)
@@ -740,18 +750,12 @@ class SettlementListView(FilteredListView):
         return self.list(request)
 
 
-_MEMBER = OpenApiParameter(
-    "member", str, description="A member's pseudonym (the community's managers only)."
-)
-
-
 class _StatementView(ApiView):
     def membership(self, slug: str) -> Membership:
         community = get_object_or_404(Community, slug=slug)
+        query = self.validated_query(s.StatementQuerySerializer)
         return statement_membership(
-            viewer=_user(self.request),
-            community=community,
-            pseudonym=self.request.query_params.get("member") or None,
+            viewer=_user(self.request), community=community, pseudonym=query.get("member") or None
         )
 
 
@@ -759,7 +763,7 @@ class StatementIndexView(_StatementView):
     @extend_schema(
         operation_id="statements_index",
         summary="Your balance in a community and the months with statements",
-        parameters=[_MEMBER],
+        parameters=[s.StatementQuerySerializer],
         responses=schema.responses(s.StatementIndexSerializer, *schema.DETAIL_ERRORS),
         tags=["settlement"],
     )  # fmt: skip
@@ -778,7 +782,7 @@ class StatementMonthView(_StatementView):
     @extend_schema(
         operation_id="statements_month",
         summary="Your monthly statement: each settled interval, totals and savings",
-        parameters=[_MEMBER],
+        parameters=[s.StatementQuerySerializer],
         responses=schema.responses(s.StatementSerializer, 400, 403, 404),
         tags=["settlement"],
     )  # fmt: skip

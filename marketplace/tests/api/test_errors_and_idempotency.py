@@ -80,6 +80,10 @@ def test_other_errors_share_the_format(api: Api) -> None:
     assert_error(client.get("/api/v1/intervals/?start_after=yesterday"), 400, "invalid")
     assert_error(client.get("/api/v1/intervals/?start_after=0001-01-01T00:00:00%2B14:00"), 400,
                  "invalid")  # fmt: skip
+    assert_error(client.get("/api/v1/statements/sonnenfeld/?member=a%00b"), 400, "invalid")
+    assert_error(client.get("/api/v1/intervals/?community=a%00b"), 400, "invalid")
+    odd_offset = client.get("/api/v1/intervals/?start_after=2026-11-07T01:27:15%2B20:39")
+    assert odd_offset.status_code == 200  # a legal ISO offset PostgreSQL would refuse
     assert_error(client.get("/api/v1/postings/?interval=1.5"), 400, "invalid")
     assert_error(client.get("/api/v1/postings/?interval=99999999999999999999999"), 400, "max_value")
     assert_error(client.get("/api/v1/board/"), 400, "required", {"community"})
