@@ -43,8 +43,11 @@ _EXAMPLE = OpenApiExample(
 
 
 def errors(*codes: int) -> dict[int, OpenApiResponse]:
-    """Error responses for ``@extend_schema(responses=...)``; 401 and 429 are always possible."""
-    wanted = sorted({401, 429, *codes})
+    """Error responses for ``@extend_schema(responses=...)``.
+
+    400 (a malformed query string, e.g. a NUL byte), 401 and 429 are possible everywhere.
+    """
+    wanted = sorted({400, 401, 429, *codes})
     return {
         code: OpenApiResponse(
             ErrorSerializer,
