@@ -174,7 +174,8 @@ MEDIA_ROOT = VAR_DIR / "media"
 REDIS_URL = os.environ.get("REDIS_URL", "")
 CACHES: dict[str, dict[str, Any]] = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        # Django's RedisCache, minus a new redis-py client per call (see config/cache.py).
+        {"BACKEND": "config.cache.ReusingRedisCache", "LOCATION": REDIS_URL}
         if REDIS_URL
         else {
             # Shared by the web server and the worker processes, unlike a per-process cache.
