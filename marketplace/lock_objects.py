@@ -5,18 +5,35 @@ interval, then meter points, then postings, then bids, each group by ascending p
 code paths that lock the same rows therefore always queue in the same order and cannot deadlock.
 ``of=("self",)`` keeps a ``select_related`` join from locking the related rows too.
 
+Posting takes the interval in *shared* mode (``share_lock_interval``): postings into one interval
+do not wait for each other, while everything that changes the interval or its book (the
+pipeline's steps, bids, cancellations) takes it exclusively and so waits for them, and they for
+it. Nothing that holds the shared lock asks for the exclusive one later, so the two modes cannot
+deadlock on one interval either.
+
 On SQLite ``select_for_update`` is a no-op; the settings open every transaction IMMEDIATE, which
 serialises writers for the whole database, so the same code is safe there as well.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
-from django.db.models import QuerySet
+from django.db import connection
+from django.db.models import Model, QuerySet
 
-from accounts.models import MeterPoint
-from marketplace.models import Bid, BidStatus, Interval, Posting, PostingStatus
+from accounts.models import Membership, MeterPoint
+from marketplace.models import (
+    Bid,
+    BidStatus,
+    Community,
+    Interval,
+    MarketRules,
+    Posting,
+    PostingStatus,
+)
 
 
 def lock_interval(pk: int) -> Interval:
@@ -27,6 +44,44 @@ def lock_interval(pk: int) -> Interval:
         .select_for_update(of=("self",))
         .get()
     )
+
+
+def share_lock_interval(pk: int) -> Interval:
+    """Lock one interval in shared mode (``FOR SHARE``), its rules and community read alongside.
+
+    For posting only: it orders the posting against the pipeline's gate closure (which locks
+    the interval exclusively) without making the interval's postings queue behind each other.
+    Django's ``select_for_update`` has no shared mode, hence one hand-written statement; it also
+    skips the ORM's query compilation on the API's hottest path. Raises
+    ``Interval.DoesNotExist`` like ``lock_interval``.
+    """
+    select = _interval_select()
+    with connection.cursor() as cursor:
+        cursor.execute(select.sql, [pk])
+        row = cursor.fetchone()
+    if row is None:
+        raise Interval.DoesNotExist("Interval matching query does not exist.")
+    interval, rules, community = select.build(row)
+    interval.rules = rules
+    interval.community = community
+    return interval
+
+
+def lock_meter_point_with_membership(pk: int) -> tuple[MeterPoint, Membership]:
+    """Lock one meter point and read its membership's current status in the same statement.
+
+    The membership is read, not locked (as ``fresh_membership`` does), inside the caller's
+    transaction, so a suspension committed before this statement is seen. Raises
+    ``MeterPoint.DoesNotExist``.
+    """
+    select = _meter_point_select()
+    with connection.cursor() as cursor:
+        cursor.execute(select.sql, [pk])
+        row = cursor.fetchone()
+    if row is None:
+        raise MeterPoint.DoesNotExist("MeterPoint matching query does not exist.")
+    meter_point, membership = select.build(row)
+    return meter_point, membership
 
 
 def lock_meter_points(ids: Iterable[int]) -> list[MeterPoint]:
@@ -59,9 +114,7 @@ def lock_bid(pk: int) -> Bid:
 
 
 def lock_bids(ids: Iterable[int]) -> list[Bid]:
-    return list(
-        Bid.objects.filter(pk__in=list(ids)).order_by("pk").select_for_update(of=("self",))
-    )
+    return list(Bid.objects.filter(pk__in=list(ids)).order_by("pk").select_for_update(of=("self",)))
 
 
 def lock_pending_bids_of_interval(interval_id: int) -> QuerySet[Bid]:
@@ -70,4 +123,82 @@ def lock_pending_bids_of_interval(interval_id: int) -> QuerySet[Bid]:
         Bid.objects.filter(posting__interval_id=interval_id, status=BidStatus.PENDING)
         .order_by("pk")
         .select_for_update(of=("self",))
+    )
+
+
+# --- Hand-written selects: columns and converters from the models, built once per process ----
+Converter = Callable[[Any, Any, Any], Any]
+
+
+class _Select:
+    """One SELECT over several models' columns, turned back into model instances.
+
+    Column names come from the models' fields and values go through the same converters the
+    ORM applies (dates and decimals on SQLite, JSON everywhere), so the instances equal what
+    ``select_related`` would give.
+    """
+
+    def __init__(
+        self, parts: Sequence[tuple[type[Model], str, Sequence[str] | None]], tail: str
+    ) -> None:
+        columns: list[str] = []
+        self._parts: list[tuple[type[Model], list[str], list[tuple[Any, list[Converter]]]]] = []
+        for model, alias, names in parts:
+            fields = [f for f in model._meta.concrete_fields if names is None or f.attname in names]
+            converters = []
+            for field in fields:
+                col = field.get_col(alias)
+                found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+                converters.append((col, found))
+            columns += [
+                f"{alias}.{connection.ops.quote_name(f.column or f.attname)}" for f in fields
+            ]
+            self._parts.append((model, [f.attname for f in fields], converters))
+        self.sql = f"SELECT {', '.join(columns)} {tail}"
+
+    def build(self, row: Sequence[Any]) -> list[Any]:
+        out = []
+        at = 0
+        for model, attnames, converters in self._parts:
+            values = []
+            for col, found in converters:
+                value = row[at]
+                at += 1
+                for convert in found:
+                    value = convert(value, col, connection)
+                values.append(value)
+            out.append(model.from_db(connection.alias, attnames, values))
+        return out
+
+
+def _table(model: type[Model]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _for(mode: str, alias: str) -> str:
+    """The row-lock clause, or nothing where the database has none (SQLite: see above)."""
+    return f" FOR {mode} OF {alias}" if connection.features.has_select_for_update_of else ""
+
+
+@functools.cache
+def _interval_select() -> _Select:
+    return _Select(
+        [(Interval, "i", None), (MarketRules, "r", None), (Community, "c", None)],
+        f"FROM {_table(Interval)} i"
+        f" JOIN {_table(MarketRules)} r ON r.id = i.rules_id"
+        f" JOIN {_table(Community)} c ON c.id = i.community_id"
+        f" WHERE i.id = %s{_for('SHARE', 'i')}",
+    )
+
+
+@functools.cache
+def _meter_point_select() -> _Select:
+    return _Select(
+        [
+            (MeterPoint, "mp", None),
+            (Membership, "m", ("id", "community_id", "status", "pseudonym")),
+        ],
+        f"FROM {_table(MeterPoint)} mp"
+        f" JOIN {_table(Membership)} m ON m.id = mp.membership_id"
+        f" WHERE mp.id = %s{_for('UPDATE', 'mp')}",
     )

@@ -10,7 +10,12 @@ from django.utils import timezone
 
 from accounts.models import Membership, MeterPoint
 from config.errors import ApplicationError, ErrorCode
-from marketplace.lock_objects import lock_interval, lock_meter_points, lock_posting
+from marketplace.lock_objects import (
+    lock_interval,
+    lock_meter_point_with_membership,
+    lock_posting,
+    share_lock_interval,
+)
 from marketplace.models import Bid, BidStatus, Interval, Posting, PostingStatus, Side
 from marketplace.services.board_checks import (
     KWH,
@@ -22,7 +27,6 @@ from marketplace.services.board_checks import (
     check_price_in_band,
     check_quantity_positive,
     check_same_community,
-    fresh_membership,
     to_decimal,
 )
 
@@ -53,15 +57,18 @@ def posting_create(
     check_quantity_positive(quantity)
     check_meter_point(membership, meter_point)
     with transaction.atomic(durable=True):
-        # Lock order: interval, then meter point. The interval lock also orders us against the
-        # pipeline's gate closure, so a posting is either in before the gate or refused.
-        locked_interval = lock_interval(interval.pk)
-        member = fresh_membership(membership)
+        # Lock order: interval, then meter point. The interval lock orders us against the
+        # pipeline's gate closure, so a posting is either in before the gate or refused; it is
+        # shared, so one interval's postings do not queue behind each other. The meter point
+        # lock serialises its own postings and bids, which the capacity check needs.
+        locked_interval = share_lock_interval(interval.pk)
+        locked_meter_point, member = lock_meter_point_with_membership(meter_point.pk)
+        # The membership read is the meter point's; it must still be the caller's.
+        check_meter_point(membership, locked_meter_point)
         check_member_may_trade(member)
         check_same_community(member, locked_interval)
         check_interval_open(locked_interval, now)
         check_price_in_band(price, locked_interval.rules, field="limit_price_per_kwh")
-        (locked_meter_point,) = lock_meter_points([meter_point.pk])
         check_capacity(
             meter_point=locked_meter_point,
             interval=locked_interval,
