@@ -14,7 +14,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.models import ApiToken, User
-from accounts.permissions import request_scopes
+from accounts.permissions import request_scopes, scopes_allowed_for, user_manages_expression
 from accounts.services import api_token_touch
 from accounts.tokens import TokenAuth, token_digest
 
@@ -43,9 +43,16 @@ class BearerTokenAuthentication(BaseAuthentication):
             raw = parts[1].decode("ascii")
         except UnicodeDecodeError as exc:
             raise AuthenticationFailed("Invalid token.") from exc
-        token = ApiToken.objects.select_related("user").filter(digest=token_digest(raw)).first()
-        if token is None:
-            raise AuthenticationFailed("Invalid token.")
+        # One query: the token, its user, and whether the user manages a community (which the
+        # role's scopes depend on), instead of a second query in every permission check.
+        try:
+            token = (
+                ApiToken.objects.select_related("user")
+                .annotate(user_manages=user_manages_expression())
+                .get(digest=token_digest(raw))
+            )
+        except ApiToken.DoesNotExist:
+            raise AuthenticationFailed("Invalid token.") from None
         if token.revoked_at is not None:
             raise AuthenticationFailed("This token has been revoked.")
         if token.expires_at is not None and token.expires_at <= timezone.now():
@@ -54,7 +61,10 @@ class BearerTokenAuthentication(BaseAuthentication):
             raise AuthenticationFailed("The token's user is inactive.")
         api_token_touch(token=token, ip_address=client_ip(request))
         return token.user, TokenAuth(
-            token_id=token.pk, name=token.name, scopes=frozenset(token.scopes)
+            token_id=token.pk,
+            name=token.name,
+            scopes=frozenset(token.scopes),
+            role_scopes=scopes_allowed_for(token.user, manages=token.user_manages),
         )
 
     def authenticate_header(self, request: Request) -> str:

@@ -36,7 +36,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from accounts.models import (
@@ -108,6 +108,18 @@ def managed_communities(user: AnyUser | None) -> QuerySet[Community]:
 
 def manages_any_community(user: AnyUser | None) -> bool:
     return managed_communities(user).exists()
+
+
+def user_manages_expression(user_ref: str = "user_id") -> Exists:
+    """``manages_any_community`` for a non-superuser, as an SQL expression over the user at
+    ``user_ref``: lets the token authentication read it in the token's own query."""
+    return Exists(
+        Membership.objects.filter(
+            user_id=OuterRef(user_ref),
+            role=MembershipRole.MANAGER,
+            status=MembershipStatus.APPROVED,
+        )
+    )
 
 
 # --- What the user may do in a community -----------------------------------------------------
@@ -233,13 +245,17 @@ def readable_communities(user: AnyUser | None) -> QuerySet[Community]:
 
 
 # --- Scopes ----------------------------------------------------------------------------------
-def scopes_allowed_for(user: AnyUser | None) -> frozenset[str]:
-    """The scopes a user's role allows: a session has all of them; a token at most these."""
+def scopes_allowed_for(user: AnyUser | None, *, manages: bool | None = None) -> frozenset[str]:
+    """The scopes a user's role allows: a session has all of them; a token at most these.
+
+    ``manages``: whether the user manages a community, when the caller has already read it
+    (``user_manages_expression``); superusers are always asked here.
+    """
     if not _active(user):
         return frozenset()
-    if manages_any_community(user):
-        return ALL_SCOPES
-    return MEMBER_SCOPES
+    if manages is None or is_superuser(user):
+        manages = manages_any_community(user)
+    return ALL_SCOPES if manages else MEMBER_SCOPES
 
 
 def request_scopes(request: HttpRequest | Request) -> frozenset[str]:
@@ -247,8 +263,12 @@ def request_scopes(request: HttpRequest | Request) -> frozenset[str]:
     user = getattr(request, "user", None)  # first: on a DRF request this runs authentication
     auth = getattr(request, "auth", None)
     if isinstance(auth, TokenAuth):
-        # A token never outgrows its user: a manager who stepped down loses `manage` at once.
-        return auth.scopes & scopes_allowed_for(user)
+        # A token never outgrows its user: a manager who stepped down loses `manage` at once
+        # (the role's scopes are read with the token, on every request).
+        role_scopes = auth.role_scopes
+        if role_scopes is None:
+            role_scopes = scopes_allowed_for(user)
+        return auth.scopes & role_scopes
     return scopes_allowed_for(user)
 
 

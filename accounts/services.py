@@ -553,12 +553,18 @@ def api_token_revoke(*, token: ApiToken, revoked_by: User | None) -> ApiToken:
 
 
 def api_token_touch(*, token: ApiToken, ip_address: str | None = None) -> None:
-    """Note that a token was used: last use to the minute, one audit event per token per hour."""
+    """Note that a token was used: last use to the minute, one audit event per token per hour.
+
+    Both happen only when the stored last use is a minute old, so a token in steady use costs
+    one UPDATE and one cache call a minute rather than a cache call per request; an hour's use
+    event is therefore recorded at most a minute after the previous one's hour ran out.
+    """
     now = timezone.now()
-    if token.last_used_at is None or now - token.last_used_at >= TOKEN_LAST_USED_RESOLUTION:
-        # A plain UPDATE, not save(): concurrent requests must not overwrite other fields.
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        token.last_used_at = now
+    if token.last_used_at is not None and now - token.last_used_at < TOKEN_LAST_USED_RESOLUTION:
+        return
+    # A plain UPDATE, not save(): concurrent requests must not overwrite other fields.
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    token.last_used_at = now
     # cache.add is atomic on Redis and good enough on the file cache: at worst two events.
     if cache.add(f"accounts:token-used:{token.pk}", 1, timeout=TOKEN_USE_AUDIT_SECONDS):
         audit_record(

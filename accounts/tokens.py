@@ -29,14 +29,24 @@ class TokenAuth:
     """What `request.auth` holds for a bearer-token request: the token and its scopes.
 
     `"trade" in request.auth` reads naturally in a view; `scopes` is the frozenset itself.
+    `role_scopes`, when authentication read them with the token, are the scopes the user's role
+    allowed at that moment (see `accounts.permissions.request_scopes`).
     """
 
-    __slots__ = ("name", "scopes", "token_id")
+    __slots__ = ("name", "role_scopes", "scopes", "token_id")
 
-    def __init__(self, *, token_id: int, name: str, scopes: frozenset[str]) -> None:
+    def __init__(
+        self,
+        *,
+        token_id: int,
+        name: str,
+        scopes: frozenset[str],
+        role_scopes: frozenset[str] | None = None,
+    ) -> None:
         self.token_id = token_id
         self.name = name
         self.scopes = scopes
+        self.role_scopes = role_scopes
 
     def __contains__(self, scope: object) -> bool:
         return scope in self.scopes

@@ -138,3 +138,15 @@ def test_unauthenticated_api_call_gets_401_with_bearer_challenge(world: World) -
     response = Probe.as_view()(APIRequestFactory().get("/api/probe/"))
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+
+
+def test_a_token_request_reads_token_user_and_role_in_one_query(
+    world: World, django_assert_num_queries: Any
+) -> None:
+    """The role's scopes come with the token; once last use is fresh, nothing else is asked."""
+    for name in ("manage", "trade"):
+        _authenticate(f"Bearer {world.tokens[name]}")  # writes last use (once a minute)
+    with django_assert_num_queries(1):
+        assert request_scopes(_request(f"Bearer {world.tokens['manage']}")) == frozenset({"manage"})
+    with django_assert_num_queries(1):
+        assert request_scopes(_request(f"Bearer {world.tokens['trade']}")) == frozenset({"trade"})
