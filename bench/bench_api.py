@@ -373,7 +373,7 @@ def write_section(
         f"the baseline needs the post at {cpu['bare'] / 0.75:.1f} ms or less. Besides the "
         "service, the post pays for DRF and Django as the bare create does, the bearer token "
         "lookup and its scopes query (accounts), the meter point lookup, the throttle (both "
-        "buckets read and written in one cache round trip each) and the idempotency record "
+        "buckets in one pipelined Redis round trip) and the idempotency record "
         "(two round trips).",
         "",
     ]
