@@ -202,16 +202,16 @@ def test_meter_point_registration(api: Api) -> None:
 def test_posting_query_count_is_pinned(api: Api, django_assert_max_num_queries: Any) -> None:
     client = api.bearer(api.full_token)
     client.get("/api/v1/me/")  # the token's last use is written at most once a minute
-    with django_assert_max_num_queries(12), CaptureQueriesContext(connection) as queries:
+    with django_assert_max_num_queries(8), CaptureQueriesContext(connection) as queries:
         response = client.post(
             "/api/v1/postings/", posting_body(api, quantity_kwh="0.100"), format="json"
         )
     assert response.status_code == 201
-    # token, the role's scopes, interval, meter point; in the service: interval lock,
-    # membership, meter point lock, two capacity sums, insert. Savepoints only exist because
-    # the test runs inside a transaction.
+    # The token with its user and role; the meter point; in the service the interval lock,
+    # the meter point lock, the capacity sum and the insert. The two savepoints exist only
+    # because the test runs inside a transaction (in production: BEGIN and COMMIT).
     sql = [q["sql"] for q in queries if "SAVEPOINT" not in q["sql"]]
-    assert len(sql) <= 10, sql
+    assert len(sql) <= 6, sql
 
 
 def test_board_read_query_count_is_pinned(api: Api, django_assert_max_num_queries: Any) -> None:
@@ -224,8 +224,8 @@ def test_board_read_query_count_is_pinned(api: Api, django_assert_max_num_querie
             format="json",
         )
     bob.get("/api/v1/me/")
-    # token, the role's scopes, the viewer's membership with its community, the board.
-    with django_assert_max_num_queries(4):
+    # The token with its user and role, the viewer's membership with its community, the board.
+    with django_assert_max_num_queries(3):
         response = bob.get("/api/v1/board/?community=sonnenfeld")
     assert response.status_code == 200
     assert len(response.json()["results"]) == 3
