@@ -7,16 +7,19 @@ scopes; `request_scopes(request)` gives the effective scopes for tokens and sess
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
+from django.db import connection
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.models import ApiToken, User
-from accounts.permissions import request_scopes, scopes_allowed_for, user_manages_expression
+from accounts.permissions import request_scopes, scopes_allowed_for, user_manages_sql
 from accounts.services import api_token_touch
 from accounts.tokens import TokenAuth, token_digest
+from config.sql import ModelSelect, table_name
 
 if TYPE_CHECKING:
     from rest_framework.request import Request
@@ -28,6 +31,33 @@ def client_ip(request: Request) -> str | None:
     """The peer address; behind a proxy, the proxy must set REMOTE_ADDR (e.g. gunicorn's
     --forwarded-allow-ips), because a client-supplied X-Forwarded-For is trivially forged."""
     return request.META.get("REMOTE_ADDR") or None
+
+
+@functools.cache
+def _token_select() -> tuple[ModelSelect, list[str]]:
+    manages, params = user_manages_sql("t.user_id")
+    select = ModelSelect(
+        [(ApiToken, "t", None), (User, "u", None)],
+        f"FROM {table_name(ApiToken)} t JOIN {table_name(User)} u ON u.id = t.user_id"
+        " WHERE t.digest = %s",
+        extra=[manages],
+    )
+    return select, params
+
+
+def _token_with_user(digest: str) -> tuple[ApiToken, bool] | None:
+    """One query, hand-written because it runs on every API call: the token, its user, and
+    whether the user manages a community (which the role's scopes depend on), instead of the
+    ORM's compilation and a second query in every permission check."""
+    select, params = _token_select()
+    with connection.cursor() as cursor:
+        cursor.execute(select.sql, [*params, digest])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    token, user, manages = select.build(row)
+    token.user = user
+    return token, bool(manages)
 
 
 class BearerTokenAuthentication(BaseAuthentication):
@@ -43,16 +73,10 @@ class BearerTokenAuthentication(BaseAuthentication):
             raw = parts[1].decode("ascii")
         except UnicodeDecodeError as exc:
             raise AuthenticationFailed("Invalid token.") from exc
-        # One query: the token, its user, and whether the user manages a community (which the
-        # role's scopes depend on), instead of a second query in every permission check.
-        try:
-            token = (
-                ApiToken.objects.select_related("user")
-                .annotate(user_manages=user_manages_expression())
-                .get(digest=token_digest(raw))
-            )
-        except ApiToken.DoesNotExist:
-            raise AuthenticationFailed("Invalid token.") from None
+        found = _token_with_user(token_digest(raw))
+        if found is None:
+            raise AuthenticationFailed("Invalid token.")
+        token, user_manages = found
         if token.revoked_at is not None:
             raise AuthenticationFailed("This token has been revoked.")
         if token.expires_at is not None and token.expires_at <= timezone.now():
@@ -64,7 +88,7 @@ class BearerTokenAuthentication(BaseAuthentication):
             token_id=token.pk,
             name=token.name,
             scopes=frozenset(token.scopes),
-            role_scopes=scopes_allowed_for(token.user, manages=token.user_manages),
+            role_scopes=scopes_allowed_for(token.user, manages=user_manages),
         )
 
     def authenticate_header(self, request: Request) -> str:

@@ -36,7 +36,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db import connection
+from django.db.models import QuerySet
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from accounts.models import (
@@ -110,16 +111,16 @@ def manages_any_community(user: AnyUser | None) -> bool:
     return managed_communities(user).exists()
 
 
-def user_manages_expression(user_ref: str = "user_id") -> Exists:
-    """``manages_any_community`` for a non-superuser, as an SQL expression over the user at
-    ``user_ref``: lets the token authentication read it in the token's own query."""
-    return Exists(
-        Membership.objects.filter(
-            user_id=OuterRef(user_ref),
-            role=MembershipRole.MANAGER,
-            status=MembershipStatus.APPROVED,
-        )
+def user_manages_sql(user_column: str) -> tuple[str, list[str]]:
+    """``manages_any_community`` for a non-superuser as an SQL ``EXISTS`` over the user id in
+    ``user_column``, with its parameters: the token authentication reads it in the token's own
+    query. The same rule as ``managed_communities``: an approved manager membership."""
+    membership = connection.ops.quote_name(Membership._meta.db_table)
+    sql = (
+        f"EXISTS (SELECT 1 FROM {membership} mm WHERE mm.user_id = {user_column}"  # noqa: S608
+        " AND mm.role = %s AND mm.status = %s)"
     )
+    return sql, [MembershipRole.MANAGER.value, MembershipStatus.APPROVED.value]
 
 
 # --- What the user may do in a community -----------------------------------------------------
@@ -249,7 +250,7 @@ def scopes_allowed_for(user: AnyUser | None, *, manages: bool | None = None) -> 
     """The scopes a user's role allows: a session has all of them; a token at most these.
 
     ``manages``: whether the user manages a community, when the caller has already read it
-    (``user_manages_expression``); superusers are always asked here.
+    (``user_manages_sql``); superusers are always asked here.
     """
     if not _active(user):
         return frozenset()

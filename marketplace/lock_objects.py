@@ -18,13 +18,13 @@ serialises writers for the whole database, so the same code is safe there as wel
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable
 
 from django.db import connection
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 
 from accounts.models import Membership, MeterPoint
+from config.sql import ModelSelect, table_name
 from marketplace.models import (
     Bid,
     BidStatus,
@@ -126,79 +126,31 @@ def lock_pending_bids_of_interval(interval_id: int) -> QuerySet[Bid]:
     )
 
 
-# --- Hand-written selects: columns and converters from the models, built once per process ----
-Converter = Callable[[Any, Any, Any], Any]
-
-
-class _Select:
-    """One SELECT over several models' columns, turned back into model instances.
-
-    Column names come from the models' fields and values go through the same converters the
-    ORM applies (dates and decimals on SQLite, JSON everywhere), so the instances equal what
-    ``select_related`` would give.
-    """
-
-    def __init__(
-        self, parts: Sequence[tuple[type[Model], str, Sequence[str] | None]], tail: str
-    ) -> None:
-        columns: list[str] = []
-        self._parts: list[tuple[type[Model], list[str], list[tuple[Any, list[Converter]]]]] = []
-        for model, alias, names in parts:
-            fields = [f for f in model._meta.concrete_fields if names is None or f.attname in names]
-            converters = []
-            for field in fields:
-                col = field.get_col(alias)
-                found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
-                converters.append((col, found))
-            columns += [
-                f"{alias}.{connection.ops.quote_name(f.column or f.attname)}" for f in fields
-            ]
-            self._parts.append((model, [f.attname for f in fields], converters))
-        self.sql = f"SELECT {', '.join(columns)} {tail}"
-
-    def build(self, row: Sequence[Any]) -> list[Any]:
-        out = []
-        at = 0
-        for model, attnames, converters in self._parts:
-            values = []
-            for col, found in converters:
-                value = row[at]
-                at += 1
-                for convert in found:
-                    value = convert(value, col, connection)
-                values.append(value)
-            out.append(model.from_db(connection.alias, attnames, values))
-        return out
-
-
-def _table(model: type[Model]) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
-
-
+# --- Hand-written selects (see config/sql.py), built once per process --------------------------
 def _for(mode: str, alias: str) -> str:
     """The row-lock clause, or nothing where the database has none (SQLite: see above)."""
     return f" FOR {mode} OF {alias}" if connection.features.has_select_for_update_of else ""
 
 
 @functools.cache
-def _interval_select() -> _Select:
-    return _Select(
+def _interval_select() -> ModelSelect:
+    return ModelSelect(
         [(Interval, "i", None), (MarketRules, "r", None), (Community, "c", None)],
-        f"FROM {_table(Interval)} i"
-        f" JOIN {_table(MarketRules)} r ON r.id = i.rules_id"
-        f" JOIN {_table(Community)} c ON c.id = i.community_id"
+        f"FROM {table_name(Interval)} i"
+        f" JOIN {table_name(MarketRules)} r ON r.id = i.rules_id"
+        f" JOIN {table_name(Community)} c ON c.id = i.community_id"
         f" WHERE i.id = %s{_for('SHARE', 'i')}",
     )
 
 
 @functools.cache
-def _meter_point_select() -> _Select:
-    return _Select(
+def _meter_point_select() -> ModelSelect:
+    return ModelSelect(
         [
             (MeterPoint, "mp", None),
             (Membership, "m", ("id", "community_id", "status", "pseudonym")),
         ],
-        f"FROM {_table(MeterPoint)} mp"
-        f" JOIN {_table(Membership)} m ON m.id = mp.membership_id"
+        f"FROM {table_name(MeterPoint)} mp"
+        f" JOIN {table_name(Membership)} m ON m.id = mp.membership_id"
         f" WHERE mp.id = %s{_for('UPDATE', 'mp')}",
     )
