@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -113,20 +114,20 @@ def run(sizes: list[int], repeats: int) -> tuple[list[list[str]], list[str]]:
     for n in sizes:
         reps = repeats if n <= 100_000 else max(3, repeats // 2)
         progress(f"uniform, {n:,} orders per side: building orders ...")
-        t_build, orders = best_of(1, lambda n=n: make_orders(n))
+        t_build, orders = best_of(1, partial(make_orders, n))
         progress("  convert ...")
-        t_conv, book = best_of(reps, lambda orders=orders: book_from_orders(orders))
+        t_conv, book = best_of(reps, partial(book_from_orders, orders))
         progress("  core ...")
         # The core is cheap, so it gets many more runs: on a shared machine the best of many is
         # the figure least distorted by other processes.
         core_reps = 25 if n <= 100_000 else 7
-        t_core, (crossing, ticks) = best_of(core_reps, lambda book=book: uniform_core(book))
+        t_core, (crossing, ticks) = best_of(core_reps, partial(uniform_core, book))
         progress("  matches ...")
         t_out, (matches, _) = best_of(
-            reps, lambda b=book, c=crossing, t=ticks: build_matches(b, c, price_ticks=t)
+            reps, partial(build_matches, book, crossing, price_ticks=ticks)
         )
         progress("  end to end ...")
-        t_total, result = best_of(reps, lambda orders=orders: uniform_price(orders))
+        t_total, result = best_of(reps, partial(uniform_price, orders))
         assert len(result.trades) == len(matches)
         core_times[n] = t_core
         rows.append(
@@ -149,8 +150,8 @@ def run(sizes: list[int], repeats: int) -> tuple[list[list[str]], list[str]]:
         progress(f"{name}, {n:,} orders per side ...")
         orders = make_orders(n)
         book = book_from_orders(orders)
-        t_conv, _ = best_of(repeats, lambda orders=orders: book_from_orders(orders))
-        t_total, result = best_of(repeats, lambda fn=fn, orders=orders: fn(orders))
+        t_conv, _ = best_of(repeats, partial(book_from_orders, orders))
+        t_total, result = best_of(repeats, partial(fn, orders))
         rows.append(
             [
                 name,
