@@ -9,8 +9,8 @@ drives it with wrk on loopback for 20 s per run:
 * ``post``: ``POST /api/v1/postings/`` with a bearer token and an ``Idempotency-Key``, spread
   over the members and the open intervals (the full path: scopes, throttles, idempotency,
   capacity check, locks);
-* ``post1``: the same, all into one interval (the service serialises one interval's posts on
-  its row lock, so this shows that lock's ceiling);
+* ``post1``: the same, all into one interval (the posts share the interval's lock and only
+  queue on their own meter point's, so this shows whether one busy interval slows posting);
 * ``board``: ``GET /api/v1/board/`` of one interval with 40 open postings;
 * ``bare``: a bare DRF create (DRF's TokenAuthentication, a ModelSerializer, one insert) of
   the same row, the baseline for what DRF itself costs on this machine.
@@ -146,8 +146,8 @@ end
 function request()
   counter = counter + 1
   local n = counter + (tid or 0) * 100003
-  -- Consecutive requests go to different intervals: the service serialises the posts of one
-  -- interval on its row lock, which is measured on its own (mode "post1").
+  -- Consecutive requests go to different intervals; all posts into one interval (where they
+  -- share its lock) are measured on their own (mode "post1").
   local m = members[((n * 7) %% #members) + 1]
   local iv = intervals[(n %% #intervals) + 1]
   if mode == "post1" then iv = intervals[1] end
@@ -367,12 +367,13 @@ def write_section(
         f"150 ms, no errors, and at least 75 % of the baseline: {verdict}.",
         "",
         "CPU per call measured in one process (best of three, so other load only adds): the "
-        f"posting service alone (`posting_create`: its transaction, interval and meter point "
-        f"locks, membership re-read, two capacity sums, insert) {cpu['service']:.1f} ms; the "
+        f"posting service alone (`posting_create`: its transaction, the interval's shared lock, "
+        f"the meter point's lock with its membership, one capacity statement, the insert) "
+        f"{cpu['service']:.1f} ms; the "
         f"whole API post {cpu['api']:.1f} ms; the bare DRF create {cpu['bare']:.1f} ms. 75 % of "
         f"the baseline needs the post at {cpu['bare'] / 0.75:.1f} ms or less. Besides the "
         "service, the post pays for DRF and Django as the bare create does, the bearer token "
-        "lookup and its scopes query (accounts), the meter point lookup, the throttle (both "
+        "lookup (one query, with the role's scopes), the meter point lookup, the throttle (both "
         "buckets in one pipelined Redis round trip) and the idempotency record "
         "(two round trips).",
         "",
