@@ -389,8 +389,13 @@ class PostingListView(FilteredListView):
 
 def _own_meter_point(user: User, pk: int) -> Any:
     """The caller's meter point; someone else's is reported exactly like a missing one."""
+    # order_by(): a pk lookup needs no ordering, and the model's default one joins through
+    # membership and community on every order post.
     meter_point = (
-        MeterPoint.objects.filter(pk=pk, membership__user=user).select_related("membership").first()
+        MeterPoint.objects.filter(pk=pk, membership__user=user)
+        .select_related("membership")
+        .order_by()
+        .first()
     )
     if meter_point is None:
         raise ApplicationError(
