@@ -167,7 +167,7 @@ def write_results(backend: str, rows: list[tuple[int, str, dict[str, float]]]) -
     start = text.find(heading)
     if start >= 0:
         end = text.find("\n## ", start + len(heading))
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     RESULTS.write_text(text)
@@ -194,9 +194,7 @@ def main() -> int:
                     f"trades; posting_create {result['post_ms']:.1f} ms"
                 )
     finally:
-        connection.creation.destroy_test_db(
-            settings.DATABASES["default"]["NAME"], verbosity=0
-        )
+        connection.creation.destroy_test_db(settings.DATABASES["default"]["NAME"], verbosity=0)
     if not args.no_write:
         write_results(backend, rows)
         progress(f"wrote {RESULTS.relative_to(ROOT)}")

@@ -433,6 +433,8 @@ def test_api_permission_matrix(world: World, endpoint: str, role: str) -> None:
 # --- The permission functions themselves, on community A --------------------------------------
 FUNCTION_ROLES = ("anonymous", "prosumer", "other_prosumer", "suspended", "pending", "manager",
                   "other_manager", "regulator", "superuser")  # fmt: skip
+
+
 def _expect(**cells: bool) -> dict[str, bool]:
     assert set(cells) == set(FUNCTION_ROLES), f"row must name every role: {set(cells)}"
     return cells

@@ -152,9 +152,7 @@ def order_book_depth(*, interval: Interval) -> dict[str, list[tuple[Decimal, Dec
     return curves
 
 
-def my_postings(
-    *, membership: Membership, interval: Interval | None = None
-) -> QuerySet[Posting]:
+def my_postings(*, membership: Membership, interval: Interval | None = None) -> QuerySet[Posting]:
     """The member's own postings, newest interval first, with their pending bid counts."""
     postings = Posting.objects.filter(membership=membership)
     if interval is not None:

@@ -259,9 +259,9 @@ def interval_clear(*, interval: Interval, now: datetime | None = None) -> Cleari
             accepted, ["accepted_kwh", "status", "decided_at"], batch_size=_BATCH
         )
     # Anything still pending lapses at gate closure (in a pool market there are none).
-    expired = Bid.objects.filter(
-        posting__interval_id=locked.pk, status=BidStatus.PENDING
-    ).update(status=BidStatus.EXPIRED, decided_at=now)
+    expired = Bid.objects.filter(posting__interval_id=locked.pk, status=BidStatus.PENDING).update(
+        status=BidStatus.EXPIRED, decided_at=now
+    )
 
     mechanism: str | None = None
     price: Decimal | None = None

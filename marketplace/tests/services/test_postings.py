@@ -45,8 +45,9 @@ def test_frozen_clock_is_used_without_now(alice, interval):
             limit_price_per_kwh=D("0.3"),
         )
     assert posting.submitted_at == T0 + timedelta(minutes=3)
-    with time_machine.travel(interval.gate_closure_at, tick=False), refused(
-        ErrorCode.INTERVAL_CLOSED, "interval"
+    with (
+        time_machine.travel(interval.gate_closure_at, tick=False),
+        refused(ErrorCode.INTERVAL_CLOSED, "interval"),
     ):
         posting_create(
             membership=alice.membership,
@@ -206,9 +207,7 @@ def test_cancel_only_by_poster_only_while_open(alice, bob, interval):
     with refused(ErrorCode.PERMISSION_DENIED, "posting"):
         posting_cancel(posting=offer, by_membership=bob.membership, now=T0)
     with refused(ErrorCode.INTERVAL_CLOSED, "interval"):
-        posting_cancel(
-            posting=offer, by_membership=alice.membership, now=interval.gate_closure_at
-        )
+        posting_cancel(posting=offer, by_membership=alice.membership, now=interval.gate_closure_at)
     posting_cancel(posting=offer, by_membership=alice.membership, now=T0)
     with refused(ErrorCode.INVALID_STATE, "posting"):
         posting_cancel(posting=offer, by_membership=alice.membership, now=T0)
