@@ -25,28 +25,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 import django  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from bench.common import progress, scratch_database  # noqa: E402
+
 RESULTS = ROOT / "bench" / "RESULTS.md"
 HEADING = "## Dashboards"
 MEMBERS = 1000
 START = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def setup_database() -> tuple[str, Any]:
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        db.setdefault("TEST", {})["NAME"] = str(Path(settings.VAR_DIR) / "bench-dash.sqlite3")
-        backend = "SQLite"
-    else:
-        db.setdefault("TEST", {})["NAME"] = f"{db['NAME']}_bench_dashboards"
-        backend = "PostgreSQL"
-    from django.db import connection
-
-    connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
-    return backend, connection
 
 
 def timed(client: Any, url: str, query: dict[str, str]) -> tuple[float, int]:
@@ -71,7 +55,8 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     django.setup()
-    backend, connection = setup_database()
+    backend, _ = scratch_database("dash")
+    from django.db import connection
     from django.test import Client
     from django.urls import reverse
 

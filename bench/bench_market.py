@@ -25,31 +25,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 import django  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from bench.common import progress, scratch_database  # noqa: E402
+
 PROSUMERS = 1000
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 RESULTS = ROOT / "bench" / "RESULTS.md"
 HEADING = "## Market (Django side)"
 
 
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def setup_database() -> tuple[str, Any]:
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        db.setdefault("TEST", {})["NAME"] = str(Path(settings.VAR_DIR) / "bench-market.sqlite3")
-        backend = "SQLite"
-    else:
-        db.setdefault("TEST", {})["NAME"] = f"{db['NAME']}_bench_market"
-        backend = "PostgreSQL"
-    from django.db import connection
-
-    connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
-    return backend, connection
-
-
-def build_members(community):  # type: ignore[no-untyped-def]
+def build_members(community: Any) -> list[Any]:
     from accounts.models import Membership, MembershipStatus, MeterPoint, User
 
     users = User.objects.bulk_create(
@@ -130,7 +114,7 @@ def run(orders: int, structure: str, rng: random.Random) -> dict[str, float]:
 _MEMBERS: dict[int, list[Any]] = {}
 
 
-def build_members_cached(community):  # type: ignore[no-untyped-def]
+def build_members_cached(community: Any) -> list[Any]:
     # One set of 1,000 prosumers per community.
     if community.pk not in _MEMBERS:
         _MEMBERS[community.pk] = build_members(community)
@@ -179,7 +163,9 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     django.setup()
-    backend, connection = setup_database()
+    backend, _ = scratch_database("market")
+    from django.db import connection
+
     progress(f"scratch {backend} database ready")
     rng = random.Random(4)
     rows = []

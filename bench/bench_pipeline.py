@@ -40,30 +40,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 import django  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from bench.common import progress, scratch_database  # noqa: E402
+
 RESULTS = ROOT / "bench" / "RESULTS.md"
 HEADING = "## Pipeline"
 NETWORKS = ("cigre_lv", "1-LV-urban6--0-sw")
 T0 = datetime(2026, 6, 21, 10, 0, tzinfo=UTC)  # a sunny midsummer morning
 TIMED_POSTS = 1000
 STAGES = ("gate_closed", "cleared", "grid_checked", "confirmed")
-
-
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def setup_database() -> tuple[str, str]:
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        db.setdefault("TEST", {})["NAME"] = str(Path(settings.VAR_DIR) / "bench-pipeline.sqlite3")
-        backend = "SQLite"
-    else:
-        db.setdefault("TEST", {})["NAME"] = f"{db['NAME']}_bench_pipeline"
-        backend = "PostgreSQL"
-    from django.db import connection
-
-    name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
-    return backend, str(name)
 
 
 def build_community(slug: str, prosumers: int, network: str) -> tuple[Any, list[Any]]:
@@ -337,7 +321,7 @@ def main() -> None:
     import logging
 
     logging.getLogger("marketplace").setLevel(logging.WARNING)
-    backend, database = setup_database()
+    backend, database = scratch_database("pipeline")
     progress(f"{backend} database {database}")
     rows = []
     for network in NETWORKS:
