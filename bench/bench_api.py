@@ -36,7 +36,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "bench" / "RESULTS.md"
+
+from bench.common import replace_section  # noqa: E402
+
 SECTION = "## API load"
 DB_NAME = "peergrid_bench_api"
 PG = ("-h", "127.0.0.1", "-U", "postgres")
@@ -379,13 +381,7 @@ def write_section(
         "",
     ]
     section = "\n".join(lines)
-    text = RESULTS.read_text() if RESULTS.exists() else "# PeerGrid benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text.rstrip("\n") + "\n")
+    replace_section(SECTION, section)
     return section
 
 

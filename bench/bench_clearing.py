@@ -40,11 +40,11 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from bench.common import RESULTS, replace_section  # noqa: E402
 from marketplace.clearing import Order, Side, pay_as_bid, trade_reduction, uniform_price  # noqa: E402
 from marketplace.clearing.book import Book, book_from_orders, build_matches, cross  # noqa: E402
 from marketplace.clearing.uniform import uniform_price_ticks  # noqa: E402
 
-RESULTS = ROOT / "bench" / "RESULTS.md"
 TARGET_CORE_S = 0.1  # 100k + 100k uniform clearing core
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -204,18 +204,6 @@ def table(rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def write_section(section: list[str]) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# PeerGrid benchmarks\n"
-    body = "\n".join(section).rstrip() + "\n"
-    # Replace our own section only: from "## Clearing" to the next "## " heading or the end.
-    pattern = re.compile(r"^## Clearing\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: body + "\n", text, count=1).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + body
-    RESULTS.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1k and 10k only; no RESULTS.md")
@@ -246,7 +234,7 @@ def main() -> None:
         "",
         *notes,
     ]
-    write_section(section)
+    replace_section("## Clearing", "\n".join(section))
     progress(f"wrote the Clearing section of {RESULTS.relative_to(ROOT)}")
 
 

@@ -25,9 +25,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 import django  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from bench.common import progress, scratch_database  # noqa: E402
+from bench.common import RESULTS, progress, replace_section, scratch_database  # noqa: E402
 
-RESULTS = ROOT / "bench" / "RESULTS.md"
 HEADING = "## Dashboards"
 MEMBERS = 1000
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -119,16 +118,9 @@ def write_results(backend: str, size: Any, seed_s: float, rows: list[Any]) -> No
     ]
     lines += [f"| {r} | {name} | {s:.3f} | {q} |" for r, name, s, q in rows]
     section = "\n".join(lines) + "\n"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     heading = f"{HEADING} — {backend}"
     section = section.replace(HEADING, heading, 1)
-    start = text.find(heading)
-    if start >= 0:
-        end = text.find("\n## ", start + len(heading))
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
+    replace_section(heading, section)
 
 
 if __name__ == "__main__":

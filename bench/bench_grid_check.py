@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -27,10 +26,10 @@ import numpy as np  # noqa: E402
 import pandapower as pp  # noqa: E402
 import simbench  # noqa: E402
 
+from bench.common import RESULTS, replace_section  # noqa: E402
 from grid.check import CurtailmentPolicy, ScheduledTrade, grid_check  # noqa: E402
 from grid.networks import connection_buses, reference_network  # noqa: E402
 
-RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## Grid check"
 NETWORKS = ("cigre_lv", "1-LV-urban6--0-sw")
 SIZES = (100, 1_000, 10_000)
@@ -182,13 +181,7 @@ def write(rows: list[tuple], variants: list[tuple[str, float]]) -> None:
     lines += [f"| {label} | {ms:.1f} |" for label, ms in variants]
     lines.append("")
     section = "\n".join(lines)
-    text = RESULTS.read_text() if RESULTS.exists() else "# PeerGrid benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text.rstrip("\n") + "\n")
+    replace_section(SECTION, section)
     print(f"wrote {SECTION!r} to {RESULTS}")
 
 

@@ -25,11 +25,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 import django  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from bench.common import progress, scratch_database  # noqa: E402
+from bench.common import RESULTS, progress, replace_section, scratch_database  # noqa: E402
 
 PROSUMERS = 1000
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-RESULTS = ROOT / "bench" / "RESULTS.md"
 HEADING = "## Market (Django side)"
 
 
@@ -144,17 +143,9 @@ def write_results(backend: str, rows: list[tuple[int, str, dict[str, float]]]) -
             f"{r['peer_kwh']:,.1f} | {r['clear_s']:.3f} | {r['post_ms']:.1f} |"
         )
     section = "\n".join(lines) + "\n"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    # Keep each backend's table: replace only this backend's section.
     heading = f"{HEADING} — {backend}"
     section = section.replace(HEADING, heading, 1)
-    start = text.find(heading)
-    if start >= 0:
-        end = text.find("\n## ", start + len(heading))
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
+    replace_section(heading, section)
 
 
 def main() -> int:

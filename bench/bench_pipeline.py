@@ -40,9 +40,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 import django  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from bench.common import progress, scratch_database  # noqa: E402
+from bench.common import RESULTS, progress, replace_section, scratch_database  # noqa: E402
 
-RESULTS = ROOT / "bench" / "RESULTS.md"
 HEADING = "## Pipeline"
 NETWORKS = ("cigre_lv", "1-LV-urban6--0-sw")
 T0 = datetime(2026, 6, 21, 10, 0, tzinfo=UTC)  # a sunny midsummer morning
@@ -300,15 +299,8 @@ def write_results(backend: str, rows: list[dict[str, Any]], scaling: dict[int, f
             f"| 2 | {scaling[2]:.2f} | {speedup:.2f} |",
         ]
     section = "\n".join(lines) + "\n"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     heading = f"{HEADING} — {backend}"
-    start = text.find(heading)
-    if start >= 0:
-        end = text.find("\n## ", start + len(heading))
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
+    replace_section(heading, section)
 
 
 def main() -> None:

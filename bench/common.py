@@ -1,11 +1,14 @@
-"""Helpers the Django-side benchmarks share: progress lines and a scratch database of their own."""
+"""Helpers the benchmarks share: progress lines, a scratch database, their RESULTS.md section."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
 from django.conf import settings
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def progress(message: str) -> None:
@@ -29,3 +32,19 @@ def scratch_database(name: str) -> tuple[str, str]:
         backend = "PostgreSQL"
     database = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
     return backend, str(database)
+
+
+def replace_section(heading: str, section: str) -> None:
+    """Put `section` (which starts with its `heading` line) into RESULTS.md.
+
+    Only this benchmark's own section is replaced, from its heading to the next `## ` heading;
+    a new one is appended, so every benchmark keeps the others' results.
+    """
+    text = RESULTS.read_text() if RESULTS.exists() else "# PeerGrid benchmarks\n"
+    body = section.rstrip("\n") + "\n"
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: body + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + body
+    RESULTS.write_text(text.rstrip("\n") + "\n")
