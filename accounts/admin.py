@@ -209,16 +209,7 @@ class MeterPointAdminForm(forms.ModelForm):
 
     class Meta:
         model = MeterPoint
-        fields = (
-            "label",
-            "import_capacity_kw",
-            "export_capacity_kw",
-            "pv_kwp",
-            "battery_kwh",
-            "battery_kw",
-            "flexible_load_kw",
-            "bus",
-        )
+        fields = (*services.METER_POINT_EDITABLE, "bus")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
