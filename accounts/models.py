@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -132,6 +132,16 @@ class MeterPoint(models.Model):
     flexible_load_kw = power_field(default=Decimal("0"), validators=NON_NEGATIVE)
     # Index of the bus in the community's pandapower network; set by the community manager.
     bus = models.PositiveIntegerField(null=True, blank=True)
+    # The network elements this meter point stands for, e.g. ["load 3", "sgen 1"]; empty: an
+    # equal share of its bus's loads and generators with the other meter points there.
+    network_elements = models.JSONField(default=list, blank=True)
+    power_factor = models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("1.000"),
+        validators=[MinValueValidator(Decimal("0.500")), MaxValueValidator(Decimal("1.000"))],
+        help_text="Of the meter point's net power; reactive power is drawn (lagging).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -1,60 +1,74 @@
-"""The grid check of an interval's trades: one AC power flow, and curtailment until it is safe.
+"""The grid check of an interval: what actually flows, and curtailment of what can be controlled.
 
-Pure function over a pandapower net and frozen dataclasses (no Django, no database). The caller's
-net is never changed: the check works on a deep copy.
+A pure function of a network and a schedule (no Django, no database, no trades or money):
+``grid_check(network, schedule, limits=..., policy=...)``.
 
-Rules, as implemented (see ``grid_check``):
+The physical picture of the interval
+    Each meter point on the network (``Placement``) stands for the network elements it represents:
+    the loads and static generators it names (``elements``, e.g. ``("load 3", "sgen 1")``), or,
+    naming none, ``share`` of every load and static generator on its bus. A meter point with
+    schedule entries replaces its elements by its scheduled net power, the sum of its entries
+    (``ScheduleEntry.kw``: > 0 exported, < 0 imported). A meter point without entries, and every
+    element no meter point represents, follows the network's profile at ``schedule.when``
+    (``grid.profiles``). Reactive power of a meter point is ``|P| * tan(acos(power_factor))``
+    drawn from the grid (a lagging household or an inverter absorbing reactive power, the usual
+    setting against voltage rise); at the default power factor 1.0 it is zero.
 
-* Every trade is a constant average power ``quantity_kwh / interval_hours`` for the interval, at
-  unity power factor: the seller's bus injects it, the buyer's bus withdraws it; a side that is
-  ``None`` is the outside grid (the external grid, i.e. the slack), so a trade with the outside grid
-  touches one bus only. Trades come on top of the net's own loads and static generators.
-* Limits: every in-service bus voltage inside ``[v_min_pu, v_max_pu]``, every line and transformer
-  loading at or below its limit.
-* Pre-existing violations: a limit that the base case (the net without any trade) already breaks is
-  not the trades' fault. For such an element the effective limit is the base case's own value
-  (``max(limit, base)`` for upper limits, ``min(limit, base)`` for the lower voltage limit). The
-  violation is recorded with ``caused_by_trades=False`` and causes no curtailment unless the trades
-  push the value past the effective limit by more than a tolerance (``VOLTAGE_TOLERANCE_PU``,
-  ``LOADING_TOLERANCE_PERCENT``); then it counts as caused by the trades, and curtailment aims at
-  the effective limit (back to the base level), not at the nominal one. The base case runs only
-  when the scheduled power flow finds a violation, so a clean schedule costs one power flow.
-* Curtailment: for each trade-caused violation, the linearised sensitivity of the violated quantity
-  to each trade's power is taken from the converged power flow's Jacobian (see
-  ``_Sensitivities``). The amount needed is ``excess * (1 + CURTAIL_MARGIN) + margin``; it is taken
-  from contributing trades (sensitivity > 0) in policy order: most sensitive first (SENSITIVITY) or
-  latest submitted first (LAST_ON_FIRST_OFF, Elecbay's "last on, first off"), each by at most its
-  remaining quantity. Violations are handled worst first in one pass, each one crediting what was
-  already curtailed for the others (by the same linear model), then the power flow is re-run.
-* A power flow that does not converge with the trades (when the base case does) is handled by
-  curtailing half of the remaining trade energy, taken from the largest trades first
-  (SENSITIVITY) or the latest orders first (LAST_ON_FIRST_OFF); the same halving is the fallback
-  when the linear model finds no trade that would help.
-* Curtailed energy is ``Decimal`` rounded up to 0.001 kWh, never more than the trade's quantity;
-  confirmed = scheduled - curtailed. With everything curtailed the net is back at its base case,
-  which is feasible by definition, so the loop always ends feasible unless ``max_power_flows`` is
-  reached or the base case itself does not converge.
+Limits
+    Every in-service bus voltage inside ``[v_min_pu, v_max_pu]``; every line, transformer and
+    three-winding transformer loading at or below the element's own ``max_loading_percent`` where
+    the network has one, else the community's limit for lines or transformers.
+
+Who causes a violation
+    Only exports (generation curtailment at the seller's inverter) and purchases declared
+    flexible (battery or EV charging, heat pumps) can be controlled; they are the ``flexible``
+    entries. When the scheduled state breaks a limit, the check also solves the uncontrollable
+    state: every flexible entry at zero, which is where curtailing everything would end. A limit
+    that this state breaks as well needs grid action (``needs_grid_action``): it is recorded and
+    shown to the manager, and curtailment only aims back at the uncontrollable state's own value
+    (``max(limit, value)`` for upper limits, ``min(limit, value)`` for the lower voltage limit), so
+    inflexible demand below the band curtails nothing. A violation counts as caused by the
+    flexible entries (``caused_by_trades``) when they push the value past that target by more than
+    a tolerance (``VOLTAGE_TOLERANCE_PU``, ``LOADING_TOLERANCE_PERCENT``).
+
+Curtailment
+    For each caused violation, the linearised sensitivity of the violated quantity to one kW more
+    injected at each bus comes from the converged power flow's Jacobian
+    (``grid.powerflow.Sensitivities``). Curtailing an export lowers the injection at its bus,
+    curtailing a flexible purchase raises it; the entries whose curtailment helps are taken in
+    policy order: the most effective first (SENSITIVITY) or the latest submitted first
+    (LAST_ON_FIRST_OFF, Elecbay's "last on, first off"), each by at most its remaining power. The
+    amount aims ``excess * (1 + CURTAIL_MARGIN) + margin`` past the violation; violations are
+    handled worst first in one pass, each crediting what the others already took (by the same
+    linear model), then the power flow runs again. A scheduled state that does not converge, or a
+    linear model that finds no helpful entry, curtails half of the remaining flexible power
+    (largest or latest first); with everything curtailed the network is at its uncontrollable
+    state, so the loop ends.
+
+Infeasible
+    The check never calls an infeasible state feasible: if the uncontrollable state does not
+    converge, or curtailment runs out of power flows (``max_power_flows``), the outcome is
+    infeasible with ``held_reason`` saying why; the caller holds the interval for the manager.
+
+Determinism
+    Ties break by ``ScheduleEntry.key`` (and by ``submitted_at`` first for last on, first off), so
+    the same schedule gives the same curtailments whatever order or database ids it came with.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_UP, Decimal
 from enum import StrEnum
 from typing import Any
 
 import numpy as np
-import pandapower as pp
-import scipy.sparse as sp
-from pandapower.pypower.dSbus_dV import dSbus_dV
-from scipy.sparse.linalg import splu
 
-KWH_STEP = Decimal("0.001")
+from grid.powerflow import CompiledNetwork, PowerFlowState
+from grid.profiles import NetworkProfiles, standard_profiles
+
 VOLTAGE_TOLERANCE_PU = 0.001
 LOADING_TOLERANCE_PERCENT = 0.1
 # The linear estimate is good to a few percent on LV feeders; aiming 5 % plus a small absolute
@@ -62,25 +76,47 @@ LOADING_TOLERANCE_PERCENT = 0.1
 CURTAIL_MARGIN = 0.05
 VOLTAGE_MARGIN_PU = 0.0005
 LOADING_MARGIN_PERCENT = 0.2
-# Below this a trade's effect on a violated quantity is numerical noise (p.u. or % per kW).
+# Below this an entry's effect on a violated quantity is numerical noise (p.u. or % per kW).
 _SENSITIVITY_EPS = 1e-9
-TRADE_LOAD_NAME = "peergrid trades"
+# Curtailment smaller than this (kW) is not worth a line on a member's statement.
+_MIN_CURTAIL_KW = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
-class ScheduledTrade:
-    """One provisional trade of the interval, as the clearing produced it."""
+class Placement:
+    """Where a meter point is on the network and which of its elements it stands for."""
 
-    trade_id: str
-    seller_bus: int | None  # None = the outside grid (external grid) sells
-    buyer_bus: int | None  # None = the outside grid buys
-    quantity_kwh: Decimal
-    submitted_at: datetime  # when the order behind it was placed (for "last on, first off")
+    meter_point: str
+    bus: int
+    elements: tuple[str, ...] = ()  # "load <index>" / "sgen <index>"; empty: a share of its bus's
+    share: float = 1.0  # with no elements named: the part of its bus's loads and sgens it is
+    power_factor: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleEntry:
+    """One part of a meter point's scheduled net power in the interval."""
+
+    key: str  # the caller's name for it (for curtailments and tie-breaks): stable, not a db id
+    meter_point: str
+    kw: float  # > 0 exported into the grid, < 0 imported from it
+    flexible: bool  # may be curtailed (exports, and purchases declared flexible)
+    submitted_at: datetime | None = None  # for "last on, first off"
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """What every placed meter point does in the interval starting ``when``."""
+
+    when: datetime
+    placements: tuple[Placement, ...]
+    entries: tuple[ScheduleEntry, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class GridLimits:
-    """The community's operating limits (EN 50160 voltage band by default)."""
+    """The community's operating limits (EN 50160 voltage band by default). Elements with their
+    own ``max_loading_percent`` use it instead of the loading limits here."""
 
     v_min_pu: float = 0.90
     v_max_pu: float = 1.10
@@ -94,65 +130,86 @@ class CurtailmentPolicy(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class GridNetwork:
+    """A network ready for grid checks: the compiled power flow and its elements' profiles."""
+
+    compiled: CompiledNetwork
+    profiles: NetworkProfiles
+
+    @classmethod
+    def from_pandapower(cls, net: Any, profiles: NetworkProfiles | None = None) -> GridNetwork:
+        compiled = CompiledNetwork.from_pandapower(net)
+        return cls(compiled, profiles or standard_profiles(compiled))
+
+
+@dataclass(frozen=True, slots=True)
 class Violation:
     """A limit broken in the scheduled (uncurtailed) state."""
 
-    # "overvoltage" | "undervoltage" | "line_overload" | "trafo_overload" | "not_converged"
+    # "overvoltage" | "undervoltage" | "line_overload" | "trafo_overload" | "trafo3w_overload"
+    # | "not_converged"
     kind: str
     element: str  # e.g. "bus 17", "line 3", "trafo 0", "network"
     value: float  # p.u. for voltages, percent for loadings, nan for not_converged
-    limit: float  # the nominal limit
-    caused_by_trades: bool
+    limit: float  # the limit that applies to the element
+    caused_by_trades: bool  # the flexible entries push it past what curtailment can reach
+    needs_grid_action: bool  # broken even with every export and flexible purchase curtailed
 
 
 @dataclass(frozen=True, slots=True)
 class Curtailment:
-    """Energy taken off one trade, with the reasons (merged over iterations)."""
+    """Power taken off one schedule entry, with the reasons (merged over iterations)."""
 
-    trade_id: str
-    curtailed_kwh: Decimal
+    key: str
+    curtailed_kw: float
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
-class GridCheckOutcome:
-    feasible: bool
-    power_flows: int  # every power flow run, including the base case when it was needed
+class StateSummary:
+    """One power flow's figures, by pandapower element index (empty when not converged)."""
+
+    converged: bool
     min_vm_pu: float
     max_vm_pu: float
     max_line_loading_percent: float
     max_trafo_loading_percent: float
     losses_kw: float
-    violations: tuple[Violation, ...]
-    curtailments: tuple[Curtailment, ...]
-    confirmed_kwh: dict[str, Decimal]
     bus_vm_pu: dict[int, float]
     line_loading_percent: dict[int, float]
+    branch_loading_percent: dict[str, float]  # "line 3", "trafo 0", "trafo3w 1"
+
+
+@dataclass(frozen=True, slots=True)
+class GridCheckOutcome:
+    """What the check found and did. ``final`` is what flows once the curtailments apply;
+    ``state`` is its converged power flow (voltages, currents) for the modules that build on the
+    check (loss allocation, network charges, system strength), and ``injection_kw`` the final
+    net power per meter point."""
+
+    feasible: bool
+    held_reason: str  # why an infeasible interval is held; "" when feasible
+    power_flows: int
+    violations: tuple[Violation, ...]
+    curtailments: tuple[Curtailment, ...]
+    scheduled: StateSummary
+    final: StateSummary
+    state: PowerFlowState
+    injection_kw: dict[str, float]
     duration_s: float
 
 
 @dataclass(frozen=True, slots=True)
-class _State:
-    """Results of one power flow, indexed by pandapower element index."""
-
-    converged: bool
-    vm_pu: dict[int, float]
-    line_loading: dict[int, float]
-    trafo_loading: dict[int, float]
-    losses_kw: float
-
-
-@dataclass(frozen=True, slots=True)
 class _Finding:
-    """A broken limit with what curtailment would need to fix (``excess`` > 0 only if caused)."""
-
     kind: str
-    element_type: str  # "bus" | "line" | "trafo" | "network"
-    index: int
+    element_type: str  # "bus" | "line" | "trafo" | "trafo3w" | "network"
+    index: int  # pandapower index
+    position: int  # the solver's bus, or the position in CompiledNetwork.branches
     value: float
     limit: float
-    target: float  # the effective limit curtailment aims at
-    caused_by_trades: bool
+    target: float  # what curtailment aims at
+    caused: bool
+    needs_grid_action: bool
 
     @property
     def direction(self) -> int:
@@ -169,403 +226,405 @@ class _Finding:
 
     def describe(self) -> str:
         if self.kind == "not_converged":
-            return "power flow did not converge with the scheduled trades"
+            return "power flow did not converge with the schedule"
         unit = " p.u." if self.element_type == "bus" else " %"
         digits = 3 if self.element_type == "bus" else 1
         op = "<" if self.direction < 0 else ">"
         text = f"{self.kind.replace('_', ' ')} at {self.element}: {self.value:.{digits}f}{unit} "
         text += f"{op} {self.limit:.{digits}f}"
         if abs(self.target - self.limit) > 1e-12:
-            text += f" (base case {self.target:.{digits}f})"
+            text += f" (without the curtailable part {self.target:.{digits}f})"
         return text
 
 
-class _Schedule:
-    """The trades as arrays, and the per-bus net withdrawal their remaining quantities make."""
+class _Model:
+    """The schedule as arrays over the solver's buses, and what each power flow found."""
 
-    def __init__(self, trades: Sequence[ScheduledTrade], buses: list[int], hours: float) -> None:
-        self.trades = list(trades)
-        self.hours = hours
-        self.position = {bus: i for i, bus in enumerate(buses)}
-        n = len(self.trades)
-        self.seller = np.full(n, -1, dtype=np.int64)
-        self.buyer = np.full(n, -1, dtype=np.int64)
-        for i, trade in enumerate(self.trades):
-            if trade.seller_bus is not None:
-                self.seller[i] = self.position[trade.seller_bus]
-            if trade.buyer_bus is not None:
-                self.buyer[i] = self.position[trade.buyer_bus]
-        self.quantity = [trade.quantity_kwh for trade in self.trades]
-        self.curtailed = [Decimal(0) for _ in self.trades]
-        self.reasons: list[list[str]] = [[] for _ in self.trades]
+    def __init__(self, network: GridNetwork, schedule: Schedule, limits: GridLimits) -> None:
+        compiled = network.compiled
+        self.compiled = compiled
+        self.limits = limits
+        placements: dict[str, Placement] = {}
+        for placement in schedule.placements:
+            if placement.meter_point in placements:
+                raise ValueError(f"meter point {placement.meter_point} is placed twice")
+            if compiled.ppci_bus(placement.bus) < 0:
+                raise ValueError(
+                    f"meter point {placement.meter_point}: bus {placement.bus} is not an "
+                    "in-service bus"
+                )
+            if not 0.0 < placement.power_factor <= 1.0:
+                raise ValueError(f"meter point {placement.meter_point}: power factor out of (0, 1]")
+            placements[placement.meter_point] = placement
+        entries = sorted(schedule.entries, key=lambda e: e.key)
+        keys = [e.key for e in entries]
+        if len(set(keys)) != len(keys):
+            raise ValueError("duplicate schedule entry keys")
+        for entry in entries:
+            if entry.meter_point not in placements:
+                raise ValueError(
+                    f"entry {entry.key}: meter point {entry.meter_point} is not placed"
+                )
+            if not math.isfinite(entry.kw):
+                raise ValueError(f"entry {entry.key}: power is not a number")
+        self.entries = entries
+        active = sorted({e.meter_point for e in entries})
+        self.meter_points = active
+        mp_position = {mp: i for i, mp in enumerate(active)}
+        self.entry_mp = np.asarray([mp_position[e.meter_point] for e in entries], dtype=np.int64)
+        self.mp_bus = np.asarray(
+            [compiled.ppci_bus(placements[mp].bus) for mp in active], dtype=np.int64
+        )
+        self.mp_tan = np.asarray(
+            [math.tan(math.acos(placements[mp].power_factor)) for mp in active], dtype=float
+        )
+        self.kw = np.asarray([e.kw for e in entries], dtype=float)
+        self.flexible = np.asarray([e.flexible for e in entries], dtype=bool)
+        self.curtailed = np.zeros(len(entries))
+        self.reasons: list[list[str]] = [[] for _ in entries]
+
+        # Elements represented by meter points that have entries: their profile power is removed.
+        load_share = np.zeros(len(compiled.loads.index))
+        sgen_share = np.zeros(len(compiled.sgens.index))
+        loads = compiled.loads.position()
+        sgens = compiled.sgens.position()
+        for mp in active:
+            placement = placements[mp]
+            if placement.elements:
+                for name in placement.elements:
+                    kind, _, index = name.partition(" ")
+                    table, share = (
+                        ((loads, load_share) if kind == "load" else (sgens, sgen_share))
+                        if kind in ("load", "sgen")
+                        else (None, None)
+                    )
+                    if (
+                        table is None
+                        or share is None
+                        or not index.isdigit()
+                        or int(index) not in table
+                    ):
+                        raise ValueError(f"meter point {mp}: no network element {name!r}")
+                    share[table[int(index)]] += 1.0
+            else:
+                load_share[compiled.loads.bus == placement.bus] += placement.share
+                sgen_share[compiled.sgens.bus == placement.bus] += placement.share
+        powers = network.profiles.at(schedule.when)
+        load_keep = 1.0 - np.clip(load_share, 0.0, 1.0)
+        sgen_keep = 1.0 - np.clip(sgen_share, 0.0, 1.0)
+        p = np.zeros(compiled.n_bus)
+        q = np.zeros(compiled.n_bus)
+        live_l = compiled.loads.ppci_bus >= 0
+        live_s = compiled.sgens.ppci_bus >= 0
+        np.add.at(p, compiled.loads.ppci_bus[live_l], -(powers.load_mw * load_keep)[live_l])
+        np.add.at(q, compiled.loads.ppci_bus[live_l], -(powers.load_mvar * load_keep)[live_l])
+        np.add.at(p, compiled.sgens.ppci_bus[live_s], (powers.sgen_mw * sgen_keep)[live_s])
+        np.add.at(q, compiled.sgens.ppci_bus[live_s], (powers.sgen_mvar * sgen_keep)[live_s])
+        self.background_mw = p
+        self.background_mvar = q
+        self.power_flows = 0
+
+        # Limits per monitored branch: its own, else the community's.
+        own = np.asarray([b.own_limit_percent for b in compiled.branches], dtype=float)
+        default = np.asarray(
+            [
+                limits.max_line_loading_percent
+                if b.element_type == "line"
+                else limits.max_trafo_loading_percent
+                for b in compiled.branches
+            ],
+            dtype=float,
+        )
+        self.branch_limit = np.where(np.isfinite(own) & (own > 0), own, default)
+        # Pandapower bus index per solver bus (the lowest, where bus-bus switches fused some).
+        bus_of_ppci: dict[int, int] = {}
+        for bus, ppci in zip(compiled.bus_index, compiled.ppci_of_bus, strict=True):
+            if ppci >= 0:
+                bus_of_ppci.setdefault(int(ppci), int(bus))
+        self.bus_of_ppci = bus_of_ppci
 
     def remaining_kw(self) -> np.ndarray:
-        remaining = [float(q - c) for q, c in zip(self.quantity, self.curtailed, strict=True)]
-        return np.asarray(remaining, dtype=float) / self.hours
+        return np.sign(self.kw) * np.maximum(np.abs(self.kw) - self.curtailed, 0.0)
 
-    def withdrawal_mw(self) -> np.ndarray:
-        power_mw = self.remaining_kw() / 1000.0
-        withdrawal = np.zeros(len(self.position))
-        sells = self.seller >= 0
-        buys = self.buyer >= 0
-        np.add.at(withdrawal, self.seller[sells], -power_mw[sells])
-        np.add.at(withdrawal, self.buyer[buys], power_mw[buys])
-        return withdrawal
+    def meter_point_kw(self, entry_kw: np.ndarray) -> np.ndarray:
+        total = np.zeros(len(self.meter_points))
+        np.add.at(total, self.entry_mp, entry_kw)
+        return total
+
+    def solve(self, entry_kw: np.ndarray, start: PowerFlowState | None = None) -> PowerFlowState:
+        mp_kw = self.meter_point_kw(entry_kw)
+        p = self.background_mw.copy()
+        q = self.background_mvar.copy()
+        np.add.at(p, self.mp_bus, mp_kw / 1000.0)
+        np.add.at(q, self.mp_bus, -np.abs(mp_kw) * self.mp_tan / 1000.0)
+        self.power_flows += 1
+        return self.compiled.solve(self.compiled.sbus(p, q), start)
+
+    def uncontrollable_kw(self) -> np.ndarray:
+        return np.where(self.flexible, 0.0, self.kw)
+
+    def findings(self, state: PowerFlowState, base: PowerFlowState | None) -> list[_Finding]:
+        """Every limit broken in ``state``; classified against the uncontrollable ``base``."""
+        if not state.converged:
+            return [
+                _Finding(
+                    "not_converged",
+                    "network",
+                    0,
+                    0,
+                    math.nan,
+                    math.nan,
+                    math.nan,
+                    base is None or base.converged,
+                    False,
+                )
+            ]
+        limits = self.limits
+        vm = np.abs(state.v)
+        base_vm = np.abs(base.v) if base is not None and base.converged else None
+        found: list[_Finding] = []
+
+        def add(
+            kind: str,
+            etype: str,
+            index: int,
+            position: int,
+            value: float,
+            limit: float,
+            upper: bool,
+            base_value: float | None,
+        ) -> None:
+            if not (value > limit if upper else value < limit):
+                return
+            target = limit
+            if base_value is not None:
+                target = max(limit, base_value) if upper else min(limit, base_value)
+            # The tolerance only shields a violation the uncontrollable state has anyway from
+            # power-flow noise; where that state is inside the limit, any violation is caused.
+            tol = 0.0
+            if target != limit:
+                tol = VOLTAGE_TOLERANCE_PU if etype == "bus" else LOADING_TOLERANCE_PERCENT
+            caused = (value > target + tol) if upper else (value < target - tol)
+            needs_action = target != limit
+            found.append(
+                _Finding(kind, etype, index, position, value, limit, target, caused, needs_action)
+            )
+
+        for ppci, bus in self.bus_of_ppci.items():
+            b = None if base_vm is None else float(base_vm[ppci])
+            add("overvoltage", "bus", bus, ppci, float(vm[ppci]), limits.v_max_pu, True, b)
+            add("undervoltage", "bus", bus, ppci, float(vm[ppci]), limits.v_min_pu, False, b)
+        loading = state.loading_percent()
+        base_loading = base.loading_percent() if base is not None and base.converged else None
+        for position, branch in enumerate(self.compiled.branches):
+            b = None if base_loading is None else float(base_loading[position])
+            add(
+                f"{branch.element_type}_overload",
+                branch.element_type,
+                branch.index,
+                position,
+                float(loading[position]),
+                float(self.branch_limit[position]),
+                True,
+                b,
+            )
+        return found
+
+    def summary(self, state: PowerFlowState) -> StateSummary:
+        if not state.converged:
+            return StateSummary(False, math.nan, math.nan, math.nan, math.nan, math.nan, {}, {}, {})
+        vm = np.abs(state.v)
+        bus_vm = {bus: float(vm[ppci]) for ppci, bus in sorted(self.bus_of_ppci.items())}
+        # Every pandapower bus gets its solver bus's voltage (fused buses share one).
+        for bus, ppci in zip(self.compiled.bus_index, self.compiled.ppci_of_bus, strict=True):
+            if ppci >= 0:
+                bus_vm[int(bus)] = float(vm[ppci])
+        loading = state.loading_percent()
+        branches = {
+            f"{b.element_type} {b.index}": float(loading[i])
+            for i, b in enumerate(self.compiled.branches)
+        }
+        lines = {
+            b.index: float(loading[i])
+            for i, b in enumerate(self.compiled.branches)
+            if b.element_type == "line"
+        }
+        trafos = [
+            float(loading[i])
+            for i, b in enumerate(self.compiled.branches)
+            if b.element_type != "line"
+        ]
+        return StateSummary(
+            converged=True,
+            min_vm_pu=min(bus_vm.values(), default=math.nan),
+            max_vm_pu=max(bus_vm.values(), default=math.nan),
+            max_line_loading_percent=max(lines.values(), default=0.0),
+            max_trafo_loading_percent=max(trafos, default=0.0),
+            losses_kw=state.losses_mw() * 1000.0,
+            bus_vm_pu=bus_vm,
+            line_loading_percent=lines,
+            branch_loading_percent=branches,
+        )
+
+    # --- curtailment ------------------------------------------------------------------------
 
     def curtail(self, i: int, kw: float, reason: str) -> bool:
-        """Take ``kw`` (as energy, rounded up to 0.001 kWh) off trade ``i``; False if none left."""
-        left = self.quantity[i] - self.curtailed[i]
-        if left <= 0 or kw <= 0:
+        left = abs(self.kw[i]) - self.curtailed[i]
+        take = min(kw, left)
+        if left <= _MIN_CURTAIL_KW or take <= 0:
             return False
-        kwh = Decimal(repr(float(kw * self.hours))).quantize(KWH_STEP, rounding=ROUND_UP)
-        kwh = min(max(kwh, KWH_STEP), left)
-        self.curtailed[i] += kwh
+        # Never leave a sliver behind that no meter would see.
+        if left - take < _MIN_CURTAIL_KW:
+            take = left
+        self.curtailed[i] += take
         if reason not in self.reasons[i]:
             self.reasons[i].append(reason)
         return True
 
+    def order(
+        self, candidates: list[int], weight: np.ndarray, policy: CurtailmentPolicy
+    ) -> list[int]:
+        if policy is CurtailmentPolicy.LAST_ON_FIRST_OFF:
 
-class _Sensitivities:
-    """Linearised effect of active power at the trade buses on voltages and branch loadings.
+            def latest_first(i: int) -> tuple[float, str]:
+                at = self.entries[i].submitted_at
+                return (-(at.timestamp() if at is not None else -math.inf), self.entries[i].key)
 
-    From the converged Newton-Raphson point: J [dVa; dVm] = dS for a unit active injection at each
-    trade bus (one sparse LU, one solve per distinct bus), so dVm/dP at every bus; branch currents
-    I = Yf V change by Yf dV, giving d|I|/dP and loading' = loading * d|I| / |I| on the side that
-    sets the loading. The slack bus holds its voltage, so the outside grid's side of a trade has no
-    effect.
-    """
+            return sorted(candidates, key=latest_first)
+        return sorted(candidates, key=lambda i: (-weight[i], self.entries[i].key))
 
-    def __init__(self, net: Any, buses: list[int]) -> None:
-        internal = net._ppc["internal"]
-        ybus = internal["Ybus"]
-        v = internal["V"]
-        pv = np.asarray(internal["pv"], dtype=np.int64)
-        pq = np.asarray(internal["pq"], dtype=np.int64)
-        pvpq = np.r_[pv, pq]
-        base_mva = float(internal["baseMVA"])
-        ds_dvm, ds_dva = dSbus_dV(ybus, v)
-        jac = sp.vstack(
-            [
-                sp.hstack([ds_dva[pvpq][:, pvpq].real, ds_dvm[pvpq][:, pq].real]),
-                sp.hstack([ds_dva[pq][:, pvpq].imag, ds_dvm[pq][:, pq].imag]),
-            ],
-            format="csc",
-        )
-        bus_lookup = np.asarray(net._pd2ppc_lookups["bus"])
-        n_bus = len(v)
-        row_of_bus = np.full(n_bus, -1, dtype=np.int64)
-        row_of_bus[pvpq] = np.arange(len(pvpq))
-        rhs = np.zeros((jac.shape[0], len(buses)))
-        for col, bus in enumerate(buses):
-            row = row_of_bus[bus_lookup[bus]]
-            if row >= 0:
-                # Per kW of injection: 1 kW = 1e-3 MW = 1e-3 / baseMVA p.u.
-                rhs[row, col] = 1e-3 / base_mva
-        solution = splu(jac).solve(rhs) if len(buses) else rhs
-        dva = np.zeros((n_bus, len(buses)))
-        dvm = np.zeros((n_bus, len(buses)))
-        dva[pvpq] = solution[: len(pvpq)]
-        dvm[pq] = solution[len(pvpq) :]
-        self._dvm = dvm
-        self._bus_lookup = bus_lookup
-        vm = np.abs(v)
-        dv = v[:, None] * (1j * dva + dvm / vm[:, None])
-        branch_is = np.asarray(internal["branch_is"], dtype=bool)
-        self._ppci_branch = np.cumsum(branch_is) - 1
-        self._branch_is = branch_is
-        self._i_from = internal["Yf"] @ v
-        self._i_to = internal["Yt"] @ v
-        self._di_from = internal["Yf"] @ dv
-        self._di_to = internal["Yt"] @ dv
-        self._branch_lookup = net._pd2ppc_lookups["branch"]
-
-    def voltage(self, bus: int) -> np.ndarray:
-        """d vm_pu / d P (per kW injected) at ``bus``, one value per trade bus."""
-        result: np.ndarray = self._dvm[self._bus_lookup[bus]]
-        return result
-
-    def loading(self, element_type: str, index: int, position: int, loading: float) -> np.ndarray:
-        """d loading_percent / d P (per kW injected) of the ``position``-th line or trafo."""
-        start, _ = self._branch_lookup[element_type]
-        ppc_branch = start + position
-        if not self._branch_is[ppc_branch]:
-            return np.zeros(self._dvm.shape[1])
-        b = self._ppci_branch[ppc_branch]
-        best = np.zeros(self._dvm.shape[1])
-        best_abs = -1.0
-        for current, delta in (
-            (self._i_from[b], self._di_from[b]),
-            (self._i_to[b], self._di_to[b]),
-        ):
-            magnitude = abs(current)
-            if magnitude > best_abs:
-                best_abs = magnitude
-                best = (
-                    np.real(np.conj(current) * delta) / magnitude**2 * loading
-                    if magnitude > 0
-                    else np.zeros(self._dvm.shape[1])
-                )
-        return best
-
-
-def _run(net: Any, *, warm: bool) -> bool:
-    try:
-        # Warm start from the previous results: curtailment changes few injections, so Newton-
-        # Raphson needs one or two iterations instead of four or five.
-        pp.runpp(net, numba=False, init="results" if warm else "auto")
-    except pp.LoadflowNotConverged:
-        return False
-    return bool(net.converged)
-
-
-def _state(net: Any, converged: bool) -> _State:
-    if not converged:
-        return _State(False, {}, {}, {}, math.nan)
-    in_service = net.bus.in_service.astype(bool)
-    vm = net.res_bus.vm_pu[in_service].dropna()
-    line = net.res_line.loading_percent[net.line.in_service.astype(bool)].dropna()
-    trafo = net.res_trafo.loading_percent[net.trafo.in_service.astype(bool)].dropna()
-    losses_mw = float(net.res_line.pl_mw.sum()) + float(net.res_trafo.pl_mw.sum())
-    if "res_trafo3w" in net and len(net.res_trafo3w):
-        losses_mw += float(net.res_trafo3w.pl_mw.sum())
-    return _State(
-        True,
-        {int(k): float(x) for k, x in vm.items()},
-        {int(k): float(x) for k, x in line.items()},
-        {int(k): float(x) for k, x in trafo.items()},
-        losses_mw * 1000.0,
-    )
-
-
-def _findings(state: _State, base: _State | None, limits: GridLimits) -> list[_Finding]:
-    """Every nominal limit broken in ``state``; classified against ``base`` when given."""
-    if not state.converged:
-        caused = base is None or base.converged
-        return [_Finding("not_converged", "network", 0, math.nan, math.nan, math.nan, caused)]
-    found: list[_Finding] = []
-
-    def add(kind: str, etype: str, idx: int, value: float, limit: float, upper: bool) -> None:
-        broken = value > limit if upper else value < limit
-        if not broken:
-            return
-        target = limit
-        base_value = None
-        if base is not None and base.converged:
-            table = {"bus": base.vm_pu, "line": base.line_loading, "trafo": base.trafo_loading}
-            base_value = table[etype].get(idx)
-        if base_value is not None:
-            target = max(limit, base_value) if upper else min(limit, base_value)
-        # The tolerance only shields a base-case violation from power-flow noise; where the base
-        # case is inside the limit, any violation is the trades' doing.
-        tol = 0.0
-        if target != limit:
-            tol = VOLTAGE_TOLERANCE_PU if etype == "bus" else LOADING_TOLERANCE_PERCENT
-        caused = (value > target + tol) if upper else (value < target - tol)
-        found.append(_Finding(kind, etype, idx, value, limit, target, caused))
-
-    for bus, vm in state.vm_pu.items():
-        add("overvoltage", "bus", bus, vm, limits.v_max_pu, True)
-        add("undervoltage", "bus", bus, vm, limits.v_min_pu, False)
-    for line, loading in state.line_loading.items():
-        add("line_overload", "line", line, loading, limits.max_line_loading_percent, True)
-    for trafo, loading in state.trafo_loading.items():
-        add("trafo_overload", "trafo", trafo, loading, limits.max_trafo_loading_percent, True)
-    return found
-
-
-def _policy_order(
-    schedule: _Schedule, candidates: list[int], weight: np.ndarray, policy: CurtailmentPolicy
-) -> list[int]:
-    if policy is CurtailmentPolicy.LAST_ON_FIRST_OFF:
-        return sorted(
-            candidates,
-            key=lambda i: (schedule.trades[i].submitted_at, schedule.trades[i].trade_id),
-            reverse=True,
-        )
-    return sorted(candidates, key=lambda i: (-weight[i], schedule.trades[i].trade_id))
-
-
-def _curtail_half(schedule: _Schedule, policy: CurtailmentPolicy, reason: str) -> bool:
-    """Take half of the remaining trade energy: latest orders first (LAST_ON_FIRST_OFF) or
-    largest trades first (SENSITIVITY: without a converged state the big injections are the
-    likely cause, and small trades are spared)."""
-    remaining = schedule.remaining_kw()
-    live = [i for i in range(len(schedule.trades)) if remaining[i] > 0]
-    need = float(remaining.sum()) / 2.0
-    progressed = False
-    for i in _policy_order(schedule, live, remaining, policy):
-        if need <= 0:
-            break
-        take = min(remaining[i], need)
-        progressed = schedule.curtail(i, take, reason) or progressed
-        need -= take
-    return progressed
-
-
-def _curtail_by_sensitivity(
-    net: Any,
-    schedule: _Schedule,
-    caused: list[_Finding],
-    policy: CurtailmentPolicy,
-) -> bool:
-    """One round of curtailment from the linearised model; False if nothing could be taken."""
-    buses = list(schedule.position)
-    sens = _Sensitivities(net, buses)
-    remaining = schedule.remaining_kw()
-    planned = np.zeros(len(schedule.trades))
-    line_pos = {int(idx): pos for pos, idx in enumerate(net.line.index)}
-    trafo_pos = {int(idx): pos for pos, idx in enumerate(net.trafo.index)}
-    progressed = False
-    # Worst first, relative to the size of the limit, so a 3 % overload outranks 0.01 p.u.
-    for finding in sorted(caused, key=lambda f: -f.excess / max(abs(f.target), 1e-9)):
-        if finding.element_type == "bus":
-            per_bus = sens.voltage(finding.index)
-            margin = VOLTAGE_MARGIN_PU
-            unit = "p.u./kW"
-        else:
-            pos = (line_pos if finding.element_type == "line" else trafo_pos)[finding.index]
-            per_bus = sens.loading(finding.element_type, finding.index, pos, finding.value)
-            margin = LOADING_MARGIN_PERCENT
-            unit = "%/kW"
-        # Effect on the violation of 1 kW more of each trade: seller injects, buyer withdraws.
-        padded = np.r_[per_bus, 0.0]  # index -1 (the outside grid) reads the 0 at the end
-        effect = finding.direction * (padded[schedule.seller] - padded[schedule.buyer])
-        need = finding.excess * (1.0 + CURTAIL_MARGIN) + margin - float(planned @ effect)
-        if need <= 0:
-            continue
-        candidates = [
-            i
-            for i in range(len(schedule.trades))
-            if effect[i] > _SENSITIVITY_EPS and remaining[i] - planned[i] > 0
-        ]
-        for i in _policy_order(schedule, candidates, effect, policy):
-            take = min(remaining[i] - planned[i], need / effect[i])
-            planned[i] += take
-            need -= take * effect[i]
-            reason = f"{finding.describe()}; sensitivity {effect[i]:.3g} {unit}"
-            progressed = schedule.curtail(i, take, reason) or progressed
+    def curtail_half(self, policy: CurtailmentPolicy, reason: str) -> bool:
+        """Half of the remaining flexible power: largest (SENSITIVITY: without a converged state
+        the big injections are the likely cause) or latest entries first."""
+        remaining = np.where(self.flexible, np.abs(self.kw) - self.curtailed, 0.0)
+        live = [i for i in range(len(self.entries)) if remaining[i] > _MIN_CURTAIL_KW]
+        need = float(remaining[live].sum()) / 2.0 if live else 0.0
+        progressed = False
+        for i in self.order(live, remaining, policy):
             if need <= 0:
                 break
-    return progressed
+            take = min(float(remaining[i]), need)
+            progressed = self.curtail(i, take, reason) or progressed
+            need -= take
+        return progressed
+
+    def curtail_by_sensitivity(
+        self, state: PowerFlowState, caused: list[_Finding], policy: CurtailmentPolicy
+    ) -> bool:
+        """One round of curtailment from the linearised model; False if nothing could be taken."""
+        sens = state.sensitivities(self.mp_bus)
+        remaining = np.where(self.flexible, np.abs(self.kw) - self.curtailed, 0.0)
+        planned = np.zeros(len(self.entries))
+        sign = np.sign(self.kw)
+        progressed = False
+        # Worst first, relative to the size of the limit, so a 3 % overload outranks 0.01 p.u.
+        for finding in sorted(
+            caused, key=lambda f: (-f.excess / max(abs(f.target), 1e-9), f.element)
+        ):
+            if finding.element_type == "bus":
+                per_mp = sens.voltage(finding.position)
+                margin, unit = VOLTAGE_MARGIN_PU, "p.u./kW"
+            else:
+                per_mp = sens.loading(finding.position)
+                margin, unit = LOADING_MARGIN_PERCENT, "%/kW"
+            # Curtailing 1 kW of an export takes 1 kW of injection away at its bus; of a
+            # flexible purchase, it adds 1 kW (less withdrawn).
+            effect = finding.direction * per_mp[self.entry_mp] * sign
+            need = finding.excess * (1.0 + CURTAIL_MARGIN) + margin - float(planned @ effect)
+            if need <= 0:
+                continue
+            candidates = [
+                i
+                for i in range(len(self.entries))
+                if effect[i] > _SENSITIVITY_EPS and remaining[i] - planned[i] > _MIN_CURTAIL_KW
+            ]
+            for i in self.order(candidates, effect, policy):
+                take = min(remaining[i] - planned[i], need / effect[i])
+                planned[i] += take
+                need -= take * effect[i]
+                reason = f"{finding.describe()}; sensitivity {effect[i]:.3g} {unit}"
+                progressed = self.curtail(i, take, reason) or progressed
+                if need <= 0:
+                    break
+        return progressed
 
 
 def grid_check(
-    net: Any,
-    trades: Sequence[ScheduledTrade],
+    network: GridNetwork,
+    schedule: Schedule,
     *,
-    interval_hours: Decimal | float,
     limits: GridLimits = GridLimits(),  # frozen, so one shared default is safe
     policy: CurtailmentPolicy = CurtailmentPolicy.SENSITIVITY,
     max_power_flows: int = 50,
 ) -> GridCheckOutcome:
-    """Check the interval's trades against the grid and curtail them until they are safe.
+    """Check the interval's schedule against the grid and curtail it until it is safe.
 
     See the module docstring for the rules. ``power_flows`` counts every power flow run,
-    including the base case, which runs only when the scheduled state has a violation.
-    Raises ``ValueError`` for a trade on a bus the net does not have, a negative quantity,
-    duplicate trade ids or a non-positive interval.
+    including the uncontrollable state, which runs only when the scheduled state breaks a limit.
+    Raises ``ValueError`` for a placement on an unknown bus or element, an entry of an unplaced
+    meter point, duplicate keys or a power that is not a number.
     """
     started = time.perf_counter()
-    hours = float(interval_hours)
-    if not hours > 0:
-        raise ValueError(f"interval_hours must be positive, got {interval_hours}")
-    known = {int(b) for b in net.bus.index[net.bus.in_service.astype(bool)]}
-    seen: set[str] = set()
-    buses: set[int] = set()
-    for trade in trades:
-        if trade.trade_id in seen:
-            raise ValueError(f"duplicate trade id {trade.trade_id!r}")
-        seen.add(trade.trade_id)
-        if trade.quantity_kwh < 0:
-            raise ValueError(f"trade {trade.trade_id}: negative quantity {trade.quantity_kwh}")
-        for bus in (trade.seller_bus, trade.buyer_bus):
-            if bus is not None and bus not in known:
-                raise ValueError(f"trade {trade.trade_id}: bus {bus} is not an in-service bus")
-            if bus is not None:
-                buses.add(bus)
-
-    work = copy.deepcopy(net)
-    bus_list = sorted(buses)
-    schedule = _Schedule(trades, bus_list, hours)
-    load_idx = (
-        pp.create_loads(work, bus_list, p_mw=0.0, q_mvar=0.0, name=TRADE_LOAD_NAME)
-        if bus_list
-        else []
-    )
-    # The trades' power is fixed (not voltage dependent), whatever the net's own loads do.
-    for column in ("const_z_percent", "const_i_percent", "const_z_p_percent", "const_i_p_percent"):
-        if column in work.load:
-            work.load.loc[load_idx, column] = 0.0
-    power_flows = 0
-    base: _State | None = None
-
-    def run_scheduled(warm: bool) -> _State:
-        nonlocal power_flows
-        if bus_list:
-            work.load.loc[load_idx, "p_mw"] = schedule.withdrawal_mw()
-        power_flows += 1
-        return _state(work, _run(work, warm=warm))
-
-    def run_base() -> _State:
-        nonlocal power_flows
-        base_net = copy.deepcopy(net)
-        power_flows += 1
-        return _state(base_net, _run(base_net, warm=False))
-
-    state = run_scheduled(warm=False)
-    findings = _findings(state, None, limits)
+    model = _Model(network, schedule, limits)
+    state = model.solve(model.kw)
+    scheduled_state = state
+    base: PowerFlowState | None = None
+    findings = model.findings(state, None)
+    held = ""
     if findings:
-        base = run_base()
-        findings = _findings(state, base, limits)
-    first_findings = findings
-    while any(f.caused_by_trades for f in findings) and power_flows < max_power_flows:
-        caused = [f for f in findings if f.caused_by_trades]
-        if not state.converged:
-            progressed = _curtail_half(schedule, policy, caused[0].describe())
+        base = model.solve(model.uncontrollable_kw(), state)
+        if not base.converged:
+            held = (
+                "the power flow does not converge even with every export and flexible purchase "
+                "curtailed: the network or the inflexible demand needs the manager"
+            )
         else:
-            progressed = _curtail_by_sensitivity(work, schedule, caused, policy)
+            findings = model.findings(state, base)
+    first = findings
+    if base is not None and not base.converged:
+        # Nothing curtailment can reach is safe: report the schedule as it is.
+        state = scheduled_state
+    else:
+        while any(f.caused for f in findings) and model.power_flows < max_power_flows:
+            caused = [f for f in findings if f.caused]
+            if not state.converged:
+                progressed = model.curtail_half(policy, caused[0].describe())
+            else:
+                progressed = model.curtail_by_sensitivity(state, caused, policy)
+                if not progressed:
+                    # The linear model sees no entry that helps (strong non-linearity); halving
+                    # always ends at the uncontrollable state.
+                    progressed = model.curtail_half(policy, caused[0].describe())
             if not progressed:
-                # The linear model sees no trade that helps (strong non-linearity); fall back to
-                # halving, which always ends at the base case.
-                progressed = _curtail_half(schedule, policy, caused[0].describe())
-        if not progressed:
-            break
-        state = run_scheduled(warm=state.converged)
-        findings = _findings(state, base, limits)
-        if findings and base is None:
-            base = run_base()
-            findings = _findings(state, base, limits)
-
-    feasible = state.converged and not any(f.caused_by_trades for f in findings)
+                break
+            state = model.solve(model.remaining_kw(), state)
+            findings = model.findings(state, base)
+        if any(f.caused for f in findings):
+            held = (
+                f"curtailment did not reach a safe state in {model.power_flows} power flows: "
+                f"{next(f for f in findings if f.caused).describe()}"
+            )
+    feasible = not held and state.converged
+    if not feasible and not held:
+        held = "the power flow does not converge"
     violations = tuple(
-        Violation(f.kind, f.element, f.value, f.limit, f.caused_by_trades) for f in first_findings
+        Violation(f.kind, f.element, f.value, f.limit, f.caused, f.needs_grid_action) for f in first
     )
     curtailments = tuple(
-        Curtailment(t.trade_id, schedule.curtailed[i], "; ".join(schedule.reasons[i]))
-        for i, t in enumerate(schedule.trades)
-        if schedule.curtailed[i] > 0
+        Curtailment(e.key, float(model.curtailed[i]), "; ".join(model.reasons[i]))
+        for i, e in enumerate(model.entries)
+        if model.curtailed[i] > 0
     )
-    confirmed = {
-        t.trade_id: schedule.quantity[i] - schedule.curtailed[i]
-        for i, t in enumerate(schedule.trades)
-    }
-    vm = list(state.vm_pu.values())
+    final_kw = model.meter_point_kw(model.remaining_kw())
     return GridCheckOutcome(
         feasible=feasible,
-        power_flows=power_flows,
-        min_vm_pu=min(vm) if vm else math.nan,
-        max_vm_pu=max(vm) if vm else math.nan,
-        max_line_loading_percent=max(state.line_loading.values(), default=0.0)
-        if state.converged
-        else math.nan,
-        max_trafo_loading_percent=max(state.trafo_loading.values(), default=0.0)
-        if state.converged
-        else math.nan,
-        losses_kw=state.losses_kw,
+        held_reason=held,
+        power_flows=model.power_flows,
         violations=violations,
         curtailments=curtailments,
-        confirmed_kwh=confirmed,
-        bus_vm_pu=dict(state.vm_pu),
-        line_loading_percent=dict(state.line_loading),
+        scheduled=model.summary(scheduled_state),
+        final=model.summary(state),
+        state=state,
+        injection_kw={mp: float(kw) for mp, kw in zip(model.meter_points, final_kw, strict=True)},
         duration_s=time.perf_counter() - started,
     )

@@ -23,6 +23,9 @@ class GridModel(models.Model):
     # Buses prosumers may be connected to, cached so forms need not load the network.
     connection_buses = models.JSONField(default=list, blank=True)
     uploaded_at = models.DateTimeField(default=timezone.now)
+    # Load and generator profiles uploaded beside the network (grid.profiles.profiles_from_csv);
+    # empty: SimBench's own for SimBench grids, the standard household and PV ones otherwise.
+    profiles_csv = models.TextField(blank=True)
 
     def __str__(self) -> str:
         return f"{self.community} grid ({self.reference_name or self.source})"
@@ -39,6 +42,8 @@ class GridCheckResult(models.Model):
     )
     checked_at = models.DateTimeField(default=timezone.now)
     feasible = models.BooleanField()
+    # Why an infeasible check holds the interval (what the manager must fix); "" when feasible.
+    held_reason = models.TextField(blank=True)
     power_flows = models.PositiveIntegerField()
     # Floats on purpose: these are power-flow results, not energy or money. Null when the last
     # power flow did not converge (there is no value to show).
@@ -47,13 +52,17 @@ class GridCheckResult(models.Model):
     max_line_loading_percent = models.FloatField(null=True, blank=True)
     max_trafo_loading_percent = models.FloatField(null=True, blank=True)
     losses_kw = models.FloatField(null=True, blank=True)
-    # [{"kind", "element", "value", "limit", "caused_by_trades"}], as found before curtailment.
+    # [{"kind", "element", "value", "limit", "caused_by_trades", "needs_grid_action"}], as found
+    # before curtailment; the values of the final state are below.
     violations = models.JSONField(default=list, blank=True)
-    # [{"trade", "curtailed_kwh", "reason"}]: what was taken off which trade and why.
+    # [{"trade", "side", "curtailed_kwh", "reason"}]: what was taken off which trade's export
+    # ("sell") or flexible purchase ("buy"), and why.
     curtailments = models.JSONField(default=list, blank=True)
     trades_checked = models.PositiveIntegerField(default=0)
     scheduled_kwh = models.DecimalField(max_digits=14, decimal_places=3, default=0)
     curtailed_kwh = models.DecimalField(max_digits=14, decimal_places=3, default=0)
+    # How many meter points without trades were forecast: {"readings": n, "profile": m}.
+    baselines = models.JSONField(default=dict, blank=True)
     # {"<bus>": vm_pu} and {"<line>": loading_percent} of the final state, for drawing the grid.
     bus_vm_pu = models.JSONField(default=dict, blank=True)
     line_loading_percent = models.JSONField(default=dict, blank=True)

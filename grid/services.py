@@ -1,31 +1,21 @@
-"""Writes for grid models: choosing or uploading a community's network, and checking an interval.
+"""Writes for grid models: choosing or uploading a community's network; the prepared network.
 
-``grid_check_interval`` is the pipeline's grid step: it turns the interval's trades into
-``ScheduledTrade``s at their meter points' buses, runs the pure ``grid.check.grid_check`` and
-stores what it found (``GridCheckResult``) and what it curtailed (on the trades).
+The grid check itself is the pure ``grid.check.grid_check``; turning an interval's trades into
+a schedule and writing curtailments back is marketplace's (``marketplace.services.grid_check``).
 """
 
 from __future__ import annotations
 
-import math
 import threading
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import MeterPoint
 from config.errors import ApplicationError, ErrorCode
-from grid.check import (
-    CurtailmentPolicy,
-    GridCheckOutcome,
-    GridLimits,
-    ScheduledTrade,
-    grid_check,
-)
-from grid.models import GridCheckResult, GridModel, NetworkSource
+from grid.check import GridNetwork
+from grid.models import GridModel, NetworkSource
 from grid.networks import (
     NetworkInvalid,
     connection_buses,
@@ -34,7 +24,15 @@ from grid.networks import (
     reference_network,
     validate_network,
 )
-from marketplace.models import Community, Interval, Trade
+from grid.powerflow import CompiledNetwork, PowerFlowError
+from grid.profiles import (
+    ProfilesInvalid,
+    profiles_from_csv,
+    simbench_code,
+    simbench_profiles,
+    standard_profiles,
+)
+from marketplace.models import Community
 
 # An upload bigger than this is not an LV community grid; refusing it early keeps a worker from
 # spending minutes parsing it.
@@ -139,154 +137,44 @@ def grid_model_net(grid_model: GridModel) -> Any:
     return net
 
 
-def _finite(value: float) -> float | None:
-    return None if value is None or math.isnan(value) or math.isinf(value) else float(value)
+# Prepared networks per worker process, keyed like the parsed nets: compiling the admittance
+# matrices and the profile tables costs 20-200 ms, the check itself a few.
+_NETWORK_CACHE: dict[tuple[int, datetime], GridNetwork] = {}
 
 
-def _limits(interval: Interval) -> tuple[GridLimits, CurtailmentPolicy]:
-    # The rules version the interval was opened under, not the community's latest.
-    rules = interval.rules
-    limits = GridLimits(
-        v_min_pu=float(rules.voltage_min_pu),
-        v_max_pu=float(rules.voltage_max_pu),
-        max_line_loading_percent=float(rules.max_line_loading_percent),
-        max_trafo_loading_percent=float(rules.max_trafo_loading_percent),
-    )
-    return limits, CurtailmentPolicy(rules.curtailment_policy)
-
-
-def grid_check_interval(*, interval: Interval) -> GridCheckResult:
-    """Check the interval's trades against the community's grid; curtail; store the result.
-
-    Runs inside the caller's transaction (the pipeline step holds the interval's row lock), so
-    the result row and the curtailments are written together or not at all. A second call for
-    the same interval raises (one result per interval), which the step's state check prevents.
-    """
-    started = timezone.now()
-    trades = list(
-        Trade.objects.filter(interval=interval)
-        .order_by("pk")
-        .values_list(
-            "pk",
-            "quantity_kwh",
-            "orders_submitted_at",
-            "seller_meter_point_id",
-            "buyer_meter_point_id",
-        )
-    )
-    scheduled_kwh = sum((row[1] for row in trades), Decimal(0))
-    grid_model = GridModel.objects.filter(community_id=interval.community_id).first()
-    if grid_model is None:
-        # Nothing to check against: the trades go through uncurtailed and the page says why.
-        return GridCheckResult.objects.create(
-            interval=interval,
-            feasible=True,
-            power_flows=0,
-            violations=[
-                {
-                    "kind": "no_grid_model",
-                    "element": "network",
-                    "value": None,
-                    "limit": None,
-                    "caused_by_trades": False,
-                }
-            ],
-            trades_checked=len(trades),
-            scheduled_kwh=scheduled_kwh,
-            duration_s=(timezone.now() - started).total_seconds(),
-        )
-
+def grid_network(grid_model: GridModel) -> GridNetwork:
+    """The grid model's network ready for ``grid_check``: compiled once per upload and process,
+    with its profiles (uploaded CSV, SimBench's own, or the standard household and PV ones)."""
+    key = (grid_model.pk, grid_model.uploaded_at)
+    with _NET_CACHE_LOCK:
+        network = _NETWORK_CACHE.get(key)
+    if network is not None:
+        return network
     net = grid_model_net(grid_model)
-    known_buses = {int(b) for b in net.bus.index[net.bus.in_service.astype(bool)]}
-    meter_ids = {mp for row in trades for mp in row[3:5] if mp is not None}
-    bus_of: dict[int, int | None] = dict(
-        MeterPoint.objects.filter(pk__in=meter_ids).values_list("pk", "bus")
+    network = network_prepare(
+        net, reference_name=grid_model.reference_name, profiles_csv=grid_model.profiles_csv
     )
-    unmapped: set[int] = set()
-
-    def bus(meter_point_id: int | None) -> int | None:
-        if meter_point_id is None:
-            return None  # the outside grid: the external grid (slack) takes it
-        value = bus_of.get(meter_point_id)
-        if value is None or value not in known_buses:
-            # Not connected to the model: the power cannot be placed, so it is not checked.
-            unmapped.add(meter_point_id)
-            return None
-        return value
-
-    scheduled = [
-        ScheduledTrade(
-            trade_id=str(pk),
-            seller_bus=bus(seller_mp),
-            buyer_bus=bus(buyer_mp),
-            quantity_kwh=quantity,
-            submitted_at=submitted_at,
-        )
-        for pk, quantity, submitted_at, seller_mp, buyer_mp in trades
-    ]
-    limits, policy = _limits(interval)
-    outcome = grid_check(
-        net, scheduled, interval_hours=interval.hours, limits=limits, policy=policy
-    )
-    curtailed_kwh = _apply_curtailments(outcome)
-    violations: list[dict[str, Any]] = [
-        {
-            "kind": v.kind,
-            "element": v.element,
-            "value": _finite(v.value),
-            "limit": _finite(v.limit),
-            "caused_by_trades": v.caused_by_trades,
-        }
-        for v in outcome.violations
-    ]
-    violations += [
-        {
-            "kind": "unmapped_meter_point",
-            "element": f"meter point {mp}",
-            "value": None,
-            "limit": None,
-            "caused_by_trades": False,
-        }
-        for mp in sorted(unmapped)
-    ]
-    return GridCheckResult.objects.create(
-        interval=interval,
-        grid_model=grid_model,
-        feasible=outcome.feasible,
-        power_flows=outcome.power_flows,
-        min_vm_pu=_finite(outcome.min_vm_pu),
-        max_vm_pu=_finite(outcome.max_vm_pu),
-        max_line_loading_percent=_finite(outcome.max_line_loading_percent),
-        max_trafo_loading_percent=_finite(outcome.max_trafo_loading_percent),
-        losses_kw=_finite(outcome.losses_kw),
-        violations=violations,
-        curtailments=[
-            {"trade": int(c.trade_id), "curtailed_kwh": str(c.curtailed_kwh), "reason": c.reason}
-            for c in outcome.curtailments
-        ],
-        trades_checked=len(trades),
-        scheduled_kwh=scheduled_kwh,
-        curtailed_kwh=curtailed_kwh,
-        bus_vm_pu={str(b): round(v, 5) for b, v in outcome.bus_vm_pu.items()},
-        line_loading_percent={str(k): round(v, 2) for k, v in outcome.line_loading_percent.items()},
-        duration_s=outcome.duration_s,
-    )
+    with _NET_CACHE_LOCK:
+        if len(_NETWORK_CACHE) >= _NET_CACHE_SIZE:
+            _NETWORK_CACHE.pop(next(iter(_NETWORK_CACHE)))
+        _NETWORK_CACHE[key] = network
+    return network
 
 
-def _apply_curtailments(outcome: GridCheckOutcome) -> Decimal:
-    """Write each curtailment onto its trade; returns the total curtailed energy."""
-    if not outcome.curtailments:
-        return Decimal(0)
-    by_pk = {int(c.trade_id): c for c in outcome.curtailments}
-    trades = list(Trade.objects.filter(pk__in=by_pk))
-    reason_length = Trade._meta.get_field("curtailment_reason").max_length or 300
-    for trade in trades:
-        curtailment = by_pk[trade.pk]
-        trade.curtailed_kwh = curtailment.curtailed_kwh
-        reason = curtailment.reason
-        # The full reason is in GridCheckResult.curtailments; the trade keeps a readable head.
-        trade.curtailment_reason = (
-            reason if len(reason) <= reason_length else reason[: reason_length - 1] + "…"
-        )
-    Trade.objects.bulk_update(trades, ["curtailed_kwh", "curtailment_reason"], batch_size=500)
-    return sum((c.curtailed_kwh for c in outcome.curtailments), Decimal(0))
+def network_prepare(net: Any, *, reference_name: str = "", profiles_csv: str = "") -> GridNetwork:
+    """Compile a net and pick its profiles; ``NetworkInvalid`` if either cannot be used."""
+    try:
+        compiled = CompiledNetwork.from_pandapower(net)
+    except PowerFlowError as exc:
+        raise NetworkInvalid(str(exc)) from None
+    code = simbench_code(reference_name)
+    if profiles_csv:
+        try:
+            profiles = profiles_from_csv(profiles_csv, compiled)
+        except ProfilesInvalid as exc:
+            raise NetworkInvalid(f"the profiles cannot be used: {exc}") from None
+    elif code is not None:
+        profiles = simbench_profiles(code, compiled)
+    else:
+        profiles = standard_profiles(compiled)
+    return GridNetwork(compiled, profiles)

@@ -162,11 +162,17 @@ class FailingFilter(admin.SimpleListFilter):
     parameter_name = "errors"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("failing", "Failing now"), ("retried", "Had failures")]
+        return [
+            ("failing", "Failing now"),
+            ("held", "Held for the manager"),
+            ("retried", "Had failures"),
+        ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Interval]) -> QuerySet[Interval]:
         if self.value() == "failing":
             return queryset.exclude(last_error="")
+        if self.value() == "held":
+            return queryset.exclude(held_reason="")
         if self.value() == "retried":
             return queryset.filter(Q(failed_attempts__gt=0) | Q(timings__has_key="failures"))
         return queryset
@@ -185,14 +191,15 @@ class IntervalAdmin(CommunityScopedAdmin):
     """The pipeline page: every interval's state, step timings and errors, per community."""
 
     list_display = ("start", "community", "state", "gate_closure_at", "step_seconds",
-                    "failed_attempts", "error")  # fmt: skip
+                    "failed_attempts", "error", "held")  # fmt: skip
     list_filter = (("community", admin.RelatedOnlyFieldListFilter), "state", FailingFilter)
     list_select_related = ("community",)
     date_hierarchy = "start"
     ordering = ("-start",)
     manager_permissions = frozenset({"view"})
     readonly_fields = ("community", "rules", "start", "end", "gate_closure_at", "state",
-                       "state_changed_at", "failed_attempts", "last_error", "timings")  # fmt: skip
+                       "state_changed_at", "failed_attempts", "last_error", "held_reason",
+                       "timings")  # fmt: skip
     inlines = (TradeInline,)
     actions = ("retry_failed_step",)
     change_form_template = "admin/marketplace/interval/change_form.html"
@@ -209,26 +216,31 @@ class IntervalAdmin(CommunityScopedAdmin):
         text = interval.last_error
         return text if len(text) <= 80 else text[:79] + "…"
 
+    @admin.display(description="held for the manager")
+    def held(self, interval: Interval) -> str:
+        text = interval.held_reason
+        return text if len(text) <= 80 else text[:79] + "…"
+
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return permissions.is_superuser(request.user) or permissions.manages_any_community(
             request.user
         )
 
-    @admin.action(description="Retry the failed step of selected intervals", permissions=["retry"])
+    @admin.action(
+        description="Retry the failed or held step of selected intervals", permissions=["retry"]
+    )
     def retry_failed_step(self, request: HttpRequest, queryset: QuerySet[Interval]) -> None:
-        # The pipeline's own step service: compare-and-set, records a new failure if it fails.
-        retry = getattr(pipeline, "interval_retry", None)
+        # The pipeline's own step service: compare-and-set, records a new failure if it fails,
+        # holds the interval again if the grid check still finds no safe schedule.
         done, failed, skipped = 0, 0, 0
-        for interval in queryset.filter(Q(failed_attempts__gt=0) | ~Q(last_error="")):
-            to_state = pipeline.NEXT_STATE.get(interval.state)
-            if to_state is None:
+        for interval in queryset.filter(
+            Q(failed_attempts__gt=0) | ~Q(last_error="") | ~Q(held_reason="")
+        ):
+            if pipeline.NEXT_STATE.get(interval.state) is None:
                 skipped += 1
                 continue
             try:
-                if retry is not None:
-                    moved = retry(interval=interval)
-                else:
-                    moved = pipeline.interval_advance(interval_id=interval.pk, to_state=to_state)
+                moved = pipeline.interval_retry(interval=interval)
             except Exception as error:  # recorded on the interval by the pipeline
                 failed += 1
                 self.message_user(request, f"{interval}: {error}", messages.ERROR)
@@ -273,7 +285,9 @@ class _ReadOnlyScoped(CommunityScopedAdmin):
 
 @admin.register(Posting)
 class PostingAdmin(_ReadOnlyScoped):
-    list_display = ("interval", "side", "quantity_kwh", "limit_price_per_kwh", "status")
+    list_display = ("interval", "side", "quantity_kwh", "limit_price_per_kwh", "flexible",
+                    "status")  # fmt: skip
+    list_filter = ("side", "flexible", "status")
     list_select_related = ("interval",)
 
 
@@ -285,8 +299,8 @@ class BidAdmin(_ReadOnlyScoped):
 
 @admin.register(Trade)
 class TradeAdmin(_ReadOnlyScoped):
-    list_display = ("interval", "source", "quantity_kwh", "price_per_kwh", "confirmed_kwh",
-                    "curtailed_kwh", "interval_link")  # fmt: skip
+    list_display = ("interval", "source", "quantity_kwh", "price_per_kwh", "buyer_flexible",
+                    "confirmed_kwh", "curtailed_kwh", "interval_link")  # fmt: skip
     list_filter = ("source",)
     list_select_related = ("interval",)
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from accounts.models import MembershipRole, MembershipStatus, MeterPoint
 from config.errors import ApplicationError
-from grid.profiles import _standard_shapes, year_step
+from grid.profiles import standard_shapes, year_step
 from marketplace.models import Community, Interval, IntervalState, Posting, Side
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def _demo_meter_points(community: Community) -> list[MeterPoint]:
 
 def demo_orders(interval: Interval, meter_points: list[MeterPoint]) -> list[DemoOrder]:
     """The orders the demo homes post for ``interval`` (pure apart from reading the rules)."""
-    household, pv_shape = _standard_shapes()
+    household, pv_shape = standard_shapes()
     # The profile value of the interval's first quarter-hour stands for the whole interval.
     step = year_step(interval.start, len(household))
     hours = float(interval.hours)

@@ -57,6 +57,11 @@ class PostingForm(_ChoicesForm):
         initial=True,
         label="Accept the best remaining bids automatically at gate closure",
     )
+    flexible = forms.BooleanField(
+        required=False,
+        initial=False,
+        label="Flexible purchase (battery, EV, heat pump): the grid check may curtail it",
+    )
 
 
 class BidForm(_ChoicesForm):

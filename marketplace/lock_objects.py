@@ -25,6 +25,7 @@ from django.db.models import QuerySet
 
 from accounts.models import Membership, MeterPoint
 from config.sql import ModelSelect, table_name
+from grid.models import GridModel
 from marketplace.models import (
     Bid,
     BidStatus,
@@ -67,8 +68,9 @@ def share_lock_interval(pk: int) -> Interval:
     return interval
 
 
-def lock_meter_point_with_membership(pk: int) -> tuple[MeterPoint, Membership]:
-    """Lock one meter point and read its membership's current status in the same statement.
+def lock_meter_point_with_membership(pk: int) -> tuple[MeterPoint, Membership, bool]:
+    """Lock one meter point and read its membership's current status in the same statement,
+    and whether its community has a grid model (then the meter point needs a place on it).
 
     The membership is read, not locked (as ``fresh_membership`` does), inside the caller's
     transaction, so a suspension committed before this statement is seen. Raises
@@ -80,8 +82,8 @@ def lock_meter_point_with_membership(pk: int) -> tuple[MeterPoint, Membership]:
         row = cursor.fetchone()
     if row is None:
         raise MeterPoint.DoesNotExist("MeterPoint matching query does not exist.")
-    meter_point, membership = select.build(row)
-    return meter_point, membership
+    meter_point, membership, has_grid = select.build(row)
+    return meter_point, membership, bool(has_grid)
 
 
 def lock_meter_points(ids: Iterable[int]) -> list[MeterPoint]:
@@ -153,4 +155,9 @@ def _meter_point_select() -> ModelSelect:
         f"FROM {table_name(MeterPoint)} mp"
         f" JOIN {table_name(Membership)} m ON m.id = mp.membership_id"
         f" WHERE mp.id = %s{_for('UPDATE', 'mp')}",
+        # Table names only; the id is a parameter.
+        extra=[
+            f"(SELECT COUNT(*) FROM {table_name(GridModel)} g"  # noqa: S608
+            " WHERE g.community_id = m.community_id)"
+        ],
     )

@@ -150,6 +150,9 @@ class Interval(models.Model):
     timings = models.JSONField(default=dict, blank=True)
     last_error = models.TextField(blank=True)
     failed_attempts = models.PositiveIntegerField(default=0)
+    # Why the grid check could not confirm the interval (infeasible, or the network does not
+    # converge): the pipeline leaves a held interval to the manager until they retry it.
+    held_reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ("community", "start")
@@ -197,6 +200,12 @@ class Posting(models.Model):
     allocated_kwh = energy_field(default=Decimal("0"))
     auto_accept_best_bids = models.BooleanField(
         default=True, help_text="At gate closure, accept the best remaining bids automatically."
+    )
+    # A purchase the grid check may curtail (battery or EV charging, a heat pump): demand that
+    # can wait. Only buy requests carry it; exports can always be curtailed at the inverter.
+    flexible = models.BooleanField(
+        default=False,
+        help_text="A flexible purchase (battery, EV, heat pump) the grid check may curtail.",
     )
     status = models.CharField(
         max_length=10, choices=PostingStatus.choices, default=PostingStatus.OPEN
@@ -315,6 +324,9 @@ class Trade(models.Model):
     confirmed_kwh = energy_field(null=True, blank=True)
     curtailed_kwh = energy_field(default=Decimal("0"))
     curtailment_reason = models.CharField(max_length=300, blank=True)
+    # The buyer's order was a flexible purchase (its posting's ``flexible``), so the grid check
+    # may curtail the buyer's side; copied at clearing because pool trades name no posting.
+    buyer_flexible = models.BooleanField(default=False)
 
     class Meta:
         ordering = ("interval", "source", "sequence")

@@ -278,6 +278,13 @@ class PostingCreateSerializer(serializers.Serializer):
     quantity_kwh = kwh_field()
     limit_price_per_kwh = price_field()
     auto_accept_best_bids = serializers.BooleanField(default=True)
+    flexible = serializers.BooleanField(
+        default=False,
+        help_text=(
+            "A flexible purchase (battery or EV charging, heat pump) that the grid check may "
+            "curtail; only for side=buy."
+        ),
+    )
 
 
 class PostingSerializer(serializers.Serializer):
@@ -292,6 +299,7 @@ class PostingSerializer(serializers.Serializer):
     remaining_kwh = kwh_field()
     limit_price_per_kwh = price_field()
     auto_accept_best_bids = serializers.BooleanField()
+    flexible = serializers.BooleanField()
     status = serializers.ChoiceField(choices=PostingStatus.choices)
     submitted_at = serializers.DateTimeField()
     pending_bids = serializers.IntegerField(default=0)

@@ -379,6 +379,7 @@ class PostingListView(FilteredListView):
                 quantity_kwh=data["quantity_kwh"],
                 limit_price_per_kwh=data["limit_price_per_kwh"],
                 auto_accept_best_bids=data["auto_accept_best_bids"],
+                flexible=data["flexible"],
             )
         except Interval.DoesNotExist:
             raise ApplicationError(

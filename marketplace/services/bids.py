@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from accounts.models import Membership, MeterPoint
 from config.errors import ApplicationError, ErrorCode
+from grid.models import GridModel
 from marketplace.lock_objects import (
     lock_bid,
     lock_bids,
@@ -49,6 +50,7 @@ from marketplace.services.board_checks import (
     check_interval_open,
     check_member_may_trade,
     check_meter_point,
+    check_placed,
     check_price_in_band,
     check_quantity_positive,
     check_same_community,
@@ -90,6 +92,12 @@ def bid_create(
     with transaction.atomic(durable=True):
         interval = lock_interval(posting.interval_id)
         (locked_meter_point,) = lock_meter_points([meter_point.pk])
+        check_placed(
+            locked_meter_point,
+            community_has_grid=GridModel.objects.filter(
+                community_id=interval.community_id
+            ).exists(),
+        )
         locked = lock_posting(posting.pk)
         member = fresh_membership(membership)
         check_member_may_trade(member)
@@ -183,6 +191,7 @@ def _accept_locked(
         seller_meter_point_id=posting.meter_point_id if selling else bid.meter_point_id,
         posting=posting,
         bid=bid,
+        buyer_flexible=not selling and posting.flexible,
         quantity_kwh=quantity,
         price_per_kwh=bid.price_per_kwh,
         seller_price_per_kwh=bid.price_per_kwh,

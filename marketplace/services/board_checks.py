@@ -87,6 +87,18 @@ def check_meter_point(membership: Membership, meter_point: MeterPoint) -> None:
         )
 
 
+def check_placed(meter_point: MeterPoint, *, community_has_grid: bool) -> None:
+    """A community with a network checks every trade against it: a meter point without a place
+    on it cannot trade there (its power could not be checked)."""
+    if community_has_grid and meter_point.bus is None:
+        raise ApplicationError(
+            ErrorCode.UNKNOWN_BUS,
+            "This meter point has no place on the community's network yet; the community "
+            "manager assigns it to a bus before it can trade.",
+            field="meter_point",
+        )
+
+
 def check_interval_open(interval: Interval, now: datetime) -> None:
     if not interval_is_open_for_orders(interval, now):
         raise ApplicationError(

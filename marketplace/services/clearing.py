@@ -58,7 +58,7 @@ from marketplace.services.bids import next_trade_sequence
 ZERO = Decimal("0")
 _POSTING_FIELDS = (
     "pk", "membership_id", "meter_point_id", "side", "quantity_kwh", "allocated_kwh",
-    "limit_price_per_kwh", "auto_accept_best_bids", "submitted_at",
+    "limit_price_per_kwh", "auto_accept_best_bids", "submitted_at", "flexible",
 )  # fmt: skip
 _BATCH = 2000
 
@@ -95,6 +95,7 @@ class _Open:
     __slots__ = (
         "allocated",
         "auto_accept",
+        "flexible",
         "limit",
         "membership_id",
         "meter_point_id",
@@ -115,6 +116,7 @@ class _Open:
             self.limit,
             self.auto_accept,
             self.submitted_at,
+            self.flexible,
         ) = row
 
     @property
@@ -153,6 +155,8 @@ def _trade(
         seller_meter_point_id=seller.meter_point_id if seller else None,
         posting_id=posting_id,
         bid_id=bid[0] if bid else None,
+        # A bid is never a flexible purchase; a buy posting says whether it is.
+        buyer_flexible=bool(buyer is not None and buyer.flexible),
         quantity_kwh=quantity,
         price_per_kwh=price,
         seller_price_per_kwh=seller_price,
@@ -167,6 +171,7 @@ class _BidSide(_Open):
     def __init__(self, membership_id: int, meter_point_id: int) -> None:
         self.membership_id = membership_id
         self.meter_point_id = meter_point_id
+        self.flexible = False
 
 
 def _bilateral_step(

@@ -125,9 +125,15 @@ def _clear(interval: Interval, now: datetime) -> StepResult:
 
 
 def _grid_check(interval: Interval, now: datetime) -> StepResult:
-    from grid.services import grid_check_interval
+    from marketplace.services.grid_check import interval_grid_check
 
-    result = grid_check_interval(interval=interval)
+    result = interval_grid_check(interval=interval)
+    if not result.feasible:
+        # Never confirmed: the result stays for the manager, the interval waits for a retry.
+        interval.held_reason = result.held_reason or "the grid check found no safe schedule"
+        interval.save(update_fields=["held_reason"])
+        logger.warning("interval %s held: %s", interval.pk, interval.held_reason)
+        return None
     return {
         "power_flows": result.power_flows,
         "feasible": result.feasible,
@@ -255,6 +261,18 @@ def _record_failure(
         logger.exception("interval %s: could not record the failure", interval_id)
 
 
+def interval_retry(*, interval: Interval, now: datetime | None = None) -> bool:
+    """The manager's retry: release a held interval and run its next step now.
+
+    True if the step moved the interval on; a step that holds it again sets a new reason.
+    """
+    to_state = NEXT_STATE.get(interval.state)
+    if to_state is None:
+        return False
+    Interval.objects.filter(pk=interval.pk).update(held_reason="")
+    return interval_advance(interval_id=interval.pk, to_state=to_state, now=now)
+
+
 def retry_delay(failed_attempts: int) -> timedelta:
     """How long the tick leaves an interval alone after its ``failed_attempts``-th failure."""
     if failed_attempts <= 0:
@@ -279,7 +297,8 @@ def intervals_due(*, now: datetime, community: Community | None = None) -> list[
     )
     if settle:
         condition |= Q(state=IntervalState.CONFIRMED, end__lte=now - SETTLEMENT_DELAY)
-    queryset = Interval.objects.filter(condition)
+    # A held interval waits for the manager (interval_retry), not for the tick.
+    queryset = Interval.objects.filter(condition, held_reason="")
     if community is not None:
         queryset = queryset.filter(community=community)
     due: list[DueStep] = []

@@ -24,6 +24,7 @@ from marketplace.services.board_checks import (
     check_interval_open,
     check_member_may_trade,
     check_meter_point,
+    check_placed,
     check_price_in_band,
     check_quantity_positive,
     check_same_community,
@@ -40,6 +41,7 @@ def posting_create(
     quantity_kwh: Decimal | str | int,
     limit_price_per_kwh: Decimal | str | int,
     auto_accept_best_bids: bool = True,
+    flexible: bool = False,
     now: datetime | None = None,
 ) -> Posting:
     """Post an offer (``side="sell"``) or a request (``side="buy"``) for one interval.
@@ -47,7 +49,9 @@ def posting_create(
     Refuses, with the field named: a member not approved or suspended, an interval of another
     community or past its gate closure, someone else's meter point, an unknown side, a quantity
     not above 0 or beyond the meter point's capacity for the interval (counting its other
-    commitments on that side), a limit price outside the community's floor and cap.
+    commitments on that side), a limit price outside the community's floor and cap, an offer
+    declared flexible (only a purchase can be: an export is always curtailable at the inverter).
+    ``flexible`` on a request lets the grid check curtail it (battery, EV, heat pump).
     """
     now = now or timezone.now()
     if side not in Side.values:
@@ -56,15 +60,22 @@ def posting_create(
     price = to_decimal(limit_price_per_kwh, field="limit_price_per_kwh", quantum=PRICE)
     check_quantity_positive(quantity)
     check_meter_point(membership, meter_point)
+    if flexible and side == Side.SELL:
+        raise ApplicationError(
+            ErrorCode.INVALID,
+            "Only a request (buy) can be flexible; an offer can always be curtailed.",
+            field="flexible",
+        )
     with transaction.atomic(durable=True):
         # Lock order: interval, then meter point. The interval lock orders us against the
         # pipeline's gate closure, so a posting is either in before the gate or refused; it is
         # shared, so one interval's postings do not queue behind each other. The meter point
         # lock serialises its own postings and bids, which the capacity check needs.
         locked_interval = share_lock_interval(interval.pk)
-        locked_meter_point, member = lock_meter_point_with_membership(meter_point.pk)
+        locked_meter_point, member, has_grid = lock_meter_point_with_membership(meter_point.pk)
         # The membership read is the meter point's; it must still be the caller's.
         check_meter_point(membership, locked_meter_point)
+        check_placed(locked_meter_point, community_has_grid=has_grid)
         check_member_may_trade(member)
         check_same_community(member, locked_interval)
         check_interval_open(locked_interval, now)
@@ -83,6 +94,7 @@ def posting_create(
             quantity_kwh=quantity,
             limit_price_per_kwh=price,
             auto_accept_best_bids=auto_accept_best_bids,
+            flexible=flexible,
             submitted_at=now,
         )
 

@@ -282,6 +282,7 @@ def posting_new(request: HttpRequest, slug: str) -> HttpResponse:
                     quantity_kwh=data["quantity_kwh"].strip(),
                     limit_price_per_kwh=data["limit_price_per_kwh"].strip(),
                     auto_accept_best_bids=data["auto_accept_best_bids"],
+                    flexible=data["flexible"],
                 )
             except ApplicationError as error:
                 add_service_error(form, error)

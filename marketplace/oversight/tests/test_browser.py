@@ -16,10 +16,11 @@ from django.test import Client
 from accounts.models import User
 from accounts.tests.factories import manager_of
 from conftest import save_screenshot
-from grid.services import grid_check_interval, grid_model_use_reference
+from grid.services import grid_model_use_reference
 from marketplace.models import IntervalState, Trade, TradeSource
 from marketplace.oversight.tests.conftest import START, Market, _interval, build_market
 from marketplace.oversight.views import DASHBOARDS
+from marketplace.services.grid_check import interval_grid_check
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 RANGE = "?date_from=2026-03-02&date_to=2026-03-02"
@@ -49,7 +50,7 @@ def _checked_grid(market: Market) -> int:
         quantity_kwh=Decimal("6"), price_per_kwh=Decimal("0.2"),
         seller_price_per_kwh=Decimal("0.2"), orders_submitted_at=START,
     )  # fmt: skip
-    grid_check_interval(interval=interval)
+    interval_grid_check(interval=interval)
     return interval.pk
 
 

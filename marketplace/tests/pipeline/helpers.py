@@ -82,6 +82,7 @@ def trade(
     sequence: int,
     price: str = "0.2000",
     minute: int = 0,
+    buyer_flexible: bool = False,
 ) -> Trade:
     """A provisional trade as the clearing would book it (None = the outside grid)."""
     return Trade.objects.create(
@@ -96,4 +97,5 @@ def trade(
         price_per_kwh=Decimal(price),
         seller_price_per_kwh=Decimal(price),
         orders_submitted_at=interval.gate_closure_at - timedelta(minutes=60 - minute),
+        buyer_flexible=buyer_flexible,
     )

@@ -10,10 +10,10 @@ from unittest import mock
 import pytest
 from django.core.management import call_command
 
-from grid import services as grid_services
 from grid.models import GridCheckResult
 from marketplace.demo import DEMO_SLUG
 from marketplace.models import Interval, IntervalState, Posting, Trade
+from marketplace.services import grid_check as grid_check_service
 from marketplace.services import pipeline
 from marketplace.services.pipeline import (
     DueStep,
@@ -116,7 +116,7 @@ def test_a_failing_step_rolls_back_is_recorded_and_retried_after_backoff(market)
     assert interval_advance(interval_id=interval.pk, to_state="cleared", now=AFTER_GATE)
     trades_before = _snapshot(interval.pk)[2]
 
-    real_check = grid_services.grid_check_interval
+    real_check = grid_check_service.interval_grid_check
 
     def explode(*, interval):
         if interval.community_id != community.pk:
@@ -125,7 +125,7 @@ def test_a_failing_step_rolls_back_is_recorded_and_retried_after_backoff(market)
         Trade.objects.filter(interval=interval).update(curtailed_kwh=Decimal("0.001"))
         raise RuntimeError("power flow library crashed")
 
-    with mock.patch.object(grid_services, "grid_check_interval", explode):
+    with mock.patch.object(grid_check_service, "interval_grid_check", explode):
         done, errors = intervals_advance_due(now=AFTER_GATE)
     assert len(errors) == 1
     assert "power flow library crashed" in errors[0]

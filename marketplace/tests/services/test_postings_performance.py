@@ -45,7 +45,7 @@ def test_hand_written_selects_equal_the_orm(alice: Member, interval: Interval) -
     expected = Interval.objects.select_related("rules", "community").get(pk=interval.pk)
     with transaction.atomic():
         got = share_lock_interval(interval.pk)
-        meter_point, membership = lock_meter_point_with_membership(alice.meter_point.pk)
+        meter_point, membership, _ = lock_meter_point_with_membership(alice.meter_point.pk)
     for field in Interval._meta.concrete_fields:
         assert getattr(got, field.attname) == getattr(expected, field.attname), field.name
     for field in type(expected.rules)._meta.concrete_fields:

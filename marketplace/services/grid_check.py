@@ -1,0 +1,333 @@
+"""The pipeline's grid step: the interval's trades as a schedule, the pure check, curtailments back.
+
+``interval_grid_check`` runs inside the pipeline step's transaction (which holds the interval's
+row lock), so the result row, the curtailments and a hold are written together or not at all.
+
+The schedule (``grid.check.Schedule``) is built like this:
+
+* Placements: every meter point of the community whose bus is an in-service bus of the network.
+  A meter point that names its network elements (``MeterPoint.network_elements``) stands for
+  exactly those; the meter points on a bus that name none share the bus's loads and generators
+  equally. Its power factor is the meter point's.
+* Trades: each trade is up to two entries, one per member side, of average power
+  ``quantity_kwh / interval hours``: the seller's export (``+``, always curtailable: the seller's
+  inverter) and the buyer's purchase (``-``, curtailable only if the buyer's order was a flexible
+  purchase). The outside grid's side is the external grid (slack) and no entry. A member's net
+  scheduled power is the sum of their entries: what they sell minus what they buy.
+* Baseline: a placed meter point without a trade still consumes and produces. Its forecast is
+  the mean metered net export (exported - imported, per hour) in the same quarter-hour one, two,
+  three and four weeks before (the latest version of each reading; as many of those weeks as
+  have readings). With no readings at all, no entry is made and the meter point's network
+  elements follow their profile at the interval's time, which is the profile forecast. Baselines
+  are never curtailed.
+
+Curtailment write-back: curtailing a trade's export or its flexible purchase both reduce what is
+delivered between the two, so a trade's curtailed energy is the larger of its two sides',
+rounded up to 0.001 kWh and never above its quantity; the buyer's missing energy then comes from
+the grid, which settlement books as the buyer's imbalance. All curtailments are written in one
+UPDATE statement.
+
+An infeasible outcome holds the interval: the result is stored, ``Interval.held_reason`` says
+why, and the step does not advance; the manager's retry clears the hold and runs the step again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import ROUND_UP, Decimal
+from typing import Any
+
+from django.db import connection
+
+from accounts.models import MeterPoint
+from grid.check import (
+    CurtailmentPolicy,
+    GridCheckOutcome,
+    GridLimits,
+    Placement,
+    Schedule,
+    ScheduleEntry,
+    grid_check,
+)
+from grid.models import GridCheckResult, GridModel
+from grid.services import grid_network
+from marketplace.ledger.models import MeterReading
+from marketplace.models import Interval, Trade
+
+KWH_STEP = Decimal("0.001")
+BASELINE_WEEKS = 4
+# Rows per UPDATE: SQLite allows 32,766 parameters, three per row.
+_UPDATE_ROWS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class _TradeRow:
+    pk: int
+    key: str  # "<source>-<sequence>": stable whatever the database ids are
+    quantity: Decimal
+    submitted_at: Any
+    seller_mp: int | None
+    buyer_mp: int | None
+    buyer_flexible: bool
+
+
+def _limits(interval: Interval) -> tuple[GridLimits, CurtailmentPolicy]:
+    # The rules version the interval was opened under, not the community's latest.
+    rules = interval.rules
+    limits = GridLimits(
+        v_min_pu=float(rules.voltage_min_pu),
+        v_max_pu=float(rules.voltage_max_pu),
+        max_line_loading_percent=float(rules.max_line_loading_percent),
+        max_trafo_loading_percent=float(rules.max_trafo_loading_percent),
+    )
+    return limits, CurtailmentPolicy(rules.curtailment_policy)
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) or math.isinf(value) else float(value)
+
+
+def _issue(kind: str, element: str) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "element": element,
+        "value": None,
+        "limit": None,
+        "caused_by_trades": False,
+        "needs_grid_action": True,
+    }
+
+
+def placements_for(*, community_id: int, network: Any) -> tuple[dict[int, Placement], list[int]]:
+    """The community's meter points on the network, and those without a usable place."""
+    rows = list(
+        MeterPoint.objects.filter(membership__community_id=community_id)
+        .order_by()
+        .values_list("pk", "bus", "network_elements", "power_factor")
+    )
+    compiled = network.compiled
+    loads = compiled.loads.position()
+    sgens = compiled.sgens.position()
+
+    def known(name: Any) -> bool:
+        kind, _, index = str(name).partition(" ")
+        table = {"load": loads, "sgen": sgens}.get(kind)
+        return table is not None and index.isdigit() and int(index) in table
+
+    sharing: dict[int, list[int]] = defaultdict(list)
+    placed: dict[int, Placement] = {}
+    unplaced: list[int] = []
+    for pk, bus, elements, power_factor in rows:
+        if bus is None or compiled.ppci_bus(bus) < 0:
+            unplaced.append(pk)
+            continue
+        names = tuple(str(e) for e in elements or ())
+        if not all(known(name) for name in names):
+            unplaced.append(pk)
+            continue
+        if not names:
+            sharing[bus].append(pk)
+        placed[pk] = Placement(str(pk), bus, names, 1.0, float(power_factor))
+    for bus, pks in sharing.items():
+        for pk in pks:
+            p = placed[pk]
+            placed[pk] = Placement(p.meter_point, bus, (), 1.0 / len(pks), p.power_factor)
+    return placed, sorted(unplaced)
+
+
+def _baselines(interval: Interval, meter_points: list[int]) -> dict[int, float]:
+    """Forecast net export (kW) per meter point from its readings in past weeks (see module)."""
+    if not meter_points:
+        return {}
+    starts = [interval.start - timedelta(weeks=k) for k in range(1, BASELINE_WEEKS + 1)]
+    rows = (
+        MeterReading.objects.filter(
+            meter_point_id__in=meter_points,
+            interval__community_id=interval.community_id,
+            interval__start__in=starts,
+            superseded_by__isnull=True,
+        )
+        .order_by()
+        .values_list(
+            "meter_point_id", "exported_kwh", "imported_kwh", "interval__start", "interval__end"
+        )
+    )
+    sums: dict[int, list[float]] = defaultdict(list)
+    for mp, exported, imported, start, end in rows:
+        hours = (end - start).total_seconds() / 3600.0
+        sums[mp].append(float(exported - imported) / hours)
+    return {mp: sum(values) / len(values) for mp, values in sums.items()}
+
+
+def _ceil_kwh(kw: float, hours: float) -> Decimal:
+    return Decimal(repr(kw * hours)).quantize(KWH_STEP, rounding=ROUND_UP)
+
+
+def interval_grid_check(*, interval: Interval) -> GridCheckResult:
+    """Check the interval's trades against the community's grid; curtail; store the result.
+
+    A second call for the same interval replaces its result (a retry of a held interval); the
+    pipeline's state check keeps it from running twice otherwise.
+    """
+    rows = [
+        _TradeRow(pk, f"{source}-{sequence}", quantity, submitted, seller_mp, buyer_mp, flexible)
+        for pk, source, sequence, quantity, submitted, seller_mp, buyer_mp, flexible in (
+            Trade.objects.filter(interval=interval)
+            .order_by()
+            .values_list(
+                "pk",
+                "source",
+                "sequence",
+                "quantity_kwh",
+                "orders_submitted_at",
+                "seller_meter_point_id",
+                "buyer_meter_point_id",
+                "buyer_flexible",
+            )
+        )
+    ]
+    scheduled_kwh = sum((row.quantity for row in rows), Decimal(0))
+    GridCheckResult.objects.filter(interval=interval).delete()
+    grid_model = GridModel.objects.filter(community_id=interval.community_id).first()
+    if grid_model is None:
+        # Nothing to check against: the trades go through uncurtailed and the page says why.
+        return GridCheckResult.objects.create(
+            interval=interval,
+            feasible=True,
+            power_flows=0,
+            violations=[_issue("no_grid_model", "network")],
+            trades_checked=len(rows),
+            scheduled_kwh=scheduled_kwh,
+            duration_s=0.0,
+        )
+
+    network = grid_network(grid_model)
+    placed, _unplaced = placements_for(community_id=interval.community_id, network=network)
+    hours = float(interval.hours)
+    entries: list[ScheduleEntry] = []
+    stranded: set[int] = set()
+    traded: set[int] = set()
+    for row in rows:
+        kw = float(row.quantity) / hours
+        for mp, side, sign, flexible in (
+            (row.seller_mp, "sell", 1.0, True),
+            (row.buyer_mp, "buy", -1.0, row.buyer_flexible),
+        ):
+            if mp is None:
+                continue  # the outside grid: the external grid (slack) takes it
+            if mp not in placed:
+                # Not on the network: the power cannot be placed, so it is not checked (orders
+                # from such meter points are refused; this is one placed before a change).
+                stranded.add(mp)
+                continue
+            traded.add(mp)
+            entries.append(
+                ScheduleEntry(f"{row.key}:{side}", str(mp), sign * kw, flexible, row.submitted_at)
+            )
+    baselines = _baselines(interval, sorted(set(placed) - traded))
+    entries += [
+        ScheduleEntry(f"baseline:{mp}", str(mp), kw, False) for mp, kw in sorted(baselines.items())
+    ]
+    limits, policy = _limits(interval)
+    outcome = grid_check(
+        network,
+        Schedule(interval.start, tuple(placed.values()), tuple(entries)),
+        limits=limits,
+        policy=policy,
+    )
+    curtailed_kwh = _write_curtailments(rows, outcome, hours) if outcome.feasible else Decimal(0)
+    violations: list[dict[str, Any]] = [
+        {
+            "kind": v.kind,
+            "element": v.element,
+            "value": _finite(v.value),
+            "limit": _finite(v.limit),
+            "caused_by_trades": v.caused_by_trades,
+            "needs_grid_action": v.needs_grid_action,
+        }
+        for v in outcome.violations
+    ]
+    violations += [_issue("unmapped_meter_point", f"meter point {mp}") for mp in sorted(stranded)]
+    by_key = {row.key: row.pk for row in rows}
+    final = outcome.final
+    return GridCheckResult.objects.create(
+        interval=interval,
+        grid_model=grid_model,
+        feasible=outcome.feasible,
+        held_reason=outcome.held_reason,
+        power_flows=outcome.power_flows,
+        min_vm_pu=_finite(final.min_vm_pu),
+        max_vm_pu=_finite(final.max_vm_pu),
+        max_line_loading_percent=_finite(final.max_line_loading_percent),
+        max_trafo_loading_percent=_finite(final.max_trafo_loading_percent),
+        losses_kw=_finite(final.losses_kw),
+        violations=violations,
+        curtailments=[
+            {
+                "trade": by_key[c.key.rsplit(":", 1)[0]],
+                "side": c.key.rsplit(":", 1)[1],
+                "curtailed_kwh": str(_ceil_kwh(c.curtailed_kw, hours)),
+                "reason": c.reason,
+            }
+            for c in outcome.curtailments
+            if outcome.feasible
+        ],
+        trades_checked=len(rows),
+        scheduled_kwh=scheduled_kwh,
+        curtailed_kwh=curtailed_kwh,
+        baselines={
+            "readings": len(baselines),
+            "profile": len(placed) - len(traded) - len(baselines),
+        },
+        bus_vm_pu={str(b): round(v, 5) for b, v in final.bus_vm_pu.items()},
+        line_loading_percent={str(k): round(v, 2) for k, v in final.line_loading_percent.items()},
+        duration_s=outcome.duration_s,
+    )
+
+
+def _write_curtailments(rows: list[_TradeRow], outcome: GridCheckOutcome, hours: float) -> Decimal:
+    """Write each trade's curtailment and reason in one statement; returns the total."""
+    if not outcome.curtailments:
+        return Decimal(0)
+    by_key = {row.key: row for row in rows}
+    kwh: dict[int, Decimal] = {}
+    reasons: dict[int, list[str]] = defaultdict(list)
+    for curtailment in outcome.curtailments:
+        key, _, _side = curtailment.key.rpartition(":")
+        row = by_key[key]
+        amount = min(_ceil_kwh(curtailment.curtailed_kw, hours), row.quantity)
+        kwh[row.pk] = max(kwh.get(row.pk, Decimal(0)), amount)
+        reasons[row.pk].append(curtailment.reason)
+    reason_length = Trade._meta.get_field("curtailment_reason").max_length or 300
+    values = []
+    for pk in sorted(kwh):
+        # The full reason is in GridCheckResult.curtailments; the trade keeps a readable head.
+        reason = "; ".join(reasons[pk])
+        if len(reason) > reason_length:
+            reason = reason[: reason_length - 1] + "…"
+        values.append((pk, kwh[pk], reason))
+    trades_update_curtailments(values)
+    return sum(kwh.values(), Decimal(0))
+
+
+def trades_update_curtailments(values: list[tuple[int, Decimal, str]]) -> None:
+    """``UPDATE trade SET curtailed_kwh, curtailment_reason FROM (VALUES ...)``: one statement
+    for up to 10,000 trades (a bulk_update's CASE per row costs the database far more)."""
+    table = connection.ops.quote_name(Trade._meta.db_table)
+    for start in range(0, len(values), _UPDATE_ROWS):
+        chunk = values[start : start + _UPDATE_ROWS]
+        placeholders = ", ".join(["(%s, %s, %s)"] * len(chunk))
+        params: list[Any] = []
+        for pk, kwh, reason in chunk:
+            # Text on both databases, cast where it is used: a VALUES list has no column types.
+            params += [pk, str(kwh), reason]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH v(id, kwh, reason) AS (VALUES {placeholders}) "  # noqa: S608 - names only
+                f"UPDATE {table} SET curtailed_kwh = CAST(v.kwh AS NUMERIC), "
+                "curtailment_reason = v.reason FROM v WHERE " + f"{table}.id = v.id",
+                params,
+            )
