@@ -344,7 +344,8 @@ class _Model:
         self.bus_of_ppci = bus_of_ppci
 
     def remaining_kw(self) -> np.ndarray:
-        return np.sign(self.kw) * np.maximum(np.abs(self.kw) - self.curtailed, 0.0)
+        remaining: np.ndarray = np.sign(self.kw) * np.maximum(np.abs(self.kw) - self.curtailed, 0.0)
+        return remaining
 
     def meter_point_kw(self, entry_kw: np.ndarray) -> np.ndarray:
         total = np.zeros(len(self.meter_points))

@@ -122,7 +122,7 @@ def _elements(net: Any, table: str, bus_lookup: np.ndarray, n_ppci: int) -> Elem
 def _own_limits(frame: Any) -> np.ndarray:
     if "max_loading_percent" not in frame:
         return np.full(len(frame), math.nan)
-    return frame.max_loading_percent.to_numpy(dtype=float)
+    return np.asarray(frame.max_loading_percent.to_numpy(dtype=float), dtype=float)
 
 
 class CompiledNetwork:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -32,7 +32,9 @@ from grid.profiles import (
     simbench_profiles,
     standard_profiles,
 )
-from marketplace.models import Community
+
+if TYPE_CHECKING:
+    from marketplace.models import Community
 
 # An upload bigger than this is not an LV community grid; refusing it early keeps a worker from
 # spending minutes parsing it.
