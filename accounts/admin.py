@@ -203,13 +203,23 @@ class MembershipAdmin(CommunityScopedAdmin):
 
 
 class MeterPointAdminForm(forms.ModelForm):
-    """The bus is a choice among the community's grid connection buses, checked by the service."""
+    """The bus is a choice among the community's grid connection buses, checked by the service;
+    the network elements it stands for and its power factor go with it."""
 
     bus = forms.TypedChoiceField(coerce=int, required=False, empty_value=None, choices=())
+    network_elements = forms.CharField(
+        required=False,
+        label="Network elements",
+        help_text=(
+            "The loads and generators on its bus this meter point stands for, e.g. "
+            "'load 3; sgen 1'. Empty: an equal share of the bus's elements with the other "
+            "meter points there."
+        ),
+    )
 
     class Meta:
         model = MeterPoint
-        fields = (*services.METER_POINT_EDITABLE, "bus")
+        fields = (*services.METER_POINT_EDITABLE, "bus", "network_elements", "power_factor")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -220,6 +230,15 @@ class MeterPointAdminForm(forms.ModelForm):
         field = self.fields["bus"]
         assert isinstance(field, forms.TypedChoiceField)
         field.choices = [("", "— not assigned —"), *((bus, f"Bus {bus}") for bus in buses)]
+        self.initial["network_elements"] = "; ".join(self.instance.network_elements or [])
+        self.fields["power_factor"].required = False  # left empty: it stays as it is
+
+    def clean_power_factor(self) -> Any:
+        return self.cleaned_data.get("power_factor") or self.instance.power_factor
+
+    def clean_network_elements(self) -> list[str]:
+        text = self.cleaned_data.get("network_elements") or ""
+        return [name.strip() for name in str(text).split(";") if name.strip()]
 
     def clean_bus(self) -> int | None:
         bus: int | None = self.cleaned_data.get("bus")
@@ -235,7 +254,15 @@ class MeterPointAdminForm(forms.ModelForm):
 class MeterPointAdmin(CommunityScopedAdmin):
     community_lookup = "membership__community"
     form = MeterPointAdminForm
-    list_display = ("label", "membership", "import_capacity_kw", "export_capacity_kw", "bus")
+    list_display = (
+        "label",
+        "membership",
+        "import_capacity_kw",
+        "export_capacity_kw",
+        "bus",
+        "network_elements",
+        "power_factor",
+    )
     list_select_related = ("membership__community",)
     search_fields = ("label", "membership__pseudonym")
     readonly_fields = ("membership", "created_at")
@@ -257,9 +284,14 @@ class MeterPointAdmin(CommunityScopedAdmin):
         try:
             if changes:
                 services.meter_point_update(meter_point=obj, updated_by=acting, **changes)
-            if "bus" in form.changed_data and form.cleaned_data["bus"] is not None:
+            placement = {"bus", "network_elements", "power_factor"}
+            if placement & set(form.changed_data) and form.cleaned_data["bus"] is not None:
                 services.meter_point_assign_bus(
-                    meter_point=obj, bus=form.cleaned_data["bus"], assigned_by=acting
+                    meter_point=obj,
+                    bus=form.cleaned_data["bus"],
+                    assigned_by=acting,
+                    network_elements=form.cleaned_data["network_elements"],
+                    power_factor=form.cleaned_data["power_factor"],
                 )
         except ApplicationError as error:
             self.message_user(request, error.message, messages.ERROR)

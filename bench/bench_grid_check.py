@@ -65,7 +65,8 @@ def prepare(name: str) -> tuple[Any, GridNetwork]:
 def members(net: Any, prosumers: int, heavy: bool, seed: int = 42) -> Schedule:
     """Prosumers round-robin on the load buses, sharing each bus's elements.
 
-    Light: each prosumer imports or exports 0.1 to 2 kW (a quiet quarter-hour). Heavy: a midday
+    Light: a quiet quarter-hour, about 3 kW imported or exported per bus, spread over its
+    prosumers. Heavy: a midday
     PV surplus, every prosumer exports, 160 kW per bus in total, far beyond what LV feeders
     take, so curtailment has to work; every fourth imports a flexible EV charge elsewhere.
     """
@@ -87,7 +88,8 @@ def members(net: Any, prosumers: int, heavy: bool, seed: int = 42) -> Schedule:
             if i % 4 == 0:
                 entries.append(ScheduleEntry(f"{mp}:ev", mp, -0.3 * kw, True, submitted))
         else:
-            kw = float(rng.uniform(0.1, 2.0)) * (1 if i % 3 == 0 else -1)
+            # About 3 kW of net exchange per bus whatever the number of homes on it.
+            kw = float(rng.uniform(0.1, 2.0)) * 3.0 / per_bus[bus] * (1 if i % 3 == 0 else -1)
             entries.append(ScheduleEntry(f"{mp}:t", mp, kw, kw > 0, submitted))
     return Schedule(NOON, tuple(placements), tuple(entries))
 
@@ -124,36 +126,44 @@ def pandapower_baselines(
     return timings
 
 
-def warm_check(network: GridNetwork, schedule: Schedule) -> tuple[float, float, GridCheckOutcome]:
-    """Median and 95th percentile (ms) of the check on a prepared network, after one run."""
+def warm_check(
+    network: GridNetwork, schedule: Schedule
+) -> tuple[float, float, float, GridCheckOutcome]:
+    """Median wall ms, fastest wall ms and median CPU ms of the check on a prepared network.
+
+    CPU time (this process only) is reported beside wall time because the machine is shared:
+    under load the wall clock includes the time other processes held the CPU.
+    """
     outcome = grid_check(network, schedule)
-    samples = []
+    wall, cpu = [], []
     for _ in range(WARM_RUNS):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         outcome = grid_check(network, schedule)
-        samples.append(time.perf_counter() - started)
-    samples.sort()
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - started_cpu)
     return (
-        statistics.median(samples) * 1000.0,
-        samples[int(0.95 * len(samples))] * 1000.0,
+        statistics.median(wall) * 1000.0,
+        min(wall) * 1000.0,
+        statistics.median(cpu) * 1000.0,
         outcome,
     )
 
 
-def day_of_checks(network: GridNetwork, schedule: Schedule) -> tuple[float, int]:
-    """Best of DAY_RUNS: seconds for the 96 quarter-hours of one day, and power flows run."""
-    best = float("inf")
+def day_of_checks(network: GridNetwork, schedule: Schedule) -> tuple[float, float, int]:
+    """Best of DAY_RUNS: wall and CPU seconds for the 96 quarter-hours of one day, power flows."""
+    best, best_cpu = float("inf"), float("inf")
     flows = 0
     for _ in range(DAY_RUNS):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         flows = 0
         for step in range(96):
-            day = Schedule(
-                DAY + timedelta(minutes=15 * step), schedule.placements, schedule.entries
-            )
-            flows += grid_check(network, day).power_flows
+            when = DAY + timedelta(minutes=15 * step)
+            flows += grid_check(
+                network, Schedule(when, schedule.placements, schedule.entries)
+            ).power_flows
         best = min(best, time.perf_counter() - started)
-    return best, flows
+        best_cpu = min(best_cpu, time.process_time() - started_cpu)
+    return best, best_cpu, flows
 
 
 def machine() -> list[str]:
@@ -181,10 +191,13 @@ def main() -> None:
     progress("CIGRE LV: warm check and a day of 96")
     net, network = prepare("cigre_lv")
     light = members(net, 15, heavy=False)
-    median_ms, p95_ms, outcome = warm_check(network, light)
-    day_s, day_flows = day_of_checks(network, light)
+    median_ms, fastest_ms, cpu_ms, outcome = warm_check(network, light)
+    day_s, day_cpu_s, day_flows = day_of_checks(network, light)
     baselines = pandapower_baselines(net, network, light)
-    progress(f"  warm check {median_ms:.2f} ms (p95 {p95_ms:.2f}), day {day_s:.3f} s")
+    progress(
+        f"  warm check {median_ms:.2f} ms (fastest {fastest_ms:.2f}, CPU {cpu_ms:.2f}), "
+        f"day {day_s:.3f} s (CPU {day_cpu_s:.3f})"
+    )
     for label, ms in baselines:
         progress(f"  {label}: {ms:.1f} ms")
 
@@ -223,16 +236,21 @@ def main() -> None:
                         f"  {size:>6} {rows[-1][2]:<5} {policy.value:<18} {seconds:.3f} s "
                         f"{result.power_flows} power flows feasible={result.feasible}"
                     )
-    write(header, median_ms, p95_ms, outcome, day_s, day_flows, baselines, rows)
+    write(
+        header,
+        (median_ms, fastest_ms, cpu_ms),
+        outcome,
+        (day_s, day_cpu_s, day_flows),
+        baselines,
+        rows,
+    )
 
 
 def write(
     header: list[str],
-    median_ms: float,
-    p95_ms: float,
+    warm: tuple[float, float, float],
     outcome: GridCheckOutcome,
-    day_s: float,
-    day_flows: int,
+    day: tuple[float, float, int],
     baselines: list[tuple[str, float]],
     rows: list[tuple],
 ) -> None:
@@ -244,22 +262,27 @@ def write(
         "pandapower's definitions, equal to its results to 1e-5 in "
         "`grid/tests/test_powerflow.py`).",
         "",
-        "| measurement | result | target |",
-        "| --- | ---: | ---: |",
-        f"| warm check, CIGRE LV, 15 members with a light schedule (median of {WARM_RUNS}; p95 "
-        f"{p95_ms:.2f} ms; {outcome.power_flows} power flow) | {median_ms:.2f} ms | <= 10 ms |",
-        f"| a day of 96 quarter-hours, same members, profiles per step (best of {DAY_RUNS}; "
-        f"{day_flows} power flows) | {day_s:.3f} s | <= 0.25 s |",
+        "Wall time is what a worker waits; CPU time is this process's own (on a machine shared "
+        "with other work the wall clock also counts the time others held the CPU).",
+        "",
+        "| measurement | wall | CPU | target |",
+        "| --- | ---: | ---: | ---: |",
+        f"| warm check, CIGRE LV, 15 members with a light schedule ({outcome.power_flows} power "
+        f"flow; median of {WARM_RUNS}, fastest {warm[1]:.2f} ms) | {warm[0]:.2f} ms | "
+        f"{warm[2]:.2f} ms | <= 10 ms |",
+        f"| a day of 96 quarter-hours, same members, profiles per step ({day[2]} power flows; "
+        f"best of {DAY_RUNS}) | {day[0]:.3f} s | {day[1]:.3f} s | <= 0.25 s |",
     ]
     lines += [
-        f"| baseline: {label}, same state, median of 30 | {ms:.1f} ms | |"
+        f"| baseline: {label}, same state, median of 30 | {ms:.1f} ms | | |"
         for label, ms in baselines
     ]
     lines += [
         "",
         "Scale: prosumers round-robin on the load buses, sharing each bus's elements. Light: "
-        "0.1 to 2 kW each. Heavy: 160 kW exported per bus plus flexible EV charging at every "
-        "fourth prosumer, so the check must curtail. One run each (after the warm-up above).",
+        "about 3 kW of net exchange per bus. Heavy: 160 kW exported per bus plus flexible EV "
+        "charging at every fourth prosumer, so the check must curtail. One run each (after "
+        "the warm-up above).",
         "",
         "| network | prosumers | case | policy | time (s) | power flows | feasible "
         "| entries curtailed | flexible power curtailed | max V (p.u.) | max line % "

@@ -19,17 +19,33 @@ from django.utils.safestring import mark_safe
 
 from accounts import permissions
 from accounts.admin_scoping import CommunityScopedAdmin
-from accounts.models import MeterPoint
+from accounts.models import MeterPoint, User
 from config.errors import ApplicationError
 from grid import services
 from grid.drawing import LEGEND_LOADING, LEGEND_VOLTAGE, VoltageBand, network_svg
 from grid.models import GridCheckResult, GridModel
 from grid.networks import REFERENCE_NETWORKS, network_geometry
 from marketplace.models import Community
+from marketplace.services.grid_models import grid_network_change
 from marketplace.services.rules import current_rules
 
 # The largest file the form accepts; the service refuses larger JSON text anyway.
 MAX_UPLOAD_BYTES = services.MAX_NETWORK_JSON_CHARS
+
+
+REMAPPING_HELP = (
+    "Only if meter points would lose their place: one per line, meter_point,bus,elements "
+    "(e.g. 17,5,load 3;sgen 1; elements may be empty)."
+)
+
+
+def _remapping_field() -> forms.CharField:
+    return forms.CharField(
+        label="Remapping of meter points",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 40}),
+        help_text=REMAPPING_HELP,
+    )
 
 
 class ReferenceNetworkForm(forms.Form):
@@ -37,6 +53,7 @@ class ReferenceNetworkForm(forms.Form):
         label="Reference network",
         choices=[(n.name, n.label) for n in REFERENCE_NETWORKS.values()],
     )
+    remapping = _remapping_field()
 
 
 class NetworkUploadForm(forms.Form):
@@ -44,6 +61,20 @@ class NetworkUploadForm(forms.Form):
         label="pandapower JSON file",
         help_text="Saved with pandapower.to_json; checked before it replaces the current one.",
     )
+    profiles_file = forms.FileField(
+        label="Load and generator profiles (CSV, optional)",
+        required=False,
+        help_text=(
+            "step,load <index>,sgen <index>,...: 96 rows (a day) or a year of quarter-hours, "
+            "multiples of each element's rating. Elements not named follow the standard "
+            "household and PV profiles."
+        ),
+    )
+    remapping = _remapping_field()
+
+
+def _user(request: HttpRequest) -> User | None:
+    return request.user if isinstance(request.user, User) else None
 
 
 def last_grid_check(community: Community) -> GridCheckResult | None:
@@ -109,15 +140,27 @@ class GridModelAdmin(CommunityScopedAdmin):
                     reference_form = ReferenceNetworkForm(request.POST, prefix="ref")
                     if reference_form.is_valid():
                         name = reference_form.cleaned_data["reference_name"]
-                        services.grid_model_use_reference(community=community, name=name)
+                        grid_network_change(
+                            community=community,
+                            changed_by=_user(request),
+                            reference_name=name,
+                            remapping=reference_form.cleaned_data["remapping"],
+                        )
                         messages.success(request, f"{community} now uses {name}.")
                         return HttpResponseRedirect(request.path)
                 elif "upload" in request.POST:
                     upload_form = NetworkUploadForm(request.POST, request.FILES, prefix="up")
                     if upload_form.is_valid():
-                        text = self._read_upload(upload_form)
-                        if text is not None:
-                            services.grid_model_upload(community=community, json_text=text)
+                        text = self._read_upload(upload_form, "network_file")
+                        profiles = self._read_upload(upload_form, "profiles_file")
+                        if text is not None and profiles is not None:
+                            grid_network_change(
+                                community=community,
+                                changed_by=_user(request),
+                                json_text=text,
+                                profiles_csv=profiles,
+                                remapping=upload_form.cleaned_data["remapping"],
+                            )
                             messages.success(request, f"{community} now uses the uploaded network.")
                             return HttpResponseRedirect(request.path)
             except ApplicationError as error:
@@ -137,15 +180,18 @@ class GridModelAdmin(CommunityScopedAdmin):
         return TemplateResponse(request, "admin/grid/gridmodel/grid_page.html", context)
 
     @staticmethod
-    def _read_upload(form: NetworkUploadForm) -> str | None:
-        upload = form.cleaned_data["network_file"]
+    def _read_upload(form: NetworkUploadForm, field: str) -> str | None:
+        """The uploaded file's text ("" when an optional file is missing); None after an error."""
+        upload = form.cleaned_data[field]
+        if upload is None:
+            return ""
         if upload.size > MAX_UPLOAD_BYTES:
-            form.add_error("network_file", "The file is too large for a community network.")
+            form.add_error(field, "The file is too large for a community network.")
             return None
         try:
             return str(upload.read().decode("utf-8"))
         except UnicodeDecodeError:
-            form.add_error("network_file", "The file is not text (UTF-8 JSON expected).")
+            form.add_error(field, "The file is not text (UTF-8 expected).")
             return None
 
     def _drawing_context(self, community: Community) -> dict[str, Any]:

@@ -286,8 +286,8 @@ class _Model:
         # Elements represented by meter points that have entries: their profile power is removed.
         load_share = np.zeros(len(compiled.loads.index))
         sgen_share = np.zeros(len(compiled.sgens.index))
-        loads = compiled.loads.position()
-        sgens = compiled.sgens.position()
+        loads = compiled.load_position
+        sgens = compiled.sgen_position
         for mp in active:
             placement = placements[mp]
             if placement.elements:
@@ -325,23 +325,13 @@ class _Model:
         self.power_flows = 0
 
         # Limits per monitored branch: its own, else the community's.
-        own = np.asarray([b.own_limit_percent for b in compiled.branches], dtype=float)
-        default = np.asarray(
-            [
-                limits.max_line_loading_percent
-                if b.element_type == "line"
-                else limits.max_trafo_loading_percent
-                for b in compiled.branches
-            ],
-            dtype=float,
+        own = compiled.branch_own_limit
+        default = np.where(
+            compiled.branch_is_line,
+            limits.max_line_loading_percent,
+            limits.max_trafo_loading_percent,
         )
         self.branch_limit = np.where(np.isfinite(own) & (own > 0), own, default)
-        # Pandapower bus index per solver bus (the lowest, where bus-bus switches fused some).
-        bus_of_ppci: dict[int, int] = {}
-        for bus, ppci in zip(compiled.bus_index, compiled.ppci_of_bus, strict=True):
-            if ppci >= 0:
-                bus_of_ppci.setdefault(int(ppci), int(bus))
-        self.bus_of_ppci = bus_of_ppci
 
     def remaining_kw(self) -> np.ndarray:
         remaining: np.ndarray = np.sign(self.kw) * np.maximum(np.abs(self.kw) - self.curtailed, 0.0)
@@ -411,13 +401,18 @@ class _Model:
                 _Finding(kind, etype, index, position, value, limit, target, caused, needs_action)
             )
 
-        for ppci, bus in self.bus_of_ppci.items():
+        compiled = self.compiled
+        solver_vm = vm[compiled.solver_buses]
+        broken = (solver_vm > limits.v_max_pu) | (solver_vm < limits.v_min_pu)
+        for i in np.flatnonzero(broken).tolist():
+            ppci, bus = int(compiled.solver_buses[i]), int(compiled.solver_bus_names[i])
             b = None if base_vm is None else float(base_vm[ppci])
             add("overvoltage", "bus", bus, ppci, float(vm[ppci]), limits.v_max_pu, True, b)
             add("undervoltage", "bus", bus, ppci, float(vm[ppci]), limits.v_min_pu, False, b)
         loading = state.loading_percent()
         base_loading = base.loading_percent() if base is not None and base.converged else None
-        for position, branch in enumerate(self.compiled.branches):
+        for position in np.flatnonzero(loading > self.branch_limit).tolist():
+            branch = compiled.branches[position]
             b = None if base_loading is None else float(base_loading[position])
             add(
                 f"{branch.element_type}_overload",
@@ -434,33 +429,30 @@ class _Model:
     def summary(self, state: PowerFlowState) -> StateSummary:
         if not state.converged:
             return StateSummary(False, math.nan, math.nan, math.nan, math.nan, math.nan, {}, {}, {})
+        compiled = self.compiled
         vm = np.abs(state.v)
-        bus_vm = {bus: float(vm[ppci]) for ppci, bus in sorted(self.bus_of_ppci.items())}
         # Every pandapower bus gets its solver bus's voltage (fused buses share one).
-        for bus, ppci in zip(self.compiled.bus_index, self.compiled.ppci_of_bus, strict=True):
-            if ppci >= 0:
-                bus_vm[int(bus)] = float(vm[ppci])
+        bus_vm = dict(
+            zip(compiled.live_bus_index.tolist(), vm[compiled.live_ppci].tolist(), strict=True)
+        )
         loading = state.loading_percent()
-        branches = {
-            f"{b.element_type} {b.index}": float(loading[i])
-            for i, b in enumerate(self.compiled.branches)
-        }
+        values = loading.tolist()
+        branches = dict(zip(compiled.branch_names, values, strict=True))
         lines = {
-            b.index: float(loading[i])
-            for i, b in enumerate(self.compiled.branches)
-            if b.element_type == "line"
+            b.index: value
+            for b, value, is_line in zip(
+                compiled.branches, values, compiled.branch_is_line, strict=True
+            )
+            if is_line
         }
-        trafos = [
-            float(loading[i])
-            for i, b in enumerate(self.compiled.branches)
-            if b.element_type != "line"
-        ]
+        trafos = loading[~compiled.branch_is_line]
+        solver_vm = vm[compiled.solver_buses]
         return StateSummary(
             converged=True,
-            min_vm_pu=min(bus_vm.values(), default=math.nan),
-            max_vm_pu=max(bus_vm.values(), default=math.nan),
+            min_vm_pu=float(solver_vm.min()) if len(solver_vm) else math.nan,
+            max_vm_pu=float(solver_vm.max()) if len(solver_vm) else math.nan,
             max_line_loading_percent=max(lines.values(), default=0.0),
-            max_trafo_loading_percent=max(trafos, default=0.0),
+            max_trafo_loading_percent=float(trafos.max()) if len(trafos) else 0.0,
             losses_kw=state.losses_mw() * 1000.0,
             bus_vm_pu=bus_vm,
             line_loading_percent=lines,
@@ -617,14 +609,15 @@ def grid_check(
         if model.curtailed[i] > 0
     )
     final_kw = model.meter_point_kw(model.remaining_kw())
+    scheduled = model.summary(scheduled_state)
     return GridCheckOutcome(
         feasible=feasible,
         held_reason=held,
         power_flows=model.power_flows,
         violations=violations,
         curtailments=curtailments,
-        scheduled=model.summary(scheduled_state),
-        final=model.summary(state),
+        scheduled=scheduled,
+        final=scheduled if state is scheduled_state else model.summary(state),
         state=state,
         injection_kw={mp: float(kw) for mp, kw in zip(model.meter_points, final_kw, strict=True)},
         duration_s=time.perf_counter() - started,

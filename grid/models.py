@@ -22,6 +22,8 @@ class GridModel(models.Model):
     network_json = models.TextField(help_text="The pandapower network, as pandapower JSON.")
     # Buses prosumers may be connected to, cached so forms need not load the network.
     connection_buses = models.JSONField(default=list, blank=True)
+    # {"load 3": 17, "sgen 1": 17}: the elements a meter point can stand for, with their buses.
+    elements = models.JSONField(default=dict, blank=True)
     uploaded_at = models.DateTimeField(default=timezone.now)
     # Load and generator profiles uploaded beside the network (grid.profiles.profiles_from_csv);
     # empty: SimBench's own for SimBench grids, the standard household and PV ones otherwise.
@@ -43,7 +45,8 @@ class GridCheckResult(models.Model):
     checked_at = models.DateTimeField(default=timezone.now)
     feasible = models.BooleanField()
     # Why an infeasible check holds the interval (what the manager must fix); "" when feasible.
-    held_reason = models.TextField(blank=True)
+    # (Database defaults too: the dashboards' seeder writes these rows with raw SQL.)
+    held_reason = models.TextField(blank=True, db_default="")
     power_flows = models.PositiveIntegerField()
     # Floats on purpose: these are power-flow results, not energy or money. Null when the last
     # power flow did not converge (there is no value to show).
@@ -62,7 +65,7 @@ class GridCheckResult(models.Model):
     scheduled_kwh = models.DecimalField(max_digits=14, decimal_places=3, default=0)
     curtailed_kwh = models.DecimalField(max_digits=14, decimal_places=3, default=0)
     # How many meter points without trades were forecast: {"readings": n, "profile": m}.
-    baselines = models.JSONField(default=dict, blank=True)
+    baselines = models.JSONField(default=dict, blank=True, db_default=models.Value("{}"))
     # {"<bus>": vm_pu} and {"<line>": loading_percent} of the final state, for drawing the grid.
     bus_vm_pu = models.JSONField(default=dict, blank=True)
     line_loading_percent = models.JSONField(default=dict, blank=True)

@@ -196,6 +196,20 @@ def connection_buses(net: Any) -> list[int]:
     return sorted(int(b) for b in lv.index[lv.vn_kv <= LV_MAX_KV] if int(b) not in slack)
 
 
+def element_buses(net: Any) -> dict[str, int]:
+    """Each in-service load and static generator a meter point can stand for, by name
+    (``"load 3"``, ``"sgen 1"``), with its bus: what forms check a mapping against."""
+    found: dict[str, int] = {}
+    for table in ("load", "sgen"):
+        frame = net.get(table)
+        if frame is None or not len(frame):
+            continue
+        live = frame[frame.in_service.astype(bool)]
+        for index, bus in zip(live.index, live.bus, strict=True):
+            found[f"{table} {int(index)}"] = int(bus)
+    return found
+
+
 def bus_labels(net: Any) -> dict[int, str]:
     """A display name per bus: the net's own name if it has one, else ``bus <index>``."""
     labels: dict[int, str] = {}

@@ -19,6 +19,7 @@ from grid.models import GridModel, NetworkSource
 from grid.networks import (
     NetworkInvalid,
     connection_buses,
+    element_buses,
     network_from_json,
     network_to_json,
     reference_network,
@@ -42,43 +43,32 @@ MAX_NETWORK_JSON_CHARS = 50_000_000
 
 # Parsed nets per worker process, keyed by (grid model pk, uploaded_at): parsing pandapower JSON
 # costs 50-500 ms, more than the power flow itself. A new upload changes uploaded_at, so a stale
-# entry is never used; grid_check deep-copies, so the cached net is never modified.
+# entry is never used; nothing changes a cached net (the compiled network works on a copy).
 _NET_CACHE: dict[tuple[int, datetime], Any] = {}
 _NET_CACHE_LOCK = threading.Lock()
 _NET_CACHE_SIZE = 32
 
 
-@transaction.atomic
-def grid_model_use_reference(*, community: Community, name: str) -> GridModel:
-    """Give the community one of the built-in reference networks (replacing any other)."""
+def network_load_reference(name: str) -> Any:
+    """A fresh copy of a built-in reference network; ``INVALID_NETWORK`` for an unknown name."""
     try:
         net = reference_network(name)
     except NetworkInvalid as exc:
         raise ApplicationError(
             ErrorCode.INVALID_NETWORK, str(exc), field="reference_name"
         ) from None
-    # SimBench nets carry a year of profiles (10 MB of JSON for urban6): the demo reads them from
-    # the installed package (grid.profiles), so storing them would only slow every parse.
+    # SimBench nets carry a year of profiles (10 MB of JSON for urban6): the check reads them
+    # from the installed package (grid.profiles), so storing them would only slow every parse.
     net.pop("profiles", None)
-    grid_model, _ = GridModel.objects.update_or_create(
-        community=community,
-        defaults={
-            "source": NetworkSource.REFERENCE,
-            "reference_name": name,
-            "network_json": network_to_json(net),
-            "connection_buses": connection_buses(net),
-            "uploaded_at": timezone.now(),
-        },
-    )
-    return grid_model
+    return net
 
 
-def grid_model_upload(*, community: Community, json_text: str) -> GridModel:
-    """Replace the community's network with an uploaded pandapower JSON file, once it is valid.
+def network_load_upload(json_text: str) -> Any:
+    """An uploaded pandapower JSON file as a net, once it is valid.
 
-    Valid means: it parses as a pandapower net, has an in-service external grid, and its base
-    case power flow converges. Anything else raises ``INVALID_NETWORK`` on ``network_file`` with
-    the reason in one line, and nothing is written.
+    Valid means: it parses as a pandapower net, has an in-service external grid, a bus a meter
+    point could connect to, and its base case power flow converges. Anything else raises
+    ``INVALID_NETWORK`` on ``network_file`` with the reason in one line.
     """
     if len(json_text) > MAX_NETWORK_JSON_CHARS:
         raise ApplicationError(
@@ -93,27 +83,68 @@ def grid_model_upload(*, community: Community, json_text: str) -> GridModel:
         raise ApplicationError(
             ErrorCode.INVALID_NETWORK, f"The network cannot be used: {exc}.", field="network_file"
         ) from None
-    buses = connection_buses(net)
-    if not buses:
+    if not connection_buses(net):
         raise ApplicationError(
             ErrorCode.INVALID_NETWORK,
             "The network cannot be used: it has no bus a meter point could connect to.",
             field="network_file",
         )
+    return net
+
+
+def grid_model_save(
+    *,
+    community: Community,
+    net: Any,
+    reference_name: str = "",
+    profiles_csv: str = "",
+) -> GridModel:
+    """Store ``net`` (a reference network when ``reference_name`` is given) as the community's
+    network, with its profiles; ``INVALID_NETWORK`` on ``profiles_file`` for a bad profile file.
+
+    Writes only the grid model: callers that must keep meter points placed check them first
+    (``marketplace.services.grid_models.grid_network_change``).
+    """
+    try:
+        network = network_prepare(net, reference_name=reference_name, profiles_csv=profiles_csv)
+    except NetworkInvalid as exc:
+        field = "profiles_file" if profiles_csv and "profiles" in str(exc) else "network_file"
+        raise ApplicationError(
+            ErrorCode.INVALID_NETWORK, f"The network cannot be used: {exc}.", field=field
+        ) from None
     with transaction.atomic():
         grid_model, _ = GridModel.objects.update_or_create(
             community=community,
             defaults={
-                "source": NetworkSource.UPLOAD,
-                "reference_name": "",
+                "source": NetworkSource.REFERENCE if reference_name else NetworkSource.UPLOAD,
+                "reference_name": reference_name,
                 # Stored as pandapower writes it, so what is checked is what was validated.
                 "network_json": network_to_json(net),
-                "connection_buses": buses,
+                "connection_buses": connection_buses(net),
+                "elements": element_buses(net),
+                "profiles_csv": profiles_csv,
                 "uploaded_at": timezone.now(),
             },
         )
-    _cache_put((grid_model.pk, grid_model.uploaded_at), net)
+    key = (grid_model.pk, grid_model.uploaded_at)
+    _cache_put(key, net)
+    _network_put(key, network)
     return grid_model
+
+
+def grid_model_use_reference(*, community: Community, name: str) -> GridModel:
+    """Give the community one of the built-in reference networks (replacing any other)."""
+    return grid_model_save(
+        community=community, net=network_load_reference(name), reference_name=name
+    )
+
+
+def grid_model_upload(*, community: Community, json_text: str, profiles_csv: str = "") -> GridModel:
+    """Replace the community's network with an uploaded pandapower JSON file, once it is valid
+    (``network_load_upload``), with profiles uploaded beside it or the standard ones."""
+    return grid_model_save(
+        community=community, net=network_load_upload(json_text), profiles_csv=profiles_csv
+    )
 
 
 def _cache_put(key: tuple[int, datetime], net: Any) -> None:
@@ -126,7 +157,7 @@ def _cache_put(key: tuple[int, datetime], net: Any) -> None:
 def grid_model_net(grid_model: GridModel) -> Any:
     """The parsed pandapower net of a grid model, from this process's cache when possible.
 
-    Callers must not modify it (``grid_check`` works on a copy).
+    Callers must not modify it.
     """
     key = (grid_model.pk, grid_model.uploaded_at)
     with _NET_CACHE_LOCK:
@@ -156,11 +187,15 @@ def grid_network(grid_model: GridModel) -> GridNetwork:
     network = network_prepare(
         net, reference_name=grid_model.reference_name, profiles_csv=grid_model.profiles_csv
     )
+    _network_put(key, network)
+    return network
+
+
+def _network_put(key: tuple[int, datetime], network: GridNetwork) -> None:
     with _NET_CACHE_LOCK:
         if len(_NETWORK_CACHE) >= _NET_CACHE_SIZE:
             _NETWORK_CACHE.pop(next(iter(_NETWORK_CACHE)))
         _NETWORK_CACHE[key] = network
-    return network
 
 
 def network_prepare(net: Any, *, reference_name: str = "", profiles_csv: str = "") -> GridNetwork:

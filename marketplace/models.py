@@ -160,7 +160,7 @@ class Interval(models.Model):
     failed_attempts = models.PositiveIntegerField(default=0)
     # Why the grid check could not confirm the interval (infeasible, or the network does not
     # converge): the pipeline leaves a held interval to the manager until they retry it.
-    held_reason = models.TextField(blank=True)
+    held_reason = models.TextField(blank=True, db_default="")
 
     class Meta:
         ordering = ("community", "start")
@@ -213,6 +213,7 @@ class Posting(models.Model):
     # can wait. Only buy requests carry it; exports can always be curtailed at the inverter.
     flexible = models.BooleanField(
         default=False,
+        db_default=False,
         help_text="A flexible purchase (battery, EV, heat pump) the grid check may curtail.",
     )
     status = models.CharField(
@@ -334,7 +335,7 @@ class Trade(models.Model):
     curtailment_reason = models.CharField(max_length=300, blank=True)
     # The buyer's order was a flexible purchase (its posting's ``flexible``), so the grid check
     # may curtail the buyer's side; copied at clearing because pool trades name no posting.
-    buyer_flexible = models.BooleanField(default=False)
+    buyer_flexible = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         ordering = ("interval", "source", "sequence")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -170,22 +171,69 @@ def check_bus(*, community: Community, bus: int) -> None:
         )
 
 
+def check_elements(*, community: Community, bus: int, elements: Sequence[str]) -> list[str]:
+    """The named network elements, normalised ("load 3"), each an element on ``bus`` of the
+    community's network; raises naming the first that is not."""
+    from grid.models import GridModel
+
+    grid_model = GridModel.objects.filter(community=community).first()
+    known: dict[str, int] = grid_model.elements if grid_model is not None else {}
+    names = []
+    for raw in elements:
+        name = " ".join(str(raw).split())
+        if not name:
+            continue
+        if known.get(name) != bus:
+            where = f"on bus {bus}" if name in known else "in the community's network"
+            raise ApplicationError(
+                ErrorCode.UNKNOWN_BUS,
+                f"{name!r} is not a load or generator {where} (e.g. 'load 3', 'sgen 1').",
+                field="network_elements",
+            )
+        names.append(name)
+    return sorted(set(names))
+
+
 @transaction.atomic
 def meter_point_assign_bus(
-    *, meter_point: MeterPoint, bus: int, assigned_by: User | None
+    *,
+    meter_point: MeterPoint,
+    bus: int,
+    assigned_by: User | None,
+    network_elements: Sequence[str] | None = None,
+    power_factor: Decimal | None = None,
 ) -> MeterPoint:
-    """The manager connects a meter point to a bus of the community's grid model."""
+    """The manager connects a meter point to a bus of the community's grid model, optionally
+    naming the network elements it stands for (else a share of the bus's) and its power factor.
+    """
     community = meter_point.membership.community
     if assigned_by is not None:
         permissions.require_manage(assigned_by, community)
     check_bus(community=community, bus=bus)
+    # Elements it already names must be on the new bus as well.
+    elements = meter_point.network_elements if network_elements is None else network_elements
+    meter_point.network_elements = check_elements(
+        community=community, bus=bus, elements=elements or []
+    )
     meter_point.bus = bus
-    meter_point.save(update_fields=["bus"])
+    fields = ["bus", "network_elements"]
+    if power_factor is not None:
+        if not Decimal("0.5") <= power_factor <= Decimal("1"):
+            raise ApplicationError(
+                ErrorCode.OUT_OF_RANGE,
+                "The power factor must be between 0.5 and 1.",
+                field="power_factor",
+            )
+        meter_point.power_factor = power_factor
+        fields.append("power_factor")
+    meter_point.save(update_fields=fields)
     audit_record(
         kind="meter_point.bus_assigned",
         actor=assigned_by,
         community=community,
         meter_point=meter_point.pk,
         bus=bus,
+        network_elements=list(meter_point.network_elements),
+        power_factor=str(meter_point.power_factor),
     )
     return meter_point

@@ -94,7 +94,15 @@ def meter_point_for(membership: Membership, **overrides: Any) -> MeterPoint:
         "pv_kwp": Decimal("5"),
     }
     values.update(overrides)
-    return services.meter_point_register(membership=membership, **values)
+    meter_point = services.meter_point_register(membership=membership, **values)
+    # In a community with a network a meter point trades only once placed on it; tests place it
+    # on the connection buses in turn, as a manager would.
+    grid_model = GridModel.objects.filter(community_id=membership.community_id).first()
+    if grid_model is not None and grid_model.connection_buses:
+        buses = grid_model.connection_buses
+        meter_point.bus = buses[meter_point.pk % len(buses)]
+        meter_point.save(update_fields=["bus"])
+    return meter_point
 
 
 def token_for(user: User, scopes: list[str], **kwargs: Any) -> tuple[ApiToken, str]:

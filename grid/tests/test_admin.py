@@ -195,3 +195,33 @@ def test_member_page_shows_meter_points_activity_and_audit_link(two: tuple[Any, 
     )
     assert audit in body
     assert client.get(audit).status_code == 200
+
+
+def test_grid_page_refuses_a_network_that_strands_meter_points_then_remaps(
+    two: tuple[Any, ...],
+) -> None:
+    mine, _, manager = two
+    client = _client(manager)
+    url = reverse("admin:grid_gridmodel_community", args=[mine.pk])
+    client.post(url, {"ref-reference_name": "cigre_lv", "choose": "1"})
+    meter_point = meter_point_for(member_of(mine), label="roof")
+    meter_point.bus = 2  # CIGRE LV's residential transformer bus; Kerber has no such load bus
+    meter_point.save(update_fields=["bus"])
+    refused = client.post(url, {"ref-reference_name": "kerber_landnetz_kabel_1", "choose": "1"})
+    assert refused.status_code == 200
+    body = refused.content.decode()
+    assert f"meter point {meter_point.pk}: bus {meter_point.bus} is not a connection bus" in body
+    assert GridModel.objects.get(community=mine).reference_name == "cigre_lv"
+    kerber_bus = 3  # one of Kerber Landnetz's household buses
+    remapped = client.post(
+        url,
+        {
+            "ref-reference_name": "kerber_landnetz_kabel_1",
+            "ref-remapping": f"{meter_point.pk},{kerber_bus},",
+            "choose": "1",
+        },
+    )
+    assert remapped.status_code == 302
+    meter_point.refresh_from_db()
+    assert meter_point.bus == kerber_bus
+    assert GridModel.objects.get(community=mine).reference_name == "kerber_landnetz_kabel_1"

@@ -109,8 +109,8 @@ def placements_for(*, community_id: int, network: Any) -> tuple[dict[int, Placem
         .values_list("pk", "bus", "network_elements", "power_factor")
     )
     compiled = network.compiled
-    loads = compiled.loads.position()
-    sgens = compiled.sgens.position()
+    loads = compiled.load_position
+    sgens = compiled.sgen_position
 
     def known(name: Any) -> bool:
         kind, _, index = str(name).partition(" ")

@@ -254,3 +254,18 @@ def test_fast_board_rendering_equals_the_serializer(api: Api) -> None:
     assert [board_posting_data(r) for r in rows] == BoardPostingSerializer(rows, many=True).data
     assert {r["best_bid_price_per_kwh"] for r in bob.get(
         "/api/v1/board/?community=sonnenfeld").json()["results"]} == {"0.1300", None}  # fmt: skip
+
+
+def test_flexible_purchase_through_the_api(api: Api) -> None:
+    alice = api.bearer(api.full_token)
+    bought = alice.post(
+        "/api/v1/postings/", posting_body(api, side="buy", flexible=True), format="json"
+    )
+    assert bought.status_code == 201, bought.json()
+    assert bought.json()["flexible"] is True
+    assert Posting.objects.get(pk=bought.json()["id"]).flexible
+    offer = alice.post("/api/v1/postings/", posting_body(api, flexible=True), format="json")
+    assert offer.status_code == 400
+    assert offer.json()["fields"] == {
+        "flexible": ["Only a request (buy) can be flexible; an offer can always be curtailed."]
+    }

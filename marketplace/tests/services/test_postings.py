@@ -211,3 +211,40 @@ def test_cancel_only_by_poster_only_while_open(alice, bob, interval):
     posting_cancel(posting=offer, by_membership=alice.membership, now=T0)
     with refused(ErrorCode.INVALID_STATE, "posting"):
         posting_cancel(posting=offer, by_membership=alice.membership, now=T0)
+
+
+def test_flexible_purchase_is_stored_and_an_offer_cannot_be_flexible(alice, interval):
+    posting = posting_create(
+        membership=alice.membership,
+        meter_point=alice.meter_point,
+        interval=interval,
+        side="buy",
+        quantity_kwh=D("3"),
+        limit_price_per_kwh=D("0.3"),
+        flexible=True,
+        now=T0,
+    )
+    assert posting.flexible is True
+    with refused(ErrorCode.INVALID, "flexible"):
+        posting_create(
+            membership=alice.membership,
+            meter_point=alice.meter_point,
+            interval=interval,
+            side="sell",
+            quantity_kwh=D("1"),
+            limit_price_per_kwh=D("0.1"),
+            flexible=True,
+            now=T0,
+        )
+
+
+def test_meter_point_without_a_place_cannot_trade_where_there_is_a_network(alice, interval):
+    from grid.services import grid_model_use_reference
+
+    post(alice, interval)  # no network yet: nothing to place it on
+    grid_model_use_reference(community=interval.community, name="cigre_lv")
+    with refused(ErrorCode.UNKNOWN_BUS, "meter_point"):
+        post(alice, interval)
+    alice.meter_point.bus = 19
+    alice.meter_point.save(update_fields=["bus"])
+    post(alice, interval)
