@@ -288,6 +288,7 @@ class _Model:
         sgen_share = np.zeros(len(compiled.sgens.index))
         loads = compiled.load_position
         sgens = compiled.sgen_position
+        bus_share: dict[int, float] = {}  # meter points sharing their bus's elements
         for mp in active:
             placement = placements[mp]
             if placement.elements:
@@ -307,8 +308,10 @@ class _Model:
                         raise ValueError(f"meter point {mp}: no network element {name!r}")
                     share[table[int(index)]] += 1.0
             else:
-                load_share[compiled.loads.bus == placement.bus] += placement.share
-                sgen_share[compiled.sgens.bus == placement.bus] += placement.share
+                bus_share[placement.bus] = bus_share.get(placement.bus, 0.0) + placement.share
+        for bus, share_of_bus in bus_share.items():
+            load_share[compiled.loads.bus == bus] += share_of_bus
+            sgen_share[compiled.sgens.bus == bus] += share_of_bus
         powers = network.profiles.at(schedule.when)
         load_keep = 1.0 - np.clip(load_share, 0.0, 1.0)
         sgen_keep = 1.0 - np.clip(sgen_share, 0.0, 1.0)

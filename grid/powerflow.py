@@ -398,7 +398,8 @@ class PowerFlowState:
     Indexed by the solver's buses and branches; ``vm_pu``, ``loading_percent`` and ``losses_mw``
     translate to pandapower's indices and definitions. Modules that need more than the check does
     (loss allocation, network charges, short-circuit strength) read ``v`` together with the
-    network's ``ybus``/``yf``/``yt`` or ask ``pandapower_net()`` for a full pandapower result.
+    network's ``ybus``/``yf``/``yt``/``f_bus``/``t_bus`` (solver indices; ``ppci_bus`` maps a
+    pandapower bus) and ``sensitivities``; ``network.net`` is the pandapower net itself.
     """
 
     network: CompiledNetwork

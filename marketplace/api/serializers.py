@@ -180,10 +180,15 @@ class ViolationSerializer(serializers.Serializer):
     element = serializers.CharField(allow_blank=True)
     value = serializers.FloatField(allow_null=True)
     limit = serializers.FloatField(allow_null=True)
-    caused_by_trades = serializers.BooleanField()
+    caused_by_trades = serializers.BooleanField(
+        help_text="Exports or flexible purchases push it past what curtailment can reach."
+    )
+    needs_grid_action = serializers.BooleanField(
+        help_text="Broken even with every export and flexible purchase curtailed: for the manager."
+    )
 
 
-_VIOLATION_KEYS = ("kind", "element", "value", "limit", "caused_by_trades")
+_VIOLATION_KEYS = ("kind", "element", "value", "limit", "caused_by_trades", "needs_grid_action")
 
 
 class GridCheckSerializer(serializers.Serializer):
@@ -192,6 +197,9 @@ class GridCheckSerializer(serializers.Serializer):
     interval = serializers.IntegerField(source="interval_id")
     checked_at = serializers.DateTimeField()
     feasible = serializers.BooleanField()
+    held_reason = serializers.CharField(
+        allow_blank=True, help_text="Why an infeasible interval is held for the manager."
+    )
     power_flows = serializers.IntegerField()
     min_vm_pu = serializers.FloatField(allow_null=True)
     max_vm_pu = serializers.FloatField(allow_null=True)
@@ -213,6 +221,7 @@ class GridCheckSerializer(serializers.Serializer):
                 row["element"] = ""  # the element names a meter point: not for everyone
             row["element"] = row["element"] or ""
             row["caused_by_trades"] = bool(row["caused_by_trades"])
+            row["needs_grid_action"] = bool(row["needs_grid_action"])
             rows.append(row)
         return rows
 
