@@ -276,6 +276,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # pandapower announces at import that plotly (optional, unused here) is missing.
+    "loggers": {"pandapower.plotting.plotly": {"level": "WARNING"}},
 }
 
 # --- Production hardening -------------------------------------------------------------------
