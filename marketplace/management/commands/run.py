@@ -28,14 +28,14 @@ from types import FrameType
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
+from django.core.management.base import BaseCommand, CommandParser, OutputWrapper
 from django.db import DatabaseError
 
 from accounts.models import User
 from marketplace.management.commands.seed_demo import DEMO_PASSWORD, PROSUMER_COUNT, demo_email
 
 CELERY_APP = "config"  # docker-compose.yml starts the same app
-GRACE_S = 8.0  # SIGTERM to SIGKILL; within the 10 s a person waits after Ctrl-C
+GRACE_S = 6.0  # SIGTERM to SIGKILL: all is gone well within the 10 s a person waits
 READY_TIMEOUT_S = 120.0
 
 
@@ -130,8 +130,14 @@ class Command(BaseCommand):
         with terminal_foreground():
             failed = self._supervise(services, url)
         if failed:
-            raise CommandError(f"{failed} stopped on its own; stopped the others")
-        self.stdout.write("Stopped web, worker and beat.")
+            self.stderr.write(self.style.ERROR(f"{failed} stopped on its own; stopped the others"))
+        else:
+            self.stdout.write("Stopped web, worker and beat.")
+        self.stdout.flush()
+        self.stderr.flush()
+        # Nothing is left to clean up, and tearing down the interpreter with pandapower loaded
+        # takes seconds on a busy machine: leave at once, so Ctrl-C returns the prompt promptly.
+        os._exit(1 if failed else 0)
 
     def _banner(self, url: str) -> str:
         line = f"PeerGrid at {url} (web, worker and beat; Ctrl-C stops all three)."
@@ -209,10 +215,15 @@ class Command(BaseCommand):
                 service.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 with lock:
-                    self.stderr.write(f"{service.name} did not stop in {GRACE_S:.0f} s; killed")
+                    self.stdout.write(
+                        f"{service.name} still stopping after {GRACE_S:.0f} s: killed (a step it "
+                        "was running is rolled back and runs again on the next start)"
+                    )
             # Whatever is left of the group (a hung pool process) goes with its leader.
             service.signal_group(signal.SIGKILL)
             service.process.wait()
+        # The pipes close with their last writer; what is still unread after a second is dropped.
+        deadline = time.monotonic() + 1.0
         for service in services:
             if service.reader is not None:
-                service.reader.join(timeout=2)
+                service.reader.join(timeout=max(0.0, deadline - time.monotonic()))
