@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from pandapower.pypower.dSbus_dV import dSbus_dV
+from pandapower.pypower.idx_brch import BR_R, BR_X, F_BUS
 from scipy.sparse.linalg import SuperLU, splu
 
 
@@ -27,7 +28,9 @@ class Linearisation:
     """One converged operating point, ready for sensitivity solves.
 
     ``row_of_bus[b]`` is the Jacobian row of the active-power equation of pandapower bus ``b``,
-    or -1 for a slack (reference) bus and for a bus that is out of service.
+    or -1 for a slack (reference) bus; ``internal_bus[b]`` is its solver bus. Branch arrays are
+    in the solver's branch order: ``yf`` gives from-side currents, ``f_bus`` the from-side bus and
+    ``branch_z`` the series impedance magnitude (p.u. of ``base_mva``).
     """
 
     lu: SuperLU
@@ -37,9 +40,54 @@ class Linearisation:
     pvpq: np.ndarray
     pq: np.ndarray
     row_of_bus: dict[int, int]
+    internal_bus: dict[int, int]
     base_mva: float
-    internal: dict[str, Any]
-    branch_lookup: dict[str, tuple[int, int]]
+    yf: sp.csr_matrix
+    f_bus: np.ndarray
+    branch_z: np.ndarray
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        ybus: sp.spmatrix,
+        v: np.ndarray,
+        pv: np.ndarray,
+        pq: np.ndarray,
+        base_mva: float,
+        internal_bus: dict[int, int],
+        yf: sp.spmatrix,
+        f_bus: np.ndarray,
+        branch_z: np.ndarray,
+    ) -> Linearisation:
+        """Factorise the Jacobian at the solved voltages ``v`` (solver arrays, any source)."""
+        pv = np.asarray(pv, dtype=np.int64)
+        pq = np.asarray(pq, dtype=np.int64)
+        pvpq = np.r_[pv, pq]
+        ds_dvm, ds_dva = dSbus_dV(sp.csr_matrix(ybus), v)
+        jac = sp.vstack(
+            [
+                sp.hstack([ds_dva[pvpq][:, pvpq].real, ds_dvm[pvpq][:, pq].real]),
+                sp.hstack([ds_dva[pq][:, pvpq].imag, ds_dvm[pq][:, pq].imag]),
+            ],
+            format="csc",
+        )
+        row_of_internal = np.full(len(v), -1, dtype=np.int64)
+        row_of_internal[pvpq] = np.arange(len(pvpq))
+        return cls(
+            lu=splu(jac),
+            ds_dva=sp.csr_matrix(ds_dva),
+            ds_dvm=sp.csr_matrix(ds_dvm),
+            v=v,
+            pvpq=pvpq,
+            pq=pq,
+            row_of_bus={b: int(row_of_internal[i]) for b, i in internal_bus.items()},
+            internal_bus=dict(internal_bus),
+            base_mva=float(base_mva),
+            yf=sp.csr_matrix(yf),
+            f_bus=np.asarray(f_bus, dtype=np.int64),
+            branch_z=np.asarray(branch_z, dtype=float),
+        )
 
     @property
     def size(self) -> int:
@@ -69,43 +117,29 @@ class Linearisation:
 
 
 def linearise(net: Any) -> Linearisation:
-    """Factorise the Jacobian of the power flow ``net`` has just converged to.
+    """Factorise the Jacobian of the power flow ``net`` has just converged to (pandapower).
 
     Raises ``ValueError`` if the net has no converged solution.
     """
     if not getattr(net, "converged", False) or "_ppc" not in net or net._ppc is None:
         raise ValueError("the net has no converged power flow (run pandapower.runpp first)")
     internal = net._ppc["internal"]
-    ybus = internal["Ybus"]
     v = np.asarray(internal["V"])
-    pv = np.asarray(internal["pv"], dtype=np.int64)
-    pq = np.asarray(internal["pq"], dtype=np.int64)
-    pvpq = np.r_[pv, pq]
-    ds_dvm, ds_dva = dSbus_dV(ybus, v)
-    jac = sp.vstack(
-        [
-            sp.hstack([ds_dva[pvpq][:, pvpq].real, ds_dvm[pvpq][:, pq].real]),
-            sp.hstack([ds_dva[pq][:, pvpq].imag, ds_dvm[pq][:, pq].imag]),
-        ],
-        format="csc",
-    )
-    row_of_internal = np.full(len(v), -1, dtype=np.int64)
-    row_of_internal[pvpq] = np.arange(len(pvpq))
     bus_lookup = np.asarray(net._pd2ppc_lookups["bus"])
-    in_service = net.bus.in_service.astype(bool)
-    row_of_bus: dict[int, int] = {}
-    for bus in net.bus.index[in_service]:
+    internal_bus: dict[int, int] = {}
+    for bus in net.bus.index[net.bus.in_service.astype(bool)]:
         ppc_bus = int(bus_lookup[int(bus)])
-        row_of_bus[int(bus)] = int(row_of_internal[ppc_bus]) if 0 <= ppc_bus < len(v) else -1
-    return Linearisation(
-        lu=splu(jac),
-        ds_dva=sp.csr_matrix(ds_dva),
-        ds_dvm=sp.csr_matrix(ds_dvm),
+        if 0 <= ppc_bus < len(v):
+            internal_bus[int(bus)] = ppc_bus
+    branch = internal["branch"]
+    return Linearisation.build(
+        ybus=internal["Ybus"],
         v=v,
-        pvpq=pvpq,
-        pq=pq,
-        row_of_bus=row_of_bus,
+        pv=internal["pv"],
+        pq=internal["pq"],
         base_mva=float(internal["baseMVA"]),
-        internal=internal,
-        branch_lookup=dict(net._pd2ppc_lookups["branch"]),
+        internal_bus=internal_bus,
+        yf=internal["Yf"],
+        f_bus=np.real(branch[:, F_BUS]).astype(np.int64),
+        branch_z=np.hypot(np.real(branch[:, BR_R]), np.real(branch[:, BR_X])),
     )

@@ -57,9 +57,13 @@ def network_losses_kw(net: Any) -> float:
     return losses_mw * 1000.0
 
 
-def marginal_loss_factors(net: Any, linear: Linearisation | None = None) -> dict[int, float]:
+def marginal_loss_factors(net: Any) -> dict[int, float]:
     """kW of losses per kW injected, for every in-service bus of the solved net (0 at a slack)."""
-    linear = linear or linearise(net)
+    return loss_factors_at(linearise(net))
+
+
+def loss_factors_at(linear: Linearisation) -> dict[int, float]:
+    """``marginal_loss_factors`` of the solved state ``linear``."""
     n = len(linear.v)
     ones = np.ones(n)
     # Gradient of the total injection (= losses) w.r.t. the state, as a row over [Va; Vm].
@@ -114,18 +118,20 @@ class LossAllocation(Generic[K]):
         )
 
 
-def allocate_losses(
-    net: Any,
-    injections: Mapping[K, tuple[int, float]],
-    *,
-    linear: Linearisation | None = None,
-) -> LossAllocation[K]:
-    """Allocate the solved net's losses over ``injections`` (key -> (bus, kW injected)).
+def allocate_losses(net: Any, injections: Mapping[K, tuple[int, float]]) -> LossAllocation[K]:
+    """Allocate a solved pandapower net's losses over ``injections`` (key -> (bus, kW)).
 
     Raises ``ValueError`` for an injection on a bus the net does not have in service.
     """
-    factors = marginal_loss_factors(net, linear)
-    losses = network_losses_kw(net)
+    return allocate_losses_at(linearise(net), network_losses_kw(net), injections)
+
+
+def allocate_losses_at(
+    linear: Linearisation, losses_kw: float, injections: Mapping[K, tuple[int, float]]
+) -> LossAllocation[K]:
+    """Allocate ``losses_kw`` of the solved state ``linear`` over ``injections``."""
+    factors = loss_factors_at(linear)
+    losses = losses_kw
     for key, (bus, _) in injections.items():
         if bus not in factors:
             raise ValueError(f"injection {key!r}: bus {bus} is not an in-service bus")

@@ -37,9 +37,8 @@ from typing import Any
 
 import numpy as np
 import pandapower as pp
-from pandapower.pypower.idx_brch import BR_R, BR_X
 
-from grid.linearisation import linearise
+from grid.linearisation import Linearisation, linearise
 from grid.networks import connection_buses
 
 
@@ -95,28 +94,25 @@ def network_use(net: Any) -> NetworkUse:
         pp.runpp(work, numba=False)
     except pp.LoadflowNotConverged:
         raise ValueError("the base case power flow does not converge") from None
-    linear = linearise(work)
+    return network_use_at(linearise(work), connection_buses(net))
+
+
+def network_use_at(linear: Linearisation, connection: list[int]) -> NetworkUse:
+    """The use factors at the solved state ``linear`` (see the module docstring)."""
     buses = sorted(linear.row_of_bus)
     dva, dvm = linear.state_change(linear.injection_rhs(buses))
     v = linear.v
     # dV = V (j dVa + dVm / |V|) for each column; branch power S_f = V_f conj(Yf V).
     dv = v[:, None] * (1j * dva + dvm / np.abs(v)[:, None])
-    internal = linear.internal
-    branch = internal["branch"]
-    f_bus = np.real(branch[:, 0]).astype(np.int64)
-    i_from = internal["Yf"] @ v
-    di_from = internal["Yf"] @ dv
+    f_bus = linear.f_bus
+    i_from = linear.yf @ v
+    di_from = linear.yf @ dv
     ds_from = dv[f_bus] * np.conj(i_from)[:, None] + v[f_bus][:, None] * np.conj(di_from)
     # Per kW injected: the RHS was 1 kW, the flow change is in p.u. of baseMVA.
     factors = np.real(ds_from) * linear.base_mva * 1000.0
-    z = np.hypot(np.real(branch[:, BR_R]), np.real(branch[:, BR_X]))
-    weighted = z[:, None] * factors
+    weighted = linear.branch_z[:, None] * factors
     position = {bus: j for j, bus in enumerate(buses)}
-    heads = [
-        float(np.abs(weighted[:, position[b]]).sum())
-        for b in connection_buses(net)
-        if b in position
-    ]
+    heads = [float(np.abs(weighted[:, position[b]]).sum()) for b in connection if b in position]
     unit = float(np.mean(heads)) if heads else 0.0
     if not unit > 0:
         raise ValueError("the network has no connection bus behind any branch")
