@@ -22,6 +22,7 @@ from marketplace.models import (
     CurtailmentPolicy,
     IntervalState,
     MarketStructure,
+    NetworkChargeRule,
     PostingStatus,
     PricingRule,
     Side,
@@ -100,6 +101,15 @@ class MarketRulesSerializer(serializers.Serializer):
     max_line_loading_percent = serializers.DecimalField(max_digits=5, decimal_places=1)
     max_trafo_loading_percent = serializers.DecimalField(max_digits=5, decimal_places=1)
     curtailment_policy = serializers.ChoiceField(choices=CurtailmentPolicy.choices)
+    loss_price_per_kwh = price_field(
+        allow_null=True, help_text="Price of allocated network losses; null: the retail tariff."
+    )
+    network_charge_rule = serializers.ChoiceField(choices=NetworkChargeRule.choices)
+    network_tariff_per_kwh = price_field(
+        help_text="By use: per kWh per unit of use (1 = the average meter point's use of the "
+        "network from the feeder head)."
+    )
+    min_short_circuit_ratio = serializers.DecimalField(max_digits=5, decimal_places=2)
 
 
 class MarketRulesUpdateSerializer(serializers.Serializer):
@@ -128,6 +138,12 @@ class MarketRulesUpdateSerializer(serializers.Serializer):
         max_digits=5, decimal_places=1, required=False
     )
     curtailment_policy = serializers.ChoiceField(choices=CurtailmentPolicy.choices, required=False)
+    loss_price_per_kwh = price_field(required=False, allow_null=True)
+    network_charge_rule = serializers.ChoiceField(choices=NetworkChargeRule.choices, required=False)
+    network_tariff_per_kwh = price_field(required=False)
+    min_short_circuit_ratio = serializers.DecimalField(
+        max_digits=5, decimal_places=2, required=False
+    )
 
 
 # --- Intervals, depth, grid checks ------------------------------------------------------------
