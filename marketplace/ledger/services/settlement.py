@@ -57,6 +57,7 @@ from marketplace.ledger.services.ledger import (
     ledger_post,
 )
 from marketplace.models import Interval, IntervalState, MarketRules, NetworkChargeRule, Trade
+from marketplace.services.network_charges import network_charge_per_kwh
 
 # How long after an interval ends settlement waits for missing readings before it estimates
 # them from the confirmed schedule (and flags the settlement as estimated).
@@ -242,18 +243,12 @@ def _network_charge_lines(
     memo = f"{trade.source} trade {trade.sequence}"
     lines: list[LedgerLine] = []
     sides = ((trade.buyer_id, trade.buyer_network_use), (trade.seller_id, trade.seller_network_use))
+    by_use = rules.network_charge_rule == NetworkChargeRule.BY_USE
+    kind = EntryKind.NETWORK_CHARGE if by_use else EntryKind.FEE
     for party, use in sides:
-        if party is None:
+        price = network_charge_per_kwh(rules, use)
+        if party is None or not price:
             continue
-        if rules.network_charge_rule == NetworkChargeRule.BY_USE:
-            if not use:
-                continue  # not on the network (no bus), or a transfer that uses none of it
-            price = rules.network_tariff_per_kwh * use
-            kind = EntryKind.NETWORK_CHARGE
-        else:
-            if not rules.fee_per_kwh:
-                continue
-            price, kind = rules.fee_per_kwh, EntryKind.FEE
         charge = price * q
         lines.append(LedgerLine(member_account[party], -charge, kind, q, price, memo))
         lines.append(LedgerLine(fee, charge, kind, q, price, memo))
