@@ -379,7 +379,9 @@ def test_trades_page_shows_curtailment_and_its_reason(
 
 
 # --- Query counts: no N+1 on the hot pages -------------------------------------------------
-BOARD_QUERIES = 14
+# 14, plus the expected network charges of the postings (one query, and the community's grid
+# model when its rule is by use).
+BOARD_QUERIES = 16
 DASHBOARD_QUERIES = 14  # session, user, community, permission checks, then one per figure
 
 
