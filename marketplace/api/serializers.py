@@ -373,6 +373,11 @@ class TradeSerializer(serializers.Serializer):
     confirmed_kwh = kwh_field(allow_null=True)
     curtailed_kwh = kwh_field()
     curtailment_reason = serializers.CharField()
+    network_use = serializers.SerializerMethodField(
+        help_text="Units of use of the network the caller's side is charged for (1 = the "
+        "average meter point's use from the feeder head); null before the grid check or off "
+        "the network."
+    )
     created_at = serializers.DateTimeField()
 
     def _buying(self, trade: Any) -> bool:
@@ -385,6 +390,11 @@ class TradeSerializer(serializers.Serializer):
     def get_counterpart(self, trade: Any) -> str:
         other = trade.seller_pseudonym if self._buying(trade) else trade.buyer_pseudonym
         return other or "grid"
+
+    @extend_schema_field(serializers.DecimalField(max_digits=8, decimal_places=4, allow_null=True))
+    def get_network_use(self, trade: Any) -> str | None:
+        use = trade.buyer_network_use if self._buying(trade) else trade.seller_network_use
+        return None if use is None else str(use)
 
 
 # --- Meter points and readings ----------------------------------------------------------------
@@ -513,6 +523,9 @@ class StatementRowSerializer(serializers.Serializer):
     purchases = money_field()
     sales = money_field()
     fees = money_field()
+    network_charges = money_field(help_text="Network charges by use of the network.")
+    losses_kwh = kwh_field(help_text="The member's share of the network losses.")
+    losses = money_field(help_text="What that share cost (< 0) or was credited (> 0).")
     imported_kwh = kwh_field()
     exported_kwh = kwh_field()
     imbalance_kwh = kwh_field()
