@@ -18,7 +18,7 @@ from marketplace.ledger.tests.conftest import (
     make_trade,
     member_before,
 )
-from marketplace.models import MarketRules, NetworkChargeRule
+from marketplace.models import Community, MarketRules, NetworkChargeRule
 from marketplace.tests.factories import CommunityFactory
 
 CENT = Decimal("0.01")
@@ -149,7 +149,7 @@ use = st.one_of(st.none(), st.decimals(min_value=Decimal("0"), max_value=Decimal
     rule=st.sampled_from(list(NetworkChargeRule)),
 )
 def test_network_costs_keep_the_books_balanced(db, shares, uses, rule):
-    community = CommunityFactory()
+    community: Community = CommunityFactory()  # type: ignore[assignment]
     members = [member_before(community) for _ in range(3)]
     interval = confirmed_intervals(community)[0]
     MarketRules.objects.filter(pk=interval.rules_id).update(network_charge_rule=rule)
