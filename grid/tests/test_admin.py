@@ -13,6 +13,7 @@ from django.urls import reverse
 
 from accounts.models import User
 from accounts.tests.factories import CommunityFactory, manager_of, member_of, meter_point_for
+from grid import studies
 from grid.models import GridCheckResult, GridModel
 from marketplace.models import Community, Interval, IntervalState, MarketRules, Trade, TradeSource
 from marketplace.services.rules import EDITABLE_FIELDS, current_rules
@@ -135,6 +136,14 @@ def test_grid_page_chooses_reference_refuses_bad_upload_and_draws(two: tuple[Any
     assert '<svg class="network"' in page
     assert "#b3261e" in page  # the overloaded line is red
     assert "roof" in page
+    # System strength: every connection bus with its short-circuit power and hostable export.
+    assert 'id="system-strength"' in page
+    assert '<svg xmlns="http://www.w3.org/2000/svg" class="hosting-bars"' in page
+    rows = studies.grid_model_bus_strength(grid_model, min_ratio=3.0)
+    weakest = rows[0]
+    assert weakest.connection
+    assert f"{weakest.short_circuit_mva:.3f}" in page
+    assert f"{weakest.hostable_export_kw:.0f}" in page
 
 
 def test_pipeline_retry_and_interval_detail(two: tuple[Any, ...]) -> None:
