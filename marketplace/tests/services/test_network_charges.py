@@ -19,6 +19,11 @@ from marketplace.tests.pipeline.helpers import community_with_homes, interval_at
 NOON = datetime(2026, 6, 21, 11, 0, tzinfo=UTC)
 
 
+def _f(use: Decimal | None) -> float:
+    assert use is not None
+    return float(use)
+
+
 @pytest.fixture(scope="module")
 def use():
     return network_use(reference_network("cigre_lv"))
@@ -27,7 +32,7 @@ def use():
 def test_a_bilateral_trade_splits_the_pairs_use(use):
     buyer, seller = side_uses(use, source=TradeSource.BILATERAL, buyer=(True, 19), seller=(True, 2))
     assert buyer == seller
-    assert float(buyer) * 2 == pytest.approx(use.pair_use(2, 19), abs=2e-4)
+    assert _f(buyer) * 2 == pytest.approx(use.pair_use(2, 19), abs=2e-4)
 
 
 def test_one_bus_uses_nothing_and_the_grid_side_pays_nothing(use):
@@ -37,13 +42,13 @@ def test_one_bus_uses_nothing_and_the_grid_side_pays_nothing(use):
     )
     buyer, seller = side_uses(use, source=TradeSource.GRID, buyer=(True, 19), seller=(False, None))
     assert seller is None
-    assert float(buyer) == pytest.approx(use.head_use(19), abs=1e-4)
+    assert _f(buyer) == pytest.approx(use.head_use(19), abs=1e-4)
 
 
 def test_pool_sides_carry_their_own_use_from_the_feeder_head(use):
     buyer, seller = side_uses(use, source=TradeSource.POOL, buyer=(True, 19), seller=(True, 41))
-    assert float(buyer) == pytest.approx(use.head_use(19), abs=1e-4)
-    assert float(seller) == pytest.approx(use.head_use(41), abs=1e-4)
+    assert _f(buyer) == pytest.approx(use.head_use(19), abs=1e-4)
+    assert _f(seller) == pytest.approx(use.head_use(41), abs=1e-4)
 
 
 def test_a_side_off_the_network_carries_none(use):
@@ -51,7 +56,7 @@ def test_a_side_off_the_network_carries_none(use):
         use, source=TradeSource.BILATERAL, buyer=(True, None), seller=(True, 19)
     )
     assert buyer is None
-    assert float(seller) == pytest.approx(use.head_use(19) / 2, abs=1e-4)
+    assert _f(seller) == pytest.approx(use.head_use(19) / 2, abs=1e-4)
 
 
 @pytest.mark.django_db
@@ -86,10 +91,13 @@ def test_uses_are_set_on_the_intervals_trades_and_the_board_forecasts_the_charge
     assert trade_network_uses_set(interval=interval) == 3
     uses = {t.pk: (t.buyer_network_use, t.seller_network_use) for t in Trade.objects.all()}
     assert uses[same_bus.pk] == (Decimal("0.0000"), Decimal("0.0000"))
-    assert uses[across.pk][0] == uses[across.pk][1] > 0
+    across_use = uses[across.pk][0]
+    assert across_use is not None
+    assert across_use == uses[across.pk][1]
+    assert across_use > 0
     assert uses[grid.pk][1] is None
     # What the board showed the far bidder is what the trade is charged per kWh.
-    assert far[offer.pk] == (Decimal("0.0300") * uses[across.pk][0]).quantize(Decimal("0.0001"))
+    assert far[offer.pk] == (Decimal("0.0300") * across_use).quantize(Decimal("0.0001"))
     rules = interval.rules
     assert pool_network_charge(community=community, rules=rules, own_bus=41) > 0
     assert pool_network_charge(community=community, rules=rules, own_bus=None) == 0
