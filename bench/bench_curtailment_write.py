@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 import django  # noqa: E402
 
-from bench.common import RESULTS, progress, replace_section, scratch_database  # noqa: E402
+from bench.common import (  # noqa: E402
+    RESULTS,
+    load_now,
+    machine,
+    progress,
+    replace_section,
+    scratch_database,
+)
 
 HEADING = "## Curtailment write-back"
 T0 = datetime(2026, 6, 21, 10, 0, tzinfo=UTC)
@@ -38,6 +44,12 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     django.setup()
+    with scratch_database("curtailment") as (backend, database):
+        progress(f"{backend} database {database}; {args.trades:,} trades")
+        run(args, backend)
+
+
+def run(args: argparse.Namespace, backend: str) -> None:
     from django.db import connection, transaction
     from django.test.utils import CaptureQueriesContext
 
@@ -46,9 +58,7 @@ def main() -> None:
     from marketplace.services.communities import community_create
     from marketplace.services.grid_check import trades_update_curtailments
 
-    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    backend, database = scratch_database("curtailment")
-    progress(f"{backend} database {database}; {args.trades:,} trades")
+    load = load_now()
     community = community_create(name="Bench curtailment", slug="bench-curtailment")
     user = User.objects.create(email="seller@curtailment.bench")
     seller = Membership.objects.create(
@@ -101,8 +111,8 @@ def main() -> None:
     lines = [
         f"{HEADING} — {backend}",
         "",
-        f"`python bench/bench_curtailment_write.py` on {backend}, "
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, 2 shared CPUs; load when it started: `{load}`.",
+        f"`python bench/bench_curtailment_write.py` on {backend}; {machine()}; load when it "
+        f"started: {load}.",
         "",
         f"{args.trades:,} trades get their curtailed energy and reason, median of "
         f"{args.repeats} runs, each in its own transaction; `bulk_update` (batches of 500, as "

@@ -105,6 +105,7 @@ def _clear(interval: Interval, now: datetime) -> StepResult:
 
 def _grid_check(interval: Interval, now: datetime) -> StepResult:
     from marketplace.services.grid_check import interval_grid_check
+    from marketplace.services.network_charges import trade_network_uses_set
 
     result = interval_grid_check(interval=interval)
     if not result.feasible:
@@ -113,6 +114,8 @@ def _grid_check(interval: Interval, now: datetime) -> StepResult:
         interval.save(update_fields=["held_reason"])
         logger.warning("interval %s held: %s", interval.pk, interval.held_reason)
         return None
+    # Each trade side's use of the network, for charges by use (fixed per network version).
+    trade_network_uses_set(interval=interval)
     return {
         "power_flows": result.power_flows,
         "feasible": result.feasible,

@@ -16,7 +16,7 @@ def fill_elements(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('grid', '0002_grid_check_result'),
+        ('grid', '0003_losses_and_strength'),
     ]
 
     operations = [
