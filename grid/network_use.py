@@ -50,6 +50,7 @@ class NetworkUse:
     # Impedance-weighted flow factors: column of bus ``buses[j]`` = |z_l| * F[l, j], per branch.
     weighted: np.ndarray
     unit: float  # the mean feeder-head use (p.u. impedance) that counts as one unit
+    head: np.ndarray  # each bus's use from the feeder head, in units, by position
 
     def _column(self, bus: int | None) -> np.ndarray:
         if bus is None:
@@ -81,7 +82,12 @@ class NetworkUse:
 
     def head_use(self, bus: int | None) -> float:
         """Units of use of a transfer between ``bus`` and the feeder head (pool trades)."""
-        return self.pair_use(bus, None)
+        if bus is None:
+            return 0.0
+        try:
+            return float(self.head[self.position[bus]])
+        except KeyError:
+            raise ValueError(f"bus {bus} is not an in-service bus of the network") from None
 
 
 def network_use(net: Any) -> NetworkUse:
@@ -116,4 +122,5 @@ def network_use_at(linear: Linearisation, connection: list[int]) -> NetworkUse:
     unit = float(np.mean(heads)) if heads else 0.0
     if not unit > 0:
         raise ValueError("the network has no connection bus behind any branch")
-    return NetworkUse(position=position, weighted=weighted, unit=unit)
+    head = np.abs(weighted).sum(axis=0) / unit
+    return NetworkUse(position=position, weighted=weighted, unit=unit, head=head)
