@@ -105,14 +105,16 @@ def network_use(net: Any) -> NetworkUse:
 
 def network_use_at(linear: Linearisation, connection: list[int]) -> NetworkUse:
     """The use factors at the solved state ``linear`` (see the module docstring)."""
+    if linear.yf is None or linear.f_bus is None or linear.branch_z is None:
+        raise ValueError("network use needs the branch data of the solved state")
     buses = sorted(linear.row_of_bus)
     dva, dvm = linear.state_change(linear.injection_rhs(buses))
     v = linear.v
     # dV = V (j dVa + dVm / |V|) for each column; branch power S_f = V_f conj(Yf V).
     dv = v[:, None] * (1j * dva + dvm / np.abs(v)[:, None])
-    f_bus = linear.f_bus
-    i_from = linear.yf @ v
-    di_from = linear.yf @ dv
+    f_bus, yf = linear.f_bus, linear.yf
+    i_from = yf @ v
+    di_from = yf @ dv
     ds_from = dv[f_bus] * np.conj(i_from)[:, None] + v[f_bus][:, None] * np.conj(di_from)
     # Per kW injected: the RHS was 1 kW, the flow change is in p.u. of baseMVA.
     factors = np.real(ds_from) * linear.base_mva * 1000.0
