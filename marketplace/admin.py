@@ -26,6 +26,7 @@ from config.errors import ApplicationError
 from grid.models import GridCheckResult
 from marketplace.models import Bid, Community, Interval, MarketRules, Posting, Trade
 from marketplace.services import pipeline
+from marketplace.services.communities import community_rules_ensure
 from marketplace.services.rules import (
     EDITABLE_FIELDS,
     current_rules,
@@ -50,6 +51,12 @@ class CommunityAdmin(CommunityScopedAdmin):
     list_display = ("name", "slug", "timezone", "currency")
     prepopulated_fields = {"slug": ("name",)}
     inlines = (MembershipInline,)
+
+    def save_model(self, request: HttpRequest, obj: Community, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if not change:
+            acting = request.user if isinstance(request.user, User) else None
+            community_rules_ensure(community=obj, created_by=acting)
 
 
 class MarketRulesForm(forms.ModelForm):

@@ -8,8 +8,8 @@
   function left(ms) {
     var s = Math.floor(ms / 1000);
     var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
-    if (h > 0) { return "closes in " + h + " h " + pad(m) + " min"; }
-    return "closes in " + m + ":" + pad(sec);
+    if (h > 0) { return "gate closes in " + h + " h " + pad(m) + " min"; }
+    return "gate closes in " + m + ":" + pad(sec);
   }
   function tick() {
     var now = Date.now();

@@ -379,8 +379,9 @@ def test_trades_page_shows_curtailment_and_its_reason(
 
 
 # --- Query counts: no N+1 on the hot pages -------------------------------------------------
-BOARD_QUERIES = 14
-DASHBOARD_QUERIES = 14  # session, user, community, permission checks, then one per figure
+BOARD_QUERIES = 15  # and the navigation's role check
+DASHBOARD_QUERIES = 24  # session, user, community, permissions, navigation, one per figure, and
+# the ledger statement (account, opening balance, settlements, entries) of the month and the week
 
 
 @pytest.mark.parametrize("postings", [1, 6])
