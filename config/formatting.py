@@ -135,14 +135,17 @@ def span(
     start: datetime | None,
     end: datetime | None,
     where: HasZoneAndCurrency | tzinfo | str | None = None,
+    *,
+    short: bool = False,
 ) -> str:
-    """An interval as members name it: ``Tue 01 Dec 20:15–20:30 CET``."""
+    """An interval as members name it: ``Tue 01 Dec 20:15-20:30 CET`` (with an en dash)."""
     if start is None or end is None:
         return MISSING
     zone = zone_of(where)
     first, last = start.astimezone(zone), end.astimezone(zone)
-    end_style = "%H:%M" if first.date() == last.date() else "%a %d %b %H:%M"
-    return f"{first:%a %d %b %H:%M}\u2013{last.strftime(end_style)} {last.tzname()}"
+    start_style = "%a %H:%M" if short else "%a %d %b %H:%M"
+    end_style = "%H:%M" if first.date() == last.date() else start_style
+    return f"{first.strftime(start_style)}\u2013{last.strftime(end_style)} {last.tzname()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,14 +157,21 @@ class Reason:
 
 
 # The grid check's finding kinds (grid/check.py ``Finding.describe``), in a household's words.
+_NEAR_YOU = "in your part of the network"
 _PLAIN_REASONS = (
-    (re.compile(r"overvoltage"), "the voltage in your part of the network would have risen too high"),
-    (re.compile(r"undervoltage"), "the voltage in your part of the network would have dropped too low"),
+    (re.compile(r"overvoltage"), f"the voltage {_NEAR_YOU} would have risen too high"),
+    (re.compile(r"undervoltage"), f"the voltage {_NEAR_YOU} would have dropped too low"),
     (re.compile(r"trafo|transformer"), "the local transformer would have been overloaded"),
-    (re.compile(r"line"), "a cable in your part of the network would have been overloaded"),
-    (re.compile(r"short.circuit|system strength|scr"), "the network would have been too weak for more inverter power"),
-    (re.compile(r"converge"), "the network could not safely carry all the trades planned for this interval"),
-)  # fmt: skip
+    (re.compile(r"line"), f"a cable {_NEAR_YOU} would have been overloaded"),
+    (
+        re.compile(r"short.circuit|system strength|scr"),
+        "the network would have been too weak for more inverter power",
+    ),
+    (
+        re.compile(r"converge"),
+        "the network could not safely carry all the trades planned for this interval",
+    ),
+)
 
 
 def curtailment_reason(technical: str) -> Reason:

@@ -22,6 +22,7 @@ from django.utils.html import format_html
 from accounts import permissions
 from accounts.admin_scoping import CommunityScopedAdmin, CommunityScopedInline
 from accounts.models import Membership, User
+from config import formatting
 from config.errors import ApplicationError
 from grid.models import GridCheckResult
 from marketplace.models import Bid, Community, Interval, MarketRules, Posting, Trade
@@ -139,10 +140,12 @@ class MarketRulesAdmin(CommunityScopedAdmin):
                     if rules.pk == current.pk:
                         messages.info(request, "Nothing changed; the rules stay as they were.")
                     else:
-                        applies = preview.applies_from.strftime("%Y-%m-%d %H:%M")
+                        applies = formatting.when(
+                            preview.applies_from, community, style="%Y-%m-%d %H:%M"
+                        )
                         messages.success(
                             request,
-                            f"New rules for {community} apply from {applies} UTC; "
+                            f"New rules for {community} apply from {applies}; "
                             f"{preview.intervals_unaffected} open interval(s) keep the old ones.",
                         )
                     return HttpResponseRedirect(

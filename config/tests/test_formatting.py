@@ -77,8 +77,9 @@ def test_times_are_in_the_community_zone_with_the_zone_shown() -> None:
 def test_any_decimal_formats_with_exactly_three_places_or_a_dash(value: Decimal) -> None:
     text = formatting.kwh(value, unit=False)
     if text != "—":
-        whole, _, fraction = text.partition(".")
-        assert len(fraction) == 3 and fraction.isdigit()
+        fraction = text.partition(".")[2]
+        assert len(fraction) == 3
+        assert fraction.isdigit()
         assert Decimal(text.replace(",", "")) == value.quantize(Decimal("0.001"), "ROUND_HALF_UP")
 
 
@@ -96,7 +97,8 @@ def test_any_decimal_formats_with_exactly_three_places_or_a_dash(value: Decimal)
 def test_curtailment_reasons_in_household_words(technical: str, plain: str) -> None:
     reason = formatting.curtailment_reason(technical)
     assert plain in reason.plain
-    assert "%" not in reason.plain and "p.u." not in reason.plain
+    assert "%" not in reason.plain
+    assert "p.u." not in reason.plain
     assert reason.technical == technical
 
 

@@ -199,9 +199,9 @@ def traded_per_period(
         .order_by("period")
     )
     by_period: dict[date, dict[str, Any]] = {}
-    for row in rows:
-        period = row["period"]
-        by_period[period.date() if isinstance(period, datetime) else period] = row
+    for found in rows:
+        period = found["period"]
+        by_period[period.date() if isinstance(period, datetime) else period] = dict(found)
     settled: dict[date, Decimal] = defaultdict(Decimal)
     statement = member_statement_between(membership=membership, start=since, end=until)
     for statement_row in statement.rows:
@@ -276,8 +276,7 @@ def money_summary(*, membership: Membership, today: date) -> MoneySummary:
                 filter=buying & peer,
             ),
             saved_selling=Sum(
-                _DELIVERED_KWH
-                * (F("seller_price_per_kwh") - F("interval__rules__feed_in_tariff")),
+                _DELIVERED_KWH * (F("seller_price_per_kwh") - F("interval__rules__feed_in_tariff")),
                 output_field=_MONEY,
                 filter=selling & peer,
             ),
@@ -336,5 +335,5 @@ def my_trades_with_value(*, membership: Membership) -> QuerySet[Trade]:
             When(buyer=membership, then=_DELIVERED_KWH * F("price_per_kwh")),
             default=_DELIVERED_KWH * F("seller_price_per_kwh"),
             output_field=_MONEY,
-        )
+        ),
     )

@@ -52,7 +52,9 @@ def community_rules_ensure(*, community: Community, created_by: User | None = No
     the manager changes them as a new version.
     """
     Community.objects.select_for_update().filter(pk=community.pk).first()
-    existing = MarketRules.objects.filter(community=community).order_by("-created_at", "-pk").first()
+    existing = (
+        MarketRules.objects.filter(community=community).order_by("-created_at", "-pk").first()
+    )
     if existing is not None:
         return existing
     return MarketRules.objects.create(community=community, created_by=created_by)

@@ -1,7 +1,8 @@
 """The template filters of ``config.formatting``: ``{% load peergrid %}`` on every page.
 
 ``{{ trade.quantity_kwh|kwh }}``, ``{{ price|price:community }}``, ``{{ price|ct:community }}``,
-``{{ amount|money:community }}``, ``{{ moment|when:community }}``, ``{{ interval|span:community }}``.
+``{{ amount|money:community }}``, ``{{ moment|when:community }}``,
+``{{ interval|span:community }}``.
 The argument is the community (or its currency code or zone name).
 """
 
@@ -62,6 +63,13 @@ def clock(value: Any, where: Any = None) -> str:
 def span(interval: Any, where: Any = None) -> str:
     """An interval (anything with ``start`` and ``end``) as members name it."""
     return formatting.span(getattr(interval, "start", None), getattr(interval, "end", None), where)
+
+
+@register.filter
+def span_short(interval: Any, where: Any = None) -> str:
+    """``Tue 20:15-20:30 CET``: for tables of the coming hours, where the date is obvious."""
+    start, end = getattr(interval, "start", None), getattr(interval, "end", None)
+    return formatting.span(start, end, where, short=True)
 
 
 @register.filter

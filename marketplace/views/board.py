@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -108,7 +109,7 @@ def board_context(request: HttpRequest, member: MemberView, given: BoardInput) -
     )
     mp_choices: list[tuple[int | str, str]] = [(pk, label) for pk, label in meter_points]
     interval_choices: list[tuple[int | str, str]] = [
-        (i.pk, f"{interval_label(i, zone)} · gate {formatting.when(i.gate_closure_at, zone, style='%H:%M')}")
+        (i.pk, f"{interval_label(i, zone)} · gate {_clock(i.gate_closure_at, zone)}")
         for i in open_intervals
     ]
 
@@ -239,6 +240,10 @@ def _done(request: HttpRequest, member: MemberView, message: str) -> HttpRespons
         return _render_board(request, member, BoardInput())
     interval, side = _filters(request)
     return redirect(_board_url(member.community.slug, interval, side))
+
+
+def _clock(moment: datetime, zone: tzinfo) -> str:
+    return formatting.when(moment, zone, style="%H:%M")
 
 
 def _price(value: Decimal, member: MemberView) -> str:

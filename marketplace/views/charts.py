@@ -209,9 +209,9 @@ def daily_chart(
     chart.savings_max = formatting.money(savings_abs, currency)
     chart.savings_min = formatting.money(-savings_abs, currency)
     # The money strip has its own axis: its top and bottom are plus and minus the largest saving.
+    # The zero line carries the currency as the strip's axis title.
     chart.money_ticks = [
         Tick(round(chart.zero_y - savings_h / 2, 1), formatting.number(savings_abs, 2)),
-        Tick(chart.zero_y, "0"),
         Tick(round(chart.zero_y + savings_h / 2, 1), formatting.number(-savings_abs, 2)),
     ]
     return chart

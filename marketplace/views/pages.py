@@ -11,6 +11,7 @@ import csv
 from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -118,7 +119,9 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
     today = local_now(community, now).date()
     days = traded_per_day(membership=membership, today=today, days=CHART_DAYS)
     # The live part alone for htmx's periodic refresh; the whole page otherwise.
-    template = "marketplace/_dashboard_live.html" if is_htmx(request) else "marketplace/dashboard.html"
+    template = (
+        "marketplace/_dashboard_live.html" if is_htmx(request) else "marketplace/dashboard.html"
+    )
     return render(
         request,
         template,
@@ -188,7 +191,10 @@ def trades_csv(request: HttpRequest, slug: str) -> StreamingHttpResponse | HttpR
 
     def rows() -> Iterator[list[str]]:
         yield TRADES_CSV_HEADER
-        for trade in my_trades_with_value(membership=membership).iterator(chunk_size=1000):
+        trades: Iterator[Any] = my_trades_with_value(membership=membership).iterator(
+            chunk_size=1000
+        )
+        for trade in trades:  # annotated with pseudonyms, value and settled
             bought = trade.buyer_id == membership.pk
             yield [
                 trade.interval.start.isoformat(),

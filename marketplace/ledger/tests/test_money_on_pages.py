@@ -7,6 +7,7 @@ import csv
 import io
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import time_machine
 from django.test import Client
@@ -29,7 +30,7 @@ def _settle(interval, rows):
     assert interval_settle(interval=interval, now=interval.end + AFTER_WINDOW).settled
 
 
-def _client(who: Member) -> Client:
+def _client(who: Member) -> Any:
     client = Client()
     client.force_login(who.membership.user)
     return client
@@ -41,7 +42,9 @@ def test_dashboard_trades_and_statement_agree(community, intervals, alice, bob):
     _settle(first, [(alice, "0", "2.000"), (bob, "2.500", "0")])
     # Not settled yet: provisional, shown apart. One is curtailed to nothing.
     make_trade(second, buyer=bob, seller=alice, kwh="1.000", price="0.2000")
-    zero = make_trade(third, buyer=bob, seller=alice, kwh="1.500", price="0.2100", confirmed_kwh="0")
+    zero = make_trade(
+        third, buyer=bob, seller=alice, kwh="1.500", price="0.2100", confirmed_kwh="0"
+    )
     statement = member_statement(membership=bob.membership, year=2026, month=3)
     assert statement.savings != 0
 
@@ -66,12 +69,15 @@ def test_dashboard_trades_and_statement_agree(community, intervals, alice, bob):
             assert shown in response.content.decode()
         assert "-0.20 EUR" in dashboard.content.decode()
         row = trades.content.decode().split(f'id="trade-{zero.pk}"')[1].split("</tr>")[0]
-        assert "0.00 EUR" in row and "Confirmed 0.000 kWh" in row
+        assert "0.00 EUR" in row
+        assert "Confirmed 0.000 kWh" in row
 
 
 def test_trades_csv_has_every_trade_with_its_delivered_value(community, intervals, alice, bob):
     make_trade(intervals[0], buyer=bob, seller=alice, kwh="2.000", price="0.2000")
-    make_trade(intervals[1], buyer=bob, seller=alice, kwh="1.500", price="0.2100", confirmed_kwh="0")
+    make_trade(
+        intervals[1], buyer=bob, seller=alice, kwh="1.500", price="0.2100", confirmed_kwh="0"
+    )
     with time_machine.travel(T0 + timedelta(hours=1), tick=False):
         response = _client(bob).get(reverse("marketplace:trades_csv", args=[community.slug]))
     assert response.status_code == 200
@@ -80,7 +86,7 @@ def test_trades_csv_has_every_trade_with_its_delivered_value(community, interval
     by_kwh = sorted((r["agreed_kwh"], r["confirmed_kwh"], r["value"]) for r in rows)
     assert by_kwh == [("1.500", "0.000", "0.00"), ("2.000", "2.000", "0.40")]
     assert {r["counterpart"] for r in rows} == {alice.membership.pseudonym}
-    assert all(r["currency"] == "EUR" and r["settled"] == "no" for r in rows)
+    assert {(r["currency"], r["settled"]) for r in rows} == {("EUR", "no")}
 
 
 def test_history_page_shows_days_and_months(community, intervals, alice, bob):
@@ -89,6 +95,8 @@ def test_history_page_shows_days_and_months(community, intervals, alice, bob):
         response = _client(bob).get(reverse("marketplace:history", args=[community.slug]))
     text = response.content.decode()
     assert response.status_code == 200
-    assert "Last 30 days" in text and "Last 12 months" in text
-    assert "2.000" in text and "Mar 2026" in text
+    assert "Last 30 days" in text
+    assert "Last 12 months" in text
+    assert "2.000" in text
+    assert "Mar 2026" in text
     assert "EUR/kWh" in text  # the price chart's own axis

@@ -19,26 +19,28 @@ from marketplace.tests.web.conftest import client_for
 pytestmark = pytest.mark.django_db
 
 
-def _client(user: User) -> Client:
+def _client(user: User) -> Any:
     client = Client()
     client.force_login(user)
     return client
 
 
 def test_each_role_lands_where_it_works(community: Community, alice: Member) -> None:
+    alice_client: Any = client_for(alice)
     regulator = User.objects.create_user("reg@roles.test", "pw", is_regulator=True)
     manager = User.objects.create_user("mgr@roles.test", "pw", is_staff=True)
     community_manager_add(user=manager, community=community, added_by=None)
     landing = reverse("landing")
     assert _client(regulator).get(landing).url == reverse("oversight:index")
     assert _client(manager).get(landing).url == reverse("admin:index")
-    assert client_for(alice).get(landing).url == reverse("marketplace:dashboard_home")
+    assert alice_client.get(landing).url == reverse("marketplace:dashboard_home")
     # A regulator following a prosumer link ends on the dashboards, not an empty page.
     assert _client(regulator).get(reverse("marketplace:dashboard_home")).url == reverse(
         "oversight:index"
     )
     page = _client(regulator).get(reverse("oversight:index"), follow=True).content.decode()
-    assert "Dashboards" in page and reverse("marketplace:board_home") not in page
+    assert "Dashboards" in page
+    assert reverse("marketplace:board_home") not in page
     assert settings_redirect() == "landing"
 
 
@@ -67,7 +69,9 @@ def test_api_docs_load_nothing_from_the_internet(client: Client) -> None:
     for name in ("api-docs", "api-redoc"):
         text = client.get(reverse(name)).content.decode()
         assert "drf_spectacular_sidecar" in text
-        assert "cdn." not in text and "unpkg" not in text and "jsdelivr" not in text
+        assert "cdn." not in text
+        assert "unpkg" not in text
+        assert "jsdelivr" not in text
 
 
 def test_a_community_added_in_the_admin_has_default_rules() -> None:
