@@ -9,7 +9,8 @@ from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
 from accounts import permissions
-from accounts.models import Membership, MembershipRole
+from accounts.models import Membership, MembershipRole, User
+from notifications.selectors import notifications_unread_count
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,16 @@ def _navigation(request: HttpRequest) -> Navigation:
     return Navigation(trades=trades or not regulator, regulator=regulator, manages=user.is_staff)
 
 
+def _unread(request: HttpRequest) -> int:
+    user = request.user
+    if not isinstance(user, User):
+        return 0
+    return notifications_unread_count(user=user)
+
+
 def navigation(request: HttpRequest) -> dict[str, Any]:
     # Lazy: a page that never draws the navigation (a fragment, a CSV) reads nothing.
-    return {"nav": SimpleLazyObject(lambda: _navigation(request))}
+    return {
+        "nav": SimpleLazyObject(lambda: _navigation(request)),
+        "nav_unread": SimpleLazyObject(lambda: _unread(request)),
+    }

@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "marketplace",
     "marketplace.ledger",
     "grid",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -147,7 +148,21 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "landing"
 LOGOUT_REDIRECT_URL = "home"
-EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# E-mail: the console (the worker's log) in the embedded default; SMTP once EMAIL_HOST is set.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "587"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = os.environ.get("EMAIL_USE_TLS", "true").lower() in ("1", "true", "yes")
+EMAIL_TIMEOUT = 20
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
+)
+# The site's address, for the links in e-mails.
+PEERGRID_BASE_URL = os.environ.get("PEERGRID_BASE_URL", "http://127.0.0.1:8000")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "PeerGrid <noreply@peergrid.local>")
 
 # --- Internationalisation and time ----------------------------------------------------------
@@ -234,6 +249,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Re-walk the ledger's hash chain hourly, so the last verification the regulator and the
     # API show is never old; an edit of history is found within the hour.
     "ledger-verify": {"task": "ledger.verify", "schedule": 3600.0, "options": {"expires": 3000}},
+    # Last month's statements: checked every six hours, told once per member and month.
+    "statements-due": {
+        "task": "notifications.statements_due",
+        "schedule": 6 * 3600.0,
+        "options": {"expires": 3600},
+    },
 }
 
 # --- REST API -------------------------------------------------------------------------------

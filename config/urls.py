@@ -14,6 +14,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("ledger/", include("marketplace.ledger.urls")),
     path("regulator/", include("marketplace.oversight.urls")),
+    path("notifications/", include("notifications.urls")),
     path("", include("marketplace.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("marketplace.api.urls")),

@@ -56,6 +56,7 @@ from marketplace.services.board_checks import (
     opposite,
     to_decimal,
 )
+from notifications.events import Event, announce
 
 
 def next_trade_sequence(interval_id: int, source: str) -> int:
@@ -124,7 +125,7 @@ def bid_create(
             side=opposite(locked.side),
             quantity_kwh=quantity,
         )
-        return Bid.objects.create(
+        bid = Bid.objects.create(
             posting=locked,
             membership_id=member.pk,
             meter_point_id=meter_point.pk,
@@ -132,6 +133,8 @@ def bid_create(
             price_per_kwh=price,
             submitted_at=now,
         )
+        announce(Event.BID_RECEIVED, bid.pk)
+        return bid
 
 
 def _check_poster(posting: Posting, by_membership: Membership, action: str) -> None:
@@ -172,6 +175,7 @@ def _accept_locked(
     bid.status = BidStatus.ACCEPTED
     bid.decided_at = now
     bid.save(update_fields=["accepted_kwh", "status", "decided_at"])
+    announce(Event.BID_ACCEPTED, bid.pk)
     selling = posting.side == Side.SELL
     return Trade.objects.create(
         interval=interval,
@@ -321,6 +325,7 @@ def bid_reject(*, bid: Bid, by_membership: Membership, now: datetime | None = No
         locked.status = BidStatus.REJECTED
         locked.decided_at = now
         locked.save(update_fields=["status", "decided_at"])
+        announce(Event.BID_REJECTED, locked.pk)
         return locked
 
 
