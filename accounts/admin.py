@@ -86,7 +86,7 @@ class MeterPointInline(CommunityScopedInline):
 @admin.register(Membership)
 class MembershipAdmin(CommunityScopedAdmin):
     list_display = ("pseudonym", "user", "community", "role", "status", "requested_at")
-    list_filter = ("status", "role", "community")
+    list_filter = ("status", "role", ("community", admin.RelatedOnlyFieldListFilter))
     search_fields = ("pseudonym", "user__email")
     list_select_related = ("user", "community")
     # Every change of status goes through an action (a service): checked, reasoned, audited.

@@ -12,7 +12,10 @@ from enum import StrEnum
 
 from django.db import transaction
 
+from config.celery import app as celery_app
+
 logger = logging.getLogger(__name__)
+TASK_NAME = "notifications.event"
 
 
 class Event(StrEnum):
@@ -32,9 +35,9 @@ def announce(event: Event, object_id: int) -> None:
 
 
 def _send(event: Event, object_id: int) -> None:
-    from notifications.tasks import notification_event_task
-
+    # By the task's name: the services that announce (accounts' too) never import what builds
+    # the messages, which reads the market and the ledger.
     try:
-        notification_event_task.delay(str(event), object_id)
+        celery_app.send_task(TASK_NAME, args=[str(event), object_id])
     except Exception:  # the market's write is committed; a lost message must not undo it
         logger.exception("notifications: could not queue %s %s", event, object_id)

@@ -8,8 +8,12 @@ from accounts.models import User
 from notifications.models import Notification
 
 
+def unread_notifications() -> QuerySet[Notification]:
+    return Notification.objects.filter(shown=True, read_at__isnull=True)
+
+
 def notifications_unread_count(*, user: User) -> int:
-    return Notification.objects.filter(user=user, shown=True, read_at__isnull=True).count()
+    return unread_notifications().filter(user=user).count()
 
 
 def notifications_of(*, user: User) -> QuerySet[Notification]:

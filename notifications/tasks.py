@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from notifications.events import Event
+from notifications.events import TASK_NAME, Event
 from notifications.services import notification_event_handle
 
 
 @shared_task(
-    name="notifications.event",
+    name=TASK_NAME,
     acks_late=True,
     autoretry_for=(Exception,),
     retry_backoff=10,

@@ -379,8 +379,8 @@ def test_trades_page_shows_curtailment_and_its_reason(
 
 
 # --- Query counts: no N+1 on the hot pages -------------------------------------------------
-BOARD_QUERIES = 16  # and the navigation (role check, unread notifications)
-DASHBOARD_QUERIES = 25  # session, user, community, permissions, navigation and bell, a figure each,
+BOARD_QUERIES = 15  # and the navigation with its bell (one query)
+DASHBOARD_QUERIES = 24  # session, user, community, permissions, navigation and bell, a figure each,
 # the ledger statement (account, opening balance, settlements, entries) of the month and the week
 
 

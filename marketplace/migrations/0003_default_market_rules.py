@@ -14,6 +14,6 @@ def add_default_rules(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> No
 
 
 class Migration(migrations.Migration):
-    dependencies = [("marketplace", "0001_initial")]
+    dependencies = [("marketplace", "0002_clearing_mechanisms")]
 
     operations = [migrations.RunPython(add_default_rules, migrations.RunPython.noop)]
