@@ -19,6 +19,11 @@ pytestmark = pytest.mark.django_db
 START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 
+def _community(**fields: Any) -> Community:
+    community: Community = CommunityFactory.create(**fields)
+    return community
+
+
 def _client(user: Any) -> Client:
     client = Client()
     client.force_login(user)
@@ -53,7 +58,7 @@ def _check(interval: Interval, *, feasible: bool) -> GridCheckResult:
 
 
 def test_admin_home_shows_what_waits_for_the_manager() -> None:
-    mine, theirs = CommunityFactory(), CommunityFactory()
+    mine, theirs = _community(), _community()
     manager = manager_of(mine)
     services.membership_request(user=UserFactory.create(), community=mine)
     services.membership_request(user=UserFactory.create(), community=theirs)
@@ -71,7 +76,7 @@ def test_admin_home_shows_what_waits_for_the_manager() -> None:
 
 
 def test_rules_form_has_labels_units_help_and_errors_beside_their_field() -> None:
-    community = CommunityFactory()
+    community = _community()
     manager = manager_of(community)
     url = reverse("admin:marketplace_marketrules_edit", args=[community.pk])
     page = _client(manager).get(url).content.decode()
@@ -93,7 +98,7 @@ def test_rules_form_has_labels_units_help_and_errors_beside_their_field() -> Non
 
 
 def test_versions_list_says_from_when_each_applies_and_filters_only_own_communities() -> None:
-    mine, also_mine, theirs = CommunityFactory(), CommunityFactory(), CommunityFactory()
+    mine, also_mine, theirs = _community(), _community(), _community()
     manager = manager_of(mine)
     manager_of(also_mine, user=manager)
     for community in (mine, also_mine, theirs):
@@ -112,7 +117,7 @@ def test_versions_list_says_from_when_each_applies_and_filters_only_own_communit
 
 
 def test_objects_have_readable_names() -> None:
-    community = CommunityFactory(name="Sonnenweg")
+    community = _community(name="Sonnenweg")
     member = member_of(community)
     interval = Interval.objects.select_related("community").get(pk=_interval(community).pk)
     assert str(interval) == "Sonnenweg · Mon 02 Mar 11:00\u201311:15 CET"
