@@ -126,3 +126,18 @@ def test_objects_have_readable_names() -> None:
     assert str(posting) == "Offer of 2.500 kWh at 0.2000 /kWh"
     member.community = community
     assert str(member) == f"{member.pseudonym} in Sonnenweg"
+
+
+def test_the_bus_picker_names_the_buses() -> None:
+    from accounts.tests.factories import meter_point_for
+    from grid.services import grid_model_use_reference
+
+    community = _community()
+    manager = manager_of(community)
+    grid_model = grid_model_use_reference(community=community, name="cigre_lv")
+    point = meter_point_for(member_of(community))
+    page = _client(manager).get(reverse("admin:accounts_meterpoint_change", args=[point.pk]))
+    bus = grid_model.connection_buses[0]
+    options = page.content.decode().split('name="bus"')[1].split("</select>")[0]
+    assert f"(bus {bus})</option>" in options
+    assert "Bus R" in options  # CIGRE LV's own bus names
