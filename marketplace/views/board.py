@@ -59,6 +59,9 @@ from marketplace.views.common import (
     member_view,
 )
 
+# The session key of the member's last posting's interval, side and meter point.
+LAST_POSTING_KEY = "board_last_posting"
+
 
 @dataclass
 class BoardInput:
@@ -263,9 +266,6 @@ def _own_meter_point(member: MemberView, pk: int) -> MeterPoint | None:
         .filter(membership=member.membership, pk=pk)
         .first()
     )
-
-
-LAST_POSTING_KEY = "board_last_posting"
 
 
 @login_required
