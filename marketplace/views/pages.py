@@ -27,6 +27,7 @@ from marketplace.models import BidStatus, PostingStatus
 from marketplace.selectors.board import intervals_upcoming, my_bids, my_postings
 from marketplace.selectors.prosumer import (
     money_summary,
+    my_loss_shares,
     my_trades_with_value,
     positions_per_interval,
     traded_per_day,
@@ -169,6 +170,7 @@ def trades(request: HttpRequest, slug: str) -> HttpResponse:
             "currency": community.currency,
             "balance": member_balance(membership=member.membership),
             "summary": money_summary(membership=member.membership, today=today),
+            "loss_shares": my_loss_shares(membership=member.membership),
         },
     )
 
@@ -176,7 +178,7 @@ def trades(request: HttpRequest, slug: str) -> HttpResponse:
 TRADES_CSV_HEADER = [
     "interval_start_utc", "interval_end_utc", "interval_state", "side", "counterpart", "source",
     "agreed_kwh", "confirmed_kwh", "curtailed_kwh", "price_per_kwh", "currency", "value",
-    "settled", "curtailment_reason",
+    "network_charge", "settled", "curtailment_reason",
 ]  # fmt: skip
 
 
@@ -209,6 +211,7 @@ def trades_csv(request: HttpRequest, slug: str) -> StreamingHttpResponse | HttpR
                 f"{trade.price_per_kwh if bought else trade.seller_price_per_kwh:f}",
                 currency,
                 f"{Decimal(trade.value).quantize(CENT):f}",
+                f"{Decimal(trade.network_charge).quantize(CENT):f}",
                 "yes" if trade.settled else "no",
                 trade.curtailment_reason,
             ]

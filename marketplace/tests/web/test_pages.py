@@ -17,6 +17,7 @@ from django.urls import reverse
 
 from accounts.models import User
 from accounts.services import membership_request, membership_suspend
+from config import formatting
 from marketplace.models import (
     Bid,
     BidStatus,
@@ -376,10 +377,27 @@ def test_trades_page_shows_curtailment_and_its_reason(
     assert "Confirmed 1.200 kWh" in html
     assert "Curtailed 0.800 kWh" in html
     assert "line 3 loading 112 %" in html
+    # The flat network charge on the confirmed kWh: 1.2 kWh * 0.005 = 0.006 -> 0.01.
+    assert 'class="num network-charge">0.01 EUR' in html
+    assert "My share of the network losses" in html
+
+
+def test_board_shows_a_bidder_the_network_charge(
+    frozen: Any, interval: Interval, alice: Member, bob: Member
+) -> None:
+    offer = post(alice, interval)
+    html = client_for(bob).get(url("board", interval.community)).content.decode()
+    row = html.split(f'id="posting-{offer.pk}"', 1)[1].split("</tr>", 1)[0]
+    # The community's rule is flat: its fee, whatever the distance.
+    fee = formatting.cents(interval.rules.fee_per_kwh, interval.community)
+    assert f">{fee}</td>" in row
+    assert 'class="num network-charge"' in row
 
 
 # --- Query counts: no N+1 on the hot pages -------------------------------------------------
-BOARD_QUERIES = 15  # and the navigation with its bell (one query)
+# 14, plus the navigation with its bell (one query) and the expected network charges of the
+# postings (one query, and the community's grid model when its rule is by use).
+BOARD_QUERIES = 17
 DASHBOARD_QUERIES = 24  # session, user, community, permissions, navigation and bell, a figure each,
 # the ledger statement (account, opening balance, settlements, entries) of the month and the week
 
