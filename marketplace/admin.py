@@ -118,6 +118,10 @@ RULE_TEXT: dict[str, tuple[str, str, str]] = {
         "",
         "Which trades the grid check reduces first when a limit would be crossed.",
     ),
+    "loss_price_per_kwh": ("Loss price", "{cur}/kWh", ""),
+    "network_charge_rule": ("Network charge rule", "", ""),
+    "network_tariff_per_kwh": ("Network tariff", "{cur}/kWh per unit of use", ""),
+    "min_short_circuit_ratio": ("Minimum short-circuit ratio", "", ""),
 }
 
 
@@ -137,7 +141,8 @@ class MarketRulesForm(forms.ModelForm):
             label, unit, help_text = RULE_TEXT.get(name, (field.label or name, "", ""))
             unit = unit.format(cur=currency)
             field.label = f"{label} ({unit})" if unit else label
-            field.help_text = help_text
+            # The model's own help where this form has no shorter line.
+            field.help_text = help_text or field.help_text
 
 
 @admin.register(MarketRules)

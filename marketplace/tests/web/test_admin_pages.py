@@ -87,7 +87,9 @@ def test_rules_form_has_labels_units_help_and_errors_beside_their_field() -> Non
     data = {f: getattr(rules, f) for f in ("market_structure", "clearing_mechanism",
             "pricing_rule", "interval_minutes", "curtailment_policy")}  # fmt: skip
     form = _client(manager).get(url).context["form"]
+    # An empty optional rule (the loss price) is posted as an empty field, as a browser does.
     posted = {name: form[name].value() for name in form.fields}
+    posted = {name: "" if value is None else value for name, value in posted.items()}
     posted.update(data)
     posted["pricing_k"] = "7"
     response = _client(manager).post(url, {**posted, "preview": "1"})
