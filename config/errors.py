@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from django.http import Http404
+
 
 class ErrorCode(StrEnum):
     INVALID = "invalid"
@@ -53,3 +55,14 @@ class ApplicationError(Exception):
 
     def __str__(self) -> str:
         return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class ObjectNotFoundError(ApplicationError, Http404):
+    """The object does not exist or is not the caller's to act on; the two look the same.
+
+    An ``Http404`` as well, so a page that lets it through answers with the site's 404 page and
+    the API with its ``not_found`` error (the field says which id).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(ErrorCode.NOT_FOUND, message, field=field)

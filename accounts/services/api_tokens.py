@@ -85,11 +85,7 @@ def api_token_create(
 def api_token_revoke(*, token: ApiToken, revoked_by: User | None) -> ApiToken:
     """Revoke a token at once; revoking twice is harmless."""
     token = ApiToken.objects.select_for_update().get(pk=token.pk)
-    if (
-        revoked_by is not None
-        and revoked_by.pk != token.user_id
-        and not permissions.is_superuser(revoked_by)
-    ):
+    if revoked_by is not None and not permissions.can_revoke_api_token(revoked_by, token):
         raise ApplicationError(ErrorCode.NOT_FOUND, "No such token.", field="token")
     if token.revoked_at is None:
         token.revoked_at = timezone.now()

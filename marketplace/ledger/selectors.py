@@ -9,7 +9,8 @@ from decimal import Decimal
 
 from django.db.models import Q, QuerySet, Sum
 
-from accounts.models import Membership, MembershipRole, MembershipStatus, User
+from accounts import permissions
+from accounts.models import Membership, User
 from config.errors import ApplicationError, ErrorCode
 from marketplace.ledger.models import (
     EntryKind,
@@ -79,13 +80,8 @@ def statement_membership(
     """Whose statement ``viewer`` may see: their own; a manager of the community, any member's."""
     own = Membership.objects.filter(user=viewer, community=community).first()
     if pseudonym and (pseudonym != (own.pseudonym if own else None)):
-        manages = viewer.is_superuser or (
-            own is not None
-            and own.role == MembershipRole.MANAGER
-            and own.status == MembershipStatus.APPROVED
-        )
         target = Membership.objects.filter(community=community, pseudonym=pseudonym).first()
-        if not manages or target is None:
+        if target is None or not permissions.can_see_identities(viewer, community):
             # The same answer whether or not the member exists: pseudonyms are not probed.
             raise ApplicationError(ErrorCode.NOT_FOUND, "No such statement.")
         return target
