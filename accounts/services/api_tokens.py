@@ -28,7 +28,7 @@ def _check_scopes(*, user: User, scopes: Iterable[str]) -> list[str]:
     unknown = [scope for scope in requested if scope not in TokenScope.values]
     if unknown:
         raise ApplicationError(
-            ErrorCode.INVALID,
+            ErrorCode.UNKNOWN_CHOICE,
             f"Unknown scope {', '.join(unknown)}; choose from {', '.join(TokenScope.values)}.",
             field="scopes",
         )
@@ -54,7 +54,7 @@ def api_token_create(
     if not name:
         raise ApplicationError(ErrorCode.REQUIRED, "Give the token a name.", field="name")
     if not user.is_active:
-        raise ApplicationError(ErrorCode.INVALID, "The user is not active.", field="user")
+        raise ApplicationError(ErrorCode.INACTIVE_USER, "The user is not active.", field="user")
     checked = _check_scopes(user=user, scopes=scopes)
     if expires_at is not None and expires_at <= timezone.now():
         raise ApplicationError(

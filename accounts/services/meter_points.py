@@ -122,7 +122,7 @@ def meter_point_update(
     unknown = set(changes) - set(METER_POINT_EDITABLE)
     if unknown:
         raise ApplicationError(
-            ErrorCode.INVALID, f"Cannot change {', '.join(sorted(unknown))}.", field=None
+            ErrorCode.NOT_EDITABLE, f"Cannot change {', '.join(sorted(unknown))}.", field=None
         )
     meter_point = MeterPoint.objects.select_related("membership__community").get(pk=meter_point.pk)
     community = meter_point.membership.community

@@ -7,10 +7,12 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+from marketplace.units import KWH, PRICE
+
 # Energy is stored with 3 decimal places (Wh resolution) and prices with 4 (1/100 of a cent);
 # the cores work in integer multiples of these quanta so no float rounding reaches an amount.
-QUANTITY_QUANTUM = Decimal("0.001")
-PRICE_TICK = Decimal("0.0001")
+QUANTITY_QUANTUM = KWH
+PRICE_TICK = PRICE
 MILLI_PER_KWH = 1000
 TICKS_PER_UNIT = 10_000
 

@@ -21,9 +21,9 @@ from marketplace.ledger.models import (
     TransactionKind,
 )
 from marketplace.models import Community, Interval
+from marketplace.units import CENT
 
 ZERO = Decimal("0")
-CENT = Decimal("0.01")
 
 
 def money(total: Decimal | None) -> Decimal:
@@ -147,7 +147,7 @@ class Statement:
 def month_bounds(community: Community, year: int, month: int) -> tuple[datetime, datetime]:
     """The month in the community's zone, as aware datetimes (compared in UTC by the database)."""
     if not 1 <= month <= 12 or not 2000 <= year <= 9999:
-        raise ApplicationError(ErrorCode.INVALID, "No such month.", field="month")
+        raise ApplicationError(ErrorCode.NO_SUCH_MONTH, "No such month.", field="month")
     zone = zoneinfo.ZoneInfo(community.timezone)
     start = datetime(year, month, 1, tzinfo=zone)
     end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=zone)

@@ -63,7 +63,9 @@ class ApiView(GenericAPIView):
         for name, values in request.query_params.lists():
             if "\x00" in name or any("\x00" in value for value in values):
                 raise ApplicationError(
-                    ErrorCode.INVALID, "Query parameters cannot contain NUL.", field=name[:50]
+                    ErrorCode.FORBIDDEN_CHARACTER,
+                    "Query parameters cannot contain NUL.",
+                    field=name[:50],
                 )
 
     def validated_query(self, serializer_class: type[serializers.Serializer]) -> dict[str, Any]:

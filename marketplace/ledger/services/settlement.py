@@ -40,8 +40,6 @@ from marketplace.ledger.models import (
     TransactionKind,
 )
 from marketplace.ledger.services.ledger import (
-    CENT,
-    KWH,
     ZERO,
     LedgerLine,
     ledger_account_for_community,
@@ -49,6 +47,7 @@ from marketplace.ledger.services.ledger import (
     ledger_post,
 )
 from marketplace.models import Interval, IntervalState, Trade
+from marketplace.units import CENT, KWH
 
 # How long after an interval ends settlement waits for missing readings before it estimates
 # them from the confirmed schedule (and flags the settlement as estimated).
