@@ -50,14 +50,22 @@ class MarketStructure(models.TextChoices):
 
 
 class ClearingMechanism(models.TextChoices):
-    UNIFORM = "uniform", "Uniform-price double auction"
-    PAY_AS_BID = "pay-as-bid", "Pay-as-bid (discriminatory)"
-    TRADE_REDUCTION = "trade-reduction", "McAfee trade reduction (truthful)"
+    UNIFORM = "uniform", "Uniform-price k-double auction"
+    PAY_AS_BID = "pay-as-bid", "Pay-as-bid (each pair at the buyer's bid)"
+    DISCRIMINATORY = "discriminatory", "Discriminatory (each pair at ask + k (bid - ask))"
+    TRADE_REDUCTION = (
+        "trade-reduction",
+        "McAfee trade reduction (truthful for single-unit traders only)",
+    )
+    ORDER_TRADE_REDUCTION = (
+        "order-trade-reduction",
+        "Trade reduction on whole orders (truthful in price for multi-unit orders)",
+    )
 
 
 class PricingRule(models.TextChoices):
-    MIDPOINT = "midpoint", "Midpoint of the marginal bid and ask"
-    K_PRICING = "k", "k-pricing"
+    MIDPOINT = "midpoint", "k = 0.5 (midpoint)"
+    K_PRICING = "k", "k-pricing with the rules' k"
 
 
 class CurtailmentPolicy(models.TextChoices):
@@ -81,7 +89,7 @@ class MarketRules(models.Model):
         max_length=16, choices=MarketStructure.choices, default=MarketStructure.COMPOSITE
     )
     clearing_mechanism = models.CharField(
-        max_length=20, choices=ClearingMechanism.choices, default=ClearingMechanism.UNIFORM
+        max_length=24, choices=ClearingMechanism.choices, default=ClearingMechanism.UNIFORM
     )
     pricing_rule = models.CharField(
         max_length=10, choices=PricingRule.choices, default=PricingRule.MIDPOINT

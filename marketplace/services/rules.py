@@ -12,8 +12,9 @@ Decisions documented here:
   warnings instead of refusing them.
 * ``feed_in_tariff <= retail_tariff`` *is* required: otherwise the community could buy from the
   grid and sell back to it at a profit on every kWh, an arbitrage the pool would exploit.
-* k-pricing is the uniform auction's rule only (``marketplace.clearing.clear`` refuses ``k`` for
-  the other mechanisms), so ``pricing_rule="k"`` needs ``clearing_mechanism="uniform"``.
+* k-pricing prices the uniform k-double auction and discriminatory pairs only
+  (``marketplace.clearing.clear`` refuses ``k`` for the other mechanisms), so ``pricing_rule="k"``
+  needs one of those two; ``midpoint`` is k = 0.5 for them and means nothing for the others.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.services import audit_record
 from config.errors import ApplicationError, ErrorCode
+from marketplace.clearing import K_MECHANISMS
 from marketplace.models import (
     ClearingMechanism,
     Community,
@@ -150,11 +152,11 @@ def check_market_rules(values: dict[str, Any]) -> None:
             raise _fail(field, "A loading limit must be above 0 % and at most 200 %.")
     if (
         values["pricing_rule"] == PricingRule.K_PRICING
-        and values["clearing_mechanism"] != ClearingMechanism.UNIFORM
+        and values["clearing_mechanism"] not in K_MECHANISMS
     ):
         raise _fail(
             "pricing_rule",
-            "k-pricing applies to the uniform-price auction only.",
+            "k-pricing applies to the uniform-price and discriminatory auctions only.",
             ErrorCode.INCONSISTENT_RULES,
         )
 
