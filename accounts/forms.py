@@ -15,7 +15,7 @@ from accounts.permissions import scopes_allowed_for
 from config.errors import ApplicationError
 from config.fields import DecimalFormField
 from marketplace.models import Community
-from marketplace.units import KW, KW_DIGITS
+from units import KW, KW_DIGITS
 
 
 def add_application_error(form: forms.BaseForm, error: ApplicationError) -> None:

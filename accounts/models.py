@@ -10,7 +10,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from marketplace.units import KW, KW_DIGITS, places
+from units import KW, KW_DIGITS, places
 
 
 class UserManager(BaseUserManager["User"]):

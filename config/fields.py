@@ -1,4 +1,4 @@
-"""Form and serializer fields for decimal input, both parsing with ``marketplace.units``.
+"""Form and serializer fields for decimal input, both parsing with ``units``.
 
 So a page's form, the API and a service refuse the same input with the same code and message.
 """
@@ -11,7 +11,7 @@ from typing import Any
 from django import forms
 from rest_framework import serializers
 
-from marketplace.units import UnitError, parse_decimal, places
+from units import UnitError, parse_decimal, places
 
 
 class DecimalFormField(forms.DecimalField):

@@ -23,7 +23,7 @@ from accounts.models import MembershipRole, MembershipStatus, MeterPoint
 from config.errors import ApplicationError
 from grid.profiles import _standard_shapes, year_step
 from marketplace.models import Community, Interval, IntervalState, Posting, Side
-from marketplace.units import KWH, PRICE
+from units import KWH, PRICE
 
 logger = logging.getLogger(__name__)
 

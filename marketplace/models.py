@@ -10,7 +10,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.timezone import now
 
-from marketplace.units import KWH, KWH_DIGITS, PRICE, PRICE_DIGITS, places
+from units import KWH, KWH_DIGITS, PRICE, PRICE_DIGITS, places
 
 
 def energy_field(**options: Any) -> models.DecimalField:

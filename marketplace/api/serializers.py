@@ -29,7 +29,7 @@ from marketplace.models import (
     TradeSource,
 )
 from marketplace.selectors.board import BoardPosting
-from marketplace.units import KW, KW_DIGITS, KWH, KWH_DIGITS, PRICE, PRICE_DIGITS
+from units import KW, KW_DIGITS, KWH, KWH_DIGITS, PRICE, PRICE_DIGITS
 
 MAX_ID = 2**63 - 1  # the database's bigint; larger ids cannot exist
 

@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 from marketplace.clearing import COMMUNITY_RULES, K_MECHANISMS, MECHANISMS, clear
 from marketplace.clearing.community_pricing import CommunitySettlement
 from marketplace.clearing.types import ClearingError, ClearingResult, Order, Side
-from marketplace.units import UnitError, parse_decimal
+from units import UnitError, parse_decimal
 
 EXIT_BAD_INPUT = 2
 

@@ -7,14 +7,12 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from marketplace.units import KWH, PRICE
+from units import KWH, PRICE, places
 
-# Energy is stored with 3 decimal places (Wh resolution) and prices with 4 (1/100 of a cent);
-# the cores work in integer multiples of these quanta so no float rounding reaches an amount.
-QUANTITY_QUANTUM = KWH
-PRICE_TICK = PRICE
-MILLI_PER_KWH = 1000
-TICKS_PER_UNIT = 10_000
+# The cores work in integer multiples of the kWh and price steps (``units``: 3 and 4
+# decimal places), so no float rounding reaches an amount.
+KWH_PLACES = places(KWH)
+PRICE_PLACES = places(PRICE)
 
 # Sanity caps: far beyond any community interval, and small enough that integer cumulative sums
 # of a million orders stay well inside int64.

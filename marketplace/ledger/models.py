@@ -17,7 +17,7 @@ from django.db import models
 from django.utils.timezone import now
 
 from marketplace.models import energy_field, price_field
-from marketplace.units import CENT, MONEY_DIGITS, places
+from units import CENT, MONEY_DIGITS, places
 
 GENESIS_HASH = "0" * 64
 

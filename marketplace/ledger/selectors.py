@@ -21,7 +21,7 @@ from marketplace.ledger.models import (
     TransactionKind,
 )
 from marketplace.models import Community, Interval
-from marketplace.units import CENT
+from units import CENT
 
 ZERO = Decimal("0")
 

@@ -21,10 +21,9 @@ from django.db.models.functions import Coalesce, TruncDate
 from accounts.models import Membership
 from marketplace.models import Bid, BidStatus, PostingStatus, Side, Trade
 from marketplace.selectors.board import my_trades
+from units import CENT, KWH
 
 ZERO = Decimal("0")
-KWH = Decimal("0.001")
-CENT = Decimal("0.01")
 
 
 def _kwh(value: Decimal | None) -> Decimal:

@@ -54,7 +54,7 @@ from marketplace.services.board_checks import (
     opposite,
     to_decimal,
 )
-from marketplace.units import KWH, PRICE
+from units import KWH, PRICE
 
 
 def next_trade_sequence(interval_id: int, source: str) -> int:

@@ -24,7 +24,7 @@ from marketplace.models import (
     Side,
 )
 from marketplace.services.intervals import interval_is_open_for_orders
-from marketplace.units import KWH, UnitError, parse_decimal
+from units import KWH, UnitError, parse_decimal
 
 ZERO = Decimal("0")
 
@@ -34,7 +34,7 @@ def opposite(side: str) -> Side:
 
 
 def to_decimal(value: object, *, field: str, quantum: Decimal) -> Decimal:
-    """Parse a quantity or price with the one parser (``marketplace.units``)."""
+    """Parse a quantity or price with the one parser (``units``)."""
     try:
         return parse_decimal(value, step=quantum)
     except UnitError as exc:

@@ -27,7 +27,7 @@ from marketplace.services.board_checks import (
     check_same_community,
     to_decimal,
 )
-from marketplace.units import KWH, PRICE
+from units import KWH, PRICE
 
 
 def posting_create(

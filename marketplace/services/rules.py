@@ -39,7 +39,7 @@ from marketplace.models import (
     MarketStructure,
     PricingRule,
 )
-from marketplace.units import UnitError, parse_decimal
+from units import UnitError, parse_decimal
 
 # The fields a manager may change; everything else (community, created_at, ...) is bookkeeping.
 EDITABLE_FIELDS: tuple[str, ...] = (

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from config.fields import DecimalFormField, DecimalInput
-from marketplace.units import CENT, KWH, PRICE, UnitError, parse_decimal, places, quantize
+from units import CENT, KWH, PRICE, UnitError, parse_decimal, places, quantize
 
 D = Decimal
 

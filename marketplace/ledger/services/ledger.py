@@ -26,7 +26,7 @@ from marketplace.ledger.models import (
     TransactionKind,
 )
 from marketplace.models import Community, Interval
-from marketplace.units import CENT, KWH, PRICE, quantize
+from units import CENT, KWH, PRICE, quantize
 
 ZERO = Decimal("0")
 

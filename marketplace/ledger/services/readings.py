@@ -32,7 +32,7 @@ from marketplace.ledger.services.settlement import (
     settlement_adjust,
 )
 from marketplace.models import Community, Interval
-from marketplace.units import KWH, UnitError, parse_decimal
+from units import KWH, UnitError, parse_decimal
 
 CSV_COLUMNS = ("meter_point", "interval_start", "imported_kwh", "exported_kwh")
 MAX_ROWS = 50_000  # one month of 15-minute readings for about 17 meter points

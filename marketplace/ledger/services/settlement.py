@@ -47,7 +47,7 @@ from marketplace.ledger.services.ledger import (
     ledger_post,
 )
 from marketplace.models import Interval, IntervalState, Trade
-from marketplace.units import CENT, KWH
+from units import CENT, KWH
 
 # How long after an interval ends settlement waits for missing readings before it estimates
 # them from the confirmed schedule (and flags the settlement as estimated).

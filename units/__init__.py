@@ -4,7 +4,8 @@ Energy is in kWh with a step of 0.001 (one Wh), power in kW with a step of 0.001
 per kWh with a step of 0.0001 (a hundredth of a cent) and money in the ledger with a step of
 0.01. Every form, serializer, CSV import, command and service that reads a number from outside
 parses it with ``parse_decimal``, so a float, a NaN or one digit too many is refused the same way
-everywhere. Plain Python, no Django: the clearing core uses it too.
+everywhere. Plain Python, no Django and no other PeerGrid package: the clearing core and the grid
+may use it as well as every Django layer.
 """
 
 from __future__ import annotations
