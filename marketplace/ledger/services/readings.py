@@ -79,7 +79,12 @@ def _energy(value: object, name: str) -> Decimal:
     try:
         number = parse_decimal(value, step=KWH)
     except UnitError as exc:
-        raise _RefusedError(ErrorCode(exc.code), f"{name}: {exc.message} (got {value!r})") from None
+        reason = (
+            f"{name} is not a number: {value!r}."
+            if exc.code == ErrorCode.NOT_A_NUMBER
+            else f"{name}: {exc.message} (got {value!r})"
+        )
+        raise _RefusedError(ErrorCode(exc.code), reason) from None
     if number < 0:
         raise _RefusedError(ErrorCode.OUT_OF_RANGE, f"{name} must not be negative ({number}).")
     return number.quantize(KWH)
