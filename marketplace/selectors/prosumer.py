@@ -35,11 +35,9 @@ from marketplace.ledger.models import EntryKind, LedgerEntry, Settlement
 from marketplace.ledger.selectors import member_statement, member_statement_between
 from marketplace.models import Bid, BidStatus, NetworkChargeRule, PostingStatus, Side, Trade
 from marketplace.selectors.board import my_trades
+from units import CENT, KWH, PRICE
 
 ZERO = Decimal("0")
-KWH = Decimal("0.001")
-CENT = Decimal("0.01")
-PRICE = Decimal("0.0001")
 
 
 def _kwh(value: Decimal | None) -> Decimal:
