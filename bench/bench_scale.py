@@ -160,22 +160,23 @@ def run_tick(sizes: list[int], members: int) -> tuple[list[dict[str, Any]], str]
         new = build_communities(len(built), size - len(built), members)
         built += new
         settled_history(new, T0)
-        intervals_open_all(now=T0)  # the new communities' horizons (never opened: due)
+        # Every community's horizon opened afresh at T0, the boundary.
+        Interval.objects.exclude(state=IntervalState.SETTLED).delete()
+        Community.objects.update(horizon_due_at=None)
+        intervals_open_all(now=T0)
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
         # Ten steps due: ten intervals whose gate closed, waiting to be cleared.
-        Interval.objects.filter(state=IntervalState.GATE_CLOSED).update(state=IntervalState.OPEN)
         planted = [
             Interval.objects.filter(community=c, state=IntervalState.OPEN).order_by("start")[0].pk
             for c in built[:10]
         ]
         Interval.objects.filter(pk__in=planted).update(state=IntervalState.GATE_CLOSED)
-        # One minute after a boundary: each community opened its next interval at the first
-        # tick of the boundary (timed separately below); the others find nothing to open.
-        boundary = T0 + INTERVAL * size  # a new boundary per size, so every horizon is due
-        first_s, first_q, first_due = timed_tick(boundary, repeats=1)
-        steady_s, steady_q, steady_due = timed_tick(boundary + timedelta(seconds=15))
-        old_s, old_q, _ = timed_tick(boundary + timedelta(seconds=30), old=True)
+        # The first tick after the boundary: each community opens its next interval. The
+        # following ticks of the interval find nothing to open. No gate closes before T0 + 10 min.
+        first_s, first_q, first_due = timed_tick(T0 + timedelta(minutes=1), repeats=1)
+        steady_s, steady_q, steady_due = timed_tick(T0 + timedelta(minutes=1, seconds=15))
+        old_s, old_q, _ = timed_tick(T0 + timedelta(minutes=1, seconds=30), old=True)
         intervals = Interval.objects.count()
         row = {
             "communities": size, "intervals": intervals, "due": steady_due,
@@ -190,7 +191,7 @@ def run_tick(sizes: list[int], members: int) -> tuple[list[dict[str, Any]], str]
             f"({old_q} queries); {row['load']}"
         )
         if size == sizes[-1]:
-            now = boundary + timedelta(seconds=15)
+            now = T0 + timedelta(minutes=1, seconds=15)
             due_plan = (
                 Interval.objects.filter(due_steps_condition(now))
                 .order_by("start", "pk")
@@ -483,6 +484,10 @@ def main() -> int:
     parser.add_argument("--communities", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--members", type=int, default=50)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument(
+        "--worker-communities", type=int, default=1000,
+        help="communities in the worker part (default: all of the largest size)",
+    )  # fmt: skip
     parser.add_argument("--month-communities", type=int, default=100)
     parser.add_argument("--month-days", type=int, default=30)
     parser.add_argument("--parts", nargs="+", default=["tick", "workers", "month"],
@@ -513,7 +518,8 @@ def main() -> int:
         if len(built) < sizes[-1]:
             built += build_communities(len(built), sizes[-1] - len(built), args.members)
         if "workers" in args.parts:
-            workers = run_workers(database, built[: sizes[-1]], args.members, args.workers)
+            chosen = built[: min(args.worker_communities, sizes[-1])]
+            workers = run_workers(database, chosen, args.members, args.workers)
         if "month" in args.parts:
             month = run_month(built[: args.month_communities], args.month_days)
     if not args.no_write:
