@@ -14,6 +14,6 @@ def add_default_rules(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> No
 
 
 class Migration(migrations.Migration):
-    dependencies = [("marketplace", "0003_losses_and_network_charges")]
+    dependencies = [("marketplace", "0004_community_horizon_due_at")]
 
     operations = [migrations.RunPython(add_default_rules, migrations.RunPython.noop)]
