@@ -10,6 +10,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from units import KW, KW_DIGITS, places
+
 
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
@@ -98,7 +100,10 @@ class Membership(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.pseudonym or 'pending member'} in {self.community_id}"
+        who = self.pseudonym or "pending member"
+        if Membership.community.is_cached(self):
+            return f"{who} in {self.community.name}"
+        return f"{who} in community {self.community_id}"
 
     @property
     def is_approved(self) -> bool:
@@ -114,7 +119,7 @@ NON_NEGATIVE = [MinValueValidator(Decimal("0"))]
 
 def power_field(**options: Any) -> models.DecimalField:
     """Power in kW (or energy in kWh for storage), to the watt."""
-    return models.DecimalField(max_digits=10, decimal_places=3, **options)
+    return models.DecimalField(max_digits=KW_DIGITS, decimal_places=places(KW), **options)
 
 
 class MeterPoint(models.Model):

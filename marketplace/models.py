@@ -10,15 +10,18 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.timezone import now
 
+from config import formatting
+from units import KWH, KWH_DIGITS, PRICE, PRICE_DIGITS, places
+
 
 def energy_field(**options: Any) -> models.DecimalField:
     """Energy in kWh, to the watt-hour."""
-    return models.DecimalField(max_digits=12, decimal_places=3, **options)
+    return models.DecimalField(max_digits=KWH_DIGITS, decimal_places=places(KWH), **options)
 
 
 def price_field(**options: Any) -> models.DecimalField:
     """A price in currency per kWh, to 1/100 of a cent."""
-    return models.DecimalField(max_digits=10, decimal_places=4, **options)
+    return models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=places(PRICE), **options)
 
 
 class Community(models.Model):
@@ -32,6 +35,10 @@ class Community(models.Model):
     currency = models.CharField(max_length=3, default="EUR")
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(default=now)
+    # When the rolling horizon next needs an interval opened (its last interval's end minus the
+    # horizon); null until first opened. Lets beat's tick visit only the communities that are
+    # due instead of every community on every tick.
+    horizon_due_at = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
 
     class Meta:
         ordering = ("name",)
@@ -203,7 +210,15 @@ class Interval(models.Model):
         indexes = [models.Index(fields=["state", "gate_closure_at"])]
 
     def __str__(self) -> str:
-        return f"{self.community_id}:{self.start:%Y-%m-%d %H:%M}Z"
+        # The community's name and zone when it is loaded (admin lists select it); a str() of
+        # an interval never costs a query.
+        if Interval.community.is_cached(self):
+            return (
+                f"{self.community.name} · {formatting.span(self.start, self.end, self.community)}"
+            )
+        return (
+            f"Interval of community {self.community_id} · {formatting.span(self.start, self.end)}"
+        )
 
     @property
     def hours(self) -> Decimal:
@@ -266,7 +281,9 @@ class Posting(models.Model):
         indexes = [models.Index(fields=["interval", "status", "side"])]
 
     def __str__(self) -> str:
-        return f"{self.side} {self.quantity_kwh} kWh @ {self.limit_price_per_kwh}"
+        what = "Offer" if self.side == Side.SELL else "Request"
+        price = formatting.price(self.limit_price_per_kwh)
+        return f"{what} of {formatting.kwh(self.quantity_kwh)} at {price}"
 
     @property
     def remaining_kwh(self) -> Decimal:
@@ -312,7 +329,10 @@ class Bid(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"bid {self.quantity_kwh} kWh @ {self.price_per_kwh} on {self.posting_id}"
+        return (
+            f"Bid of {formatting.kwh(self.quantity_kwh)} at {formatting.price(self.price_per_kwh)} "
+            f"on posting {self.posting_id}"
+        )
 
 
 class TradeSource(models.TextChoices):
@@ -388,4 +408,7 @@ class Trade(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.source} trade {self.quantity_kwh} kWh @ {self.price_per_kwh}"
+        return (
+            f"{self.get_source_display()}: {formatting.kwh(self.quantity_kwh)} at "
+            f"{formatting.price(self.price_per_kwh)}"
+        )

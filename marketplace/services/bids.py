@@ -43,8 +43,6 @@ from marketplace.models import (
     TradeSource,
 )
 from marketplace.services.board_checks import (
-    KWH,
-    PRICE,
     check_bid_price_meets_posting,
     check_capacity,
     check_interval_open,
@@ -58,6 +56,8 @@ from marketplace.services.board_checks import (
     opposite,
     to_decimal,
 )
+from notifications.events import Event, announce
+from units import KWH, PRICE
 
 
 def next_trade_sequence(interval_id: int, source: str) -> int:
@@ -108,7 +108,7 @@ def bid_create(
             )
         if interval.rules.market_structure == MarketStructure.POOL:
             raise ApplicationError(
-                ErrorCode.INVALID,
+                ErrorCode.BIDDING_NOT_ALLOWED,
                 "This community clears all orders in one pooled auction; post an order "
                 "instead of bidding.",
                 field="posting",
@@ -132,7 +132,7 @@ def bid_create(
             side=opposite(locked.side),
             quantity_kwh=quantity,
         )
-        return Bid.objects.create(
+        bid = Bid.objects.create(
             posting=locked,
             membership_id=member.pk,
             meter_point_id=meter_point.pk,
@@ -140,6 +140,8 @@ def bid_create(
             price_per_kwh=price,
             submitted_at=now,
         )
+        announce(Event.BID_RECEIVED, bid.pk)
+        return bid
 
 
 def _check_poster(posting: Posting, by_membership: Membership, action: str) -> None:
@@ -153,7 +155,9 @@ def _check_poster(posting: Posting, by_membership: Membership, action: str) -> N
 
 def _check_pending(bid: Bid, posting: Posting) -> None:
     if bid.posting_id != posting.pk:
-        raise ApplicationError(ErrorCode.INVALID, "This bid is on another posting.", field="bid")
+        raise ApplicationError(
+            ErrorCode.WRONG_POSTING, "This bid is on another posting.", field="bid"
+        )
     if bid.status != BidStatus.PENDING:
         raise ApplicationError(
             ErrorCode.INVALID_STATE,
@@ -180,6 +184,7 @@ def _accept_locked(
     bid.status = BidStatus.ACCEPTED
     bid.decided_at = now
     bid.save(update_fields=["accepted_kwh", "status", "decided_at"])
+    announce(Event.BID_ACCEPTED, bid.pk)
     selling = posting.side == Side.SELL
     return Trade.objects.create(
         interval=interval,
@@ -330,6 +335,7 @@ def bid_reject(*, bid: Bid, by_membership: Membership, now: datetime | None = No
         locked.status = BidStatus.REJECTED
         locked.decided_at = now
         locked.save(update_fields=["status", "decided_at"])
+        announce(Event.BID_REJECTED, locked.pk)
         return locked
 
 
