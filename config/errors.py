@@ -48,6 +48,7 @@ class ErrorCode(StrEnum):
     NO_SUCH_MONTH = "no_such_month"
     BAD_DATETIME = "bad_datetime"
     NOT_UTF8 = "not_utf8"
+    NOT_FLEXIBLE = "not_flexible"
     BAD_CSV_HEADER = "bad_csv_header"
     INVALID_EMAIL = "invalid_email"
     WEAK_PASSWORD = "weak_password"  # noqa: S105 - an error code, not a password
@@ -100,6 +101,7 @@ MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.OWN_POSTING: "Members cannot bid on their own posting.",
     ErrorCode.OVER_ALLOCATED: "Accepting this would allocate more than the posting's quantity.",
     ErrorCode.UNKNOWN_BUS: "The bus is not a connection bus of the community's grid model.",
+    ErrorCode.NOT_FLEXIBLE: "Only a purchase (a buy request) can be declared flexible.",
     ErrorCode.INVALID_NETWORK: "The grid model is missing, or the uploaded network is not usable.",
     ErrorCode.DUPLICATE: "The value is taken already (e.g. an email address).",
     ErrorCode.NOT_A_NUMBER: (

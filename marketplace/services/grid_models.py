@@ -46,8 +46,8 @@ class Place:
 
 
 def remapping_parse(text: str, *, community: Community) -> dict[int, Place]:
-    """The remapping of the community's meter points; ``INVALID`` on ``remapping`` naming the
-    line of the first problem."""
+    """The remapping of the community's meter points; ``INVALID_NETWORK`` on ``remapping``
+    naming the line of the first problem."""
     known = set(
         MeterPoint.objects.filter(membership__community=community).values_list("pk", flat=True)
     )
@@ -55,12 +55,14 @@ def remapping_parse(text: str, *, community: Community) -> dict[int, Place]:
 
     def refuse(number: int, why: str) -> ApplicationError:
         return ApplicationError(
-            ErrorCode.INVALID, f"Remapping line {number}: {why}.", field="remapping"
+            ErrorCode.INVALID_NETWORK, f"Remapping line {number}: {why}.", field="remapping"
         )
 
     lines = list(csv.reader(io.StringIO(text.strip())))
     if len(lines) > MAX_REMAPPING_LINES:
-        raise ApplicationError(ErrorCode.INVALID, "The remapping is too long.", field="remapping")
+        raise ApplicationError(
+            ErrorCode.INVALID_NETWORK, "The remapping is too long.", field="remapping"
+        )
     for number, row in enumerate(lines, start=1):
         cells = [cell.strip() for cell in row]
         if not any(cells):
@@ -116,7 +118,7 @@ def grid_network_change(
         require_manage(changed_by, community)
     if bool(reference_name) == bool(json_text):
         raise ApplicationError(
-            ErrorCode.INVALID, "Choose a reference network or upload one.", field="network_file"
+            ErrorCode.REQUIRED, "Choose a reference network or upload one.", field="network_file"
         )
     net = (
         network_load_reference(reference_name) if reference_name else network_load_upload(json_text)

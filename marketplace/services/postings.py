@@ -61,7 +61,7 @@ def posting_create(
     check_meter_point(membership, meter_point)
     if flexible and side == Side.SELL:
         raise ApplicationError(
-            ErrorCode.INVALID,
+            ErrorCode.NOT_FLEXIBLE,
             "Only a request (buy) can be flexible; an offer can always be curtailed.",
             field="flexible",
         )

@@ -225,7 +225,7 @@ def test_flexible_purchase_is_stored_and_an_offer_cannot_be_flexible(alice, inte
         now=T0,
     )
     assert posting.flexible is True
-    with refused(ErrorCode.INVALID, "flexible"):
+    with refused(ErrorCode.NOT_FLEXIBLE, "flexible"):
         posting_create(
             membership=alice.membership,
             meter_point=alice.meter_point,
