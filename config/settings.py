@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "marketplace",
     "marketplace.ledger",
     "grid",
+    "simulation",
 ]
 
 MIDDLEWARE = [
