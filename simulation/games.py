@@ -44,7 +44,13 @@ class WaterHeaterGame:
     with ``e_it`` its heater's power at ``t``: the heaters share the microgrid's surplus ``S_t``
     pro rata, paying the feed-in tariff ``f`` for it (what the surplus would fetch from the grid)
     and the retail tariff ``r`` for the rest, imported. Heating when the microgrid exports is
-    cheap, heating when it imports, or when others already use the surplus, is dear.
+    cheap, heating when it imports, or when others already use the surplus, is dear. With
+    ``import_weight`` κ > 0 a peer also bears the microgrid's import at the times it heats:
+
+        (WH-2)  C_i(s) = Σ_t e_it · h · (π_t + κ · G_t⁺),   G_t = base_t + D_t
+
+    so that among hours that all cost retail, the ones where the microgrid imports least are
+    preferred (κ in currency per kWh and kW of import; 0 gives WH-1).
     """
 
     base_kw: tuple[float, ...]
@@ -53,6 +59,7 @@ class WaterHeaterGame:
     hours: float
     retail: float
     feed_in: float
+    import_weight: float = 0.0
 
     def __post_init__(self) -> None:
         steps = len(self.base_kw)
@@ -76,7 +83,9 @@ class WaterHeaterGame:
         """Each player's cost (WH-1) when player ``i`` plays strategy ``profile[i]``."""
         power = [self.on[i][s] * self.power_kw[i] for i, s in enumerate(profile)]
         demand = np.sum(power, axis=0)
-        price = self.unit_price(np.maximum(-np.asarray(self.base_kw), 0.0), demand)
+        base = np.asarray(self.base_kw)
+        price = self.unit_price(np.maximum(-base, 0.0), demand)
+        price = price + self.import_weight * np.maximum(base + demand, 0.0)
         return [float(np.sum(p * price) * self.hours) for p in power]
 
     def exchange(self, profile: Sequence[int]) -> np.ndarray:
@@ -101,8 +110,10 @@ class WaterHeaterGame:
             dist = dist * (1.0 - q)[:, None] + shifted * q[:, None]
         others_kw = np.arange(width) * POWER_GRID_KW
         demand = self.power_kw[player] + others_kw[None, :]
-        surplus = np.maximum(-np.asarray(self.base_kw), 0.0)[:, None]
-        expected_price = np.sum(dist * self.unit_price(surplus, demand), axis=1)
+        base = np.asarray(self.base_kw)[:, None]
+        price = self.unit_price(np.maximum(-base, 0.0), demand)
+        price = price + self.import_weight * np.maximum(base + demand, 0.0)
+        expected_price = np.sum(dist * price, axis=1)
         return np.asarray(self.on[player] @ (expected_price * self.power_kw[player] * self.hours))
 
 

@@ -66,7 +66,7 @@ def test_expected_costs_match_enumeration() -> None:
     """The convolution over the others' demand equals brute force over all profiles."""
     rng = np.random.default_rng(4)
     on = tuple((rng.random((3, 4)) > 0.5).astype(float) for _ in range(3))
-    game = WaterHeaterGame((-3.0, 1.0, -1.0, -5.0), (2.0, 1.5, 3.0), on, 0.5, 0.3, 0.1)
+    game = WaterHeaterGame((-3.0, 1.0, -1.0, -5.0), (2.0, 1.5, 3.0), on, 0.5, 0.3, 0.1, 0.01)
     mixed = [rng.dirichlet(np.ones(3)) for _ in range(3)]
     for player in range(3):
         brute = np.zeros(3)
@@ -78,6 +78,21 @@ def test_expected_costs_match_enumeration() -> None:
                     trial[player] = s
                     brute[s] += weight * game.costs(trial)[player]
         assert game.expected_costs(player, mixed) == pytest.approx(brute)
+
+
+def test_import_weight_separates_hours_that_all_face_retail() -> None:
+    """Two 2 kW heaters, two hours of import (1 and 3 kW): WH-1 is indifferent, WH-2 is not."""
+    on = (np.array([[1.0, 0.0], [0.0, 1.0]]),) * 2
+    flat = WaterHeaterGame((1.0, 3.0), (2.0, 2.0), on, 1.0, 0.30, 0.10)
+    assert flat.costs([0, 0]) == flat.costs([1, 1]) == flat.costs([0, 1])
+    weighted = WaterHeaterGame((1.0, 3.0), (2.0, 2.0), on, 1.0, 0.30, 0.10, import_weight=0.01)
+    # Both in hour 0: G = 5 -> 2 x (0.30 + 0.05) = 0.70 each. Apart: hour 0 G = 3 -> 0.66,
+    # hour 1 G = 5 -> 0.70. Both in hour 1: G = 7 -> 0.74.
+    assert weighted.costs([0, 0]) == pytest.approx([0.70, 0.70])
+    assert weighted.costs([0, 1]) == pytest.approx([0.66, 0.70])
+    assert weighted.costs([1, 1]) == pytest.approx([0.74, 0.74])
+    # Alone, each heater now prefers the hour of the smaller import.
+    assert weighted.costs([0, 1])[0] < weighted.costs([1, 1])[0]
 
 
 def test_support_enumeration_matching_pennies() -> None:
