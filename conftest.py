@@ -27,6 +27,34 @@ def _fast_password_hashing(settings: pytest.FixtureRequest) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # type: ignore[attr-defined]
 
 
+@pytest.fixture(autouse=True)
+def _private_ledger_checkpoints(settings: pytest.FixtureRequest, tmp_path: Path) -> None:
+    # Each test's database is rolled back or flushed; its checkpoint file must go with it, or
+    # the next test's ledger would look truncated.
+    settings.LEDGER_CHECKPOINT_DIR = tmp_path / "ledger-checkpoints"  # type: ignore[attr-defined]
+
+
+def _flush_past_the_truncate_guard() -> None:
+    """Let the test runner's flush TRUNCATE the ledger tables (migration 0003 refuses it).
+
+    ``session_replication_role = replica`` switches ordinary triggers off for the flush's own
+    transaction only; it needs a superuser, which the application role is not meant to be.
+    """
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    original = DatabaseOperations.sql_flush
+
+    def sql_flush(self: DatabaseOperations, *args: object, **kwargs: object) -> list[str]:
+        statements = original(self, *args, **kwargs)  # type: ignore[arg-type]
+        return ["SET LOCAL session_replication_role = replica", *statements] if statements else []
+
+    DatabaseOperations.sql_flush = sql_flush  # type: ignore[method-assign,assignment]
+
+
+if django_settings.USING_POSTGRES:
+    _flush_past_the_truncate_guard()
+
+
 requires_postgres = pytest.mark.skipif(
     not django_settings.USING_POSTGRES,
     reason="needs PostgreSQL (row locks, triggers); CI runs it with DATABASE_URL set",
@@ -45,6 +73,7 @@ class WorkerProcess:
         env = dict(os.environ)
         env["PEERGRID_QUEUE"] = self.queue
         env["PEERGRID_DATABASE_NAME"] = str(connection.settings_dict["NAME"])
+        env["PEERGRID_LEDGER_CHECKPOINT_DIR"] = str(django_settings.LEDGER_CHECKPOINT_DIR)
         command = [
             sys.executable, "-m", "celery", "-A", "config", "worker",
             "--pool=solo", "--loglevel=INFO", "-Q", self.queue,

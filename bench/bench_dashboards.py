@@ -104,7 +104,7 @@ def write_results(backend: str, size: Any, seed_s: float, rows: list[Any]) -> No
         HEADING,
         "",
         "`python bench/bench_dashboards.py` (regulator dashboards over "
-        "marketplace/oversight/selectors.py). Best of 3 full page renders through the test "
+        "marketplace/oversight/selectors/). Best of 3 full page renders through the test "
         "client (session, selectors, SVG charts, template); seconds.",
         "",
         f"- machine: `{platform.platform()}`, nproc {os.cpu_count()}",

@@ -270,6 +270,17 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# --- Ledger integrity -----------------------------------------------------------------------
+# The chain's HMAC key lives outside the database: someone who can write the ledger tables
+# cannot forge an entry's hash without it. PEERGRID_LEDGER_KEY (any text, at least 32
+# characters) wins; otherwise the key file, created on first start (see marketplace/ledger/keys.py).
+LEDGER_KEY = os.environ.get("PEERGRID_LEDGER_KEY", "")
+LEDGER_KEY_FILE = Path(os.environ.get("PEERGRID_LEDGER_KEY_FILE", VAR_DIR / "ledger.key"))
+# Append-only checkpoint files (one per database), outside the database as well.
+LEDGER_CHECKPOINT_DIR = Path(
+    os.environ.get("PEERGRID_LEDGER_CHECKPOINT_DIR", VAR_DIR / "ledger-checkpoints")
+)
+
 # --- Logging --------------------------------------------------------------------------------
 LOGGING = {
     "version": 1,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.db.models import QuerySet
 
 from grid.models import GridCheckResult, GridModel
-from marketplace.models import Community, Interval
+
+if TYPE_CHECKING:
+    from marketplace.models import Community, Interval
 
 
 def grid_model_get(*, community: Community) -> GridModel | None:

@@ -7,8 +7,19 @@ from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
 
 from marketplace.api import schema as _schema  # noqa: F401 - registers the bearer scheme
-from marketplace.api import views
 from marketplace.api.exceptions import error_body
+from marketplace.api.views import (
+    bids,
+    board,
+    communities,
+    intervals,
+    me,
+    meter_points,
+    postings,
+    settlements,
+    statistics,
+    trades,
+)
 
 app_name = "api"
 
@@ -20,40 +31,52 @@ def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
 
 
 urlpatterns = [
-    path("me/", views.MeView.as_view(), name="me"),
-    path("communities/", views.CommunityListView.as_view(), name="community-list"),
-    path("communities/<slug:slug>/", views.CommunityDetailView.as_view(), name="community-detail"),
-    path("communities/<slug:slug>/rules/", views.MarketRulesView.as_view(), name="market-rules"),
-    path("intervals/", views.IntervalListView.as_view(), name="interval-list"),
-    path("intervals/<int:pk>/", views.IntervalDetailView.as_view(), name="interval-detail"),
-    path("intervals/<int:pk>/depth/", views.IntervalDepthView.as_view(), name="interval-depth"),
+    path("me/", me.MeView.as_view(), name="me"),
+    path("communities/", communities.CommunityListView.as_view(), name="community-list"),
+    path(
+        "communities/<slug:slug>/",
+        communities.CommunityDetailView.as_view(),
+        name="community-detail",
+    ),
+    path(
+        "communities/<slug:slug>/rules/", communities.MarketRulesView.as_view(), name="market-rules"
+    ),
+    path("intervals/", intervals.IntervalListView.as_view(), name="interval-list"),
+    path("intervals/<int:pk>/", intervals.IntervalDetailView.as_view(), name="interval-detail"),
+    path("intervals/<int:pk>/depth/", intervals.IntervalDepthView.as_view(), name="interval-depth"),
     path(
         "intervals/<int:pk>/grid-check/",
-        views.IntervalGridCheckView.as_view(),
+        intervals.IntervalGridCheckView.as_view(),
         name="interval-grid-check",
     ),
-    path("board/", views.BoardView.as_view(), name="board"),
-    path("postings/", views.PostingListView.as_view(), name="posting-list"),
-    path("postings/<int:pk>/", views.PostingDetailView.as_view(), name="posting-detail"),
-    path("postings/<int:pk>/cancel/", views.PostingCancelView.as_view(), name="posting-cancel"),
-    path("postings/<int:pk>/bids/", views.PostingBidsView.as_view(), name="posting-bids"),
-    path("bids/", views.BidListView.as_view(), name="bid-list"),
-    path("bids/<int:pk>/", views.BidDetailView.as_view(), name="bid-detail"),
-    path("bids/<int:pk>/withdraw/", views.BidWithdrawView.as_view(), name="bid-withdraw"),
-    path("bids/<int:pk>/accept/", views.BidAcceptView.as_view(), name="bid-accept"),
-    path("bids/<int:pk>/reject/", views.BidRejectView.as_view(), name="bid-reject"),
-    path("trades/", views.TradeListView.as_view(), name="trade-list"),
-    path("trades/<int:pk>/", views.TradeDetailView.as_view(), name="trade-detail"),
-    path("meter-points/", views.MeterPointListView.as_view(), name="meter-point-list"),
-    path("meter-points/<int:pk>/", views.MeterPointDetailView.as_view(), name="meter-point-detail"),
-    path("meter-readings/", views.MeterReadingListView.as_view(), name="meter-reading-list"),
-    path("settlements/", views.SettlementListView.as_view(), name="settlement-list"),
-    path("statements/<slug:slug>/", views.StatementIndexView.as_view(), name="statement-index"),
+    path("board/", board.BoardView.as_view(), name="board"),
+    path("postings/", postings.PostingListView.as_view(), name="posting-list"),
+    path("postings/<int:pk>/", postings.PostingDetailView.as_view(), name="posting-detail"),
+    path("postings/<int:pk>/cancel/", postings.PostingCancelView.as_view(), name="posting-cancel"),
+    path("postings/<int:pk>/bids/", postings.PostingBidsView.as_view(), name="posting-bids"),
+    path("bids/", bids.BidListView.as_view(), name="bid-list"),
+    path("bids/<int:pk>/", bids.BidDetailView.as_view(), name="bid-detail"),
+    path("bids/<int:pk>/withdraw/", bids.BidWithdrawView.as_view(), name="bid-withdraw"),
+    path("bids/<int:pk>/accept/", bids.BidAcceptView.as_view(), name="bid-accept"),
+    path("bids/<int:pk>/reject/", bids.BidRejectView.as_view(), name="bid-reject"),
+    path("trades/", trades.TradeListView.as_view(), name="trade-list"),
+    path("trades/<int:pk>/", trades.TradeDetailView.as_view(), name="trade-detail"),
+    path("meter-points/", meter_points.MeterPointListView.as_view(), name="meter-point-list"),
+    path(
+        "meter-points/<int:pk>/",
+        meter_points.MeterPointDetailView.as_view(),
+        name="meter-point-detail",
+    ),
+    path("meter-readings/", meter_points.MeterReadingListView.as_view(), name="meter-reading-list"),
+    path("settlements/", settlements.SettlementListView.as_view(), name="settlement-list"),
+    path(
+        "statements/<slug:slug>/", settlements.StatementIndexView.as_view(), name="statement-index"
+    ),
     path(
         "statements/<slug:slug>/<int:year>/<int:month>/",
-        views.StatementMonthView.as_view(),
+        settlements.StatementMonthView.as_view(),
         name="statement-month",
     ),
-    path("statistics/", views.StatisticsView.as_view(), name="statistics"),
+    path("statistics/", statistics.StatisticsView.as_view(), name="statistics"),
     re_path(r"^(?P<rest>[\s\S]*)$", not_found),  # [\s\S]: paths may hold newlines; reversible
 ]

@@ -139,5 +139,8 @@ class SettlementAdmin(ReadOnlyAdmin):
 
 @admin.register(LedgerVerification)
 class LedgerVerificationAdmin(ReadOnlyAdmin):
-    list_display = ("at", "community", "ok", "entries_checked", "first_bad_entry_id", "reason")
-    list_filter = ("ok",)
+    list_display = (
+        "at", "community", "ok", "problem", "entries_checked", "first_bad_entry_id",
+        "checkpoint_sequence", "reason",
+    )  # fmt: skip
+    list_filter = ("ok", "problem")

@@ -1,8 +1,10 @@
-"""The hash chain's canonical serialisation: pure functions, shared by posting and verifying."""
+"""The hash chain's canonical serialisation and keyed hashes: pure functions, shared by posting
+and verifying. The key is passed in (``marketplace.ledger.keys``); nothing here reads settings."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,6 +53,50 @@ def canonical(content: EntryContent) -> str:
     )
 
 
-def entry_hash(content: EntryContent, prev_hash: str) -> str:
-    """sha256 of the previous hash and the canonical content: editing either changes it."""
-    return hashlib.sha256(f"{prev_hash}\n{canonical(content)}".encode()).hexdigest()
+def entry_hash(content: EntryContent, prev_hash: str, key: bytes) -> str:
+    """HMAC-SHA256 of the previous hash and the canonical content.
+
+    Editing either changes it, and without the key nobody can compute the hash a forged or
+    rewritten entry would need, however balanced its amounts.
+    """
+    message = f"{prev_hash}\n{canonical(content)}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The chain's state after a posting, kept outside the ledger tables.
+
+    ``head_sequence``/``head_hash`` name the last entry; ``entry_count`` and ``credit_total``
+    (the sum of all positive amounts, which equals minus the sum of the negative ones) let a
+    verifier notice entries that vanished even where the links still close.
+    """
+
+    head_sequence: int
+    head_hash: str
+    entry_count: int
+    credit_total: Decimal
+    at: datetime
+
+    def canonical(self) -> str:
+        return json.dumps(
+            {
+                "head_sequence": self.head_sequence,
+                "head_hash": self.head_hash,
+                "entry_count": self.entry_count,
+                "credit_total": _fixed(self.credit_total, 2),
+                "at": self.at.astimezone(UTC).isoformat(timespec="microseconds"),
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+
+def checkpoint_mac(checkpoint: Checkpoint, key: bytes) -> str:
+    """The checkpoint's signature: a checkpoint row or line without it is a forgery."""
+    message = f"checkpoint\n{checkpoint.canonical()}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def mac_matches(expected: str, given: str) -> bool:
+    return hmac.compare_digest(expected.encode(), given.encode())

@@ -240,6 +240,42 @@ class Settlement(models.Model):
         return f"settlement of {self.membership_id} in {self.interval_id}"
 
 
+class LedgerCheckpoint(models.Model):
+    """The chain's head, count and credit total after a posting, signed with the ledger key.
+
+    Written in the posting's transaction and, once it commits, appended to the checkpoint file
+    (``marketplace/ledger/checkpoints.py``). Deliberately not linked to the entries by a foreign
+    key: it must survive their deletion to testify about it. On PostgreSQL triggers refuse
+    UPDATE, DELETE and TRUNCATE here, as on the entries (migration 0003).
+    """
+
+    at = models.DateTimeField(default=now)
+    head_sequence = models.PositiveBigIntegerField(unique=True)
+    head_hash = models.CharField(max_length=64)
+    entry_count = models.PositiveBigIntegerField()
+    credit_total = money_field()
+    mac = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ("-head_sequence",)
+        get_latest_by = "head_sequence"
+
+    def __str__(self) -> str:
+        return f"checkpoint at #{self.head_sequence}"
+
+
+class LedgerProblem(models.TextChoices):
+    EDITED = "edited", "An entry was edited"
+    LINK_BROKEN = "link_broken", "An entry was removed or inserted"
+    FORGED_APPEND = "forged_append", "An entry after the last checkpoint is not signed"
+    TAIL_DELETED = "tail_deleted", "Entries up to the last checkpoint are missing"
+    TRUNCATED = "truncated", "The ledger is empty but a checkpoint says otherwise"
+    REWRITTEN = "rewritten", "The chain does not end where the checkpoint says"
+    UNBALANCED = "unbalanced", "A transaction does not sum to zero"
+    CHECKPOINT_FORGED = "checkpoint_forged", "A checkpoint is not signed with the ledger key"
+    CHECKPOINT_REMOVED = "checkpoint_removed", "Checkpoints were removed from the database"
+
+
 class LedgerVerification(models.Model):
     """The result of one walk of the hash chain (``verify_ledger``)."""
 
@@ -258,6 +294,9 @@ class LedgerVerification(models.Model):
     first_bad_entry_id = models.PositiveBigIntegerField(null=True, blank=True)
     first_bad_sequence = models.PositiveBigIntegerField(null=True, blank=True)
     reason = models.CharField(max_length=300, blank=True)
+    problem = models.CharField(max_length=20, choices=LedgerProblem.choices, blank=True)
+    # The checkpoint the chain was held against (sequence of its head), if there was one.
+    checkpoint_sequence = models.PositiveBigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ("-at", "-pk")

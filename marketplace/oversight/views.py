@@ -316,8 +316,8 @@ def _headline(name: str, charts: list[Chart], shared: dict[str, Any]) -> list[tu
         p2p, fin, fout = (sum(table.column(c)) for c in ("p2p_kwh", "from_grid_kwh", "to_grid_kwh"))
         return [
             ("P2P energy (kWh)", f"{p2p:,.1f}"),
-            ("self-sufficiency", _pct(selectors._ratio(p2p, p2p + fin))),
-            ("self-consumption", _pct(selectors._ratio(p2p, p2p + fout))),
+            ("self-sufficiency", _pct(selectors.ratio(p2p, p2p + fin))),
+            ("self-consumption", _pct(selectors.ratio(p2p, p2p + fout))),
         ]
     if name == "network":
         table = by_key["network"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -46,6 +46,7 @@ from marketplace.models import (
     ClearingMechanism,
     Interval,
     IntervalState,
+    MarketRules,
     MarketStructure,
     Posting,
     PostingStatus,
@@ -170,18 +171,16 @@ class _BidSide(_Open):
 
 
 def _bilateral_step(
-    interval: Interval, postings: dict[int, _Open], now: datetime
+    interval: Interval,
+    postings: dict[int, _Open],
+    bids_by_posting: dict[int, list[tuple[Any, ...]]],
+    first_sequence: int,
+    now: datetime,
 ) -> tuple[list[Trade], list[Bid]]:
     """Auto-accept the best pending bids on postings that asked for it."""
-    bids_by_posting: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
-    for row in lock_pending_bids_of_interval(interval.pk).values_list(
-        "pk", "posting_id", "membership_id", "meter_point_id", "quantity_kwh", "price_per_kwh",
-        "submitted_at",
-    ):  # fmt: skip
-        bids_by_posting[row[1]].append(row)
     trades: list[Trade] = []
     accepted: list[Bid] = []
-    sequence = next_trade_sequence(interval.pk, TradeSource.BILATERAL)
+    sequence = first_sequence
     for posting_id, rows in bids_by_posting.items():
         posting = postings.get(posting_id)
         if posting is None or not posting.auto_accept or posting.remaining <= 0:
@@ -224,14 +223,35 @@ def _bilateral_step(
     return trades, accepted
 
 
-def interval_clear(*, interval: Interval, now: datetime | None = None) -> ClearingSummary:
-    """Clear ``interval`` per its rules and save the trades; run inside the caller's transaction.
+@dataclass(slots=True)
+class _Book:
+    """What clearing reads under the interval's lock: the rules, open postings and pending bids."""
 
-    Raises ``ApplicationError``: ``invalid_state`` while the interval's gate is still open,
-    ``conflict`` if it already has pool or grid trades (it was cleared before).
-    """
-    started = time.perf_counter()
-    now = now or timezone.now()
+    interval: Interval
+    rules: MarketRules
+    postings: dict[int, _Open]
+    bids_by_posting: dict[int, list[tuple[Any, ...]]]
+    bilateral_sequence: int  # the next free sequence number of a bilateral trade
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What clearing decided, before anything is written."""
+
+    bilateral: list[Trade]
+    accepted: list[Bid]
+    pool: list[Trade] = field(default_factory=list)
+    grid: list[Trade] = field(default_factory=list)
+    mechanism: str | None = None
+    price: Decimal | None = None
+    surplus: Decimal = ZERO
+    grid_import: Decimal = ZERO
+    grid_export: Decimal = ZERO
+    pooled: bool = False  # every open posting went to the pool (and is filled)
+
+
+def _fetch(interval: Interval) -> _Book:
+    """Lock the interval and read its book; refuse an open gate or a second clearing."""
     locked = lock_interval(interval.pk)
     if locked.state == IntervalState.OPEN:
         raise ApplicationError(
@@ -243,86 +263,101 @@ def interval_clear(*, interval: Interval, now: datetime | None = None) -> Cleari
         raise ApplicationError(
             ErrorCode.CONFLICT, "This interval has been cleared already.", field="interval"
         )
-    rules = locked.rules
-    structure = rules.market_structure
     postings = {
         row[0]: _Open(row)
         for row in lock_open_postings_of_interval(locked.pk).values_list(*_POSTING_FIELDS)
     }
-    trades: list[Trade] = []
-    accepted: list[Bid] = []
+    bids_by_posting: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+    sequence = 0
+    if locked.rules.market_structure in (MarketStructure.BILATERAL, MarketStructure.COMPOSITE):
+        for row in lock_pending_bids_of_interval(locked.pk).values_list(
+            "pk", "posting_id", "membership_id", "meter_point_id", "quantity_kwh",
+            "price_per_kwh", "submitted_at",
+        ):  # fmt: skip
+            bids_by_posting[row[1]].append(row)
+        sequence = next_trade_sequence(locked.pk, TradeSource.BILATERAL)
+    return _Book(locked, locked.rules, postings, bids_by_posting, sequence)
+
+
+def _clear(book: _Book, now: datetime) -> _Outcome:
+    """Run the rules' market structure over the book; reads and writes nothing."""
+    interval, rules, postings = book.interval, book.rules, book.postings
+    structure = rules.market_structure
+    outcome = _Outcome(bilateral=[], accepted=[])
     if structure in (MarketStructure.BILATERAL, MarketStructure.COMPOSITE):
-        trades, accepted = _bilateral_step(locked, postings, now)
-    bilateral_kwh = sum((t.quantity_kwh for t in trades), ZERO)
-    if accepted:
+        outcome.bilateral, outcome.accepted = _bilateral_step(
+            interval, postings, book.bids_by_posting, book.bilateral_sequence, now
+        )
+    if structure not in (MarketStructure.POOL, MarketStructure.COMPOSITE):
+        return outcome
+    outcome.pooled = True
+    mechanism = outcome.mechanism = rules.clearing_mechanism
+    orders = [p.order(p.remaining) for p in postings.values() if p.remaining > 0]
+    k = (
+        rules.pricing_k
+        if rules.pricing_rule == PricingRule.K_PRICING and mechanism == ClearingMechanism.UNIFORM
+        else None
+    )
+    result = clear(mechanism, orders, k=k)
+    outcome.price, outcome.surplus = result.price, result.surplus
+    for sequence, match in enumerate(result.trades, start=1):
+        buyer, seller = postings[int(match.buyer[1:])], postings[int(match.seller[1:])]
+        outcome.pool.append(
+            _trade(
+                interval=interval,
+                source=TradeSource.POOL,
+                sequence=sequence,
+                buyer=buyer,
+                seller=seller,
+                quantity=match.quantity,
+                price=match.price,
+                seller_price=match.seller_price,
+                now=now,
+                submitted_at=max(buyer.submitted_at, seller.submitted_at),
+            )
+        )
+    residual = grid_residual(
+        orders, result, retail=rules.retail_tariff, feed_in=rules.feed_in_tariff
+    )
+    for sequence, rest in enumerate(residual, start=1):
+        member = postings[int(rest.order_id[1:])]
+        buying = rest.side == ClearingSide.BUY
+        if buying:
+            outcome.grid_import += rest.quantity
+        else:
+            outcome.grid_export += rest.quantity
+        outcome.grid.append(
+            _trade(
+                interval=interval,
+                source=TradeSource.GRID,
+                sequence=sequence,
+                buyer=member if buying else None,
+                seller=None if buying else member,
+                quantity=rest.quantity,
+                price=rest.price,
+                seller_price=rest.price,
+                now=now,
+                submitted_at=member.submitted_at,
+                posting_id=member.pk,
+            )
+        )
+    return outcome
+
+
+def _write(book: _Book, outcome: _Outcome, now: datetime) -> int:
+    """Save the outcome: bids decided, postings closed, trades created. Returns bids expired."""
+    interval_id = book.interval.pk
+    if outcome.accepted:
         Bid.objects.bulk_update(
-            accepted, ["accepted_kwh", "status", "decided_at"], batch_size=_BATCH
+            outcome.accepted, ["accepted_kwh", "status", "decided_at"], batch_size=_BATCH
         )
     # Anything still pending lapses at gate closure (in a pool market there are none).
-    expired = Bid.objects.filter(posting__interval_id=locked.pk, status=BidStatus.PENDING).update(
+    expired = Bid.objects.filter(posting__interval_id=interval_id, status=BidStatus.PENDING).update(
         status=BidStatus.EXPIRED, decided_at=now
     )
-
-    mechanism: str | None = None
-    price: Decimal | None = None
-    pool_trades: list[Trade] = []
-    grid_trades: list[Trade] = []
-    surplus = ZERO
-    grid_import = grid_export = ZERO
-    if structure in (MarketStructure.POOL, MarketStructure.COMPOSITE):
-        mechanism = rules.clearing_mechanism
-        orders = [p.order(p.remaining) for p in postings.values() if p.remaining > 0]
-        k = (
-            rules.pricing_k
-            if rules.pricing_rule == PricingRule.K_PRICING
-            and mechanism == ClearingMechanism.UNIFORM
-            else None
-        )
-        result = clear(mechanism, orders, k=k)
-        price, surplus = result.price, result.surplus
-        for sequence, match in enumerate(result.trades, start=1):
-            buyer, seller = postings[int(match.buyer[1:])], postings[int(match.seller[1:])]
-            pool_trades.append(
-                _trade(
-                    interval=locked,
-                    source=TradeSource.POOL,
-                    sequence=sequence,
-                    buyer=buyer,
-                    seller=seller,
-                    quantity=match.quantity,
-                    price=match.price,
-                    seller_price=match.seller_price,
-                    now=now,
-                    submitted_at=max(buyer.submitted_at, seller.submitted_at),
-                )
-            )
-        residual = grid_residual(
-            orders, result, retail=rules.retail_tariff, feed_in=rules.feed_in_tariff
-        )
-        for sequence, rest in enumerate(residual, start=1):
-            member = postings[int(rest.order_id[1:])]
-            buying = rest.side == ClearingSide.BUY
-            if buying:
-                grid_import += rest.quantity
-            else:
-                grid_export += rest.quantity
-            grid_trades.append(
-                _trade(
-                    interval=locked,
-                    source=TradeSource.GRID,
-                    sequence=sequence,
-                    buyer=member if buying else None,
-                    seller=None if buying else member,
-                    quantity=rest.quantity,
-                    price=rest.price,
-                    seller_price=rest.price,
-                    now=now,
-                    submitted_at=member.submitted_at,
-                    posting_id=member.pk,
-                )
-            )
+    if outcome.pooled:
         # Peers or the grid took every kWh of every posting.
-        Posting.objects.filter(interval_id=locked.pk, status=PostingStatus.OPEN).update(
+        Posting.objects.filter(interval_id=interval_id, status=PostingStatus.OPEN).update(
             allocated_kwh=F("quantity_kwh"), status=PostingStatus.FILLED
         )
     else:
@@ -332,30 +367,45 @@ def interval_clear(*, interval: Interval, now: datetime | None = None) -> Cleari
                 allocated_kwh=p.allocated,
                 status=PostingStatus.FILLED if p.remaining == 0 else PostingStatus.CLOSED,
             )
-            for p in postings.values()
+            for p in book.postings.values()
             if p.allocated or p.remaining == 0
         ]
         if changed:
             Posting.objects.bulk_update(changed, ["allocated_kwh", "status"], batch_size=_BATCH)
-        Posting.objects.filter(interval_id=locked.pk, status=PostingStatus.OPEN).update(
+        Posting.objects.filter(interval_id=interval_id, status=PostingStatus.OPEN).update(
             status=PostingStatus.CLOSED
         )
-    Trade.objects.bulk_create(trades + pool_trades + grid_trades, batch_size=_BATCH)
+    Trade.objects.bulk_create(outcome.bilateral + outcome.pool + outcome.grid, batch_size=_BATCH)
+    return expired
+
+
+def interval_clear(*, interval: Interval, now: datetime | None = None) -> ClearingSummary:
+    """Clear ``interval`` per its rules and save the trades; run inside the caller's transaction.
+
+    Three steps: fetch the book under the interval's lock, clear it (no database), write the
+    outcome. Raises ``ApplicationError``: ``invalid_state`` while the interval's gate is still
+    open, ``conflict`` if it already has pool or grid trades (it was cleared before).
+    """
+    started = time.perf_counter()
+    now = now or timezone.now()
+    book = _fetch(interval)
+    outcome = _clear(book, now)
+    expired = _write(book, outcome, now)
     return ClearingSummary(
-        interval_id=locked.pk,
-        market_structure=structure,
-        mechanism=mechanism,
-        postings=len(postings),
-        bids_accepted=len(accepted),
+        interval_id=book.interval.pk,
+        market_structure=book.rules.market_structure,
+        mechanism=outcome.mechanism,
+        postings=len(book.postings),
+        bids_accepted=len(outcome.accepted),
         bids_expired=expired,
-        bilateral_trades=len(trades),
-        pool_trades=len(pool_trades),
-        grid_trades=len(grid_trades),
-        bilateral_kwh=bilateral_kwh,
-        pool_kwh=sum((t.quantity_kwh for t in pool_trades), ZERO),
-        clearing_price=price,
-        grid_import_kwh=grid_import,
-        grid_export_kwh=grid_export,
-        surplus=surplus,
+        bilateral_trades=len(outcome.bilateral),
+        pool_trades=len(outcome.pool),
+        grid_trades=len(outcome.grid),
+        bilateral_kwh=sum((t.quantity_kwh for t in outcome.bilateral), ZERO),
+        pool_kwh=sum((t.quantity_kwh for t in outcome.pool), ZERO),
+        clearing_price=outcome.price,
+        grid_import_kwh=outcome.grid_import,
+        grid_export_kwh=outcome.grid_export,
+        surplus=outcome.surplus,
         seconds=time.perf_counter() - started,
     )

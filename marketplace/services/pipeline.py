@@ -16,7 +16,6 @@ dispatches every (interval, step) as its own task, so nothing else waits for it.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -28,6 +27,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from marketplace.ledger.services.settlement import interval_settle
 from marketplace.lock_objects import lock_interval
 from marketplace.models import Community, Interval, IntervalState, Trade
 
@@ -68,27 +68,6 @@ class DueStep:
     to_state: str
 
 
-# --- Optional collaborators ------------------------------------------------------------------
-
-
-def _optional(module: str, name: str) -> Callable[..., Any] | None:
-    """A service from another part of the code base, or None if it does not exist (yet)."""
-    try:
-        found = getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
-    return found if callable(found) else None
-
-
-def settlement_service() -> Callable[..., Any] | None:
-    """The ledger's ``interval_settle(*, interval, now)`` when the settlement app provides one."""
-    for module in ("marketplace.ledger.services", "marketplace.ledger.services.settlement"):
-        found = _optional(module, "interval_settle")
-        if found is not None:
-            return found
-    return None
-
-
 # --- The steps ---------------------------------------------------------------------------------
 
 
@@ -96,7 +75,7 @@ def _step_due(interval: Interval, to_state: str, now: datetime) -> bool:
     if to_state == IntervalState.GATE_CLOSED:
         return now >= interval.gate_closure_at
     if to_state == IntervalState.SETTLED:
-        return now >= interval.end + SETTLEMENT_DELAY and settlement_service() is not None
+        return now >= interval.end + SETTLEMENT_DELAY
     return to_state in IMMEDIATE_STEPS
 
 
@@ -145,10 +124,7 @@ def _confirm(interval: Interval, now: datetime) -> StepResult:
 
 
 def _settle(interval: Interval, now: datetime) -> StepResult:
-    service = settlement_service()
-    if service is None:  # checked by _step_due; kept so a removed app fails loudly
-        raise RuntimeError("no settlement service is installed")
-    result = service(interval=interval, now=now)
+    result = interval_settle(interval=interval, now=now)
     if not result.settled:
         return None  # readings still awaited inside the settlement window
     return {
@@ -273,12 +249,11 @@ def _in_backoff(interval: Interval, now: datetime) -> bool:
 
 def intervals_due(*, now: datetime, community: Community | None = None) -> list[DueStep]:
     """Every interval whose next step is due at ``now``, oldest first, one step per interval."""
-    settle = settlement_service() is not None
-    condition = Q(state=IntervalState.OPEN, gate_closure_at__lte=now) | Q(
-        state__in=[PREVIOUS_STATE[s] for s in IMMEDIATE_STEPS]
+    condition = (
+        Q(state=IntervalState.OPEN, gate_closure_at__lte=now)
+        | Q(state__in=[PREVIOUS_STATE[s] for s in IMMEDIATE_STEPS])
+        | Q(state=IntervalState.CONFIRMED, end__lte=now - SETTLEMENT_DELAY)
     )
-    if settle:
-        condition |= Q(state=IntervalState.CONFIRMED, end__lte=now - SETTLEMENT_DELAY)
     queryset = Interval.objects.filter(condition)
     if community is not None:
         queryset = queryset.filter(community=community)

@@ -13,6 +13,8 @@ from django.utils import timezone
 from accounts.models import Membership, User
 from config.errors import ApplicationError, ErrorCode
 from marketplace.ledger.chain import EntryContent, entry_hash
+from marketplace.ledger.checkpoints import checkpoint_write
+from marketplace.ledger.keys import ledger_key
 from marketplace.ledger.lock_objects import lock_ledger_chain
 from marketplace.ledger.models import (
     GENESIS_HASH,
@@ -82,7 +84,9 @@ def ledger_post(
     rounding leaves over is booked as an explicit ``rounding`` line on the community's fee
     account, so the entries sum to exactly zero too. Posting the same ``key`` again returns the
     transaction already booked and writes nothing, which makes retried tasks harmless.
-    Runs in the caller's transaction when there is one (it never opens a durable one).
+    The entries are chained with the ledger key and a signed checkpoint of the new head is
+    written (``marketplace/ledger/checkpoints.py``). Runs in the caller's transaction when there
+    is one (it never opens a durable one).
     """
     exact_total = sum((line.amount for line in lines), ZERO)
     if exact_total != ZERO:
@@ -124,7 +128,9 @@ def ledger_post(
                     residue,
                 )
             )
-        _append_entries(ledger_transaction, rounded, interval=interval, at=at)
+        entries = _append_entries(ledger_transaction, rounded, interval=interval, at=at)
+        if entries:
+            checkpoint_write(head=entries[-1], added=entries, at=at)
         return ledger_transaction
 
 
@@ -134,11 +140,12 @@ def _append_entries(
     *,
     interval: Interval | None,
     at: datetime,
-) -> None:
+) -> list[LedgerEntry]:
     # The caller holds the chain lock, so the head read here is still the head when we write.
     head = LedgerEntry.objects.order_by("-sequence").values("sequence", "hash").first()
     sequence = head["sequence"] if head else 0
     prev_hash = head["hash"] if head else GENESIS_HASH
+    key = ledger_key()
     entries = []
     for line, amount in rounded:
         if amount == ZERO:
@@ -159,7 +166,7 @@ def _append_entries(
             memo=line.memo,
             created_at=at,
         )
-        digest = entry_hash(content, prev_hash)
+        digest = entry_hash(content, prev_hash, key)
         entries.append(
             LedgerEntry(
                 transaction=ledger_transaction,
@@ -178,3 +185,4 @@ def _append_entries(
         )
         prev_hash = digest
     LedgerEntry.objects.bulk_create(entries)
+    return entries

@@ -1,0 +1,131 @@
+"""Meter points and their readings."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.models import Membership, MeterPoint, TokenScope, User
+from accounts.permissions import CanSendMeterReadings
+from accounts.services import meter_point_register
+from config.errors import ApplicationError, ErrorCode
+from marketplace.api import filters, schema
+from marketplace.api import serializers as s
+from marketplace.api.idempotency import idempotent
+from marketplace.api.selectors import own_meter_points, own_readings
+from marketplace.api.views.base import IDEMPOTENT, ApiView, FilteredListView, request_user
+from marketplace.ledger.models import MeterReading
+from marketplace.ledger.services.readings import meter_readings_submit
+
+
+class MeterPointListView(FilteredListView):
+    serializer_class = s.MeterPointSerializer
+    filterset_class = filters.MeterPointFilter
+    model = MeterPoint
+    scopes: ClassVar[dict[str, str]] = {"POST": TokenScope.METER.value}
+
+    def visible_queryset(self, user: User) -> QuerySet[Any]:
+        return own_meter_points(user=user)
+
+    @extend_schema(
+        operation_id="meter_points_list", summary="Your meter points",
+        responses=schema.responses(s.MeterPointSerializer(many=True), *schema.READ_ERRORS),
+        tags=["metering"],
+    )  # fmt: skip
+    def get(self, request: Request) -> Response:
+        return self.list(request)
+
+    @extend_schema(
+        operation_id="meter_points_create",
+        summary="Register a meter point in one of your communities (`meter` scope)",
+        parameters=IDEMPOTENT, request=s.MeterPointCreateSerializer,
+        responses=schema.responses(s.MeterPointSerializer, *schema.WRITE_ERRORS, status=201),
+        tags=["metering"],
+    )  # fmt: skip
+    @idempotent
+    def post(self, request: Request) -> Response:
+        body = s.MeterPointCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        user = request_user(request)
+        membership = (
+            Membership.objects.filter(user=user, community__slug=data.pop("community"))
+            .select_related("community")
+            .first()
+        )
+        if membership is None:
+            raise ApplicationError(
+                ErrorCode.NOT_FOUND, "You are not a member of this community.", field="community"
+            )
+        meter_point = meter_point_register(membership=membership, registered_by=user, **data)
+        meter_point.membership = membership
+        return Response(s.MeterPointSerializer(meter_point).data, status=status.HTTP_201_CREATED)
+
+
+class MeterPointDetailView(ApiView):
+    serializer_class = s.MeterPointSerializer
+    model = MeterPoint
+
+    def visible_queryset(self, user: User) -> QuerySet[Any]:
+        return own_meter_points(user=user)
+
+    @extend_schema(
+        operation_id="meter_points_retrieve", summary="One of your meter points",
+        responses=schema.responses(s.MeterPointSerializer, *schema.DETAIL_ERRORS),
+        tags=["metering"],
+    )  # fmt: skip
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(s.MeterPointSerializer(self.get_object()).data)
+
+
+class MeterReadingListView(FilteredListView):
+    serializer_class = s.MeterReadingSerializer
+    filterset_class = filters.MeterReadingFilter
+    model = MeterReading
+
+    def get_permissions(self) -> list[BasePermission]:
+        if self.request.method == "POST":
+            return [IsAuthenticated(), CanSendMeterReadings()]
+        return super().get_permissions()
+
+    def visible_queryset(self, user: User) -> QuerySet[Any]:
+        return own_readings(user=user)
+
+    @extend_schema(
+        operation_id="meter_readings_list", summary="Readings of your meter points",
+        responses=schema.responses(s.MeterReadingSerializer(many=True), *schema.READ_ERRORS),
+        tags=["metering"],
+    )  # fmt: skip
+    def get(self, request: Request) -> Response:
+        return self.list(request)
+
+    @extend_schema(
+        operation_id="meter_readings_upload",
+        summary="Upload readings in bulk (`meter` scope); each row is reported",
+        description="A malformed body is a 400 and stores nothing. Otherwise every row is "
+        "checked on its own: good rows are stored even when others are refused, an identical "
+        "re-upload stores nothing (`unchanged`), and a changed reading becomes a new version.",
+        parameters=IDEMPOTENT, request=s.ReadingsUploadSerializer,
+        responses=schema.responses(s.ReadingReportSerializer, *schema.WRITE_ERRORS),
+        tags=["metering"],
+    )  # fmt: skip
+    @idempotent
+    def post(self, request: Request) -> Response:
+        body = s.ReadingsUploadSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        report = meter_readings_submit(
+            submitted_by=request_user(request), readings=body.validated_data["readings"]
+        )
+        data = {
+            "accepted": len(report.accepted),
+            "refused": len(report.refused),
+            "rows": [row.__dict__ for row in report.rows],
+            "adjustment_ids": list(report.adjustment_ids),
+        }
+        return Response(s.ReadingReportSerializer(data).data)

@@ -1,0 +1,131 @@
+"""Postings: list, create, detail, cancel, the bids on one."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.models import TokenScope, User
+from config.errors import ApplicationError, ErrorCode
+from marketplace.api import filters, schema
+from marketplace.api import serializers as s
+from marketplace.api.idempotency import idempotent
+from marketplace.api.selectors import own_postings
+from marketplace.api.views.base import (
+    IDEMPOTENT,
+    ApiView,
+    FilteredListView,
+    own_meter_point,
+    request_user,
+)
+from marketplace.models import Interval, Posting
+from marketplace.selectors.board import bids_on_my_posting
+from marketplace.services.postings import posting_cancel, posting_create
+
+
+class PostingListView(FilteredListView):
+    serializer_class = s.PostingSerializer
+    filterset_class = filters.PostingFilter
+    model = Posting
+    scopes: ClassVar[dict[str, str]] = {"POST": TokenScope.TRADE.value}
+
+    def visible_queryset(self, user: User) -> QuerySet[Any]:
+        return own_postings(user=user)
+
+    @extend_schema(
+        operation_id="postings_list", summary="Your postings (offers and requests)",
+        responses=schema.responses(s.PostingSerializer(many=True), *schema.READ_ERRORS),
+        tags=["trading"],
+    )  # fmt: skip
+    def get(self, request: Request) -> Response:
+        return self.list(request)
+
+    @extend_schema(
+        operation_id="postings_create",
+        summary="Post an offer to sell or a request to buy (`trade` scope)",
+        parameters=IDEMPOTENT, request=s.PostingCreateSerializer,
+        responses=schema.responses(s.PostingSerializer, *schema.WRITE_ERRORS, status=201),
+        tags=["trading"],
+    )  # fmt: skip
+    @idempotent
+    def post(self, request: Request) -> Response:
+        body = s.PostingCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        meter_point = own_meter_point(request_user(request), data["meter_point"])
+        try:
+            # The service locks the interval by its id first thing; reading it here as well
+            # would cost the hot path a query, so a missing one is reported from the lock.
+            posting = posting_create(
+                membership=meter_point.membership,
+                meter_point=meter_point,
+                interval=Interval(pk=data["interval"]),
+                side=data["side"],
+                quantity_kwh=data["quantity_kwh"],
+                limit_price_per_kwh=data["limit_price_per_kwh"],
+                auto_accept_best_bids=data["auto_accept_best_bids"],
+            )
+        except Interval.DoesNotExist:
+            raise ApplicationError(
+                ErrorCode.NOT_FOUND, "No such interval.", field="interval"
+            ) from None
+        return Response(s.PostingSerializer(posting).data, status=status.HTTP_201_CREATED)
+
+
+class PostingDetailView(ApiView):
+    serializer_class = s.PostingSerializer
+    model = Posting
+
+    def visible_queryset(self, user: User) -> QuerySet[Any]:
+        return own_postings(user=user)
+
+    @extend_schema(
+        operation_id="postings_retrieve", summary="One of your postings",
+        responses=schema.responses(s.PostingSerializer, *schema.DETAIL_ERRORS), tags=["trading"],
+    )  # fmt: skip
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(s.PostingSerializer(self.get_object()).data)
+
+
+class PostingCancelView(ApiView):
+    serializer_class = s.PostingSerializer
+    model = Posting
+    scopes: ClassVar[dict[str, str]] = {"POST": TokenScope.TRADE.value}
+
+    def visible_queryset(self, user: User) -> QuerySet[Any]:
+        return own_postings(user=user)
+
+    @extend_schema(
+        operation_id="postings_cancel",
+        summary="Cancel your open posting before gate closure; its pending bids expire",
+        parameters=IDEMPOTENT, request=None,
+        responses=schema.responses(s.PostingSerializer, *schema.WRITE_ERRORS), tags=["trading"],
+    )  # fmt: skip
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        posting = self.get_object()
+        posting_cancel(posting=posting, by_membership=posting.membership)
+        # Read again: the status changed and the pending bids expired with it.
+        return Response(s.PostingSerializer(self.get_queryset().get(pk=posting.pk)).data)
+
+
+class PostingBidsView(ApiView):
+    serializer_class = s.PostingBidSerializer
+    model = Posting
+
+    @extend_schema(
+        operation_id="postings_bids",
+        summary="The bids on one of your postings, best first (bidders as pseudonyms)",
+        responses=schema.responses(s.PostingBidSerializer(many=True), *schema.DETAIL_ERRORS),
+        tags=["trading"],
+    )  # fmt: skip
+    def get(self, request: Request, pk: int) -> Response:
+        posting = get_object_or_404(own_postings(user=request_user(request)), pk=pk)
+        rows = bids_on_my_posting(membership=posting.membership, posting=posting)
+        return self.paginated(rows, s.PostingBidSerializer)
