@@ -77,7 +77,7 @@ class WaterHeaterGame:
 
     def unit_price(self, surplus_kw: np.ndarray, demand_kw: np.ndarray) -> np.ndarray:
         share = np.minimum(1.0, surplus_kw / np.maximum(demand_kw, 1e-12))
-        return self.feed_in * share + self.retail * (1.0 - share)
+        return np.asarray(self.feed_in * share + self.retail * (1.0 - share))
 
     def costs(self, profile: Sequence[int]) -> list[float]:
         """Each player's cost (WH-1) when player ``i`` plays strategy ``profile[i]``."""
@@ -91,7 +91,7 @@ class WaterHeaterGame:
     def exchange(self, profile: Sequence[int]) -> np.ndarray:
         """The microgrid's net exchange per step (kW) with these schedules."""
         power = sum(self.on[i][s] * self.power_kw[i] for i, s in enumerate(profile))
-        return np.asarray(self.base_kw) + power
+        return np.asarray(np.asarray(self.base_kw) + power)
 
     def expected_costs(self, player: int, mixed: Sequence[np.ndarray]) -> np.ndarray:
         """Expected cost of each of ``player``'s pure strategies against the others' mixes."""
@@ -219,7 +219,7 @@ def _indifferent(payoffs: np.ndarray, size: int) -> np.ndarray | None:
     mix = solution[:size]
     if np.any(mix < -1e-12):
         return None
-    return np.clip(mix, 0.0, 1.0)
+    return np.asarray(np.clip(mix, 0.0, 1.0))
 
 
 def two_player_equilibria(game: WaterHeaterGame) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -301,7 +301,9 @@ def thermostat_schedule(
 
 def grid_cost(net_kw: np.ndarray, retail: float, feed_in: float, hours: float) -> np.ndarray:
     """What net power costs against the grid per step: import at retail, export at feed-in."""
-    return (retail * np.maximum(net_kw, 0.0) - feed_in * np.maximum(-net_kw, 0.0)) * hours
+    return np.asarray(
+        (retail * np.maximum(net_kw, 0.0) - feed_in * np.maximum(-net_kw, 0.0)) * hours
+    )
 
 
 def coalition_values(net_kw: np.ndarray, retail: float, feed_in: float, hours: float) -> np.ndarray:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -192,6 +192,9 @@ def _asset(cls: Any, data: Any, path: str) -> Any:
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ScenarioInvalid(f"{path}.{key}", "must be a number")
+    for name, spec in cls.__dataclass_fields__.items():
+        if name not in values and spec.default is MISSING:
+            raise ScenarioInvalid(f"{path}.{name}", "is required")
     try:
         return cls(**{k: float(v) for k, v in values.items()})
     except AssetInvalid as exc:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -168,7 +168,7 @@ class RothErev:
             q[:] = [self.initial_propensity] * self.actions
 
 
-STRATEGIES: dict[str, type] = {
+STRATEGIES: dict[str, Callable[[], Strategy]] = {
     Truthful.name: Truthful,
     ZeroIntelligenceConstrained.name: ZeroIntelligenceConstrained,
     "roth-erev": RothErev,
