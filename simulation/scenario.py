@@ -201,8 +201,8 @@ def _asset(cls: Any, data: Any, path: str) -> Any:
         raise ScenarioInvalid(f"{path}.{exc.field}", exc.reason) from None
 
 
-def _household(data: Any, index: int) -> HouseholdSpec:
-    path = f"households[{index}]."
+def household_spec(data: Any, path: str = "", label: str = "households") -> HouseholdSpec:
+    """One checked group of households; ``path`` prefixes the field names in errors."""
     if not isinstance(data, dict):
         raise ScenarioInvalid(path.rstrip("."), "must be a table")
     count = _get(data, "count", path, int, 1)
@@ -238,12 +238,12 @@ def _household(data: Any, index: int) -> HouseholdSpec:
         water_heater=_asset(WaterHeater, heater_data, f"{path}water_heater"),
         litres_per_day=float(litres),
         ev=_asset(ElectricVehicle, data.get("ev"), f"{path}ev"),
-        label=_get(data, "label", path, str, f"group {index + 1}")[:40],
+        label=_get(data, "label", path, str, label)[:40],
     )
 
 
-def _plant(data: Any, index: int) -> PlantSpec:
-    path = f"plants[{index}]."
+def plant_spec(data: Any, path: str = "") -> PlantSpec:
+    """One checked community plant; ``path`` prefixes the field names in errors."""
     if not isinstance(data, dict):
         raise ScenarioInvalid(path.rstrip("."), "must be a table")
     kind = _choice(_get(data, "kind", path, str, "wind"), PLANT_PROFILES, f"{path}kind")
@@ -286,11 +286,16 @@ def scenario_parse(data: Any) -> Scenario:
     groups = _get(data, "households", "", list, [])
     if not groups:
         raise ScenarioInvalid("households", "needs at least one group of households")
-    households = tuple(_household(group, i) for i, group in enumerate(groups))
+    households = tuple(
+        household_spec(group, f"households[{i}].", f"group {i + 1}")
+        for i, group in enumerate(groups)
+    )
     total = sum(group.count for group in households)
     if total > MAX_HOUSEHOLDS:
         raise ScenarioInvalid("households", f"at most {MAX_HOUSEHOLDS} households in all")
-    plants = tuple(_plant(p, i) for i, p in enumerate(_get(data, "plants", "", list, [])))
+    plants = tuple(
+        plant_spec(p, f"plants[{i}].") for i, p in enumerate(_get(data, "plants", "", list, []))
+    )
     return Scenario(
         name=name,
         seed=seed,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from celery import shared_task
+from django.utils import timezone
 
 from simulation.services import simulation_run_execute
 
@@ -17,3 +18,11 @@ from simulation.services import simulation_run_execute
 @shared_task(name="simulation.run", ignore_result=True)
 def simulation_run_task(run_id: int, out_dir: str) -> None:
     simulation_run_execute(run_id=run_id, out_dir=Path(out_dir))
+
+
+@shared_task(name="simulation.demo_tick", acks_late=True, ignore_result=True)
+def demo_tick_task() -> int:
+    """The demo's robots post before gate closure and are metered after delivery."""
+    from simulation.demo import demo_tick
+
+    return demo_tick(now=timezone.now())

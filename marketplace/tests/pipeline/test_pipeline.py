@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from io import StringIO
 from unittest import mock
 
 import pytest
-from django.core.management import call_command
 
 from grid import services as grid_services
 from grid.models import GridCheckResult
-from marketplace.demo import DEMO_SLUG
-from marketplace.models import Interval, IntervalState, Posting, Trade
+from marketplace.models import Interval, IntervalState, Trade
 from marketplace.services import pipeline
 from marketplace.services.pipeline import (
     DueStep,
@@ -170,23 +167,3 @@ def test_tick_opens_horizons_and_queues_each_due_step_after_commit(
     assert queued == due
     opened = Interval.objects.filter(community=community, start__gt=START).count()
     assert opened >= 24 * 4 - 1  # the rolling horizon (24 h of 15-minute intervals)
-
-
-def test_advance_intervals_runs_the_demo_for_hours(settings):
-    call_command("seed_demo", stdout=StringIO())
-    seeded_at = datetime.now(UTC)
-    target = seeded_at + timedelta(hours=2)
-    out = StringIO()
-    call_command("advance_intervals", "--now", target.isoformat(), stdout=out)
-    intervals = Interval.objects.filter(community__slug=DEMO_SLUG, end__lte=target)
-    assert intervals.count() >= 6
-    done = intervals.filter(state__in=[IntervalState.CONFIRMED, IntervalState.SETTLED])
-    assert done.count() == intervals.count()
-    assert Posting.objects.filter(interval__in=intervals).count() >= intervals.count()
-    assert GridCheckResult.objects.filter(interval__in=intervals).count() == intervals.count()
-    assert not Trade.objects.filter(interval__in=intervals, confirmed_kwh__isnull=True).exists()
-    assert "pipeline step(s) done" in out.getvalue()
-    # Running it again at the same moment does nothing twice.
-    trades = Trade.objects.count()
-    call_command("advance_intervals", "--now", target.isoformat(), stdout=StringIO())
-    assert Trade.objects.count() == trades
