@@ -79,7 +79,7 @@ def best_of(repeats: int, fn: Callable[[], Any]) -> tuple[float, Any]:
 
 def uniform_core(book: Book) -> tuple[Any, int]:
     crossing = cross(book)
-    return crossing, uniform_price_ticks(crossing, pricing="midpoint", k=Decimal("0.5"))
+    return crossing, uniform_price_ticks(crossing, k=Decimal("0.5"))
 
 
 def progress(msg: str) -> None:

@@ -222,6 +222,38 @@ def merit_order(side: SideBook, *, descending: bool) -> npt.NDArray[np.intp]:
     return np.lexsort((side.priority, price))
 
 
+def walk_segments(
+    demand: IntArray, supply: IntArray, volume: int
+) -> tuple[IntArray, IntArray, IntArray]:
+    """Cut the volume axis ``(0, volume]`` where either cumulative curve has a breakpoint.
+
+    ``demand`` and ``supply`` are strictly increasing cumulative quantities (milli-kWh) of the
+    buyers and sellers in the order they are to be paired, each reaching at least ``volume``.
+    Returns per segment its quantity and the positions (into those orders) of its buyer and its
+    seller.
+    """
+    # Each curve is strictly increasing, so a stable argsort of the concatenation is a linear
+    # merge (timsort finds the two runs) and a value occurs at most twice, demand's copy first.
+    # For each distinct cut, the number of demand (supply) breakpoints strictly below it is the
+    # position of the buyer (seller) owning the piece that ends there: an exclusive running
+    # count, no binary search needed.
+    d_part = demand[demand < volume]
+    s_part = supply[supply < volume]
+    both = np.concatenate((d_part, s_part))
+    merged_order = np.argsort(both, kind="stable")
+    from_demand = merged_order < len(d_part)
+    merged = both[merged_order]
+    first = np.ones(len(merged), dtype=np.bool_)
+    first[1:] = merged[1:] != merged[:-1]
+    from_supply = ~from_demand
+    demand_before: IntArray = np.cumsum(from_demand, dtype=np.int64) - from_demand
+    supply_before: IntArray = np.cumsum(from_supply, dtype=np.int64) - from_supply
+    cuts = np.append(merged[first], np.int64(volume))
+    b_pos = np.append(demand_before[first], len(d_part))
+    s_pos = np.append(supply_before[first], len(s_part))
+    return np.diff(cuts, prepend=np.int64(0)), b_pos, s_pos
+
+
 def cross(book: Book) -> Cross:
     """Find the efficient traded volume and the merit-order segments (see module docstring)."""
     empty = np.zeros(0, dtype=np.int64)
@@ -243,26 +275,7 @@ def cross(book: Book) -> Cross:
     if volume <= 0:
         return Cross(0, empty, empty, empty, 0, 0, int(bid[0]), int(ask[0]))
 
-    # Merge the breakpoints of both curves below the volume. Each curve is strictly increasing,
-    # so a stable argsort of the concatenation is a linear merge (timsort finds the two runs) and
-    # a value occurs at most twice, demand's copy first. For each distinct cut, the number of
-    # demand (supply) breakpoints strictly below it is the index of the buyer (seller) owning
-    # the piece that ends there: an exclusive running count, no binary search needed.
-    d_part = demand[demand < volume]
-    s_part = supply[supply < volume]
-    both = np.concatenate((d_part, s_part))
-    merged_order = np.argsort(both, kind="stable")
-    from_demand = merged_order < len(d_part)
-    merged = both[merged_order]
-    first = np.ones(len(merged), dtype=np.bool_)
-    first[1:] = merged[1:] != merged[:-1]
-    from_supply = ~from_demand
-    demand_before: IntArray = np.cumsum(from_demand, dtype=np.int64) - from_demand
-    supply_before: IntArray = np.cumsum(from_supply, dtype=np.int64) - from_supply
-    cuts = np.append(merged[first], np.int64(volume))
-    b_pos = np.append(demand_before[first], len(d_part))
-    s_pos = np.append(supply_before[first], len(s_part))
-    seg_quantity = np.diff(cuts, prepend=np.int64(0))
+    seg_quantity, b_pos, s_pos = walk_segments(demand, supply, volume)
 
     total_demand = int(demand[-1])
     total_supply = int(supply[-1])

@@ -72,6 +72,23 @@ class CommunitySettlement:
     def member_receipts(self) -> Decimal:
         return sum((m.amount for m in self.members if m.side == Side.SELL), ZERO)
 
+    def _side_price(self, side: Side) -> Decimal | None:
+        quantity = sum((m.quantity for m in self.members if m.side == side), ZERO)
+        if not quantity:
+            return None
+        amount = sum((m.amount for m in self.members if m.side == side), ZERO)
+        return (amount / quantity).quantize(_MONEY_QUANTUM)
+
+    @property
+    def buy_price(self) -> Decimal | None:
+        """What buyers pay per kWh under the rule (None if nobody bought)."""
+        return self._side_price(Side.BUY)
+
+    @property
+    def sell_price(self) -> Decimal | None:
+        """What sellers receive per kWh under the rule (None if nobody sold)."""
+        return self._side_price(Side.SELL)
+
     @property
     def balance(self) -> Decimal:
         """Money in minus money out of the community's account; always exactly zero."""

@@ -1,22 +1,19 @@
-"""Pay-as-bid (discriminatory) double auction: each matched pair trades at its own price.
+"""Pay-as-bid double auction: each matched pair trades at the buyer's bid.
 
-Who trades, and how much, is exactly the uniform auction's merit-order matching (highest bid
-with lowest ask, walking both curves), so volume and welfare are the efficient ones.
+Who trades, and how much, is the uniform auction's merit-order matching (highest bid with lowest
+ask, walking both curves; ties by submission time), so volume and welfare are the efficient
+ones. Each matched pair (one segment of the merit-order walk) then trades at the buyer's limit
+price, as gsy-e's pay-as-bid market does (the trade rate is the bid's rate): the buyer pays its
+bid and the seller receives that same price, which is >= its ask because the pair crossed. There
+is no budget surplus and no single clearing price. All gains from trade go to sellers; buyers
+learn to bid what they expect the ask to be. Not truthful.
 
-Pricing rule: each matched pair (one segment of the merit-order walk) trades at the midpoint of
-its own bid and ask, rounded half to even to the 0.0001 tick. The buyer never pays above its bid
-and the seller never receives below its ask (both limits are whole ticks and the midpoint lies
-between them). We chose the pair midpoint over "the buyer pays its bid" because it treats buyers
-and sellers alike (the equal-access rule): paying the bid hands all gains from trade to sellers,
-which in a repeated market just teaches buyers to bid the expected ask. Buyer and seller see the
-same price, so there is no budget surplus.
+The rule that prices each pair between its bid and ask is ``discriminatory``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import numpy as np
 
 from marketplace.clearing.book import Book, book_from_orders, build_matches, cross
 from marketplace.clearing.types import ClearingResult, Order
@@ -29,16 +26,13 @@ def pay_as_bid_from_book(book: Book) -> ClearingResult:
     crossing = cross(book)
     if crossing.volume == 0:
         return ClearingResult(MECHANISM, None, ())
-    total = book.buy.price[crossing.seg_buyer] + book.sell.price[crossing.seg_seller]
-    # Round half to even on integer ticks: an odd sum sits exactly between two ticks.
-    half = total // 2
-    prices = half + ((total % 2 == 1) & (half % 2 == 1)).astype(np.int64)
-    matches, welfare = build_matches(book, crossing, price_ticks=prices.tolist())
+    prices = book.buy.price[crossing.seg_buyer].tolist()
+    matches, welfare = build_matches(book, crossing, price_ticks=prices)
     return ClearingResult(MECHANISM, None, matches, welfare)
 
 
 def pay_as_bid(orders: Sequence[Order]) -> ClearingResult:
-    """Clear ``orders`` pay-as-bid: merit-order pairs, each at the midpoint of its bid and ask.
+    """Clear ``orders`` pay-as-bid: merit-order pairs, each at the buyer's bid.
 
     ``price`` on the result is None (there is no single clearing price).
     Raises ``ClearingError`` on invalid orders.

@@ -1,35 +1,41 @@
-"""McAfee's trade-reduction double auction (McAfee 1992, J. Econ. Theory 56:434-450).
+"""McAfee's trade-reduction double auction on 0.001 kWh steps.
 
-McAfee's mechanism is dominant-strategy truthful for single-unit traders and gives up at most
-the least valuable trade. With bids sorted b_1 >= b_2 >= ... and asks s_1 <= s_2 <= ..., let k
-be the efficient number of trades (b_k >= s_k, b_{k+1} < s_{k+1}) and
-p0 = (b_{k+1} + s_{k+1}) / 2. If s_k <= p0 <= b_k, all k pairs trade at p0; otherwise the k-th
-pair is dropped and the remaining k-1 buyers pay b_k while the k-1 sellers receive s_k; the
-difference (k-1)(b_k - s_k) >= 0 is a budget surplus booked to the community.
+R. P. McAfee, "A dominant strategy double auction", J. Econ. Theory 56 (1992) 434-450, section 2.
+With the unit bids sorted b_1 >= b_2 >= ... and the unit asks s_1 <= s_2 <= ..., let k be the
+efficient number of trades (b_k >= s_k and b_{k+1} < s_{k+1}) and
 
-Generalisation to divisible orders (kWh), stated precisely:
+    p0 = (b_{k+1} + s_{k+1}) / 2.
 
-* A *unit* is one milli-kWh. b_k and s_k are the limits of the buyer and seller owning the last
-  efficiently traded unit (the marginal bid and ask of the uniform auction); b_{k+1} and s_{k+1}
-  are the limits of the owners of the first unit *not* traded on each side. When one side has
-  no untraded unit left, p0 is undefined and we take the reduction branch; this is McAfee's own
-  convention of padding with fictitious traders b_{n+1} = 0 and s_{m+1} = +inf, which puts p0
-  above b_k.
-* p0 is tested unrounded; if it passes, every trade of the efficient matching is made at p0
-  rounded half to even to the 0.0001 tick (still within [s_k, b_k] since limits are whole ticks).
-* Otherwise the dropped "pair" is the final segment of the merit-order walk: the quantity that
-  the marginal buyer and the marginal seller trade *with each other*. Everything before it still
-  trades, buyers paying b_k and sellers receiving s_k per kWh. The marginal buyer and seller may
-  keep trades with other counterparts from earlier segments; they then trade at their own limit,
-  which leaves them no gain, as McAfee's excluded marginal traders. So the volume is either the
-  efficient volume or the efficient volume minus that one segment's quantity, never less.
+* If s_k <= p0 <= b_k, all k units trade at p0.
+* Otherwise the k-th (least valuable) unit is dropped: the other k - 1 units trade, buyers
+  paying b_k and sellers receiving s_k per unit; the difference (k - 1)(b_k - s_k) >= 0 is a
+  budget surplus, booked to the community.
 
-A partially filled marginal order always falls in the reduction branch (its own untraded
-remainder is the first excluded unit on its side, and an untraded unit has b_{k+1} < s_{k+1}).
+Here a unit is one 0.001 kWh step of an order, the book's quantity resolution; an order of
+q kWh is 1000 q units at its limit. b_k and s_k are the limits of the orders owning the last
+efficiently traded step, b_{k+1} and s_{k+1} those owning the first step not traded on each side
+(the uniform auction's marginal and next bid and ask). Where a side has no untraded step left,
+p0 is undefined and the reduction branch applies: McAfee's own convention of fictitious traders
+b_{n+1} = 0 and s_{m+1} = +inf puts p0 above b_k. p0 is tested unrounded and, when it applies,
+rounded half to even to the 0.0001 tick (it stays in [s_k, b_k]: both are whole ticks).
+
+The reduction drops exactly the marginal step: the last 0.001 kWh that the marginal buyer and
+marginal seller trade with each other. Everything else still trades, so the volume is the
+efficient volume or 0.001 kWh less, never less than that.
+
+Truthfulness, as it holds: dominant-strategy truthful for *single-unit* traders, i.e. orders of
+0.001 kWh (McAfee's theorem; tested on random books of such orders). It is NOT truthful for
+multi-unit orders, because a multi-unit buyer on the margin sets b_k for its own other steps.
+Counterexample: buyer B wants 0.002 kWh at 0.30; sellers S1 0.001 kWh at 0.05 and S2 0.001 kWh at
+0.10. Both steps cross (k = 2) and no step is left over, so the reduction branch applies: B buys
+0.001 kWh from S1 at b_k = 0.30 and gains nothing. If B reports 0.15 instead, both steps still
+cross, B buys the same 0.001 kWh at b_k = 0.15 and gains 0.001 * (0.30 - 0.15). For multi-unit
+orders, ``order-trade-reduction`` is truthful in the price.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from decimal import Decimal
 
@@ -58,12 +64,16 @@ def trade_reduction_from_book(book: Book) -> ClearingResult:
             ticks = round_to_tick(p0)
             matches, welfare = build_matches(book, crossing, price_ticks=ticks)
             return ClearingResult(MECHANISM, price_decimal(ticks), matches, welfare)
-    keep = len(crossing.seg_quantity) - 1
+    # Drop the marginal step: one milli-kWh off the last segment of the merit-order walk.
+    quantities = crossing.seg_quantity.copy()
+    quantities[-1] -= 1
+    keep = len(quantities) if quantities[-1] > 0 else len(quantities) - 1
     if keep == 0:
         return ClearingResult(MECHANISM, None, ())
+    reduced = dataclasses.replace(crossing, volume=crossing.volume - 1, seg_quantity=quantities)
     # Two prices (buyers b_k, sellers s_k), so there is no single clearing price to report.
     matches, welfare = build_matches(
-        book, crossing, keep=keep, price_ticks=b_k, seller_price_ticks=s_k
+        book, reduced, keep=keep, price_ticks=b_k, seller_price_ticks=s_k
     )
     return ClearingResult(MECHANISM, None, matches, welfare)
 

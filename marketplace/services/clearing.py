@@ -33,7 +33,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from config.errors import ApplicationError, ErrorCode
-from marketplace.clearing import Order, bilateral_accept, clear, grid_residual
+from marketplace.clearing import K_MECHANISMS, Order, bilateral_accept, clear, grid_residual
 from marketplace.clearing import Side as ClearingSide
 from marketplace.lock_objects import (
     lock_interval,
@@ -43,7 +43,6 @@ from marketplace.lock_objects import (
 from marketplace.models import (
     Bid,
     BidStatus,
-    ClearingMechanism,
     Interval,
     IntervalState,
     MarketRules,
@@ -295,7 +294,7 @@ def _clear(book: _Book, now: datetime) -> _Outcome:
     orders = [p.order(p.remaining) for p in postings.values() if p.remaining > 0]
     k = (
         rules.pricing_k
-        if rules.pricing_rule == PricingRule.K_PRICING and mechanism == ClearingMechanism.UNIFORM
+        if rules.pricing_rule == PricingRule.K_PRICING and mechanism in K_MECHANISMS
         else None
     )
     result = clear(mechanism, orders, k=k)

@@ -12,8 +12,9 @@ Decisions documented here:
   warnings instead of refusing them.
 * ``feed_in_tariff <= retail_tariff`` *is* required: otherwise the community could buy from the
   grid and sell back to it at a profit on every kWh, an arbitrage the pool would exploit.
-* k-pricing is the uniform auction's rule only (``marketplace.clearing.clear`` refuses ``k`` for
-  the other mechanisms), so ``pricing_rule="k"`` needs ``clearing_mechanism="uniform"``.
+* k-pricing prices the uniform k-double auction and discriminatory pairs only
+  (``marketplace.clearing.clear`` refuses ``k`` for the other mechanisms), so ``pricing_rule="k"``
+  needs one of those two; ``midpoint`` is k = 0.5 for them and means nothing for the others.
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.services import audit_record
 from config.errors import ApplicationError, ErrorCode
+from marketplace.clearing import K_MECHANISMS
 from marketplace.models import (
     ClearingMechanism,
     Community,
     CurtailmentPolicy,
     MarketRules,
     MarketStructure,
+    NetworkChargeRule,
     PricingRule,
 )
 
@@ -57,13 +60,20 @@ EDITABLE_FIELDS: tuple[str, ...] = (
     "max_line_loading_percent",
     "max_trafo_loading_percent",
     "curtailment_policy",
+    "loss_price_per_kwh",
+    "network_charge_rule",
+    "network_tariff_per_kwh",
+    "min_short_circuit_ratio",
 )
+# Rules that may be empty, and what an empty one means.
+NULLABLE_FIELDS = frozenset({"loss_price_per_kwh"})  # empty: the retail tariff
 INTERVAL_MINUTES = (15, 30, 60)
 _CHOICES: dict[str, type[models.TextChoices]] = {
     "market_structure": MarketStructure,
     "clearing_mechanism": ClearingMechanism,
     "pricing_rule": PricingRule,
     "curtailment_policy": CurtailmentPolicy,
+    "network_charge_rule": NetworkChargeRule,
 }
 _INTEGER_FIELDS = ("interval_minutes", "gate_closure_lead_minutes", "opening_horizon_hours")
 
@@ -98,7 +108,9 @@ def _normalise(changes: dict[str, Any]) -> dict[str, Any]:
     for field, value in changes.items():
         if field not in EDITABLE_FIELDS:
             raise _fail(field, "This is not a market rule that can be edited.", ErrorCode.INVALID)
-        if field in _CHOICES:
+        if field in NULLABLE_FIELDS and value in (None, ""):
+            clean[field] = None
+        elif field in _CHOICES:
             if value not in _CHOICES[field].values:
                 allowed = ", ".join(_CHOICES[field].values)
                 raise _fail(field, f"Choose one of: {allowed}.", ErrorCode.INVALID)
@@ -142,6 +154,12 @@ def check_market_rules(values: dict[str, Any]) -> None:
         )
     if values["fee_per_kwh"] < 0:
         raise _fail("fee_per_kwh", "The community fee cannot be negative.")
+    if values["loss_price_per_kwh"] is not None and values["loss_price_per_kwh"] < 0:
+        raise _fail("loss_price_per_kwh", "The loss price cannot be negative.")
+    if values["network_tariff_per_kwh"] < 0:
+        raise _fail("network_tariff_per_kwh", "The network tariff cannot be negative.")
+    if not 1 <= values["min_short_circuit_ratio"] <= 100:
+        raise _fail("min_short_circuit_ratio", "The minimum short-circuit ratio must be 1 to 100.")
     if not 0 <= values["pricing_k"] <= 1:
         raise _fail("pricing_k", "k must be between 0 and 1.")
     vmin, vmax = values["voltage_min_pu"], values["voltage_max_pu"]
@@ -154,11 +172,11 @@ def check_market_rules(values: dict[str, Any]) -> None:
             raise _fail(field, "A loading limit must be above 0 % and at most 200 %.")
     if (
         values["pricing_rule"] == PricingRule.K_PRICING
-        and values["clearing_mechanism"] != ClearingMechanism.UNIFORM
+        and values["clearing_mechanism"] not in K_MECHANISMS
     ):
         raise _fail(
             "pricing_rule",
-            "k-pricing applies to the uniform-price auction only.",
+            "k-pricing applies to the uniform-price and discriminatory auctions only.",
             ErrorCode.INVALID,
         )
 

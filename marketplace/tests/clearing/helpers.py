@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from marketplace.clearing import ClearingResult, Order, Side
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+STEP = Decimal("0.001")  # the book's quantity resolution, one "unit" of the unit-level rules
 
 
 def buy(oid: str, quantity: str, price: str, second: int = 0) -> Order:
@@ -80,6 +81,24 @@ def greedy_pairs(orders: Sequence[Order]) -> list[Pair]:
             j += 1
             left_s = sells[j].quantity if j < len(sells) else Decimal(0)
     return pairs
+
+
+def clearing_interval(orders: Sequence[Order], pairs: Sequence[Pair]) -> tuple[Decimal, Decimal]:
+    """[max(ask_m, bid_m+1), min(bid_m, ask_m+1)] from the reference matching: the marginal pair's
+    limits and the best order on each side with quantity left over (absent: -inf / +inf)."""
+    filled: dict[str, Decimal] = {}
+    for p in pairs:
+        filled[p.buy.id] = filled.get(p.buy.id, Decimal(0)) + p.quantity
+        filled[p.sell.id] = filled.get(p.sell.id, Decimal(0)) + p.quantity
+    left = [o for o in orders if filled.get(o.id, Decimal(0)) < o.quantity]
+    next_bid = max((o.price for o in left if o.side == Side.BUY), default=None)
+    next_ask = min((o.price for o in left if o.side == Side.SELL), default=None)
+    low, high = pairs[-1].sell.price, pairs[-1].buy.price
+    if next_bid is not None:
+        low = max(low, next_bid)
+    if next_ask is not None:
+        high = min(high, next_ask)
+    return low, high
 
 
 def pairs_welfare(pairs: Sequence[Pair]) -> Decimal:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -66,20 +67,25 @@ def run(args: list[str], stdin: str) -> subprocess.CompletedProcess[str]:
 def test_uniform_round_trip() -> None:
     done = run(["uniform"], json.dumps({"orders": ORDERS}))
     assert done.returncode == 0, done.stderr
-    # Same book as the known-answer "book B": 5 kWh at (0.40 + 0.30)/2 = 0.35.
+    # Same book as the known-answer "book B": the market-clearing interval is [0.30, 0.30].
     assert json.loads(done.stdout) == {
-        "price": "0.3500",
+        "price": "0.3000",
         "trades": [
-            {"buyer": "b1", "seller": "s1", "quantity": "2.000", "price": "0.3500"},
-            {"buyer": "b1", "seller": "s2", "quantity": "2.000", "price": "0.3500"},
-            {"buyer": "b1", "seller": "s3", "quantity": "1.000", "price": "0.3500"},
+            {"buyer": "b1", "seller": "s1", "quantity": "2.000", "price": "0.3000"},
+            {"buyer": "b1", "seller": "s2", "quantity": "2.000", "price": "0.3000"},
+            {"buyer": "b1", "seller": "s3", "quantity": "1.000", "price": "0.3000"},
         ],
     }
 
 
 def test_k_pricing_and_trade_reduction_seller_price() -> None:
-    done = run(["uniform", "--k", "1"], json.dumps({"orders": ORDERS}))
-    assert json.loads(done.stdout)["price"] == "0.4000"
+    # b1 2 kWh @ 0.40 against s1 2 kWh @ 0.10, nothing excluded: [a, b] = [0.10, 0.40], and
+    # k = 0.25 gives 0.10 + 0.25 * 0.30 = 0.175.
+    two = {"orders": [{**ORDERS[0], "quantity": "2"}, ORDERS[2]]}
+    done = run(["uniform", "--k", "0.25"], json.dumps(two))
+    assert json.loads(done.stdout)["price"] == "0.1750"
+    done = run(["discriminatory", "--k", "1"], json.dumps(two))
+    assert json.loads(done.stdout)["trades"][0]["price"] == "0.4000"
     done = run(["trade-reduction"], json.dumps({"orders": ORDERS}))
     out = json.loads(done.stdout)
     assert out["price"] is None
@@ -90,6 +96,39 @@ def test_k_pricing_and_trade_reduction_seller_price() -> None:
         "price": "0.4000",
         "seller_price": "0.3000",
     }
+
+
+def test_community_rules_take_quantities_and_tariffs() -> None:
+    # Demand 5 + 1 = 6 kWh, supply 2 + 2 + 3 = 7 kWh: a net export of 1 kWh. Mid-market rate
+    # (0.30 + 0.10) / 2 = 0.20: buyers pay 0.20; sellers share 6 * 0.20 + 1 * 0.10 = 1.30 over
+    # 7 kWh, 0.18571428... per kWh.
+    positions = [{k: o[k] for k in ("id", "side", "quantity")} for o in ORDERS]
+    done = run(
+        ["mid-market-rate", "--retail", "0.30", "--feed-in", "0.10"],
+        json.dumps({"orders": positions}),
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["buy_price"] == "0.20000000"
+    assert out["sell_price"] == "0.18571429"
+    assert out["grid_export"] == "1.000"
+    assert out["settlements"][0] == {
+        "id": "b1",
+        "side": "buy",
+        "quantity": "5.000",
+        "price": "0.20000000",
+        "amount": "1.00000000",
+    }
+    assert sum(Decimal(x["amount"]) for x in out["settlements"] if x["side"] == "sell") == (
+        Decimal("1.30")
+    )
+    # Bill sharing: the export revenue 1 * 0.10 shared by the sellers, buyers pay nothing.
+    done = run(
+        ["bill-sharing", "--retail", "0.30", "--feed-in", "0.10"],
+        json.dumps({"orders": ORDERS}),
+    )
+    out = json.loads(done.stdout)
+    assert (out["buy_price"], out["sell_price"]) == ("0.00000000", "0.01428571")
 
 
 def test_pay_as_bid_empty_book() -> None:
@@ -131,7 +170,15 @@ BAD_INPUTS = [
     ([], '{"orders": []}', "required"),
     (["uniform", "--k", "2"], '{"orders": []}', "k must be in"),
     (["uniform", "--k", "x"], '{"orders": []}', "not a decimal"),
-    (["pay-as-bid", "--k", "0.5"], '{"orders": []}', "uniform auction only"),
+    (["pay-as-bid", "--k", "0.5"], '{"orders": []}', "takes no k"),
+    (["mid-market-rate", "--retail", "0.3"], '{"orders": []}', "needs --retail and --feed-in"),
+    (["bill-sharing", "--retail", "0.1", "--feed-in", "0.3"], '{"orders": []}', "must not exceed"),
+    (["uniform", "--retail", "0.3"], '{"orders": []}', "community pricing rules only"),
+    (
+        ["supply-demand-ratio", "--retail", "0.3", "--feed-in", "0.1"],
+        '{"orders": [{"id": "a", "side": "buy"}]}',
+        "missing field",
+    ),
 ]
 
 

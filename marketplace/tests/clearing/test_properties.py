@@ -17,13 +17,17 @@ from marketplace.clearing import (
     Side,
     book,
     clear,
+    discriminatory,
     grid_residual,
+    order_trade_reduction,
     pay_as_bid,
     trade_reduction,
     uniform_price,
 )
 from marketplace.tests.clearing.helpers import (
+    STEP,
     books,
+    clearing_interval,
     greedy_pairs,
     pairs_welfare,
     triples,
@@ -83,10 +87,30 @@ def test_uniform_matches_reference_and_one_price(orders: list[Order]) -> None:
     if pairs:
         assert result.price is not None
         assert {m.price for m in result.trades} == {result.price}
-        # Price between the marginal ask and bid (the last pair's limits).
-        assert pairs[-1].sell.price <= result.price <= pairs[-1].buy.price
+        low, high = clearing_interval(orders, pairs)
+        assert low <= result.price <= high
     else:
         assert result.price is None
+
+
+@FAST
+@given(orders=books())
+def test_uniform_price_clears_the_market(orders: list[Order]) -> None:
+    # Competitive equilibrium at the price: nobody left with an unfilled remainder wants to trade
+    # at it (an excluded buyer bids at most the price, an excluded seller asks at least it).
+    result = uniform_price(orders)
+    if result.price is None:
+        return
+    filled: dict[str, Decimal] = defaultdict(Decimal)
+    for m in result.trades:
+        filled[m.buyer] += m.quantity
+        filled[m.seller] += m.quantity
+    for o in orders:
+        if filled[o.id] < o.quantity:
+            if o.side == Side.BUY:
+                assert o.price <= result.price, f"{o.id} still wants to buy"
+            else:
+                assert o.price >= result.price, f"{o.id} still wants to sell"
 
 
 @FAST
@@ -97,32 +121,50 @@ def test_uniform_reaches_unit_level_maximum_welfare(orders: list[Order]) -> None
 
 @FAST
 @given(orders=books(), k=st.integers(0, 100))
-def test_k_pricing_stays_between_marginal_ask_and_bid(orders: list[Order], k: int) -> None:
+def test_k_double_auction_price_is_a_plus_k_b_minus_a(orders: list[Order], k: int) -> None:
     kd = Decimal(k) / 100
-    result = uniform_price(orders, pricing="k", k=kd)
+    result = uniform_price(orders, k=kd)
     check_invariants(orders, result)
     pairs = greedy_pairs(orders)
     if pairs:
-        bid, ask = pairs[-1].buy.price, pairs[-1].sell.price
+        low, high = clearing_interval(orders, pairs)
         assert result.price is not None
-        assert ask <= result.price <= bid
-        assert abs(result.price - (kd * bid + (1 - kd) * ask)) <= Decimal("0.00005")
+        assert low <= result.price <= high
+        assert abs(result.price - (low + kd * (high - low))) <= Decimal("0.00005")
 
 
 @FAST
 @given(orders=books())
-def test_pay_as_bid_reaches_uniform_volume_and_welfare(orders: list[Order]) -> None:
+def test_pay_as_bid_trades_at_the_buyers_bid(orders: list[Order]) -> None:
     uniform = uniform_price(orders)
-    discriminatory = pay_as_bid(orders)
-    assert discriminatory.volume == uniform.volume
-    assert discriminatory.welfare == uniform.welfare
-    assert discriminatory.price is None
-    assert discriminatory.surplus == 0
+    result = pay_as_bid(orders)
+    by_id = {o.id: o for o in orders}
+    assert result.volume == uniform.volume
+    assert result.welfare == uniform.welfare
+    assert result.price is None
+    assert result.surplus == 0
+    assert all(m.price == m.seller_price == by_id[m.buyer].price for m in result.trades)
+
+
+@FAST
+@given(orders=books(), k=st.integers(0, 100))
+def test_discriminatory_prices_each_pair_at_ask_plus_k(orders: list[Order], k: int) -> None:
+    kd = Decimal(k) / 100
+    result = discriminatory(orders, k=kd)
+    pairs = greedy_pairs(orders)
+    assert [(m.buyer, m.seller, m.quantity) for m in result.trades] == [
+        (p.buy.id, p.sell.id, p.quantity) for p in pairs
+    ]
+    for m, p in zip(result.trades, pairs, strict=True):
+        exact = p.sell.price + kd * (p.buy.price - p.sell.price)
+        assert abs(m.price - exact) <= Decimal("0.00005")
+        assert m.seller_price == m.price
+    assert result.surplus == 0
 
 
 @FAST
 @given(orders=books())
-def test_trade_reduction_drops_at_most_the_marginal_pair(orders: list[Order]) -> None:
+def test_trade_reduction_drops_at_most_the_marginal_step(orders: list[Order]) -> None:
     pairs = greedy_pairs(orders)
     efficient = sum((p.quantity for p in pairs), Decimal(0))
     result = trade_reduction(orders)
@@ -130,21 +172,42 @@ def test_trade_reduction_drops_at_most_the_marginal_pair(orders: list[Order]) ->
         assert result.trades == ()
         return
     last = pairs[-1]
-    assert result.volume in (efficient, efficient - last.quantity)
-    assert result.welfare >= pairs_welfare(pairs) - last.quantity * (
-        last.buy.price - last.sell.price
-    )
+    assert result.volume in (efficient, efficient - STEP)
     if result.volume == efficient:
         assert result.price is not None
         assert triples(result) == [
             (p.buy.id, p.sell.id, p.quantity, result.price, result.price) for p in pairs
         ]
     else:
-        # Reduction branch: the kept trades are the efficient ones minus the marginal pair,
-        # buyers pay the marginal bid, sellers receive the marginal ask.
-        assert triples(result) == [
-            (p.buy.id, p.sell.id, p.quantity, last.buy.price, last.sell.price) for p in pairs[:-1]
-        ]
+        # Reduction branch: one 0.001 kWh step off the marginal pair, buyers pay the marginal
+        # bid, sellers receive the marginal ask.
+        kept = [(p.buy.id, p.sell.id, p.quantity) for p in pairs[:-1]]
+        if last.quantity > STEP:
+            kept.append((last.buy.id, last.sell.id, last.quantity - STEP))
+        assert triples(result) == [(b, s, q, last.buy.price, last.sell.price) for b, s, q in kept]
+
+
+@FAST
+@given(orders=books())
+def test_order_trade_reduction_excludes_the_marginal_orders(orders: list[Order]) -> None:
+    pairs = greedy_pairs(orders)
+    result = order_trade_reduction(orders)
+    if not pairs:
+        assert result.trades == ()
+        return
+    marginal_buyer, marginal_seller = pairs[-1].buy, pairs[-1].sell
+    traded = {m.buyer for m in result.trades} | {m.seller for m in result.trades}
+    assert marginal_buyer.id not in traded
+    assert marginal_seller.id not in traded
+    for m in result.trades:
+        assert (m.price, m.seller_price) == (marginal_buyer.price, marginal_seller.price)
+    # Everyone strictly ahead of the margin on the short side trades in full.
+    ahead_buyers = {p.buy.id: p.buy for p in pairs if p.buy != marginal_buyer}
+    ahead_sellers = {p.sell.id: p.sell for p in pairs if p.sell != marginal_seller}
+    demand = sum((o.quantity for o in ahead_buyers.values()), Decimal(0))
+    supply = sum((o.quantity for o in ahead_sellers.values()), Decimal(0))
+    assert result.volume == min(demand, supply)
+    assert traded <= ahead_buyers.keys() | ahead_sellers.keys()
 
 
 @pytest.mark.parametrize("mechanism", sorted(MECHANISMS))

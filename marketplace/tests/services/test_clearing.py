@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from config.errors import ErrorCode
+from marketplace.clearing import MECHANISMS
 from marketplace.models import (
     BidStatus,
     Interval,
@@ -48,7 +49,8 @@ def pool_book(structure: str, close: bool = True, **rules):
     """Sellers A 2 kWh @0.10, B 3 @0.20; buyers C 4 @0.30, D 2 @0.15 (one second apart).
 
     Supply 2@0.10, 5@0.20; demand 4@0.30, 6@0.15: they cross at 4 kWh with C's bid 0.30 and
-    B's ask 0.20 marginal.
+    B's ask 0.20 marginal; the best excluded bid is D's 0.15, the best excluded ask B's own
+    0.20, so the market-clearing interval is [max(0.20, 0.15), min(0.30, 0.20)] = [0.20, 0.20].
     """
     community = new_community(market_structure=structure, **rules)
     interval = open_interval(community)
@@ -66,15 +68,15 @@ def test_pool_uniform_midpoint_with_grid_residual():
     interval, (a, b, c, d) = pool_book("pool")
     summary = interval_clear(interval=interval, now=AFTER_GATE)
     assert trades(TradeSource.POOL) == [
-        (c, a, D("2"), D("0.25"), D("0.25")),
-        (c, b, D("2"), D("0.25"), D("0.25")),
+        (c, a, D("2"), D("0.20"), D("0.20")),
+        (c, b, D("2"), D("0.20"), D("0.20")),
     ]
     # B's last kWh goes to the grid at feed-in, D's 2 kWh come from it at retail.
     assert sorted(trades(TradeSource.GRID), key=str) == sorted(
         [(None, b, D("1"), D("0.08"), D("0.08")), (d, None, D("2"), D("0.32"), D("0.32"))],
         key=str,
     )
-    assert summary.clearing_price == D("0.25")
+    assert summary.clearing_price == D("0.20")
     assert (summary.pool_kwh, summary.grid_import_kwh, summary.grid_export_kwh) == (
         D("4"), D("2"), D("1"),
     )  # fmt: skip
@@ -87,22 +89,34 @@ def test_pool_uniform_midpoint_with_grid_residual():
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("k", "price"), [("1", "0.30"), ("0", "0.20"), ("0.25", "0.225")])
-def test_pool_uniform_k_pricing(k, price):
+@pytest.mark.parametrize("k", ["1", "0", "0.25"])
+def test_pool_uniform_k_pricing_on_a_point_interval(k):
+    # [a, b] = [0.20, 0.20]: every k gives 0.20 (B would sell more at any higher price).
     interval, _ = pool_book("pool", pricing_rule="k", pricing_k=D(k))
     summary = interval_clear(interval=interval, now=AFTER_GATE)
-    assert summary.clearing_price == D(price)
-    assert {t[3] for t in trades(TradeSource.POOL)} == {D(price)}
+    assert summary.clearing_price == D("0.20")
+    assert {t[3] for t in trades(TradeSource.POOL)} == {D("0.20")}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("k", "prices"), [("0.5", ("0.20", "0.25")), ("0.25", ("0.15", "0.225"))])
+def test_pool_discriminatory_k_pricing(k, prices):
+    interval, _ = pool_book(
+        "pool", clearing_mechanism="discriminatory", pricing_rule="k", pricing_k=D(k)
+    )
+    interval_clear(interval=interval, now=AFTER_GATE)
+    # Each pair at ask + k (bid - ask): C-A 0.10 + k 0.20, C-B 0.20 + k 0.10.
+    assert [t[3] for t in trades(TradeSource.POOL)] == [D(p) for p in prices]
 
 
 @pytest.mark.django_db
 def test_pool_pay_as_bid():
     interval, (a, b, c, _) = pool_book("pool", clearing_mechanism="pay-as-bid")
     summary = interval_clear(interval=interval, now=AFTER_GATE)
-    # Each pair at the midpoint of its own bid and ask: (0.30+0.10)/2 and (0.30+0.20)/2.
+    # Each pair at the buyer's bid: C's 0.30.
     assert trades(TradeSource.POOL) == [
-        (c, a, D("2"), D("0.20"), D("0.20")),
-        (c, b, D("2"), D("0.25"), D("0.25")),
+        (c, a, D("2"), D("0.30"), D("0.30")),
+        (c, b, D("2"), D("0.30"), D("0.30")),
     ]
     assert summary.clearing_price is None
 
@@ -111,12 +125,15 @@ def test_pool_pay_as_bid():
 def test_pool_trade_reduction():
     interval, (a, b, c, d) = pool_book("pool", clearing_mechanism="trade-reduction")
     summary = interval_clear(interval=interval, now=AFTER_GATE)
-    # p0 = (0.15 + 0.20) / 2 = 0.175 < s_k = 0.20: the marginal pair (C-B, 2 kWh) is dropped;
-    # C pays b_k = 0.30, A receives s_k = 0.20, and the community keeps 2 x 0.10.
-    assert trades(TradeSource.POOL) == [(c, a, D("2"), D("0.30"), D("0.20"))]
-    assert summary.surplus == D("0.20")
+    # p0 = (0.15 + 0.20) / 2 = 0.175 < s_k = 0.20: the marginal 0.001 kWh step (of C-B) is
+    # dropped; C pays b_k = 0.30, A and B receive s_k = 0.20, the community keeps 3.999 x 0.10.
+    assert trades(TradeSource.POOL) == [
+        (c, a, D("2"), D("0.30"), D("0.20")),
+        (c, b, D("1.999"), D("0.30"), D("0.20")),
+    ]
+    assert summary.surplus == D("0.3999")
     grid = {(t[0], t[1]): t[2] for t in trades(TradeSource.GRID)}
-    assert grid == {(c, None): D("2"), (d, None): D("2"), (None, b): D("3")}
+    assert grid == {(c, None): D("0.001"), (d, None): D("2"), (None, b): D("1.001")}
 
 
 @pytest.mark.django_db
@@ -170,7 +187,8 @@ def test_composite_bilateral_then_pool_then_grid():
     )
     assert bilateral == [(1, f.membership.pk, D("0.5"), D("0.30")), (2, a, D("1"), D("0.12"))]
     # Pool: A 1 @0.10, B 3 @0.20, F 0.5 @0.30 against C 4 @0.30, D 2 @0.15: 4 kWh cross
-    # (A 1, B 3), marginal bid C 0.30, marginal ask B 0.20, midpoint 0.25.
+    # (A 1, B 3); best excluded bid D 0.15, ask F 0.30: [max(0.20, 0.15), min(0.30, 0.30)],
+    # midpoint 0.25.
     assert summary.pool_kwh == D("4")
     assert summary.clearing_price == D("0.25")
     assert summary.grid_export_kwh == D("0.5")  # F's rest
@@ -216,7 +234,7 @@ order_strategy = st.tuples(
 )
 @given(
     structure=st.sampled_from(["bilateral", "pool", "composite"]),
-    mechanism=st.sampled_from(["uniform", "pay-as-bid", "trade-reduction"]),
+    mechanism=st.sampled_from(sorted(MECHANISMS)),
     book=st.lists(order_strategy, min_size=0, max_size=8),
     bid_picks=st.lists(st.tuples(st.integers(0, 7), st.integers(0, 3), st.integers(1, 100)),
                        max_size=6),
