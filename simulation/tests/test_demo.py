@@ -97,12 +97,9 @@ def test_robot_orders_are_the_same_on_a_replay() -> None:
     with time_machine.travel(WINTER_AFTERNOON, tick=False):
         community = _seed()
         call_command("advance_intervals", "--now", WINTER_AFTERNOON.isoformat(), stdout=StringIO())
-    interval = (
-        Interval.objects.filter(
-            community=community, start__gte=WINTER_AFTERNOON + timedelta(hours=2)
-        )
-        .select_related("rules", "community")
-        .first()
+    later = WINTER_AFTERNOON + timedelta(hours=2)
+    interval = Interval.objects.select_related("rules", "community").get(
+        community=community, start=later
     )
     robots = robot_meter_points(community)
     first = [(mp.pk, o) for mp, o in demo_orders(interval, robots)]
