@@ -227,7 +227,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "options": {"expires": 14},
     },
     # The demo community's robots post ahead of gate closure and are metered after delivery
-    # (a no-op without the demo community); members' autopilots post within their limits.
+    # (a no-op without the demo community).
     "demo-tick": {"task": "simulation.demo_tick", "schedule": 60.0, "options": {"expires": 55}},
     # Re-walk the ledger's hash chain hourly, so the last verification the regulator and the
     # API show is never old; an edit of history is found within the hour.

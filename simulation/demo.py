@@ -1,8 +1,7 @@
 """The live demo: Sonnenfeld's robot households and community plants trade all year by themselves.
 
 Only meter points with a ``SimulatedHousehold`` row are robots: ``seed_demo`` creates them for its
-own demo homes and plants. A real member who joins the demo community is never traded for; their
-meter point is left alone unless they switch the autopilot on (``simulation.autopilot``).
+own demo homes and plants. A real member who joins the demo community is never traded for.
 
 Each UTC day every robot plans ahead as a simulated household does (``simulation.agents``): its
 demand and PV from SimBench's profiles, its water heater by Elecbay's game over the whole

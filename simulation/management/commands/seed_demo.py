@@ -3,7 +3,7 @@
 The homes (the demo logins ``prosumer01`` … ``prosumer12``) and the plants are the demo's own
 robots (``SimulatedHousehold``): batteries, water heaters, EVs and PV in a mixed neighbourhood,
 a community wind turbine and a biomass CHP plant on SimBench's profiles. Anyone else who joins
-Sonnenfeld trades by hand, or by the autopilot they switch on.
+Sonnenfeld trades by hand.
 """
 
 from __future__ import annotations
