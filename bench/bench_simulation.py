@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from statistics import mean, median
@@ -35,7 +33,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 import django  # noqa: E402
 
-from bench.common import RESULTS, progress, replace_section, scratch_database  # noqa: E402
+from bench.common import RESULTS, machine, progress, replace_section, scratch_database  # noqa: E402
 
 HEADING = "## Simulation"
 TARGET_S = 0.5
@@ -65,25 +63,6 @@ def scenario(households: int, intervals: int, network: str) -> dict[str, Any]:
     }
 
 
-def machine() -> list[str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        model = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-        cpu = model
-    except (OSError, StopIteration):
-        pass
-    load = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-    return [
-        f"- Machine: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}",
-        f"- Load when it ran: `{load}`",
-        f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-    ]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--households", type=int, default=1000)
@@ -95,14 +74,24 @@ def main() -> None:
     import logging
 
     logging.getLogger("marketplace").setLevel(logging.WARNING)
+    with scratch_database("simulation") as (backend, database):
+        progress(f"{backend} database {database}")
+        lines = run(args, backend)
+    progress("\n".join(lines))
+    if not args.no_write:
+        replace_section(f"{HEADING} — {backend}", "\n".join(lines) + "\n")
+        progress(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+def run(args: argparse.Namespace, backend: str) -> list[str]:
+    """Set the community up, run it, check it; the RESULTS.md section's lines."""
     from marketplace.ledger.selectors import community_balances
+    from marketplace.ledger.services import ledger_verify
     from marketplace.models import Interval, IntervalState
     from simulation.engine import Simulation, member_totals, simulation_setup
     from simulation.report import report_build
     from simulation.scenario import scenario_parse
 
-    backend, database = scratch_database("simulation")
-    progress(f"{backend} database {database}")
     data = scenario(args.households, args.intervals, args.network)
     started = time.perf_counter()
     outcome = simulation_setup(scenario=scenario_parse(data))
@@ -146,7 +135,6 @@ def main() -> None:
     Timed(outcome, tick).run()
     run_s = time.perf_counter() - run_start
     per_interval = [b - a for a, b in zip([run_start, *marks[:-1]], marks, strict=True)]
-    from marketplace.ledger.services import ledger_verify
 
     verification = ledger_verify(community=outcome.community)
     intervals = Interval.objects.filter(
@@ -175,7 +163,7 @@ def main() -> None:
         f"`python bench/bench_simulation.py --households {args.households} --intervals "
         f"{args.intervals}` on `{args.network}` (15-minute intervals, pool, uniform price).",
         "",
-        *machine(),
+        f"- Machine: {machine()}",
         "",
         "| households | intervals | setup s | wall s | s per interval (mean) | median | "
         "agents s/interval | market s/interval (baseline) | month of 2,880 intervals |",
@@ -193,10 +181,7 @@ def main() -> None:
         if len(per_interval) >= MONTH_INTERVALS
         else "A whole month was not run; the last column extrapolates the measured intervals.",
     ]
-    progress("\n".join(lines))
-    if not args.no_write:
-        replace_section(f"{HEADING} — {backend}", "\n".join(lines) + "\n")
-        progress(f"wrote {RESULTS.relative_to(ROOT)}")
+    return lines
 
 
 if __name__ == "__main__":

@@ -114,3 +114,29 @@ def test_sdr_price_by_hand() -> None:
     assert sdr_price(20, 10, tariffs) == pytest.approx(0.10)
     # SDR 0.5: 0.1 x 0.3 / (0.2 x 0.5 + 0.1) = 0.15
     assert sdr_price(5, 10, tariffs) == pytest.approx(0.15)
+
+
+@pytest.mark.django_db
+def test_advance_intervals_runs_the_demo_for_hours() -> None:
+    seed_out = StringIO()
+    call_command("seed_demo", stdout=seed_out)
+    assert "loading the cigre_lv reference network" in seed_out.getvalue()  # its progress
+    assert "prosumer 12/12" in seed_out.getvalue()
+    assert "community plant: Sonnenfeld community wind" in seed_out.getvalue()
+    seeded_at = datetime.now(UTC)
+    out = StringIO()
+    call_command("advance_intervals", "--now", "+2h", stdout=out)
+    target = datetime.fromisoformat(out.getvalue().split()[2])  # "Advanced to <moment> in ..."
+    assert timedelta(hours=2) <= target - seeded_at < timedelta(hours=2, minutes=1)
+    intervals = Interval.objects.filter(community__slug=DEMO_SLUG, end__lte=target)
+    assert intervals.count() >= 6
+    done = intervals.filter(state__in=[IntervalState.CONFIRMED, IntervalState.SETTLED])
+    assert done.count() == intervals.count()
+    assert Posting.objects.filter(interval__in=intervals).count() >= intervals.count()
+    assert GridCheckResult.objects.filter(interval__in=intervals).count() == intervals.count()
+    assert not Trade.objects.filter(interval__in=intervals, confirmed_kwh__isnull=True).exists()
+    assert "pipeline step(s) done" in out.getvalue()
+    # Running it again at the same moment does nothing twice.
+    trades = Trade.objects.count()
+    call_command("advance_intervals", "--now", target.isoformat(), stdout=StringIO())
+    assert Trade.objects.count() == trades

@@ -7,9 +7,11 @@ from decimal import Decimal
 from unittest import mock
 
 import pytest
+from django.core.management import CommandError
 
 from grid import services as grid_services
 from grid.models import GridCheckResult
+from marketplace.management.commands.advance_intervals import parse_moment
 from marketplace.models import Interval, IntervalState, Trade
 from marketplace.services import pipeline
 from marketplace.services.pipeline import (
@@ -167,3 +169,19 @@ def test_tick_opens_horizons_and_queues_each_due_step_after_commit(
     assert queued == due
     opened = Interval.objects.filter(community=community, start__gt=START).count()
     assert opened >= 24 * 4 - 1  # the rolling horizon (24 h of 15-minute intervals)
+
+
+@pytest.mark.parametrize(
+    ("text", "offset"),
+    [("+2d", timedelta(days=2)), ("+6h", timedelta(hours=6)), ("+90m", timedelta(minutes=90))],
+)
+def test_advance_intervals_accepts_a_moment_relative_to_now(text, offset):
+    now = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    assert parse_moment(text, now=now) == now + offset
+    assert parse_moment("2026-06-03T00:00:00Z", now=now) == datetime(2026, 6, 3, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text", ["+2w", "2d", "+d", "-1h", "tomorrow", "2026-06-03T00:00:00"])
+def test_advance_intervals_refuses_other_moments(text):
+    with pytest.raises(CommandError, match="--now"):
+        parse_moment(text, now=datetime(2026, 6, 1, tzinfo=UTC))
