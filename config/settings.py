@@ -228,6 +228,11 @@ else:
     }
     CELERY_RESULT_BACKEND = f"file://{CELERY_BROKER_DIR / 'results'}"
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("PEERGRID_QUEUE", "peergrid")
+# With N > 1, each community's pipeline steps go to `<PEERGRID_QUEUE>.<community id mod N>`, so
+# workers on several machines share the communities (README, "Scaling out").
+PEERGRID_QUEUE_SHARDS = int(os.environ.get("PEERGRID_QUEUE_SHARDS", "1"))
+if PEERGRID_QUEUE_SHARDS < 1:
+    raise ImproperlyConfigured("PEERGRID_QUEUE_SHARDS must be 1 or more")
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

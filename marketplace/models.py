@@ -34,6 +34,10 @@ class Community(models.Model):
     currency = models.CharField(max_length=3, default="EUR")
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(default=now)
+    # When the rolling horizon next needs an interval opened (its last interval's end minus the
+    # horizon); null until first opened. Lets beat's tick visit only the communities that are
+    # due instead of every community on every tick.
+    horizon_due_at = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
 
     class Meta:
         ordering = ("name",)
