@@ -10,6 +10,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.timezone import now
 
+from config import formatting
 from units import KWH, KWH_DIGITS, PRICE, PRICE_DIGITS, places
 
 
@@ -206,7 +207,15 @@ class Interval(models.Model):
         indexes = [models.Index(fields=["state", "gate_closure_at"])]
 
     def __str__(self) -> str:
-        return f"{self.community_id}:{self.start:%Y-%m-%d %H:%M}Z"
+        # The community's name and zone when it is loaded (admin lists select it); a str() of
+        # an interval never costs a query.
+        if Interval.community.is_cached(self):
+            return (
+                f"{self.community.name} · {formatting.span(self.start, self.end, self.community)}"
+            )
+        return (
+            f"Interval of community {self.community_id} · {formatting.span(self.start, self.end)}"
+        )
 
     @property
     def hours(self) -> Decimal:
@@ -262,7 +271,9 @@ class Posting(models.Model):
         indexes = [models.Index(fields=["interval", "status", "side"])]
 
     def __str__(self) -> str:
-        return f"{self.side} {self.quantity_kwh} kWh @ {self.limit_price_per_kwh}"
+        what = "Offer" if self.side == Side.SELL else "Request"
+        price = formatting.price(self.limit_price_per_kwh)
+        return f"{what} of {formatting.kwh(self.quantity_kwh)} at {price}"
 
     @property
     def remaining_kwh(self) -> Decimal:
@@ -308,7 +319,10 @@ class Bid(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"bid {self.quantity_kwh} kWh @ {self.price_per_kwh} on {self.posting_id}"
+        return (
+            f"Bid of {formatting.kwh(self.quantity_kwh)} at {formatting.price(self.price_per_kwh)} "
+            f"on posting {self.posting_id}"
+        )
 
 
 class TradeSource(models.TextChoices):
@@ -381,4 +395,7 @@ class Trade(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.source} trade {self.quantity_kwh} kWh @ {self.price_per_kwh}"
+        return (
+            f"{self.get_source_display()}: {formatting.kwh(self.quantity_kwh)} at "
+            f"{formatting.price(self.price_per_kwh)}"
+        )

@@ -31,6 +31,7 @@ from django.utils import timezone
 from marketplace.ledger.services.settlement import interval_settle
 from marketplace.lock_objects import lock_interval
 from marketplace.models import Community, Interval, IntervalState, Trade
+from notifications.events import Event, announce
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ def _clear(interval: Interval, now: datetime) -> StepResult:
     from marketplace.services.clearing import interval_clear
 
     summary = interval_clear(interval=interval, now=now)
+    announce(Event.INTERVAL_CLEARED, interval.pk)  # bids accepted automatically at the gate
     return {
         "postings": summary.postings,
         "trades": summary.bilateral_trades + summary.pool_trades + summary.grid_trades,
@@ -124,6 +126,7 @@ def _confirm(interval: Interval, now: datetime) -> StepResult:
     count = Trade.objects.filter(interval=interval).update(
         confirmed_kwh=F("quantity_kwh") - F("curtailed_kwh")
     )
+    announce(Event.INTERVAL_CONFIRMED, interval.pk)  # members whose trades were curtailed
     return {"trades": count}
 
 
@@ -131,6 +134,7 @@ def _settle(interval: Interval, now: datetime) -> StepResult:
     result = interval_settle(interval=interval, now=now)
     if not result.settled:
         return None  # readings still awaited inside the settlement window
+    announce(Event.INTERVAL_SETTLED, interval.pk)
     return {
         "ledger_transaction": result.transaction_id,
         "estimated_members": len(result.estimated_membership_ids),
