@@ -37,7 +37,7 @@ seed: migrate
 	$(PY) manage.py seed_demo
 
 # Web server, Celery worker and beat in the foreground under one supervisor
-# (marketplace/management/commands/run.py); Ctrl-C stops all three and exits 0.
+# (simulation/management/commands/run.py); Ctrl-C stops all three and exits 0.
 run: seed
 	@$(PY) manage.py run --host $(HOST) --port $(PORT)
 
