@@ -3,10 +3,16 @@
 For each member of the interval (see ``interval_settle``):
 
 * each confirmed trade, ``q = confirmed_kwh``: a peer trade moves ``price_per_kwh * q`` out of the
-  buyer's account and ``seller_price_per_kwh * q`` into the seller's; the difference (McAfee's
-  trade-reduction surplus) goes to the community's fee account. A trade with the outside grid
-  (buyer or seller null) moves the same money against the community's grid account instead.
-* the community fee: every member party of a trade pays ``fee_per_kwh * q`` to the fee account.
+  buyer's account and ``seller_price_per_kwh * q`` into the seller's; the difference goes to the
+  community: a trade-reduction surplus to its fee account, the spread of a community pricing rule
+  (``source=community``) to its grid account, which that spread helps pay the grid bill with. A
+  trade with the outside grid (buyer or seller null) moves the same money against the community's
+  grid account instead.
+* the community fee: every member party of a peer trade (bilateral, pool, community) pays
+  ``fee_per_kwh * q`` to the fee account. Energy the grid supplied or took (``source=grid``)
+  carries no fee: no one is worse off for posting. A member whose order the grid fills pays or
+  receives exactly what the same energy costs as imbalance (retail or feed-in, no fee), so
+  posting an order that finds no peer costs nothing compared with not posting at all.
 * the imbalance ``(imported - exported) - (bought - sold)`` in kWh: a shortfall (> 0) is bought
   from the grid at ``retail_tariff``, a surplus (< 0) sold to it at ``feed_in_tariff``, both
   through the community's grid account.
@@ -48,7 +54,7 @@ from marketplace.ledger.services.ledger import (
     ledger_account_for_member,
     ledger_post,
 )
-from marketplace.models import Interval, IntervalState, Trade
+from marketplace.models import Interval, IntervalState, Trade, TradeSource
 
 # How long after an interval ends settlement waits for missing readings before it estimates
 # them from the confirmed schedule (and flags the settlement as estimated).
@@ -249,7 +255,8 @@ def _trade_lines(
                 )
             )
             if paid != received:
-                lines.append(LedgerLine(fee, paid - received, EntryKind.SPREAD, q, None, memo))
+                keeper = grid if trade.source == TradeSource.COMMUNITY else fee
+                lines.append(LedgerLine(keeper, paid - received, EntryKind.SPREAD, q, None, memo))
         elif trade.buyer_id is not None:
             buyer = member_account[trade.buyer_id]
             lines.append(
@@ -264,7 +271,7 @@ def _trade_lines(
             price = trade.seller_price_per_kwh
             lines.append(LedgerLine(seller, received, EntryKind.GRID_SALE, q, price, memo))
             lines.append(LedgerLine(grid, -received, EntryKind.GRID_SALE, q, price, memo))
-        if fee_per_kwh:
+        if fee_per_kwh and trade.source != TradeSource.GRID:
             for party in (trade.buyer_id, trade.seller_id):
                 if party is not None:
                     charge = fee_per_kwh * q
