@@ -292,7 +292,7 @@ def test_random_books_keep_energy_and_limits(structure, mechanism, book, bid_pic
                 assert trade.price_per_kwh <= posting.limit_price_per_kwh
     # Every order that can reach the pool, by (member, side): postings, and in a composite
     # market the bids that were still pending at gate closure.
-    pool_orders: dict[tuple[int, str], list[tuple[Decimal, Decimal]]] = defaultdict(list)
+    pool_orders: dict[tuple[int | None, str], list[tuple[Decimal, Decimal]]] = defaultdict(list)
     for p in limits.values():
         pool_orders[p.membership_id, p.side].append((p.limit_price_per_kwh, p.quantity_kwh))
     bids = list(Bid.objects.filter(posting__interval=interval).select_related("posting"))

@@ -70,7 +70,7 @@ def rows(source: str) -> list[tuple]:
     ],
 )
 def test_community_rules_price_every_member_by_the_rule(mechanism, buy, sell):
-    community, interval, (a, b, c, d) = quantity_book(mechanism)
+    _, interval, (a, b, c, d) = quantity_book(mechanism)
     summary = interval_clear(interval=interval, now=AFTER_GATE)
     # Matched kWh pair buyers with sellers in time priority: C-A 2, D-B 1.
     assert rows(TradeSource.COMMUNITY) == [
