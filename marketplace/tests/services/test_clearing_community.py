@@ -78,8 +78,8 @@ def test_community_rules_price_every_member_by_the_rule(mechanism, buy, sell):
         (d, b, D("1"), D(buy), D(sell)),
     ]
     # The 3 kWh imported are split over the buyers by consumption (4 : 2), at their rule price.
-    assert rows(TradeSource.GRID) == [(c, None, D("2"), D(buy), D(buy)),
-                                      (d, None, D("1"), D(buy), D(buy))]  # fmt: skip
+    assert sorted(rows(TradeSource.GRID)) == [(c, None, D("2"), D(buy), D(buy)),
+                                              (d, None, D("1"), D(buy), D(buy))]  # fmt: skip
     assert (summary.mechanism, summary.grid_import_kwh, summary.grid_export_kwh) == (
         mechanism, D("3"), D("0"),
     )  # fmt: skip
