@@ -21,8 +21,14 @@ from accounts import permissions
 from accounts.admin_scoping import CommunityScopedAdmin
 from accounts.models import MeterPoint
 from config.errors import ApplicationError
-from grid import services
-from grid.drawing import LEGEND_LOADING, LEGEND_VOLTAGE, VoltageBand, network_svg
+from grid import services, studies
+from grid.drawing import (
+    LEGEND_LOADING,
+    LEGEND_VOLTAGE,
+    VoltageBand,
+    hosting_bars_svg,
+    network_svg,
+)
 from grid.models import GridCheckResult, GridModel
 from grid.networks import REFERENCE_NETWORKS, network_geometry
 from marketplace.models import Community
@@ -148,6 +154,33 @@ class GridModelAdmin(CommunityScopedAdmin):
             form.add_error("network_file", "The file is not text (UTF-8 JSON expected).")
             return None
 
+    @staticmethod
+    def _strength_context(
+        grid_model: GridModel, rules: Any, meter_points: list[MeterPoint]
+    ) -> dict[str, Any]:
+        """Short-circuit power, hostable export and network use per bus (system strength)."""
+        min_ratio = float(rules.min_short_circuit_ratio)
+        try:
+            buses = studies.grid_model_bus_strength(grid_model, min_ratio=min_ratio)
+        except ValueError as exc:
+            return {"strength_error": str(exc)}
+        installed: dict[int, float] = {}
+        for mp in meter_points:
+            if mp.bus is not None:
+                installed[mp.bus] = installed.get(mp.bus, 0.0) + float(mp.export_capacity_kw or 0)
+        rows = [
+            (row, installed.get(row.bus, 0.0))
+            for row in buses
+            if row.connection or row.bus in installed
+        ]
+        svg = hosting_bars_svg([(bus.label, bus.hostable_export_kw, kw) for bus, kw in rows])
+        return {
+            "strength_rows": rows,
+            "min_ratio": rules.min_short_circuit_ratio,
+            # Numbers and escaped labels only.
+            "hosting_svg": mark_safe(svg),  # noqa: S308
+        }
+
     def _drawing_context(self, community: Community) -> dict[str, Any]:
         grid_model = GridModel.objects.filter(community=community).first()
         meter_points = list(
@@ -179,6 +212,7 @@ class GridModelAdmin(CommunityScopedAdmin):
             band=band,
             max_trafo_loading_percent=check.max_trafo_loading_percent if check else None,
         )
+        context.update(self._strength_context(grid_model, rules, meter_points))
         context.update(
             {
                 "check": check,

@@ -129,3 +129,43 @@ def network_svg(
             )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def hosting_bars_svg(rows: Sequence[tuple[str, float, float]]) -> str:
+    """Horizontal bars of the export each bus can host, with the export installed there.
+
+    ``rows``: (bus label, hostable export kW, installed export kW). A bus whose installed export
+    is above what it can host is drawn red; the marker shows the installed export.
+    """
+    if not rows:
+        return ""
+    bar_h, gap, label_w, width = 16, 6, 120, 720
+    plot_w = width - label_w - 90
+    top = max(max(h, i) for _, h, i in rows) or 1.0
+    height = len(rows) * (bar_h + gap) + 30
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="hosting-bars" viewBox="0 0 {width} '
+        f'{height}" role="img" aria-label="Export each bus can host against the export '
+        'installed there">'
+    ]
+    for n, (label, hostable, installed) in enumerate(rows):
+        y = 10 + n * (bar_h + gap)
+        w = plot_w * hostable / top
+        colour = RED if installed > hostable else GREEN
+        parts.append(
+            f'<text x="{label_w - 6}" y="{y + bar_h - 4}" text-anchor="end" font-size="12">'
+            f"{escape(label)}</text>"
+            f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{colour}" '
+            f'opacity="0.8"><title>{escape(label)}: hosts {hostable:,.0f} kW</title></rect>'
+            f'<text x="{label_w + w + 4:.1f}" y="{y + bar_h - 4}" font-size="11">'
+            f"{hostable:,.0f} kW</text>"
+        )
+        if installed > 0:
+            x = label_w + plot_w * installed / top
+            parts.append(
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y - 2}" y2="{y + bar_h + 2}" '
+                f'stroke="#1d2430" stroke-width="3"><title>installed export {installed:,.1f} kW'
+                "</title></line>"
+            )
+    parts.append("</svg>")
+    return "".join(parts)

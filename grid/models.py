@@ -58,6 +58,16 @@ class GridCheckResult(models.Model):
     bus_vm_pu = models.JSONField(default=dict, blank=True)
     line_loading_percent = models.JSONField(default=dict, blank=True)
     duration_s = models.FloatField()
+    # The losses of the final state as energy, and the members' shares of it by normalised
+    # marginal loss factors (grid.losses): {"<meter point id>": "kWh"}; negative is a credit.
+    # What the members' shares do not cover is the part of elements no member stands for.
+    losses_kwh = models.DecimalField(max_digits=14, decimal_places=3, null=True, blank=True)
+    loss_allocation = models.JSONField(default=dict, db_default={}, blank=True)
+    # [{"bus", "short_circuit_mva", "export_kw", "ratio", "min_ratio", "hostable_kw"}]
+    strength_events = models.JSONField(default=list, db_default=[], blank=True)
+    strength_curtailed_kwh = models.DecimalField(
+        max_digits=14, decimal_places=3, default=0, db_default=0
+    )
 
     class Meta:
         ordering = ("-interval__start",)

@@ -75,6 +75,11 @@ class CurtailmentPolicy(models.TextChoices):
     LAST_ON_FIRST_OFF = "last_on_first_off", "Last on, first off"
 
 
+class NetworkChargeRule(models.TextChoices):
+    FLAT = "flat", "Flat: the community fee per kWh, wherever the energy goes"
+    BY_USE = "by_use", "By use of the network: per kWh per unit of use"
+
+
 class MarketRules(models.Model):
     """One version of a community's market rules.
 
@@ -127,6 +132,27 @@ class MarketRules(models.Model):
     curtailment_policy = models.CharField(
         max_length=20, choices=CurtailmentPolicy.choices, default=CurtailmentPolicy.SENSITIVITY
     )
+    loss_price_per_kwh = price_field(
+        null=True,
+        blank=True,
+        help_text="What a kWh of network losses costs the member it is allocated to; "
+        "empty: the retail tariff.",
+    )
+    network_charge_rule = models.CharField(
+        max_length=8, choices=NetworkChargeRule.choices, default=NetworkChargeRule.FLAT
+    )
+    network_tariff_per_kwh = price_field(
+        default=Decimal("0.0100"),
+        help_text="By use: the charge per kWh per unit of use; one unit is what the average "
+        "meter point uses to take energy from the outside grid.",
+    )
+    min_short_circuit_ratio = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("3.00"),
+        help_text="Short-circuit power over the inverter export at a bus; below it, the bus's "
+        "exports are curtailed (system strength).",
+    )
 
     class Meta:
         ordering = ("community", "-created_at", "-pk")
@@ -135,6 +161,10 @@ class MarketRules(models.Model):
 
     def __str__(self) -> str:
         return f"{self.community} rules of {self.created_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def effective_loss_price_per_kwh(self) -> Decimal:
+        return self.retail_tariff if self.loss_price_per_kwh is None else self.loss_price_per_kwh
 
 
 class IntervalState(models.TextChoices):
@@ -329,6 +359,11 @@ class Trade(models.Model):
     confirmed_kwh = energy_field(null=True, blank=True)
     curtailed_kwh = energy_field(default=Decimal("0"))
     curtailment_reason = models.CharField(max_length=300, blank=True)
+    # Units of use of the network each member side is charged for (set by the grid check):
+    # half the pair's use each for a bilateral trade, all of it for a trade with the outside
+    # grid, each side's own use from the feeder head in the pool. Null: not on the network.
+    buyer_network_use = models.DecimalField(max_digits=8, decimal_places=4, null=True, blank=True)
+    seller_network_use = models.DecimalField(max_digits=8, decimal_places=4, null=True, blank=True)
 
     class Meta:
         ordering = ("interval", "source", "sequence")

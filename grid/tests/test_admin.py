@@ -13,9 +13,10 @@ from django.urls import reverse
 
 from accounts.models import User
 from accounts.tests.factories import CommunityFactory, manager_of, member_of, meter_point_for
+from grid import studies
 from grid.models import GridCheckResult, GridModel
 from marketplace.models import Community, Interval, IntervalState, MarketRules, Trade, TradeSource
-from marketplace.services.rules import current_rules
+from marketplace.services.rules import EDITABLE_FIELDS, current_rules
 
 pytestmark = pytest.mark.django_db
 START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -87,12 +88,8 @@ def test_rules_edit_previews_then_saves_a_new_version(two: tuple[Any, ...]) -> N
     client = _client(manager)
     url = reverse("admin:marketplace_marketrules_edit", args=[mine.pk])
     current = current_rules(mine)
-    data = {f: getattr(current, f) for f in ("market_structure", "clearing_mechanism",
-            "pricing_rule", "pricing_k", "interval_minutes", "gate_closure_lead_minutes",
-            "opening_horizon_hours", "price_floor", "price_cap", "retail_tariff",
-            "feed_in_tariff", "fee_per_kwh", "voltage_min_pu", "voltage_max_pu",
-            "max_line_loading_percent", "max_trafo_loading_percent",
-            "curtailment_policy")}  # fmt: skip
+    # Every editable rule as the form posts it; an empty loss price means the retail tariff.
+    data = {f: "" if getattr(current, f) is None else getattr(current, f) for f in EDITABLE_FIELDS}
     data["retail_tariff"] = "0.3400"
     preview = client.post(url, {**data, "preview": "1"})
     assert preview.status_code == 200
@@ -139,6 +136,14 @@ def test_grid_page_chooses_reference_refuses_bad_upload_and_draws(two: tuple[Any
     assert '<svg class="network"' in page
     assert "#b3261e" in page  # the overloaded line is red
     assert "roof" in page
+    # System strength: every connection bus with its short-circuit power and hostable export.
+    assert 'id="system-strength"' in page
+    assert '<svg xmlns="http://www.w3.org/2000/svg" class="hosting-bars"' in page
+    rows = studies.grid_model_bus_strength(grid_model, min_ratio=3.0)
+    weakest = rows[0]
+    assert weakest.connection
+    assert f"{weakest.short_circuit_mva:.3f}" in page
+    assert f"{weakest.hostable_export_kw:.0f}" in page
 
 
 def test_pipeline_retry_and_interval_detail(two: tuple[Any, ...]) -> None:

@@ -22,6 +22,7 @@ from marketplace.models import (
     CurtailmentPolicy,
     IntervalState,
     MarketStructure,
+    NetworkChargeRule,
     PostingStatus,
     PricingRule,
     Side,
@@ -100,6 +101,15 @@ class MarketRulesSerializer(serializers.Serializer):
     max_line_loading_percent = serializers.DecimalField(max_digits=5, decimal_places=1)
     max_trafo_loading_percent = serializers.DecimalField(max_digits=5, decimal_places=1)
     curtailment_policy = serializers.ChoiceField(choices=CurtailmentPolicy.choices)
+    loss_price_per_kwh = price_field(
+        allow_null=True, help_text="Price of allocated network losses; null: the retail tariff."
+    )
+    network_charge_rule = serializers.ChoiceField(choices=NetworkChargeRule.choices)
+    network_tariff_per_kwh = price_field(
+        help_text="By use: per kWh per unit of use (1 = the average meter point's use of the "
+        "network from the feeder head)."
+    )
+    min_short_circuit_ratio = serializers.DecimalField(max_digits=5, decimal_places=2)
 
 
 class MarketRulesUpdateSerializer(serializers.Serializer):
@@ -128,6 +138,12 @@ class MarketRulesUpdateSerializer(serializers.Serializer):
         max_digits=5, decimal_places=1, required=False
     )
     curtailment_policy = serializers.ChoiceField(choices=CurtailmentPolicy.choices, required=False)
+    loss_price_per_kwh = price_field(required=False, allow_null=True)
+    network_charge_rule = serializers.ChoiceField(choices=NetworkChargeRule.choices, required=False)
+    network_tariff_per_kwh = price_field(required=False)
+    min_short_circuit_ratio = serializers.DecimalField(
+        max_digits=5, decimal_places=2, required=False
+    )
 
 
 # --- Intervals, depth, grid checks ------------------------------------------------------------
@@ -370,6 +386,11 @@ class TradeSerializer(serializers.Serializer):
     confirmed_kwh = kwh_field(allow_null=True)
     curtailed_kwh = kwh_field()
     curtailment_reason = serializers.CharField()
+    network_use = serializers.SerializerMethodField(
+        help_text="Units of use of the network the caller's side is charged for (1 = the "
+        "average meter point's use from the feeder head); null before the grid check or off "
+        "the network."
+    )
     created_at = serializers.DateTimeField()
 
     def _buying(self, trade: Any) -> bool:
@@ -382,6 +403,11 @@ class TradeSerializer(serializers.Serializer):
     def get_counterpart(self, trade: Any) -> str:
         other = trade.seller_pseudonym if self._buying(trade) else trade.buyer_pseudonym
         return other or "grid"
+
+    @extend_schema_field(serializers.DecimalField(max_digits=8, decimal_places=4, allow_null=True))
+    def get_network_use(self, trade: Any) -> str | None:
+        use = trade.buyer_network_use if self._buying(trade) else trade.seller_network_use
+        return None if use is None else str(use)
 
 
 # --- Meter points and readings ----------------------------------------------------------------
@@ -510,6 +536,9 @@ class StatementRowSerializer(serializers.Serializer):
     purchases = money_field()
     sales = money_field()
     fees = money_field()
+    network_charges = money_field(help_text="Network charges by use of the network.")
+    losses_kwh = kwh_field(help_text="The member's share of the network losses.")
+    losses = money_field(help_text="What that share cost (< 0) or was credited (> 0).")
     imported_kwh = kwh_field()
     exported_kwh = kwh_field()
     imbalance_kwh = kwh_field()

@@ -81,10 +81,11 @@ class AccountKind(models.TextChoices):
     MEMBER = "member", "Member"
     GRID = "grid", "Community grid account"
     FEE = "fee", "Community fee account"
+    LOSSES = "losses", "Community losses account"
 
 
 class LedgerAccount(models.Model):
-    """A member's account, or the community's grid or fee account."""
+    """A member's account, or the community's grid, fee or losses account."""
 
     community = models.ForeignKey(
         "marketplace.Community", on_delete=models.PROTECT, related_name="ledger_accounts"
@@ -161,6 +162,8 @@ class EntryKind(models.TextChoices):
     GRID_SALE = "grid_sale", "Energy sold to the grid"
     SPREAD = "spread", "Price spread kept by the community (trade reduction)"
     FEE = "fee", "Community fee"
+    NETWORK_CHARGE = "network_charge", "Network charge by use of the network"
+    LOSSES = "losses", "Share of the network losses"
     IMBALANCE_IMPORT = "imbalance_import", "Shortfall bought from the grid at retail"
     IMBALANCE_EXPORT = "imbalance_export", "Surplus sold to the grid at feed-in"
     ROUNDING = "rounding", "Rounding to the minor unit"

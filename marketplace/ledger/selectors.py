@@ -104,6 +104,9 @@ class StatementRow:
     purchases: Decimal = ZERO
     sales: Decimal = ZERO
     fees: Decimal = ZERO
+    network_charges: Decimal = ZERO  # by use of the network (the flat rule's are in fees)
+    losses_kwh: Decimal = ZERO  # the member's share of the network losses
+    losses: Decimal = ZERO
     imported_kwh: Decimal = ZERO
     exported_kwh: Decimal = ZERO
     imbalance_kwh: Decimal = ZERO
@@ -143,7 +146,8 @@ class Statement:
         return self.total - self.grid_only_total
 
     def totals(self) -> dict[str, Decimal]:
-        names = ("bought_kwh", "sold_kwh", "purchases", "sales", "fees", "imported_kwh",
+        names = ("bought_kwh", "sold_kwh", "purchases", "sales", "fees", "network_charges",
+                 "losses_kwh", "losses", "imported_kwh",
                  "exported_kwh", "imbalance_kwh", "imbalance", "adjustments", "total")  # fmt: skip
         return {name: sum((getattr(row, name) for row in self.rows), ZERO) for name in names}
 
@@ -205,7 +209,7 @@ def member_statement(*, membership: Membership, year: int, month: int) -> Statem
     grouped = (
         entries.filter(interval__start__gte=start, interval__start__lt=end)
         .values("interval_id", "interval__start", "kind", "transaction__kind")
-        .annotate(amount=Sum("amount"))
+        .annotate(amount=Sum("amount"), energy=Sum("energy_kwh"))
         .order_by()
     )
     for group in grouped:
@@ -223,6 +227,11 @@ def member_statement(*, membership: Membership, year: int, month: int) -> Statem
             row.sales += amount
         elif kind == EntryKind.FEE:
             row.fees += amount
+        elif kind == EntryKind.NETWORK_CHARGE:
+            row.network_charges += amount
+        elif kind == EntryKind.LOSSES:
+            row.losses += amount
+            row.losses_kwh += (group["energy"] or ZERO).quantize(Decimal("0.001"))
         elif kind in _IMBALANCE:
             row.imbalance += amount
         row.total += amount

@@ -23,7 +23,8 @@ from marketplace.ledger.selectors import (
 from marketplace.models import Community
 
 CSV_HEADER = (
-    "interval_start", "bought_kwh", "sold_kwh", "purchases", "sales", "fees", "imported_kwh",
+    "interval_start", "bought_kwh", "sold_kwh", "purchases", "sales", "fees", "network_charges",
+    "losses_kwh", "losses", "imported_kwh",
     "exported_kwh", "imbalance_kwh", "imbalance", "adjustments", "estimated", "total", "balance",
     "grid_only",
 )  # fmt: skip

@@ -195,6 +195,47 @@ def chart_curtailment(scope: Scope, shared: dict[str, Any]) -> Chart:
     return Chart("curtailment", "Energy curtailed and why", svg, table, note)
 
 
+def chart_costs(scope: Scope, shared: dict[str, Any]) -> Chart:
+    table = selectors.network_costs(scope)
+    x = table.column(scope.bucket_label)
+    draw = line_chart if scope.per_interval else bar_chart
+    svg = draw(
+        "Losses and network charges collected",
+        x,
+        [
+            Series("losses collected", _f(table.column("losses_collected")), "#b3261e"),
+            Series("network charges by use", _f(table.column("network_charges_collected"))),
+            Series("flat fees", _f(table.column("community_fees_collected")), "#f0a500"),
+        ],
+        y_label="money",
+    )
+    note = (
+        "Losses are the grid check's for the final state; members pay their share by normalised "
+        "marginal loss factors at the community's loss price into its losses account. Network "
+        "charges by use follow each trade's impedance-weighted use of the network."
+    )
+    return Chart("costs", "Network losses and charges", svg, table, note)
+
+
+def chart_strength(scope: Scope, shared: dict[str, Any]) -> Chart:
+    table = selectors.strength_events(scope)
+    svg = bar_chart(
+        "Short-circuit ratio at buses below the minimum",
+        [str(i + 1) for i in range(len(table.rows))],
+        [
+            Series("short-circuit ratio", _f(table.column("short_circuit_ratio")), "#b3261e"),
+            Series("minimum", _f(table.column("minimum_ratio")), "#3b6fd1"),
+        ],
+        y_label="ratio",
+    )
+    note = (
+        "Short-circuit power (IEC 60909, maximum case, without the inverters) over the "
+        "inverter export scheduled at the bus; the exports above what the bus can host were "
+        'curtailed with the reason "system strength". Bars follow the table\'s rows.'
+    )
+    return Chart("strength", "System-strength events", svg, table, note)
+
+
 def chart_violations(scope: Scope, shared: dict[str, Any]) -> Chart:
     table = selectors.violations_by_kind(scope)
     kinds, caused = table.column("violation_kind"), table.column("caused_by_trades")
@@ -285,6 +326,8 @@ CHARTS: dict[str, Callable[[Scope, dict[str, Any]], Chart]] = {
     "loading": chart_loading,
     "violations": chart_violations,
     "curtailment": chart_curtailment,
+    "costs": chart_costs,
+    "strength": chart_strength,
     "groups": chart_groups,
     "savings": chart_savings,
     "concentration": chart_concentration,
@@ -293,7 +336,10 @@ CHARTS: dict[str, Callable[[Scope, dict[str, Any]], Chart]] = {
 DASHBOARDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "prices": ("Prices", ("prices",)),
     "volumes": ("Volumes", ("volumes", "sufficiency")),
-    "network": ("Network", ("network", "loading", "violations", "curtailment")),
+    "network": (
+        "Network",
+        ("network", "loading", "violations", "curtailment", "costs", "strength"),
+    ),
     "access": ("Fair access", ("groups", "savings", "concentration")),
     "integrity": ("Integrity", ("pipeline",)),
 }
@@ -320,11 +366,14 @@ def _headline(name: str, charts: list[Chart], shared: dict[str, Any]) -> list[tu
             ("self-consumption", _pct(selectors.ratio(p2p, p2p + fout))),
         ]
     if name == "network":
-        table = by_key["network"]
+        table, costs = by_key["network"], by_key["costs"]
         return [
             ("checks with violations", f"{sum(table.column('checks_with_violations')):,}"),
             ("energy curtailed (kWh)", f"{sum(table.column('curtailed_kwh')):,.1f}"),
             ("losses (kWh)", f"{sum(v or 0 for v in table.column('losses_kwh')):,.1f}"),
+            ("losses collected", f"{sum(costs.column('losses_collected')):,.2f}"),
+            ("network charges collected", f"{sum(costs.column('network_charges_collected')):,.2f}"),
+            ("system-strength events", f"{len(by_key['strength'].rows):,}"),
         ]
     if name == "access":
         groups = by_key["groups"]

@@ -19,7 +19,8 @@ from django.db.models import Case, DecimalField, ExpressionWrapper, F, Q, QueryS
 from django.db.models.functions import Coalesce, TruncDate
 
 from accounts.models import Membership
-from marketplace.models import Bid, BidStatus, PostingStatus, Side, Trade
+from marketplace.ledger.models import EntryKind, LedgerEntry
+from marketplace.models import Bid, BidStatus, NetworkChargeRule, PostingStatus, Side, Trade
 from marketplace.selectors.board import my_trades
 
 ZERO = Decimal("0")
@@ -34,6 +35,7 @@ def _kwh(value: Decimal | None) -> Decimal:
 
 _ENERGY = DecimalField(max_digits=12, decimal_places=3)
 _MONEY = DecimalField(max_digits=20, decimal_places=7)
+_PRICE = DecimalField(max_digits=14, decimal_places=8)
 # What is delivered once the grid check confirmed the trade, what was agreed before that.
 _DELIVERED_KWH = Coalesce(F("confirmed_kwh"), F("quantity_kwh"), output_field=_ENERGY)
 
@@ -196,11 +198,50 @@ def bids_on_my_open_postings(
 
 def my_trades_with_value(*, membership: Membership) -> QuerySet[Trade]:
     """``my_trades`` with ``value``: what the member pays for a purchase or receives for a sale
-    (agreed kWh times their side's price), computed in the database."""
+    (agreed kWh times their side's price), and ``network_charge``: what the member's side pays
+    for the network on the confirmed kWh (the agreed kWh until confirmed) under the rules of the
+    trade's interval, as settlement books it; computed in the database."""
+    my_use = Case(
+        When(buyer=membership, then=F("buyer_network_use")),
+        default=F("seller_network_use"),
+        output_field=_PRICE,
+    )
+    charge_per_kwh = Case(
+        When(
+            interval__rules__network_charge_rule=NetworkChargeRule.BY_USE,
+            then=F("interval__rules__network_tariff_per_kwh") * Coalesce(my_use, ZERO),
+        ),
+        default=F("interval__rules__fee_per_kwh"),
+        output_field=_PRICE,
+    )
     return my_trades(membership=membership).annotate(
         value=Case(
             When(buyer=membership, then=F("quantity_kwh") * F("price_per_kwh")),
             default=F("quantity_kwh") * F("seller_price_per_kwh"),
             output_field=_MONEY,
-        )
+        ),
+        network_charge=ExpressionWrapper(
+            Coalesce(F("confirmed_kwh"), F("quantity_kwh")) * charge_per_kwh, output_field=_MONEY
+        ),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LossShare:
+    interval_start: datetime
+    kwh: Decimal
+    amount: Decimal  # < 0: the member paid; > 0: credited (the member relieved the network)
+
+
+def my_loss_shares(*, membership: Membership, limit: int = 20) -> list[LossShare]:
+    """The member's settled shares of the network losses, latest interval first."""
+    rows = (
+        LedgerEntry.objects.filter(account__membership=membership, kind=EntryKind.LOSSES)
+        .values("interval__start")
+        .annotate(kwh=Sum("energy_kwh"), amount=Sum("amount"))
+        .order_by("-interval__start")[:limit]
+    )
+    return [
+        LossShare(row["interval__start"], _kwh(row["kwh"]), (row["amount"] or ZERO).quantize(CENT))
+        for row in rows
+    ]

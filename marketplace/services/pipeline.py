@@ -106,8 +106,11 @@ def _clear(interval: Interval, now: datetime) -> StepResult:
 
 def _grid_check(interval: Interval, now: datetime) -> StepResult:
     from grid.services import grid_check_interval
+    from marketplace.services.network_charges import trade_network_uses_set
 
     result = grid_check_interval(interval=interval)
+    # Each trade side's use of the network, for charges by use (fixed per network version).
+    trade_network_uses_set(interval=interval)
     return {
         "power_flows": result.power_flows,
         "feasible": result.feasible,

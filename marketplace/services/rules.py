@@ -37,6 +37,7 @@ from marketplace.models import (
     CurtailmentPolicy,
     MarketRules,
     MarketStructure,
+    NetworkChargeRule,
     PricingRule,
 )
 
@@ -59,13 +60,20 @@ EDITABLE_FIELDS: tuple[str, ...] = (
     "max_line_loading_percent",
     "max_trafo_loading_percent",
     "curtailment_policy",
+    "loss_price_per_kwh",
+    "network_charge_rule",
+    "network_tariff_per_kwh",
+    "min_short_circuit_ratio",
 )
+# Rules that may be empty, and what an empty one means.
+NULLABLE_FIELDS = frozenset({"loss_price_per_kwh"})  # empty: the retail tariff
 INTERVAL_MINUTES = (15, 30, 60)
 _CHOICES: dict[str, type[models.TextChoices]] = {
     "market_structure": MarketStructure,
     "clearing_mechanism": ClearingMechanism,
     "pricing_rule": PricingRule,
     "curtailment_policy": CurtailmentPolicy,
+    "network_charge_rule": NetworkChargeRule,
 }
 _INTEGER_FIELDS = ("interval_minutes", "gate_closure_lead_minutes", "opening_horizon_hours")
 
@@ -100,7 +108,9 @@ def _normalise(changes: dict[str, Any]) -> dict[str, Any]:
     for field, value in changes.items():
         if field not in EDITABLE_FIELDS:
             raise _fail(field, "This is not a market rule that can be edited.", ErrorCode.INVALID)
-        if field in _CHOICES:
+        if field in NULLABLE_FIELDS and value in (None, ""):
+            clean[field] = None
+        elif field in _CHOICES:
             if value not in _CHOICES[field].values:
                 allowed = ", ".join(_CHOICES[field].values)
                 raise _fail(field, f"Choose one of: {allowed}.", ErrorCode.INVALID)
@@ -144,6 +154,12 @@ def check_market_rules(values: dict[str, Any]) -> None:
         )
     if values["fee_per_kwh"] < 0:
         raise _fail("fee_per_kwh", "The community fee cannot be negative.")
+    if values["loss_price_per_kwh"] is not None and values["loss_price_per_kwh"] < 0:
+        raise _fail("loss_price_per_kwh", "The loss price cannot be negative.")
+    if values["network_tariff_per_kwh"] < 0:
+        raise _fail("network_tariff_per_kwh", "The network tariff cannot be negative.")
+    if not 1 <= values["min_short_circuit_ratio"] <= 100:
+        raise _fail("min_short_circuit_ratio", "The minimum short-circuit ratio must be 1 to 100.")
     if not 0 <= values["pricing_k"] <= 1:
         raise _fail("pricing_k", "k must be between 0 and 1.")
     vmin, vmax = values["voltage_min_pu"], values["voltage_max_pu"]

@@ -43,6 +43,7 @@ from marketplace.selectors.board import (
     my_postings,
     order_book_depth,
 )
+from marketplace.selectors.network import expected_network_charges, pool_network_charge
 from marketplace.selectors.prosumer import bids_on_my_open_postings
 from marketplace.services.bids import bid_accept, bid_create, bid_reject, bid_withdraw
 from marketplace.services.intervals import interval_is_open_for_orders
@@ -103,9 +104,16 @@ def board_context(request: HttpRequest, member: MemberView, given: BoardInput) -
     meter_points = list(
         permissions.visible_meter_points(member.user)
         .filter(membership=membership)
-        .values_list("pk", "label")
+        .values_list("pk", "label", "bus")
     )
-    mp_choices: list[tuple[int | str, str]] = [(pk, label) for pk, label in meter_points]
+    mp_choices: list[tuple[int | str, str]] = [(pk, label) for pk, label, _ in meter_points]
+    # Expected network charges are shown for the meter point the forms start with.
+    own_bus = meter_points[0][2] if meter_points else None
+    charges = expected_network_charges(
+        community=community,
+        own_bus=own_bus,
+        posting_ids=[p.id for p in postings if p.pseudonym != membership.pseudonym],
+    )
     interval_choices: list[tuple[int | str, str]] = [
         (i.pk, f"{interval_label(i, zone)} · gate {i.gate_closure_at.astimezone(zone):%H:%M}")
         for i in open_intervals
@@ -122,7 +130,14 @@ def board_context(request: HttpRequest, member: MemberView, given: BoardInput) -
                 initial = {"meter_point": mp_choices[0][0]} if mp_choices else {}
                 form = BidForm(auto_id=f"id_bid{posting.id}_%s", initial=initial)
             form.set_choices(meter_point=mp_choices)
-        rows.append({"posting": posting, "mine": mine, "bid_form": form})
+        rows.append(
+            {
+                "posting": posting,
+                "mine": mine,
+                "bid_form": form,
+                "network_charge": charges.get(posting.id),
+            }
+        )
 
     own_postings = list(
         my_postings(membership=membership).filter(
@@ -196,11 +211,17 @@ def board_context(request: HttpRequest, member: MemberView, given: BoardInput) -
             price_floor=depth_interval.rules.price_floor,
             price_cap=depth_interval.rules.price_cap,
         )
+    pool_charge = None
+    if depth_interval is not None and depth_interval.rules.market_structure != "bilateral":
+        pool_charge = pool_network_charge(
+            community=community, rules=depth_interval.rules, own_bus=own_bus
+        )
     return {
         "member": member,
         "community": community,
         "membership": membership,
         "now": now,
+        "pool_network_charge": pool_charge,
         "intervals": upcoming,
         "open_intervals": open_intervals,
         "selected_interval": selected,

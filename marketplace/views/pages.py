@@ -22,6 +22,7 @@ from marketplace.ledger.selectors import member_balance
 from marketplace.models import BidStatus, PostingStatus
 from marketplace.selectors.board import intervals_upcoming, my_bids, my_postings
 from marketplace.selectors.prosumer import (
+    my_loss_shares,
     my_trades_with_value,
     positions_per_interval,
     traded_per_day,
@@ -143,6 +144,7 @@ def trades(request: HttpRequest, slug: str) -> HttpResponse:
             "community": member.community,
             "membership": member.membership,
             "page": page,
+            "loss_shares": my_loss_shares(membership=member.membership),
             "currency": member.community.currency,
         },
     )

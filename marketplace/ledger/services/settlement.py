@@ -8,11 +8,17 @@ For each member of the interval (see ``interval_settle``):
   (``source=community``) to its grid account, which that spread helps pay the grid bill with. A
   trade with the outside grid (buyer or seller null) moves the same money against the community's
   grid account instead.
-* the community fee: every member party of a peer trade (bilateral, pool, community) pays
-  ``fee_per_kwh * q`` to the fee account. Energy the grid supplied or took (``source=grid``)
-  carries no fee: no one is worse off for posting. A member whose order the grid fills pays or
-  receives exactly what the same energy costs as imbalance (retail or feed-in, no fee), so
-  posting an order that finds no peer costs nothing compared with not posting at all.
+* network charges, by the community's rule: flat, every member party of a peer trade (bilateral,
+  pool, community) pays ``fee_per_kwh * q`` to the fee account (the community fee), and energy
+  the grid supplied or took (``source=grid``) pays none: no one is worse off for posting, as a
+  member whose order the grid fills pays or receives exactly what the same energy costs as
+  imbalance (retail or feed-in, no fee); by use, every member party pays
+  ``network_tariff_per_kwh * q * use`` instead, ``use`` being the units of use of the network the
+  grid check set on its side of the trade (``Trade.buyer_network_use``/``seller_network_use``).
+* network losses: each member pays ``loss_price * kWh`` for the losses the grid check allocated to
+  their meter points (``GridCheckResult.loss_allocation``; a negative share is paid back) into the
+  community's losses account; the loss price is the rules' ``loss_price_per_kwh``, or the retail
+  tariff when it is empty.
 * the imbalance ``(imported - exported) - (bought - sold)`` in kWh: a shortfall (> 0) is bought
   from the grid at ``retail_tariff``, a surplus (< 0) sold to it at ``feed_in_tariff``, both
   through the community's grid account.
@@ -34,6 +40,7 @@ from django.db.models import Q, Sum
 
 from accounts.models import Membership, MembershipStatus, MeterPoint
 from config.errors import ApplicationError, ErrorCode
+from grid.models import GridCheckResult
 from marketplace.ledger.lock_objects import lock_ledger_chain
 from marketplace.ledger.models import (
     AccountKind,
@@ -54,7 +61,15 @@ from marketplace.ledger.services.ledger import (
     ledger_account_for_member,
     ledger_post,
 )
-from marketplace.models import Interval, IntervalState, Trade, TradeSource
+from marketplace.models import (
+    Interval,
+    IntervalState,
+    MarketRules,
+    NetworkChargeRule,
+    Trade,
+    TradeSource,
+)
+from marketplace.services.network_charges import network_charge_per_kwh
 
 # How long after an interval ends settlement waits for missing readings before it estimates
 # them from the confirmed schedule (and flags the settlement as estimated).
@@ -229,6 +244,61 @@ def _imbalance_lines(
     return lines
 
 
+def _network_charge_lines(
+    *,
+    rules: MarketRules,
+    trade: Trade,
+    member_account: dict[int, LedgerAccount],
+    fee: LedgerAccount,
+) -> list[LedgerLine]:
+    q = trade.confirmed_kwh or ZERO
+    memo = f"{trade.source} trade {trade.sequence}"
+    lines: list[LedgerLine] = []
+    sides = ((trade.buyer_id, trade.buyer_network_use), (trade.seller_id, trade.seller_network_use))
+    by_use = rules.network_charge_rule == NetworkChargeRule.BY_USE
+    if not by_use and trade.source == TradeSource.GRID:
+        return lines  # the community fee is on peer trades only (module docstring)
+    kind = EntryKind.NETWORK_CHARGE if by_use else EntryKind.FEE
+    for party, use in sides:
+        price = network_charge_per_kwh(rules, use)
+        if party is None or not price:
+            continue
+        charge = price * q
+        lines.append(LedgerLine(member_account[party], -charge, kind, q, price, memo))
+        lines.append(LedgerLine(fee, charge, kind, q, price, memo))
+    return lines
+
+
+def loss_shares_kwh(interval: Interval, meter_points: dict[int, int]) -> dict[int, Decimal]:
+    """Membership id -> kWh of the interval's losses allocated to its meter points."""
+    result = GridCheckResult.objects.filter(interval=interval).values("loss_allocation").first()
+    shares: dict[int, Decimal] = defaultdict(lambda: ZERO)
+    for meter_point, kwh in (result["loss_allocation"] if result else {}).items():
+        membership_id = meter_points.get(int(meter_point))
+        if membership_id is not None:
+            shares[membership_id] += Decimal(kwh)
+    return dict(shares)
+
+
+def _loss_lines(
+    *,
+    interval: Interval,
+    shares: dict[int, Decimal],
+    member_account: dict[int, LedgerAccount],
+    losses: LedgerAccount,
+) -> list[LedgerLine]:
+    price = interval.rules.effective_loss_price_per_kwh
+    lines: list[LedgerLine] = []
+    for membership_id, kwh in sorted(shares.items()):
+        if not kwh:
+            continue
+        amount = price * kwh
+        account = member_account[membership_id]
+        lines.append(LedgerLine(account, -amount, EntryKind.LOSSES, kwh, price, "network losses"))
+        lines.append(LedgerLine(losses, amount, EntryKind.LOSSES, kwh, price, "network losses"))
+    return lines
+
+
 def _trade_lines(
     *,
     interval: Interval,
@@ -237,7 +307,6 @@ def _trade_lines(
     grid: LedgerAccount,
     fee: LedgerAccount,
 ) -> list[LedgerLine]:
-    fee_per_kwh = interval.rules.fee_per_kwh
     lines: list[LedgerLine] = []
     for trade in trades:
         q = trade.confirmed_kwh or ZERO
@@ -271,16 +340,9 @@ def _trade_lines(
             price = trade.seller_price_per_kwh
             lines.append(LedgerLine(seller, received, EntryKind.GRID_SALE, q, price, memo))
             lines.append(LedgerLine(grid, -received, EntryKind.GRID_SALE, q, price, memo))
-        if fee_per_kwh and trade.source != TradeSource.GRID:
-            for party in (trade.buyer_id, trade.seller_id):
-                if party is not None:
-                    charge = fee_per_kwh * q
-                    lines.append(
-                        LedgerLine(
-                            member_account[party], -charge, EntryKind.FEE, q, fee_per_kwh, memo
-                        )
-                    )
-                    lines.append(LedgerLine(fee, charge, EntryKind.FEE, q, fee_per_kwh, memo))
+        lines += _network_charge_lines(
+            rules=interval.rules, trade=trade, member_account=member_account, fee=fee
+        )
     return lines
 
 
@@ -322,6 +384,9 @@ def interval_settle(*, interval: Interval, now: datetime) -> SettlementResult:
                 interval.pk, settled=True, created=False, transaction_id=existing.pk
             )
         energy = member_energy(interval, trades, meter_points, readings)
+        shares = loss_shares_kwh(interval, meter_points)
+        for membership_id in shares:
+            energy.setdefault(membership_id, MemberEnergy())
         memberships = Membership.objects.in_bulk(list(energy))
         member_account = {
             pk: ledger_account_for_member(membership=membership)
@@ -332,6 +397,15 @@ def interval_settle(*, interval: Interval, now: datetime) -> SettlementResult:
         lines = _trade_lines(
             interval=interval, trades=trades, member_account=member_account, grid=grid, fee=fee
         )
+        if shares:
+            lines += _loss_lines(
+                interval=interval,
+                shares=shares,
+                member_account=member_account,
+                losses=ledger_account_for_community(
+                    community=interval.community, kind=AccountKind.LOSSES
+                ),
+            )
         for membership_id in sorted(energy):
             lines += _imbalance_lines(
                 interval=interval,

@@ -59,6 +59,11 @@ from marketplace.oversight.selectors.common import (
     sum_if,
 )
 from marketplace.oversight.selectors.integrity_dashboard import Integrity, integrity
+from marketplace.oversight.selectors.network_costs import (
+    COSTS_COLUMNS,
+    network_costs,
+    strength_events,
+)
 from marketplace.oversight.selectors.network_dashboard import (
     curtailment_reasons,
     network,
@@ -69,6 +74,7 @@ from marketplace.oversight.selectors.volumes_dashboard import community_sufficie
 
 __all__ = [
     "ACCESS_COLUMNS",
+    "COSTS_COLUMNS",
     "DEFAULT_DAYS",
     "DISADVANTAGE_RATIO",
     "ENERGY",
@@ -95,6 +101,7 @@ __all__ = [
     "integrity",
     "member_figures",
     "network",
+    "network_costs",
     "p2p_trades",
     "prices",
     "pv_group",
@@ -103,6 +110,7 @@ __all__ = [
     "savings_distribution",
     "scope_timezone",
     "seller_concentration",
+    "strength_events",
     "sum_if",
     "violations_by_kind",
     "volumes",

@@ -110,7 +110,7 @@ def test_unknown_dashboard_or_chart_is_404(regulator: User) -> None:
 
 # Session + user (2), community choices (1) and the common time zone (1) come first; then the
 # selectors: each figure is a fixed number of grouped queries, whatever the data size.
-QUERIES = {"prices": 6, "volumes": 9, "network": 7, "access": 11, "integrity": 6}
+QUERIES = {"prices": 6, "volumes": 9, "network": 10, "access": 11, "integrity": 6}
 
 
 @pytest.mark.parametrize("name", list(DASHBOARDS))

@@ -403,10 +403,25 @@ def test_trades_page_shows_curtailment_and_its_reason(
     assert "Confirmed 1.200 kWh" in html
     assert "Curtailed 0.800 kWh" in html
     assert "line 3 loading 112 %" in html
+    # The flat network charge on the confirmed kWh: 1.2 kWh * 0.005 = 0.006 -> 0.01.
+    assert 'class="num network-charge">0.01 EUR' in html
+    assert "My share of the network losses" in html
+
+
+def test_board_shows_a_bidder_the_network_charge(
+    frozen: Any, interval: Interval, alice: Member, bob: Member
+) -> None:
+    offer = post(alice, interval)
+    html = client_for(bob).get(url("board", interval.community)).content.decode()
+    row = html.split(f'id="posting-{offer.pk}"', 1)[1].split("</tr>", 1)[0]
+    # The community's rule is flat: its fee, whatever the distance.
+    assert f'class="num network-charge">{interval.rules.fee_per_kwh}<' in row
 
 
 # --- Query counts: no N+1 on the hot pages -------------------------------------------------
-BOARD_QUERIES = 14
+# 14, plus the expected network charges of the postings (one query, and the community's grid
+# model when its rule is by use).
+BOARD_QUERIES = 16
 DASHBOARD_QUERIES = 14  # session, user, community, permission checks, then one per figure
 
 

@@ -1,0 +1,178 @@
+"""Allocating an interval's network losses to the injections that cause them, by loss factors.
+
+Method (pure function of a converged pandapower net; no Django, no database):
+
+1. Marginal loss factors. With the external grid (slack) balancing, the network's active losses
+   are the sum of all bus injections, ``L = sum_k P_k`` (the slack's included). For one more kW
+   injected at bus ``i`` (all other specified injections held), ``dL/dP_i = 1 + dP_slack/dP_i``.
+   By the adjoint of the power-flow Jacobian (``grid.linearisation``):
+   ``MLF = J^-T g`` with ``g = d(sum_k P_k)/dx``, ``x = [Va(pv, pq); Vm(pq)]``; the entry of
+   bus ``i``'s active-power row is its loss factor (kW of losses per kW injected; 0 at the slack).
+   A withdrawal (a load) of ``p`` kW is an injection of ``-p``.
+2. Marginal allocation: an injection of ``P_e`` kW at bus ``b`` is charged
+   ``a_e = MLF_b * P_e``. For losses that are quadratic in the flows (branch ``I^2 R``) these
+   marginal charges add up to about twice the losses (Euler's theorem for a homogeneous function
+   of degree 2), and they add up to something else again where part of the losses does not
+   depend on the flows (a transformer's iron losses).
+3. Normalisation, so the allocations sum to the losses exactly: every ``a_e`` is scaled by the
+   same factor ``k = L / sum_e a_e``. This keeps each participant's relative share (and its sign:
+   an injection that relieves the network, a PV export on a loaded feeder feeding a neighbour,
+   is credited) and makes ``sum_e k * a_e = L``. When ``sum_e a_e`` is not positive (no flow to
+   speak of, or counterflows cancelling), the factor would be meaningless; the losses are then
+   shared in proportion to ``|P_e|``, which also sums to ``L``.
+
+   Energy: ``allocated_kwh`` turns the kW into kWh at 0.001 kWh and hands the rounding remainders
+   out by largest remainder, so the kWh allocations sum exactly to the interval's losses in kWh
+   (``round(L * hours, 3)``) as well.
+
+``L`` is the sum of the line, transformer and three-winding transformer losses, the same figure
+the grid check stores. Pass every injection of the solved state (the members' and those of the
+elements that follow profiles), so that each bears its own share; the part of elements no member
+stands for is the community's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from grid.linearisation import Linearisation, linearise
+
+K = TypeVar("K", bound=Hashable)
+
+KWH_STEP = Decimal("0.001")
+# Below this (kW) the sum of marginal charges is numerical noise, not a flow to scale by.
+_MIN_MARGINAL_SUM_KW = 1e-9
+
+
+def network_losses_kw(net: Any) -> float:
+    """Active losses of the solved net in kW: lines, transformers and 3-winding transformers."""
+    losses_mw = float(net.res_line.pl_mw.sum()) + float(net.res_trafo.pl_mw.sum())
+    if "res_trafo3w" in net and len(net.res_trafo3w):
+        losses_mw += float(net.res_trafo3w.pl_mw.sum())
+    return losses_mw * 1000.0
+
+
+def marginal_loss_factors(net: Any) -> dict[int, float]:
+    """kW of losses per kW injected, for every in-service bus of the solved net (0 at a slack)."""
+    return loss_factors_at(linearise(net))
+
+
+def loss_factors_at(linear: Linearisation) -> dict[int, float]:
+    """``marginal_loss_factors`` of the solved state ``linear``."""
+    n = len(linear.v)
+    ones = np.ones(n)
+    # Gradient of the total injection (= losses) w.r.t. the state, as a row over [Va; Vm].
+    g = np.r_[
+        (ones @ linear.ds_dva.real)[linear.pvpq],
+        (ones @ linear.ds_dvm.real)[linear.pq],
+    ]
+    factors = linear.lu.solve(g, trans="T") if linear.size else g
+    return {bus: float(factors[row]) if row >= 0 else 0.0 for bus, row in linear.row_of_bus.items()}
+
+
+def element_injections(net: Any) -> dict[tuple[str, int], tuple[int, float]]:
+    """(element table, index) -> (bus, kW injected) of every in-service power element.
+
+    Loads and storage withdraw (negative), static generators and generators that are not
+    slacks inject (positive), as the solved power flow has them.
+    """
+    injections: dict[tuple[str, int], tuple[int, float]] = {}
+    for table, sign in (("load", -1.0), ("sgen", 1.0), ("storage", -1.0), ("gen", 1.0)):
+        if table not in net or not len(net[table]):
+            continue
+        elements = net[table]
+        results = net[f"res_{table}"]
+        for idx in elements.index[elements.in_service.astype(bool)]:
+            if table == "gen" and bool(elements.at[idx, "slack"]):
+                continue
+            p_mw = results.at[idx, "p_mw"] if idx in results.index else np.nan
+            if p_mw == p_mw:  # NaN on an isolated bus
+                injections[(table, int(idx))] = (int(elements.at[idx, "bus"]), sign * p_mw * 1e3)
+    return injections
+
+
+@dataclass(frozen=True, slots=True)
+class LossAllocation(Generic[K]):
+    """Who bears which part of the losses of one solved state.
+
+    ``allocated_kw`` sums to ``losses_kw`` (to float precision); ``method`` is ``"marginal"``
+    (normalised loss factors) or ``"proportional"`` (the fallback of step 3).
+    """
+
+    losses_kw: float
+    loss_factors: dict[int, float]
+    allocated_kw: dict[K, float]
+    scale: float
+    method: str
+
+    def allocated_kwh(self, interval_hours: float | Decimal) -> dict[K, Decimal]:
+        """The allocations as energy at 0.001 kWh, summing exactly to the losses' energy."""
+        return apportion(
+            Decimal(repr(self.losses_kw)) * Decimal(str(interval_hours)),
+            {key: kw * float(interval_hours) for key, kw in self.allocated_kw.items()},
+        )
+
+
+def allocate_losses(net: Any, injections: Mapping[K, tuple[int, float]]) -> LossAllocation[K]:
+    """Allocate a solved pandapower net's losses over ``injections`` (key -> (bus, kW)).
+
+    Raises ``ValueError`` for an injection on a bus the net does not have in service.
+    """
+    return allocate_losses_at(linearise(net), network_losses_kw(net), injections)
+
+
+def allocate_losses_at(
+    linear: Linearisation, losses_kw: float, injections: Mapping[K, tuple[int, float]]
+) -> LossAllocation[K]:
+    """Allocate ``losses_kw`` of the solved state ``linear`` over ``injections``."""
+    factors = loss_factors_at(linear)
+    losses = losses_kw
+    for key, (bus, _) in injections.items():
+        if bus not in factors:
+            raise ValueError(f"injection {key!r}: bus {bus} is not an in-service bus")
+    marginal = {key: factors[bus] * kw for key, (bus, kw) in injections.items()}
+    total = sum(marginal.values())
+    if total > _MIN_MARGINAL_SUM_KW:
+        scale = losses / total
+        allocated = {key: value * scale for key, value in marginal.items()}
+        method = "marginal"
+    else:
+        magnitude = sum(abs(kw) for _, kw in injections.values())
+        scale = losses / magnitude if magnitude > 0 else 0.0
+        allocated = {key: abs(kw) * scale for key, (_, kw) in injections.items()}
+        method = "proportional"
+    return LossAllocation(losses, factors, allocated, scale, method)
+
+
+def apportion(total: Decimal, shares: Mapping[K, float]) -> dict[K, Decimal]:
+    """Round ``shares`` (signed kWh) to 0.001 kWh so they sum to ``total`` rounded to 0.001.
+
+    Largest remainder: every share is floored, and the steps still missing go to the shares
+    with the largest remainders (ties by key order as given); a negative total takes steps away
+    from the smallest remainders instead. Deterministic for the same input.
+    """
+    target = total.quantize(KWH_STEP)
+    if not shares:
+        return {}
+    floors: dict[K, Decimal] = {}
+    remainders: list[tuple[float, int, K]] = []
+    for position, (key, share) in enumerate(shares.items()):
+        exact = Decimal(repr(float(share)))
+        floor = exact.quantize(KWH_STEP, rounding=ROUND_FLOOR)
+        floors[key] = floor
+        remainders.append((float(exact - floor), position, key))
+    missing = int((target - sum(floors.values(), Decimal(0))) / KWH_STEP)
+    if missing >= 0:
+        order = sorted(remainders, key=lambda r: (-r[0], r[1]))
+        step = KWH_STEP
+    else:
+        order = sorted(remainders, key=lambda r: (r[0], r[1]))
+        step = -KWH_STEP
+    for i in range(abs(missing)):
+        floors[order[i % len(order)][2]] += step
+    return floors

@@ -1,0 +1,85 @@
+"""What a network version implies whatever is traded: short-circuit power and network use.
+
+Both depend only on the network, so they are computed once per network version (grid model and
+its ``uploaded_at``) and kept per process, like the parsed net: the worker's grid check, the
+board's expected charges and the manager's network page all read the same figures.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from grid.models import GridModel
+from grid.network_use import NetworkUse, network_use
+from grid.networks import bus_labels, connection_buses
+from grid.services import grid_model_net
+from grid.strength import hostable_export_kw, short_circuit_mva
+
+T = TypeVar("T")
+_CACHE: dict[tuple[str, int, datetime], Any] = {}
+_LOCK = threading.Lock()
+_CACHE_SIZE = 64
+
+
+def _cached(kind: str, grid_model: GridModel, compute: Callable[[], T]) -> T:
+    key = (kind, grid_model.pk, grid_model.uploaded_at)
+    with _LOCK:
+        if key in _CACHE:
+            found: T = _CACHE[key]
+            return found
+    value = compute()  # outside the lock: a slow study must not block other networks' reads
+    with _LOCK:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = value
+    return value
+
+
+def grid_model_short_circuit(grid_model: GridModel) -> dict[int, float]:
+    """IEC 60909 maximum short-circuit power (MVA) per bus of the community's network."""
+    return _cached("sc", grid_model, lambda: short_circuit_mva(grid_model_net(grid_model)))
+
+
+def grid_model_network_use(grid_model: GridModel) -> NetworkUse:
+    """Use factors of the community's network at its base case (``grid.network_use``)."""
+    return _cached("use", grid_model, lambda: network_use(grid_model_net(grid_model)))
+
+
+@dataclass(frozen=True, slots=True)
+class BusStrength:
+    """One bus of the manager's network page."""
+
+    bus: int
+    label: str
+    vn_kv: float
+    short_circuit_mva: float
+    hostable_export_kw: float
+    head_use: float  # units of use of the network from the feeder head
+    connection: bool  # a bus meter points can be connected to
+
+
+def grid_model_bus_strength(grid_model: GridModel, *, min_ratio: float) -> list[BusStrength]:
+    """Every bus with its short-circuit power, the export it can take at ``min_ratio`` and its
+    use of the network from the feeder head, weakest connection bus first."""
+    net = grid_model_net(grid_model)
+    short_circuit = grid_model_short_circuit(grid_model)
+    use = grid_model_network_use(grid_model)
+    labels = bus_labels(net)
+    connection = set(connection_buses(net))
+    rows = [
+        BusStrength(
+            bus=bus,
+            label=labels.get(bus, f"bus {bus}"),
+            vn_kv=float(net.bus.at[bus, "vn_kv"]),
+            short_circuit_mva=s_sc,
+            hostable_export_kw=hostable_export_kw(s_sc, min_ratio),
+            head_use=use.head_use(bus) if bus in use.position else 0.0,
+            connection=bus in connection,
+        )
+        for bus, s_sc in short_circuit.items()
+    ]
+    return sorted(rows, key=lambda r: (not r.connection, r.short_circuit_mva, r.bus))

@@ -1,0 +1,94 @@
+"""Network charges that follow the network: each trade side's units of use, set at the grid check.
+
+Who is charged for which use (the community's "by use" rule; ``grid.network_use`` says what a
+unit of use is):
+
+* a bilateral trade between two members: the pair's use, half on each side;
+* a trade with the outside grid: the member's use from the feeder head, all on the member;
+* a pool trade: the pool is every member trading with the community at the feeder head, so each
+  side carries its own use from the feeder head.
+
+A side whose meter point has no place on the network carries none (``None``); a bilateral
+counterpart of such a side carries half of its own use from the feeder head. The money is booked
+at settlement (``marketplace.ledger.services.settlement``), on the confirmed kWh.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from accounts.models import MeterPoint
+from grid.models import GridModel
+from grid.network_use import NetworkUse
+from grid.studies import grid_model_network_use
+from marketplace.models import Interval, MarketRules, NetworkChargeRule, Trade, TradeSource
+
+USE_STEP = Decimal("0.0001")
+_HALF = 0.5
+
+
+def _use(value: float) -> Decimal:
+    return Decimal(repr(value)).quantize(USE_STEP, rounding=ROUND_HALF_EVEN)
+
+
+def side_uses(
+    use: NetworkUse,
+    *,
+    source: str,
+    buyer: tuple[bool, int | None],
+    seller: tuple[bool, int | None],
+) -> tuple[Decimal | None, Decimal | None]:
+    """(buyer's use, seller's use) of one trade; each side is (is a member, bus or None)."""
+    (buyer_member, buyer_bus), (seller_member, seller_bus) = buyer, seller
+
+    def head(bus: int | None, share: float = 1.0) -> Decimal | None:
+        return None if bus is None else _use(use.head_use(bus) * share)
+
+    if source == TradeSource.POOL or not (buyer_member and seller_member):
+        return (
+            head(buyer_bus) if buyer_member else None,
+            head(seller_bus) if seller_member else None,
+        )
+    if buyer_bus is None or seller_bus is None:
+        return head(buyer_bus, _HALF), head(seller_bus, _HALF)
+    half = _use(use.pair_use(seller_bus, buyer_bus) * _HALF)
+    return half, half
+
+
+def trade_network_uses_set(*, interval: Interval) -> int:
+    """Set ``buyer_network_use``/``seller_network_use`` on the interval's trades; returns how
+    many trades have a use. Does nothing without a grid model. Runs in the caller's transaction
+    (the pipeline's grid step)."""
+    grid_model = GridModel.objects.filter(community_id=interval.community_id).first()
+    if grid_model is None:
+        return 0
+    use = grid_model_network_use(grid_model)
+    trades = list(
+        Trade.objects.filter(interval=interval).only(
+            "pk", "source", "buyer_id", "seller_id", "buyer_meter_point_id", "seller_meter_point_id"
+        )
+    )
+    meter_ids = {
+        mp for t in trades for mp in (t.buyer_meter_point_id, t.seller_meter_point_id) if mp
+    }
+    bus_of = {
+        pk: bus if bus in use.position else None
+        for pk, bus in MeterPoint.objects.filter(pk__in=meter_ids).values_list("pk", "bus")
+    }
+    for trade in trades:
+        trade.buyer_network_use, trade.seller_network_use = side_uses(
+            use,
+            source=trade.source,
+            buyer=(trade.buyer_id is not None, bus_of.get(trade.buyer_meter_point_id or 0)),
+            seller=(trade.seller_id is not None, bus_of.get(trade.seller_meter_point_id or 0)),
+        )
+    Trade.objects.bulk_update(trades, ["buyer_network_use", "seller_network_use"], batch_size=1000)
+    return sum(1 for t in trades if t.buyer_network_use is not None or t.seller_network_use)
+
+
+def network_charge_per_kwh(rules: MarketRules, use: Decimal | None) -> Decimal:
+    """What one side pays per kWh under ``rules`` for ``use`` units of use (the flat fee under
+    the flat rule, whatever the use)."""
+    if rules.network_charge_rule == NetworkChargeRule.BY_USE:
+        return rules.network_tariff_per_kwh * (use or Decimal(0))
+    return rules.fee_per_kwh
