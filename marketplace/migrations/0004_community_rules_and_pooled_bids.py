@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('marketplace', '0002_clearing_mechanisms'),
+        ('marketplace', '0003_losses_and_network_charges'),
     ]
 
     operations = [
