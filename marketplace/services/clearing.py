@@ -24,8 +24,8 @@ Per the rules version the interval opened under:
 * composite: the bilateral step first; then each posting's remaining quantity goes to the pool,
   together with the bids still pending at gate closure at their own limits (an auction pool
   only: a community rule ignores limits and so could not keep a bid's). A bid's pool fill marks
-  it ``pooled``; what of it the pool does not fill lapses (the bidder's own posting, if any, is
-  what the grid completes); then the grid residual of the postings.
+  it ``pooled``; what of it the pool does not fill lapses, since the grid would not honour its
+  limit; then the grid residual of the postings.
 
 In pool and composite markets every posting ends ``filled``: whatever peers did not take, the
 grid did. The community fee is not in trade prices; settlement books it per peer-traded kWh.
@@ -502,7 +502,6 @@ def _community_step(
                 now,
             )
             sequence += 1
-    outcome.price = None
 
 
 def _write(book: _Book, outcome: _Outcome, now: datetime) -> int:
