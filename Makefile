@@ -3,7 +3,6 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
-CELERY_APP := config
 HOST ?= 127.0.0.1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE := config.settings
@@ -13,35 +12,34 @@ export DJANGO_SETTINGS_MODULE := config.settings
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed ($(PYTHON) not found); set PYTHON=..."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --upgrade pip
 
+# pip's own output and progress bars: the first install takes a minute or two.
 $(VENV)/.installed: requirements.txt | $(BIN)/python
-	$(PY) -m pip install --quiet -r requirements.txt
+	@echo "== installing PeerGrid's packages into $(VENV) (requirements.txt)"
+	$(PY) -m pip install -r requirements.txt
 	touch $@
 
 $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@echo "== installing PeerGrid's and the tests' packages into $(VENV) (requirements-dev.txt)"
+	$(PY) -m pip install -r requirements-dev.txt
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 migrate: install
+	@echo "== migrating the database"
 	$(PY) manage.py migrate --noinput
 
 seed: migrate
+	@echo "== seeding the demo community"
 	$(PY) manage.py seed_demo
 
-# Web server, Celery worker and beat in the foreground; Ctrl-C stops all three.
+# Web server, Celery worker and beat in the foreground under one supervisor
+# (marketplace/management/commands/run.py); Ctrl-C stops all three and exits 0.
 run: seed
-	@echo ""
-	@echo "PeerGrid is starting at http://$(HOST):$(PORT)/  (health: http://$(HOST):$(PORT)/healthz)"
-	@echo "Press Ctrl-C to stop the web server, the worker and beat."
-	@trap 'kill 0' INT TERM EXIT; \
-	$(PY) manage.py runserver $(HOST):$(PORT) --noreload & \
-	$(BIN)/celery -A $(CELERY_APP) worker --loglevel=INFO --concurrency=2 & \
-	$(BIN)/celery -A $(CELERY_APP) beat --loglevel=INFO & \
-	wait
+	@$(PY) manage.py run --host $(HOST) --port $(PORT)
 
 test: install-dev
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -1,8 +1,10 @@
 """API load benchmark: order posts and board reads per second with p50/p99, 8 and 32 clients.
 
-Run ``python bench/bench_api.py`` from the project root with PostgreSQL and Redis on 127.0.0.1
-(as in CI) and ``wrk`` installed (``apt-get install wrk``). It recreates its own database
-(``peergrid_bench_api``), seeds a community of 64 members through the real services, starts
+Run ``python bench/bench_api.py`` from the project root with DATABASE_URL (PostgreSQL) and
+REDIS_URL set, as in CI, and ``wrk`` installed (``apt-get install wrk``); without them it says so
+and skips. On DATABASE_URL's server it creates a database of its own
+(``<db>_bench_api_<run>``, dropped at the end), on Redis it writes only keys under its own
+prefix (deleted at the end), seeds a community of 64 members through the real services, starts
 gunicorn (gthread workers, database connections kept open) with ``bench/api_settings.py``, and
 drives it with wrk on loopback for 20 s per run:
 
@@ -27,6 +29,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -37,11 +40,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import replace_section  # noqa: E402
+from bench.common import (  # noqa: E402
+    RUN_ID,
+    delete_redis_prefix,
+    replace_section,
+    skip_unless,
+    use_redis_prefix,
+)
 
 SECTION = "## API load"
-DB_NAME = "peergrid_bench_api"
-PG = ("-h", "127.0.0.1", "-U", "postgres")
 PORT = int(os.environ.get("BENCH_PORT", "8765"))
 DURATION_S = int(os.environ.get("BENCH_DURATION_S", "20"))
 CLIENTS = (8, 32)
@@ -53,9 +60,6 @@ SCENARIOS = ("bare", "post", "post1", "board")
 
 os.environ.update(
     DJANGO_SETTINGS_MODULE="bench.api_settings",
-    DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
-    # Its own Redis database, so flushing it never touches anyone else's keys.
-    REDIS_URL="redis://127.0.0.1:6379/15",
     PEERGRID_VAR_DIR=str(Path(os.environ.get("TMPDIR", "/tmp")) / "peergrid-bench-api"),  # noqa: S108
     # Throttling stays on (its cache round trips are part of the cost) but never triggers.
     API_RATE_MEMBER="100000000/min",
@@ -63,9 +67,18 @@ os.environ.update(
 )
 
 
-def reset_database() -> None:
-    subprocess.run(["dropdb", *PG, "--if-exists", DB_NAME], check=True)
-    subprocess.run(["createdb", *PG, DB_NAME], check=True)
+def own_database(server_url: str, create: bool) -> str:
+    """Create (or drop) this run's database on DATABASE_URL's server; returns its URL."""
+    import psycopg
+
+    parts = urllib.parse.urlsplit(server_url)
+    name = f"{parts.path.lstrip('/') or 'postgres'}_bench_api_{RUN_ID}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        if create:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        else:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
 
 
 def seed() -> dict[str, Any]:
@@ -73,8 +86,6 @@ def seed() -> dict[str, Any]:
     import django
 
     django.setup()
-    import redis
-    from django.conf import settings
     from django.core.management import call_command
     from django.utils import timezone
     from rest_framework.authtoken.models import Token
@@ -92,7 +103,6 @@ def seed() -> dict[str, Any]:
     from marketplace.services.postings import posting_create
 
     call_command("migrate", verbosity=0)
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()
     now = timezone.now()
     community = community_create(name="Bench", slug="bench", opening_horizon_hours=48)
     intervals_open_horizon(community=community, now=now)
@@ -260,8 +270,11 @@ def machine() -> str:
         cpu = re.search(r"Model name:\s*(.+)", lscpu).group(1).strip()  # type: ignore[union-attr]
     except (OSError, AttributeError):
         pass
-    pg = subprocess.run(["psql", *PG, "-tAc", "SHOW server_version"], capture_output=True,
-                        text=True).stdout.strip()  # fmt: skip
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        pg = cursor.fetchone()[0]
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[1]
     return (
         f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, Python "
@@ -386,14 +399,19 @@ def write_section(
 
 
 def main() -> int:
+    skip_unless(postgres=True, redis=True, programs=("wrk",))
     Path(os.environ["PEERGRID_VAR_DIR"]).mkdir(parents=True, exist_ok=True)
-    print("resetting the benchmark database and seeding ...", flush=True)
-    reset_database()
-    data = seed()
-    about = machine()
-    server = start_gunicorn()
-    results: dict[tuple[str, int], dict[str, Any]] = {}
+    server_url = os.environ["DATABASE_URL"]
+    os.environ["DATABASE_URL"] = own_database(server_url, create=True)
+    use_redis_prefix("api")  # before settings are read, so gunicorn inherits it too
+    print(f"created {urllib.parse.urlsplit(os.environ['DATABASE_URL']).path[1:]}; seeding ...",
+          flush=True)  # fmt: skip
+    server = None
     try:
+        data = seed()
+        about = machine()
+        server = start_gunicorn()
+        results: dict[tuple[str, int], dict[str, Any]] = {}
         for mode in SCENARIOS:
             wrk(mode, 8, 3, data)  # warm every worker's connections and code paths
         for clients in CLIENTS:
@@ -407,11 +425,19 @@ def main() -> int:
                 print(f"{mode:5} {clients:2} clients: {result['rps']:7.1f} req/s  "
                       f"p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  errors {result['errors']}  "
                       f"server CPU {result['cpu_ms']:.1f} ms/req", flush=True)  # fmt: skip
-    finally:
         server.terminate()
         server.wait(timeout=30)
-    cpu = breakdown(data)
-    print(write_section(results, about, cpu))
+        cpu = breakdown(data)
+        print(write_section(results, about, cpu))
+    finally:
+        if server is not None and server.poll() is None:
+            server.terminate()
+            server.wait(timeout=30)
+        from django.db import connections
+
+        connections.close_all()
+        delete_redis_prefix()
+        own_database(server_url, create=False)
     return 0
 
 

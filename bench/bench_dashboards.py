@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from datetime import UTC, datetime
@@ -23,9 +22,15 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 import django  # noqa: E402
-from django.conf import settings  # noqa: E402
 
-from bench.common import RESULTS, progress, replace_section, scratch_database  # noqa: E402
+from bench.common import (  # noqa: E402
+    RESULTS,
+    machine,
+    progress,
+    replace_section,
+    scratch_database,
+    use_redis_prefix,
+)
 
 HEADING = "## Dashboards"
 MEMBERS = 1000
@@ -53,8 +58,8 @@ def main() -> int:
     parser.add_argument("--trades", type=int, default=8, help="P2P trades per interval")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    use_redis_prefix("dash")
     django.setup()
-    backend, _ = scratch_database("dash")
     from django.db import connection
     from django.test import Client
     from django.urls import reverse
@@ -64,7 +69,8 @@ def main() -> int:
     from marketplace.oversight.views import DASHBOARDS
 
     rows: list[tuple[str, str, float, int]] = []
-    try:
+    about = machine()
+    with scratch_database("dash") as (backend, _):
         progress(f"seeding a year for {MEMBERS} members, {args.trades} P2P trades/interval ...")
         started = time.perf_counter()
         _, size = seed_year(
@@ -91,15 +97,13 @@ def main() -> int:
                     seconds, queries = timed(client, url, scoped)
                     rows.append((f"{label}, {who}", name, seconds, queries))
                     progress(f"  {label}, {who}, {name}: {seconds:.3f} s, {queries} queries")
-    finally:
-        connection.creation.destroy_test_db(settings.DATABASES["default"]["NAME"], verbosity=0)
     if not args.no_write:
-        write_results(backend, size, seed_s, rows)
+        write_results(backend, about, size, seed_s, rows)
         progress(f"wrote {RESULTS.relative_to(ROOT)}")
     return 0
 
 
-def write_results(backend: str, size: Any, seed_s: float, rows: list[Any]) -> None:
+def write_results(backend: str, about: str, size: Any, seed_s: float, rows: list[Any]) -> None:
     lines = [
         HEADING,
         "",
@@ -107,8 +111,7 @@ def write_results(backend: str, size: Any, seed_s: float, rows: list[Any]) -> No
         "marketplace/oversight/selectors/). Best of 3 full page renders through the test "
         "client (session, selectors, SVG charts, template); seconds.",
         "",
-        f"- machine: `{platform.platform()}`, nproc {os.cpu_count()}",
-        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"- machine: {about}",
         f"- data: 1 community, {size.members:,} members, {size.intervals:,} quarter-hour "
         f"intervals (a year), {size.trades:,} trades (P2P plus one grid trade per interval), "
         f"{size.grid_checks:,} grid check results; seeded in {seed_s:.1f} s",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import sys
 import time
@@ -23,9 +22,15 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 import django  # noqa: E402
-from django.conf import settings  # noqa: E402
 
-from bench.common import RESULTS, progress, replace_section, scratch_database  # noqa: E402
+from bench.common import (  # noqa: E402
+    RESULTS,
+    machine,
+    progress,
+    replace_section,
+    scratch_database,
+    use_redis_prefix,
+)
 
 PROSUMERS = 1000
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -120,13 +125,11 @@ def build_members_cached(community: Any) -> list[Any]:
     return _MEMBERS[community.pk]
 
 
-def write_results(backend: str, rows: list[tuple[int, str, dict[str, float]]]) -> None:
+def write_results(backend: str, about: str, rows: list[tuple[int, str, dict[str, float]]]) -> None:
     lines = [
         HEADING,
         "",
-        f"Machine: {platform.node()} — {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {backend}. "
-        f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
+        f"Machine: {about}; {backend}.",
         "",
         f"{PROSUMERS} prosumers; orders random (0.1 to 5 kWh, 0.05 to 0.45 per kWh). "
         "`interval_clear` time is load + lock orders, clear, save trades (bulk) and update "
@@ -153,14 +156,13 @@ def main() -> int:
     parser.add_argument("--orders", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    use_redis_prefix("market")
     django.setup()
-    backend, _ = scratch_database("market")
-    from django.db import connection
-
-    progress(f"scratch {backend} database ready")
     rng = random.Random(4)
     rows = []
-    try:
+    about = machine()
+    with scratch_database("market") as (backend, _):
+        progress(f"scratch {backend} database ready")
         for orders in args.orders:
             for structure in ("pool", "composite"):
                 progress(f"{structure}: {orders} orders from {PROSUMERS} prosumers ...")
@@ -170,10 +172,8 @@ def main() -> int:
                     f"  interval_clear {result['clear_s']:.3f} s, {int(result['trades'])} "
                     f"trades; posting_create {result['post_ms']:.1f} ms"
                 )
-    finally:
-        connection.creation.destroy_test_db(settings.DATABASES["default"]["NAME"], verbosity=0)
     if not args.no_write:
-        write_results(backend, rows)
+        write_results(backend, about, rows)
         progress(f"wrote {RESULTS.relative_to(ROOT)}")
     return 0
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import signal
 import subprocess
@@ -40,7 +39,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 import django  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from bench.common import RESULTS, progress, replace_section, scratch_database  # noqa: E402
+from bench.common import (  # noqa: E402
+    RESULTS,
+    machine,
+    progress,
+    replace_section,
+    scratch_database,
+    use_redis_prefix,
+)
 
 HEADING = "## Pipeline"
 NETWORKS = ("cigre_lv", "1-LV-urban6--0-sw")
@@ -254,13 +260,13 @@ def run_scaling(database: str, communities: int = 20, prosumers: int = 200) -> d
     return timings
 
 
-def write_results(backend: str, rows: list[dict[str, Any]], scaling: dict[int, float]) -> None:
+def write_results(
+    backend: str, about: str, rows: list[dict[str, Any]], scaling: dict[int, float]
+) -> None:
     lines = [
         f"{HEADING} — {backend}",
         "",
-        f"Machine: {platform.node()} — {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {backend}. "
-        f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Script: `bench/bench_pipeline.py`.",
+        f"Machine: {about}; {backend}. Script: `bench/bench_pipeline.py`.",
         "",
         "One interval of one community (composite market, uniform price), every prosumer one "
         "household-sized order (0.05-1.5 kWh, 45 % offers). *orders* = one `posting_create` per "
@@ -309,25 +315,28 @@ def main() -> None:
     parser.add_argument("--no-scaling", action="store_true")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    use_redis_prefix("pipeline")
     django.setup()
     import logging
 
     logging.getLogger("marketplace").setLevel(logging.WARNING)
-    backend, database = scratch_database("pipeline")
-    progress(f"{backend} database {database}")
-    rows = []
-    for network in NETWORKS:
-        for prosumers in args.prosumers:
-            row = run_one(network, prosumers)
-            progress(
-                f"{network} {prosumers}: orders {row['orders_s']:.2f} s, pipeline "
-                f"{row['pipeline_s']:.2f} s ({', '.join(f'{s} {row[s]:.3f}' for s in STAGES)}), "
-                f"{row['power_flows']} power flows"
-            )
-            rows.append(row)
-    scaling = {} if args.no_scaling else run_scaling(database)
+    about = machine()
+    with scratch_database("pipeline") as (backend, database):
+        progress(f"{backend} database {database}")
+        rows = []
+        for network in NETWORKS:
+            for prosumers in args.prosumers:
+                row = run_one(network, prosumers)
+                progress(
+                    f"{network} {prosumers}: orders {row['orders_s']:.2f} s, pipeline "
+                    f"{row['pipeline_s']:.2f} s "
+                    f"({', '.join(f'{s} {row[s]:.3f}' for s in STAGES)}), "
+                    f"{row['power_flows']} power flows"
+                )
+                rows.append(row)
+        scaling = {} if args.no_scaling else run_scaling(database)
     if not args.no_write:
-        write_results(backend, rows, scaling)
+        write_results(backend, about, rows, scaling)
         progress(f"wrote {RESULTS.relative_to(ROOT)}")
 
 

@@ -144,7 +144,18 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
-EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# With EMAIL_HOST set, password-reset mails go out by SMTP; without it they are printed.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "587"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=True)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "PeerGrid <noreply@peergrid.local>")
 
 # --- Internationalisation and time ----------------------------------------------------------
@@ -172,10 +183,17 @@ MEDIA_ROOT = VAR_DIR / "media"
 
 # --- Caches (sign-in throttling, API throttling, idempotency) -------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Every key this deployment writes to Redis (cache, broker queues, results) starts with it, so
+# several deployments (or a benchmark) can share one Redis server without touching each other.
+REDIS_PREFIX = os.environ.get("PEERGRID_REDIS_PREFIX", "")
 CACHES: dict[str, dict[str, Any]] = {
     "default": (
         # Django's RedisCache, minus a new redis-py client per call (see config/cache.py).
-        {"BACKEND": "config.cache.ReusingRedisCache", "LOCATION": REDIS_URL}
+        {
+            "BACKEND": "config.cache.ReusingRedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": REDIS_PREFIX,
+        }
         if REDIS_URL
         else {
             # Shared by the web server and the worker processes, unlike a per-process cache.
@@ -191,6 +209,9 @@ if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {"visibility_timeout": 3600}
+    if REDIS_PREFIX:
+        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = REDIS_PREFIX
+        CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_PREFIX}
 else:
     for folder in ("queue", "processed", "results", "control"):
         (CELERY_BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)
@@ -294,6 +315,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # pandapower announces at import that plotly (optional, unused here) is missing.
+    "loggers": {"pandapower.plotting.plotly": {"level": "WARNING"}},
 }
 
 # --- Production hardening -------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""A small PeerGrid API client (Python, requests) that places orders for a prosumer.
+"""A small PeerGrid API client (Python standard library only) that places orders for a prosumer.
 
 Usage::
 
@@ -8,20 +8,24 @@ Usage::
 
 The token needs the `read` and `trade` scopes (create it on your account page). Every order
 carries an `Idempotency-Key`, so a retry after a network error never places it twice.
+It needs nothing but Python: copy it anywhere and run it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
-
-import requests
 
 
 class ApiError(Exception):
@@ -42,25 +46,36 @@ class PeerGridClient:
     retries: int = 3
 
     def __post_init__(self) -> None:
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {self.token}"
+        if urllib.parse.urlsplit(self.base_url).scheme not in ("http", "https"):
+            raise ValueError(f"PEERGRID_URL must be an http(s) URL, not {self.base_url!r}")
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _request(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+    ) -> Any:  # fmt: skip
         url = f"{self.base_url.rstrip('/')}/api/v1/{path.lstrip('/')}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        data = None if body is None else json.dumps(body).encode()
+        request_headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
+        if data is not None:
+            request_headers["Content-Type"] = "application/json"
+        request_headers.update(headers or {})
         for attempt in range(self.retries + 1):
+            # The scheme is checked once, in __post_init__.
+            request = urllib.request.Request(url, data, request_headers, method=method)  # noqa: S310
             try:
-                response = self.session.request(method, url, timeout=self.timeout_s, **kwargs)
-            except requests.ConnectionError:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
+                    return json.load(response)
+            except urllib.error.HTTPError as error:  # a 4xx or 5xx answer
+                if error.code == 429 and attempt < self.retries:
+                    time.sleep(float(error.headers.get("Retry-After", "1")))
+                    continue
+                raise ApiError(error.code, json.load(error)) from None
+            except OSError:  # no answer at all: refused, reset, timed out
                 if attempt == self.retries:
                     raise
                 time.sleep(2**attempt)  # the same Idempotency-Key makes the retry safe
-                continue
-            if response.status_code == 429 and attempt < self.retries:
-                time.sleep(float(response.headers.get("Retry-After", "1")))
-                continue
-            if response.status_code >= 400:
-                raise ApiError(response.status_code, response.json())
-            return response.json()
         raise RuntimeError("unreachable")
 
     def get(self, path: str, **params: Any) -> Any:
@@ -69,7 +84,7 @@ class PeerGridClient:
     def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
         # One key per logical action, reused by every retry of it.
         headers = {"Idempotency-Key": str(uuid.uuid4())}
-        return self._request("POST", path, json=body or {}, headers=headers)
+        return self._request("POST", path, body=body or {}, headers=headers)
 
     # --- What a prosumer does ---------------------------------------------------------------
     def my_meter_point(self, community: str) -> dict[str, Any]:
@@ -83,8 +98,6 @@ class PeerGridClient:
         now = time.time()
         for interval in intervals["results"]:
             gate = interval["gate_closure_at"].replace("Z", "+00:00")
-            from datetime import datetime
-
             if datetime.fromisoformat(gate).timestamp() > now + 30:
                 return interval
         raise SystemExit(f"No interval of {community} takes orders now.")

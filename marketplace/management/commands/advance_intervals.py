@@ -1,5 +1,6 @@
 """Run every pipeline step that is due at a moment (default: now), synchronously, for operators.
 
+``--now`` is a moment with its UTC offset or an offset from now (``+2d``, ``+6h``, ``+90m``).
 With ``--now`` in the future the command replays the time in between in steps of 15 minutes:
 at each step it opens the rolling horizon, lets the demo community post before its gate
 closures (and meter after delivery), and runs the steps due by then. So ``seed_demo`` followed by
@@ -10,6 +11,7 @@ running the command while a worker runs, or twice, does nothing twice.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,12 +25,20 @@ from marketplace.models import Community, Interval, IntervalState
 from marketplace.services.pipeline import intervals_advance_due, intervals_open_all
 
 REPLAY_STEP = timedelta(minutes=15)
+RELATIVE = re.compile(r"^\+(\d{1,5})([dhm])$")
+UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
 
-def parse_moment(text: str) -> datetime:
+def parse_moment(text: str, *, now: datetime) -> datetime:
+    """An ISO-8601 moment with its UTC offset, or one relative to `now`: +2d, +6h, +90m."""
+    relative = RELATIVE.match(text.strip())
+    if relative:
+        return now + timedelta(**{UNITS[relative.group(2)]: int(relative.group(1))})
     moment = parse_datetime(text)
     if moment is None:
-        raise CommandError(f"--now must be an ISO-8601 date and time, not {text!r}")
+        raise CommandError(
+            f"--now must be an ISO-8601 date and time or +<n>d, +<n>h, +<n>m, not {text!r}"
+        )
     if timezone.is_naive(moment):
         raise CommandError("--now needs a UTC offset (e.g. 2026-05-01T12:00:00Z)")
     return moment
@@ -40,11 +50,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--community", metavar="SLUG", help="Only this community.")
         parser.add_argument(
-            "--now", metavar="ISO-8601", help="The moment to advance to (default: now)."
+            "--now",
+            metavar="MOMENT",
+            help="The moment to advance to: ISO 8601 with offset, or from now as +2d, +6h, +90m "
+            "(default: now).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        target = parse_moment(options["now"]) if options["now"] else timezone.now()
+        now = timezone.now()
+        target = parse_moment(options["now"], now=now) if options["now"] else now
         communities = list(Community.objects.order_by("pk"))
         if options["community"]:
             communities = [c for c in communities if c.slug == options["community"]]

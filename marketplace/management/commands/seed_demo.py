@@ -35,6 +35,7 @@ class Command(BaseCommand):
     help = "Create (or reuse) the demo community with its manager, regulator and prosumers."
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self.verbosity = int(options["verbosity"])
         with transaction.atomic():
             created = self._seed()
         verb = "Created" if created else "Reused"
@@ -48,6 +49,11 @@ class Command(BaseCommand):
         ):
             self.stdout.write(f"  {email:<32} {what}")
 
+    def _step(self, message: str) -> None:
+        if self.verbosity:
+            self.stdout.write(f"  {message}")
+            self.stdout.flush()
+
     def _user(self, email: str, **extra: Any) -> User:
         user = User.objects.filter(email=email).first()
         if user is None:
@@ -58,6 +64,7 @@ class Command(BaseCommand):
         community = Community.objects.filter(slug=DEMO_SLUG).first()
         created = community is None
         if community is None:
+            self._step(f"creating the community '{DEMO_SLUG}' and its market rules")
             community = community_create(
                 name="Sonnenfeld Energy Community",
                 slug=DEMO_SLUG,
@@ -68,16 +75,19 @@ class Command(BaseCommand):
                     "rooftop PV and batteries trading with each other every 15 minutes."
                 ),
             )
+        self._step("operator, community manager and regulator accounts")
         self._user(demo_email("admin"), is_staff=True, is_superuser=True, display_name="Operator")
         manager = self._user(demo_email("manager"), display_name="Demo community manager")
         community_manager_add(user=manager, community=community, added_by=None)
         self._user(demo_email("regulator"), is_regulator=True, display_name="Demo regulator")
 
         if not GridModel.objects.filter(community=community).exists():
+            self._step(f"loading the {DEMO_NETWORK} reference network and its base-case power flow")
             grid_model_use_reference(community=community, name=DEMO_NETWORK)
         buses: list[int] = community.grid_model.connection_buses
 
         for number in range(1, PROSUMER_COUNT + 1):
+            self._step(f"prosumer {number}/{PROSUMER_COUNT}: {demo_email('prosumer', number)}")
             user = self._user(demo_email("prosumer", number), display_name=f"Prosumer {number}")
             membership = Membership.objects.filter(user=user, community=community).first()
             if membership is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import sys
 from decimal import Decimal
@@ -61,3 +62,13 @@ def test_example_client_places_orders(api: Api, live_server: Any, capsys: Any) -
         del os.environ["PEERGRID_URL"], os.environ["PEERGRID_TOKEN"]
     assert "posted #" in capsys.readouterr().out
     assert Posting.objects.filter(side="buy", status="open").count() == 1
+
+
+def test_example_client_needs_only_the_standard_library() -> None:
+    tree = ast.parse(CLIENT.read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}  # fmt: skip
+    imported |= {node.module for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}  # fmt: skip
+    outside = {name for name in imported if name.split(".")[0] not in sys.stdlib_module_names}
+    assert outside == set()

@@ -8,11 +8,12 @@ from io import StringIO
 from unittest import mock
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from grid import services as grid_services
 from grid.models import GridCheckResult
 from marketplace.demo import DEMO_SLUG
+from marketplace.management.commands.advance_intervals import parse_moment
 from marketplace.models import Interval, IntervalState, Posting, Trade
 from marketplace.services import pipeline
 from marketplace.services.pipeline import (
@@ -189,11 +190,15 @@ def test_tick_opens_horizons_and_queues_each_due_step_after_commit(
 
 
 def test_advance_intervals_runs_the_demo_for_hours(settings):
-    call_command("seed_demo", stdout=StringIO())
+    seed_out = StringIO()
+    call_command("seed_demo", stdout=seed_out)
+    assert "loading the cigre_lv reference network" in seed_out.getvalue()  # its progress
+    assert "prosumer 12/12" in seed_out.getvalue()
     seeded_at = datetime.now(UTC)
-    target = seeded_at + timedelta(hours=2)
     out = StringIO()
-    call_command("advance_intervals", "--now", target.isoformat(), stdout=out)
+    call_command("advance_intervals", "--now", "+2h", stdout=out)
+    target = datetime.fromisoformat(out.getvalue().split()[2])  # "Advanced to <moment> in ..."
+    assert timedelta(hours=2) <= target - seeded_at < timedelta(hours=2, minutes=1)
     intervals = Interval.objects.filter(community__slug=DEMO_SLUG, end__lte=target)
     assert intervals.count() >= 6
     done = intervals.filter(state__in=[IntervalState.CONFIRMED, IntervalState.SETTLED])
@@ -206,3 +211,19 @@ def test_advance_intervals_runs_the_demo_for_hours(settings):
     trades = Trade.objects.count()
     call_command("advance_intervals", "--now", target.isoformat(), stdout=StringIO())
     assert Trade.objects.count() == trades
+
+
+@pytest.mark.parametrize(
+    ("text", "offset"),
+    [("+2d", timedelta(days=2)), ("+6h", timedelta(hours=6)), ("+90m", timedelta(minutes=90))],
+)
+def test_advance_intervals_accepts_a_moment_relative_to_now(text, offset):
+    now = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    assert parse_moment(text, now=now) == now + offset
+    assert parse_moment("2026-06-03T00:00:00Z", now=now) == datetime(2026, 6, 3, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text", ["+2w", "2d", "+d", "-1h", "tomorrow", "2026-06-03T00:00:00"])
+def test_advance_intervals_refuses_other_moments(text):
+    with pytest.raises(CommandError, match="--now"):
+        parse_moment(text, now=datetime(2026, 6, 1, tzinfo=UTC))
