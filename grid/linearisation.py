@@ -7,8 +7,8 @@ of a converged AC power flow to a small change of active power injected at one b
 ``J = d mismatch / dx`` gives ``dx = J^-1 e_i dP`` for an injection ``dP`` at bus ``i`` (one
 sparse LU, reused for every right-hand side and for the transposed solves of adjoint methods).
 
-Pure numerics over pandapower's internal arrays: no Django, no database. The net must have been
-solved by ``pandapower.runpp`` just before (its ``_ppc`` holds that solution).
+Pure numerics over the solver's arrays: no Django, no database. ``linearise`` takes a net that
+``pandapower.runpp`` has just solved (its ``_ppc`` holds that solution).
 """
 
 from __future__ import annotations
@@ -34,17 +34,17 @@ class Linearisation:
     """
 
     lu: SuperLU
-    ds_dva: sp.csr_matrix  # d Sbus / d Va over all internal buses (complex, p.u.)
-    ds_dvm: sp.csr_matrix  # d Sbus / d Vm
+    ybus: sp.csr_matrix
     v: np.ndarray  # complex bus voltages of the solution, internal order
     pvpq: np.ndarray
     pq: np.ndarray
     row_of_bus: dict[int, int]
     internal_bus: dict[int, int]
     base_mva: float
-    yf: sp.csr_matrix
-    f_bus: np.ndarray
-    branch_z: np.ndarray
+    # Branch data, for flow sensitivities (network use); None where the source has none.
+    yf: sp.csr_matrix | None = None
+    f_bus: np.ndarray | None = None
+    branch_z: np.ndarray | None = None
 
     @classmethod
     def build(
@@ -56,37 +56,40 @@ class Linearisation:
         pq: np.ndarray,
         base_mva: float,
         internal_bus: dict[int, int],
-        yf: sp.spmatrix,
-        f_bus: np.ndarray,
-        branch_z: np.ndarray,
+        yf: sp.spmatrix | None = None,
+        f_bus: np.ndarray | None = None,
+        branch_z: np.ndarray | None = None,
+        jacobian: sp.spmatrix | None = None,
     ) -> Linearisation:
-        """Factorise the Jacobian at the solved voltages ``v`` (solver arrays, any source)."""
+        """Factorise the Jacobian at the solved voltages ``v`` (solver arrays, any source);
+        ``jacobian`` is the power flow's own at ``v`` when the caller has it."""
         pv = np.asarray(pv, dtype=np.int64)
         pq = np.asarray(pq, dtype=np.int64)
         pvpq = np.r_[pv, pq]
-        ds_dvm, ds_dva = dSbus_dV(sp.csr_matrix(ybus), v)
-        jac = sp.vstack(
-            [
-                sp.hstack([ds_dva[pvpq][:, pvpq].real, ds_dvm[pvpq][:, pq].real]),
-                sp.hstack([ds_dva[pq][:, pvpq].imag, ds_dvm[pq][:, pq].imag]),
-            ],
-            format="csc",
-        )
+        ybus = sp.csr_matrix(ybus)
+        if jacobian is None:
+            ds_dvm, ds_dva = dSbus_dV(ybus, v)
+            jacobian = sp.vstack(
+                [
+                    sp.hstack([ds_dva[pvpq][:, pvpq].real, ds_dvm[pvpq][:, pq].real]),
+                    sp.hstack([ds_dva[pq][:, pvpq].imag, ds_dvm[pq][:, pq].imag]),
+                ],
+                format="csc",
+            )
         row_of_internal = np.full(len(v), -1, dtype=np.int64)
         row_of_internal[pvpq] = np.arange(len(pvpq))
         return cls(
-            lu=splu(jac),
-            ds_dva=sp.csr_matrix(ds_dva),
-            ds_dvm=sp.csr_matrix(ds_dvm),
+            lu=splu(sp.csc_matrix(jacobian)),
+            ybus=ybus,
             v=v,
             pvpq=pvpq,
             pq=pq,
             row_of_bus={b: int(row_of_internal[i]) for b, i in internal_bus.items()},
             internal_bus=dict(internal_bus),
             base_mva=float(base_mva),
-            yf=sp.csr_matrix(yf),
-            f_bus=np.asarray(f_bus, dtype=np.int64),
-            branch_z=np.asarray(branch_z, dtype=float),
+            yf=None if yf is None else sp.csr_matrix(yf),
+            f_bus=None if f_bus is None else np.asarray(f_bus, dtype=np.int64),
+            branch_z=None if branch_z is None else np.asarray(branch_z, dtype=float),
         )
 
     @property
@@ -102,6 +105,22 @@ class Linearisation:
                 # 1 kW = 1e-3 MW = 1e-3 / baseMVA p.u.
                 rhs[row, col] = 1e-3 / self.base_mva
         return rhs
+
+    def total_injection_gradient(self) -> np.ndarray:
+        """d(sum of all bus active injections)/dx over ``x = [Va(pv, pq); Vm(pq)]``.
+
+        The column sums of ``Re(dSbus/dVa)`` and ``Re(dSbus/dVm)`` (pypower's ``dSbus_dV``),
+        in closed form: with ``I = Ybus V``, ``u = conj(Ybus)^T V`` and ``n = V / |V|``,
+        ``1^T dS/dVa = j (V conj(I) - u conj(V))`` and ``1^T dS/dVm = u conj(n) + conj(I) n``.
+        """
+        v = self.v
+        current = self.ybus @ v
+        u = self.ybus.conj().T @ v
+        unit = v / np.abs(v)
+        d_va = np.real(1j * (v * np.conj(current) - u * np.conj(v)))
+        d_vm = np.real(u * np.conj(unit) + np.conj(current) * unit)
+        gradient: np.ndarray = np.r_[d_va[self.pvpq], d_vm[self.pq]]
+        return gradient
 
     def state_change(self, rhs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(dVa, dVm) at every internal bus for each right-hand side column."""

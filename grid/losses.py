@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, Decimal
+from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -64,13 +64,7 @@ def marginal_loss_factors(net: Any) -> dict[int, float]:
 
 def loss_factors_at(linear: Linearisation) -> dict[int, float]:
     """``marginal_loss_factors`` of the solved state ``linear``."""
-    n = len(linear.v)
-    ones = np.ones(n)
-    # Gradient of the total injection (= losses) w.r.t. the state, as a row over [Va; Vm].
-    g = np.r_[
-        (ones @ linear.ds_dva.real)[linear.pvpq],
-        (ones @ linear.ds_dvm.real)[linear.pq],
-    ]
+    g = linear.total_injection_gradient()
     factors = linear.lu.solve(g, trans="T") if linear.size else g
     return {bus: float(factors[row]) if row >= 0 else 0.0 for bus, row in linear.row_of_bus.items()}
 
@@ -152,27 +146,22 @@ def allocate_losses_at(
 def apportion(total: Decimal, shares: Mapping[K, float]) -> dict[K, Decimal]:
     """Round ``shares`` (signed kWh) to 0.001 kWh so they sum to ``total`` rounded to 0.001.
 
-    Largest remainder: every share is floored, and the steps still missing go to the shares
-    with the largest remainders (ties by key order as given); a negative total takes steps away
-    from the smallest remainders instead. Deterministic for the same input.
+    Largest remainder: every share is floored to whole watt-hours, and the steps still missing
+    go to the shares with the largest remainders (ties by key order as given); a negative total
+    takes steps away from the smallest remainders instead. Deterministic for the same input.
     """
-    target = total.quantize(KWH_STEP)
     if not shares:
         return {}
-    floors: dict[K, Decimal] = {}
-    remainders: list[tuple[float, int, K]] = []
-    for position, (key, share) in enumerate(shares.items()):
-        exact = Decimal(repr(float(share)))
-        floor = exact.quantize(KWH_STEP, rounding=ROUND_FLOOR)
-        floors[key] = floor
-        remainders.append((float(exact - floor), position, key))
-    missing = int((target - sum(floors.values(), Decimal(0))) / KWH_STEP)
+    keys = list(shares)
+    wh = np.fromiter((shares[k] for k in keys), dtype=float, count=len(keys)) * 1000.0
+    floors = np.floor(wh)
+    remainders = wh - floors
+    target = int(total.quantize(KWH_STEP).scaleb(3))
+    missing = target - int(floors.sum())
+    positions = np.arange(len(keys))
     if missing >= 0:
-        order = sorted(remainders, key=lambda r: (-r[0], r[1]))
-        step = KWH_STEP
+        order = np.lexsort((positions, -remainders))
     else:
-        order = sorted(remainders, key=lambda r: (r[0], r[1]))
-        step = -KWH_STEP
-    for i in range(abs(missing)):
-        floors[order[i % len(order)][2]] += step
-    return floors
+        order = np.lexsort((positions, remainders))
+    np.add.at(floors, order[np.arange(abs(missing)) % len(keys)], 1.0 if missing >= 0 else -1.0)
+    return {key: Decimal(int(value)).scaleb(-3) for key, value in zip(keys, floors, strict=True)}

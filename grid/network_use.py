@@ -50,6 +50,7 @@ class NetworkUse:
     # Impedance-weighted flow factors: column of bus ``buses[j]`` = |z_l| * F[l, j], per branch.
     weighted: np.ndarray
     unit: float  # the mean feeder-head use (p.u. impedance) that counts as one unit
+    head: np.ndarray  # each bus's use from the feeder head, in units, by position
 
     def _column(self, bus: int | None) -> np.ndarray:
         if bus is None:
@@ -81,7 +82,12 @@ class NetworkUse:
 
     def head_use(self, bus: int | None) -> float:
         """Units of use of a transfer between ``bus`` and the feeder head (pool trades)."""
-        return self.pair_use(bus, None)
+        if bus is None:
+            return 0.0
+        try:
+            return float(self.head[self.position[bus]])
+        except KeyError:
+            raise ValueError(f"bus {bus} is not an in-service bus of the network") from None
 
 
 def network_use(net: Any) -> NetworkUse:
@@ -99,14 +105,16 @@ def network_use(net: Any) -> NetworkUse:
 
 def network_use_at(linear: Linearisation, connection: list[int]) -> NetworkUse:
     """The use factors at the solved state ``linear`` (see the module docstring)."""
+    if linear.yf is None or linear.f_bus is None or linear.branch_z is None:
+        raise ValueError("network use needs the branch data of the solved state")
     buses = sorted(linear.row_of_bus)
     dva, dvm = linear.state_change(linear.injection_rhs(buses))
     v = linear.v
     # dV = V (j dVa + dVm / |V|) for each column; branch power S_f = V_f conj(Yf V).
     dv = v[:, None] * (1j * dva + dvm / np.abs(v)[:, None])
-    f_bus = linear.f_bus
-    i_from = linear.yf @ v
-    di_from = linear.yf @ dv
+    f_bus, yf = linear.f_bus, linear.yf
+    i_from = yf @ v
+    di_from = yf @ dv
     ds_from = dv[f_bus] * np.conj(i_from)[:, None] + v[f_bus][:, None] * np.conj(di_from)
     # Per kW injected: the RHS was 1 kW, the flow change is in p.u. of baseMVA.
     factors = np.real(ds_from) * linear.base_mva * 1000.0
@@ -116,4 +124,5 @@ def network_use_at(linear: Linearisation, connection: list[int]) -> NetworkUse:
     unit = float(np.mean(heads)) if heads else 0.0
     if not unit > 0:
         raise ValueError("the network has no connection bus behind any branch")
-    return NetworkUse(position=position, weighted=weighted, unit=unit)
+    head = np.abs(weighted).sum(axis=0) / unit
+    return NetworkUse(position=position, weighted=weighted, unit=unit, head=head)

@@ -15,6 +15,7 @@ at settlement (``marketplace.ledger.services.settlement``), on the confirmed kWh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from accounts.models import MeterPoint
@@ -31,28 +32,47 @@ def _use(value: float) -> Decimal:
     return Decimal(repr(value)).quantize(USE_STEP, rounding=ROUND_HALF_EVEN)
 
 
+Side = tuple[bool, int | None]  # (is a member, bus on the network or None)
+
+
 def side_uses(
-    use: NetworkUse,
-    *,
-    source: str,
-    buyer: tuple[bool, int | None],
-    seller: tuple[bool, int | None],
+    use: NetworkUse, *, source: str, buyer: Side, seller: Side
 ) -> tuple[Decimal | None, Decimal | None]:
-    """(buyer's use, seller's use) of one trade; each side is (is a member, bus or None)."""
-    (buyer_member, buyer_bus), (seller_member, seller_bus) = buyer, seller
+    """(buyer's use, seller's use) of one trade (see the module docstring)."""
+    return side_uses_many(use, [(source, buyer, seller)])[0]
+
+
+def side_uses_many(
+    use: NetworkUse, trades: Sequence[tuple[str, Side, Side]]
+) -> list[tuple[Decimal | None, Decimal | None]]:
+    """``side_uses`` of many trades, the pairs' uses in one array operation."""
+    pairs: list[tuple[int | None, int | None]] = []
+    paired: list[int] = []
+    result: list[tuple[Decimal | None, Decimal | None]] = []
 
     def head(bus: int | None, share: float = 1.0) -> Decimal | None:
         return None if bus is None else _use(use.head_use(bus) * share)
 
-    if source in (TradeSource.POOL, TradeSource.COMMUNITY) or not (buyer_member and seller_member):
-        return (
-            head(buyer_bus) if buyer_member else None,
-            head(seller_bus) if seller_member else None,
-        )
-    if buyer_bus is None or seller_bus is None:
-        return head(buyer_bus, _HALF), head(seller_bus, _HALF)
-    half = _use(use.pair_use(seller_bus, buyer_bus) * _HALF)
-    return half, half
+    for n, (source, (buyer_member, buyer_bus), (seller_member, seller_bus)) in enumerate(trades):
+        if source in (TradeSource.POOL, TradeSource.COMMUNITY) or not (
+            buyer_member and seller_member
+        ):
+            result.append(
+                (
+                    head(buyer_bus) if buyer_member else None,
+                    head(seller_bus) if seller_member else None,
+                )
+            )
+        elif buyer_bus is None or seller_bus is None:
+            result.append((head(buyer_bus, _HALF), head(seller_bus, _HALF)))
+        else:
+            result.append((None, None))  # filled from the pairs' uses below
+            pairs.append((seller_bus, buyer_bus))
+            paired.append(n)
+    for n, pair_use in zip(paired, use.pair_uses(pairs), strict=True):
+        half = _use(float(pair_use) * _HALF)
+        result[n] = (half, half)
+    return result
 
 
 def trade_network_uses_set(*, interval: Interval) -> int:
@@ -75,13 +95,19 @@ def trade_network_uses_set(*, interval: Interval) -> int:
         pk: bus if bus in use.position else None
         for pk, bus in MeterPoint.objects.filter(pk__in=meter_ids).values_list("pk", "bus")
     }
-    for trade in trades:
-        trade.buyer_network_use, trade.seller_network_use = side_uses(
-            use,
-            source=trade.source,
-            buyer=(trade.buyer_id is not None, bus_of.get(trade.buyer_meter_point_id or 0)),
-            seller=(trade.seller_id is not None, bus_of.get(trade.seller_meter_point_id or 0)),
-        )
+    uses = side_uses_many(
+        use,
+        [
+            (
+                t.source,
+                (t.buyer_id is not None, bus_of.get(t.buyer_meter_point_id or 0)),
+                (t.seller_id is not None, bus_of.get(t.seller_meter_point_id or 0)),
+            )
+            for t in trades
+        ],
+    )
+    for trade, (buyer_use, seller_use) in zip(trades, uses, strict=True):
+        trade.buyer_network_use, trade.seller_network_use = buyer_use, seller_use
     Trade.objects.bulk_update(trades, ["buyer_network_use", "seller_network_use"], batch_size=1000)
     return sum(1 for t in trades if t.buyer_network_use is not None or t.seller_network_use)
 
