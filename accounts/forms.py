@@ -13,7 +13,9 @@ from accounts import signin
 from accounts.models import Membership, TokenScope, User
 from accounts.permissions import scopes_allowed_for
 from config.errors import ApplicationError
+from config.fields import DecimalFormField
 from marketplace.models import Community
+from units import KW, KW_DIGITS
 
 
 def add_application_error(form: forms.BaseForm, error: ApplicationError) -> None:
@@ -105,8 +107,8 @@ class JoinCommunityForm(forms.Form):
 
 
 def _power(label: str, *, required: bool = True, help_text: str = "") -> forms.DecimalField:
-    return forms.DecimalField(
-        label=label, max_digits=10, decimal_places=3, required=required, help_text=help_text
+    return DecimalFormField(
+        step=KW, max_digits=KW_DIGITS, label=label, required=required, help_text=help_text
     )
 
 

@@ -10,6 +10,8 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from units import KW, KW_DIGITS, places
+
 
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
@@ -114,7 +116,7 @@ NON_NEGATIVE = [MinValueValidator(Decimal("0"))]
 
 def power_field(**options: Any) -> models.DecimalField:
     """Power in kW (or energy in kWh for storage), to the watt."""
-    return models.DecimalField(max_digits=10, decimal_places=3, **options)
+    return models.DecimalField(max_digits=KW_DIGITS, decimal_places=places(KW), **options)
 
 
 class MeterPoint(models.Model):

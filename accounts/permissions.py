@@ -129,24 +129,31 @@ def can_manage(user: AnyUser | None, community: Community) -> bool:
     return is_superuser(user) or managed_communities(user).filter(pk=community.pk).exists()
 
 
+def membership_may_trade(membership: Membership | None) -> bool:
+    """The rule behind ``can_trade``, for a caller that holds the membership already."""
+    return membership is not None and membership.status == MembershipStatus.APPROVED
+
+
+def membership_reads_history(membership: Membership | None) -> bool:
+    """The rule behind ``can_read_own_history``, for a caller that holds the membership."""
+    return membership is not None and membership.status in HISTORY_STATUSES
+
+
 def can_trade(user: AnyUser | None, community: Community) -> bool:
     """Post, bid, accept and cancel: only an approved (not suspended) member."""
-    membership = membership_of(user, community)
-    return membership is not None and membership.status == MembershipStatus.APPROVED
+    return membership_may_trade(membership_of(user, community))
 
 
 def can_read_market(user: AnyUser | None, community: Community) -> bool:
     """The anonymised board, prices and volumes of a community."""
     if is_superuser(user) or is_regulator(user):
         return True
-    membership = membership_of(user, community)
-    return membership is not None and membership.status in HISTORY_STATUSES
+    return membership_reads_history(membership_of(user, community))
 
 
 def can_read_own_history(user: AnyUser | None, community: Community) -> bool:
     """One's own orders, trades and statements; a suspended member keeps this."""
-    membership = membership_of(user, community)
-    return membership is not None and membership.status in HISTORY_STATUSES
+    return membership_reads_history(membership_of(user, community))
 
 
 def can_send_meter_readings(user: AnyUser | None, meter_point: MeterPoint) -> bool:
@@ -156,6 +163,29 @@ def can_send_meter_readings(user: AnyUser | None, meter_point: MeterPoint) -> bo
         and meter_point.membership.user_id == _uid(user)
         and meter_point.membership.status in HISTORY_STATUSES
     )
+
+
+def can_edit_meter_point(user: AnyUser | None, meter_point: MeterPoint) -> bool:
+    """A meter point's label, capacity and assets: its own member or the community's manager."""
+    return _active(user) and (
+        meter_point.membership.user_id == _uid(user)
+        or can_manage(user, meter_point.membership.community)
+    )
+
+
+def can_register_meter_point(user: AnyUser | None, membership: Membership) -> bool:
+    """A member registers meter points for their own membership only."""
+    return _active(user) and membership.user_id == _uid(user)
+
+
+def can_revoke_api_token(user: AnyUser | None, token: ApiToken) -> bool:
+    """A token's owner, or an operator revoking a leaked one."""
+    return is_superuser(user) or (_active(user) and token.user_id == _uid(user))
+
+
+def can_read_dashboards(user: AnyUser | None) -> bool:
+    """The regulators' dashboards: regulators and operators."""
+    return is_regulator(user) or is_superuser(user)
 
 
 def can_see_identities(user: AnyUser | None, community: Community) -> bool:
@@ -316,6 +346,15 @@ class HasTokenScope(BasePermission):
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         return self.scope in request_scopes(request)
+
+
+class AnyScope(BasePermission):
+    """Any valid session or token, whatever its scopes: a caller may always ask who they are."""
+
+    message = "Sign in or send a valid token."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return _active(request.user)
 
 
 class _CommunityPermission(BasePermission):

@@ -13,13 +13,14 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import selectors, services
+from accounts.access import access_api_token, access_meter_point
 from accounts.forms import (
     ApiTokenForm,
     JoinCommunityForm,
@@ -135,7 +136,7 @@ def meter_points(request: HttpRequest) -> HttpResponse:
 def meter_point_edit(request: HttpRequest, pk: int) -> HttpResponse:
     user = _user(request)
     # Someone else's meter point is a 404, not a 403: its existence is not the caller's business.
-    meter_point = get_object_or_404(selectors.meter_points_of_user(user=user), pk=pk)
+    meter_point = access_meter_point(user, pk)
     initial = {field: getattr(meter_point, field) for field in services.METER_POINT_EDITABLE}
     form = MeterPointForm(request.POST or None, initial=initial)
     status = 200
@@ -202,7 +203,7 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
 @require_POST
 def api_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     user = _user(request)
-    token = get_object_or_404(selectors.api_tokens_of_user(user=user), pk=pk)
+    token = access_api_token(user, pk)
     services.api_token_revoke(token=token, revoked_by=user)
     messages.success(request, f"Token {token.name} revoked.")
     return redirect("accounts:api_tokens")

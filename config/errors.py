@@ -8,8 +8,16 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from django.http import Http404
+
 
 class ErrorCode(StrEnum):
+    """Every refusal's code: services raise the domain ones, the API adds its transport ones.
+
+    ``MEANINGS`` says what each means; the OpenAPI schema lists them (``marketplace.api.schema``).
+    A code the API's framework produces that is not listed here is sent as ``invalid``.
+    """
+
     INVALID = "invalid"
     REQUIRED = "required"
     NOT_FOUND = "not_found"
@@ -27,6 +35,131 @@ class ErrorCode(StrEnum):
     UNKNOWN_BUS = "unknown_bus"
     INVALID_NETWORK = "invalid_network"
     DUPLICATE = "duplicate"
+    NOT_A_NUMBER = "not_a_number"
+    TOO_PRECISE = "too_precise"
+    NOT_AN_INTEGER = "not_an_integer"
+    UNKNOWN_CHOICE = "unknown_choice"
+    NOT_EDITABLE = "not_editable"
+    INCONSISTENT_RULES = "inconsistent_rules"
+    BIDDING_NOT_ALLOWED = "bidding_not_allowed"
+    NOT_OWN_METER_POINT = "not_own_meter_point"
+    WRONG_POSTING = "wrong_posting"
+    FORBIDDEN_CHARACTER = "forbidden_character"
+    NO_SUCH_MONTH = "no_such_month"
+    BAD_DATETIME = "bad_datetime"
+    NOT_UTF8 = "not_utf8"
+    BAD_CSV_HEADER = "bad_csv_header"
+    INVALID_EMAIL = "invalid_email"
+    WEAK_PASSWORD = "weak_password"  # noqa: S105 - an error code, not a password
+    INACTIVE_USER = "inactive_user"
+    UNBALANCED_LEDGER = "unbalanced_ledger"
+    INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
+    IDEMPOTENCY_IN_PROGRESS = "idempotency_in_progress"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    NOT_AUTHENTICATED = "not_authenticated"
+    AUTHENTICATION_FAILED = "authentication_failed"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    NOT_ACCEPTABLE = "not_acceptable"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    PARSE_ERROR = "parse_error"
+    THROTTLED = "throttled"
+    INVALID_CHOICE = "invalid_choice"
+    NULL = "null"
+    BLANK = "blank"
+    MAX_LENGTH = "max_length"
+    MIN_LENGTH = "min_length"
+    MAX_VALUE = "max_value"
+    MIN_VALUE = "min_value"
+    MAX_DIGITS = "max_digits"
+    MAX_DECIMAL_PLACES = "max_decimal_places"
+    MAX_WHOLE_DIGITS = "max_whole_digits"
+    NOT_A_LIST = "not_a_list"
+    EMPTY = "empty"
+    MAKE_AWARE = "make_aware"
+
+
+MEANINGS: dict[ErrorCode, str] = {
+    ErrorCode.INVALID: (
+        "A field's value is not of the expected type or format (the API's field validation)."
+    ),
+    ErrorCode.REQUIRED: "A required field or choice is missing.",
+    ErrorCode.NOT_FOUND: "No such object, or not yours to see: the two look the same.",
+    ErrorCode.PERMISSION_DENIED: "The role, or the token's scopes, do not allow this.",
+    ErrorCode.CONFLICT: (
+        "The action was already done (an interval cleared twice, a concurrent change)."
+    ),
+    ErrorCode.NOT_APPROVED: "The membership is not approved yet.",
+    ErrorCode.SUSPENDED: "The membership is suspended: history stays readable, trading is refused.",
+    ErrorCode.ALREADY_MEMBER: "A request to join this community exists already.",
+    ErrorCode.INVALID_STATE: (
+        "The object is in a state that does not allow this (e.g. a decided bid)."
+    ),
+    ErrorCode.INTERVAL_CLOSED: "The interval's gate has closed; no more orders or decisions.",
+    ErrorCode.OUT_OF_RANGE: "A number is outside its allowed range (not above 0, beyond the cap).",
+    ErrorCode.OVER_CAPACITY: "The quantity exceeds the meter point's capacity for the interval.",
+    ErrorCode.OWN_POSTING: "Members cannot bid on their own posting.",
+    ErrorCode.OVER_ALLOCATED: "Accepting this would allocate more than the posting's quantity.",
+    ErrorCode.UNKNOWN_BUS: "The bus is not a connection bus of the community's grid model.",
+    ErrorCode.INVALID_NETWORK: "The grid model is missing, or the uploaded network is not usable.",
+    ErrorCode.DUPLICATE: "The value is taken already (e.g. an email address).",
+    ErrorCode.NOT_A_NUMBER: (
+        "Not a finite decimal number (floats are refused: give text or an exact decimal)."
+    ),
+    ErrorCode.TOO_PRECISE: (
+        "More decimal places than the quantity's step (kWh 0.001, kW 0.001, price 0.0001)."
+    ),
+    ErrorCode.NOT_AN_INTEGER: "Not a whole number, or not an id.",
+    ErrorCode.UNKNOWN_CHOICE: (
+        "Not one of the allowed values (side, scope, market structure, time zone, ...)."
+    ),
+    ErrorCode.NOT_EDITABLE: "The field cannot be changed through this action.",
+    ErrorCode.INCONSISTENT_RULES: (
+        "Market rules that contradict each other (e.g. k-pricing outside a uniform auction)."
+    ),
+    ErrorCode.BIDDING_NOT_ALLOWED: (
+        "The community clears all orders in one pool; post an order instead of bidding."
+    ),
+    ErrorCode.NOT_OWN_METER_POINT: "The meter point belongs to another membership.",
+    ErrorCode.WRONG_POSTING: "The bid belongs to another posting.",
+    ErrorCode.FORBIDDEN_CHARACTER: "The input holds a character that cannot be stored (NUL).",
+    ErrorCode.NO_SUCH_MONTH: "The year and month do not name a month with a statement.",
+    ErrorCode.BAD_DATETIME: "Not an ISO 8601 date and time with a time zone.",
+    ErrorCode.NOT_UTF8: "The uploaded file is not UTF-8 text.",
+    ErrorCode.BAD_CSV_HEADER: "The CSV file's first line does not name the expected columns.",
+    ErrorCode.INVALID_EMAIL: "Not a valid email address.",
+    ErrorCode.WEAK_PASSWORD: "The password fails the password rules (the message says which).",
+    ErrorCode.INACTIVE_USER: "The user account is deactivated.",
+    ErrorCode.UNBALANCED_LEDGER: (
+        "Ledger lines that do not sum to zero, or name another community's account."
+    ),
+    ErrorCode.INVALID_IDEMPOTENCY_KEY: (
+        "The Idempotency-Key header is empty, too long or not printable."
+    ),
+    ErrorCode.IDEMPOTENCY_IN_PROGRESS: (
+        "A request with this Idempotency-Key is still being processed; retry shortly."
+    ),
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: "The Idempotency-Key was used with a different request.",
+    ErrorCode.NOT_AUTHENTICATED: "No credentials were sent.",
+    ErrorCode.AUTHENTICATION_FAILED: "The credentials are invalid, expired or revoked.",
+    ErrorCode.METHOD_NOT_ALLOWED: "The endpoint does not support this HTTP method.",
+    ErrorCode.NOT_ACCEPTABLE: "The endpoint cannot answer in the requested media type.",
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: "Only application/json request bodies are accepted.",
+    ErrorCode.PARSE_ERROR: "The request body is not valid JSON.",
+    ErrorCode.THROTTLED: "Too many requests; see Retry-After.",
+    ErrorCode.INVALID_CHOICE: "Not one of the field's choices.",
+    ErrorCode.NULL: "The field may not be null.",
+    ErrorCode.BLANK: "The field may not be blank.",
+    ErrorCode.MAX_LENGTH: "The text is too long.",
+    ErrorCode.MIN_LENGTH: "The text is too short.",
+    ErrorCode.MAX_VALUE: "The number is too large.",
+    ErrorCode.MIN_VALUE: "The number is too small.",
+    ErrorCode.MAX_DIGITS: "The decimal has too many digits.",
+    ErrorCode.MAX_DECIMAL_PLACES: "The decimal has too many decimal places.",
+    ErrorCode.MAX_WHOLE_DIGITS: "The decimal has too many digits before the point.",
+    ErrorCode.NOT_A_LIST: "A list was expected.",
+    ErrorCode.EMPTY: "The list may not be empty.",
+    ErrorCode.MAKE_AWARE: "The time does not exist in the time zone.",
+}
 
 
 # The HTTP status each code maps to; anything not listed is a 400.
@@ -35,6 +168,10 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.PERMISSION_DENIED: 403,
     ErrorCode.CONFLICT: 409,
     ErrorCode.INVALID_STATE: 409,
+    ErrorCode.IDEMPOTENCY_IN_PROGRESS: 409,
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: 409,
+    ErrorCode.NOT_AUTHENTICATED: 401,
+    ErrorCode.AUTHENTICATION_FAILED: 401,
 }
 
 
@@ -53,3 +190,14 @@ class ApplicationError(Exception):
 
     def __str__(self) -> str:
         return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class ObjectNotFoundError(ApplicationError, Http404):
+    """The object does not exist or is not the caller's to act on; the two look the same.
+
+    An ``Http404`` as well, so a page that lets it through answers with the site's 404 page and
+    the API with its ``not_found`` error (the field says which id).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(ErrorCode.NOT_FOUND, message, field=field)

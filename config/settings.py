@@ -294,6 +294,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "PostingStatusEnum": "marketplace.models.PostingStatus",
         "BidStatusEnum": "marketplace.models.BidStatus",
+        "ErrorCodeEnum": "marketplace.api.schema.ERROR_CODE_CHOICES",
     },
 }
 

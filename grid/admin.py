@@ -12,12 +12,11 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.safestring import mark_safe
 
-from accounts import permissions
+from accounts.access import access_managed_community
 from accounts.admin_scoping import CommunityScopedAdmin
 from accounts.models import MeterPoint
 from config.errors import ApplicationError
@@ -103,10 +102,8 @@ class GridModelAdmin(CommunityScopedAdmin):
         )
 
     def grid_page(self, request: HttpRequest, community_id: int) -> HttpResponse:
-        # Through the scoped queryset: another community's id is simply not found.
-        community = get_object_or_404(self.scoped_communities(request), pk=community_id)
-        if not permissions.can_manage(request.user, community):
-            raise Http404("No such community.")
+        # Another community's id is simply not found.
+        community = access_managed_community(request.user, community_id)
         reference_form = ReferenceNetworkForm(prefix="ref")
         upload_form = NetworkUploadForm(prefix="up")
         if request.method == "POST":

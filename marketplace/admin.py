@@ -13,13 +13,13 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from accounts import permissions
+from accounts.access import access_managed_community
 from accounts.admin_scoping import CommunityScopedAdmin, CommunityScopedInline
 from accounts.models import Membership, User
 from config.errors import ApplicationError
@@ -111,9 +111,7 @@ class MarketRulesAdmin(CommunityScopedAdmin):
         return HttpResponseRedirect(reverse("admin:marketplace_marketrules_changelist"))
 
     def edit_view(self, request: HttpRequest, community_id: int) -> HttpResponse:
-        community = get_object_or_404(self.scoped_communities(request), pk=community_id)
-        if not permissions.can_manage(request.user, community):
-            raise Http404("No such community.")
+        community = access_managed_community(request.user, community_id)
         current = current_rules(community)
         if request.method == "POST":
             form = MarketRulesForm(request.POST, instance=MarketRules(community=community))

@@ -23,6 +23,7 @@ from accounts.models import MembershipRole, MembershipStatus, MeterPoint
 from config.errors import ApplicationError
 from grid.profiles import _standard_shapes, year_step
 from marketplace.models import Community, Interval, IntervalState, Posting, Side
+from units import KWH, PRICE
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +33,6 @@ DEMO_SLUG = "sonnenfeld"  # the community seed_demo creates
 HOUSEHOLD_PEAK_KW = 4.0
 # Orders below this are not worth a posting (and a home at night with no PV posts nothing).
 MIN_ORDER_KWH = Decimal("0.010")
-KWH = Decimal("0.001")
-PRICE = Decimal("0.0001")
 # How far ahead of gate closure the live demo posts (the beat task runs every minute).
 LIVE_POSTING_WINDOW = timedelta(minutes=30)
 

@@ -10,15 +10,17 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.timezone import now
 
+from units import KWH, KWH_DIGITS, PRICE, PRICE_DIGITS, places
+
 
 def energy_field(**options: Any) -> models.DecimalField:
     """Energy in kWh, to the watt-hour."""
-    return models.DecimalField(max_digits=12, decimal_places=3, **options)
+    return models.DecimalField(max_digits=KWH_DIGITS, decimal_places=places(KWH), **options)
 
 
 def price_field(**options: Any) -> models.DecimalField:
     """A price in currency per kWh, to 1/100 of a cent."""
-    return models.DecimalField(max_digits=10, decimal_places=4, **options)
+    return models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=places(PRICE), **options)
 
 
 class Community(models.Model):

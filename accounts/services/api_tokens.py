@@ -28,7 +28,7 @@ def _check_scopes(*, user: User, scopes: Iterable[str]) -> list[str]:
     unknown = [scope for scope in requested if scope not in TokenScope.values]
     if unknown:
         raise ApplicationError(
-            ErrorCode.INVALID,
+            ErrorCode.UNKNOWN_CHOICE,
             f"Unknown scope {', '.join(unknown)}; choose from {', '.join(TokenScope.values)}.",
             field="scopes",
         )
@@ -54,7 +54,7 @@ def api_token_create(
     if not name:
         raise ApplicationError(ErrorCode.REQUIRED, "Give the token a name.", field="name")
     if not user.is_active:
-        raise ApplicationError(ErrorCode.INVALID, "The user is not active.", field="user")
+        raise ApplicationError(ErrorCode.INACTIVE_USER, "The user is not active.", field="user")
     checked = _check_scopes(user=user, scopes=scopes)
     if expires_at is not None and expires_at <= timezone.now():
         raise ApplicationError(
@@ -85,11 +85,7 @@ def api_token_create(
 def api_token_revoke(*, token: ApiToken, revoked_by: User | None) -> ApiToken:
     """Revoke a token at once; revoking twice is harmless."""
     token = ApiToken.objects.select_for_update().get(pk=token.pk)
-    if (
-        revoked_by is not None
-        and revoked_by.pk != token.user_id
-        and not permissions.is_superuser(revoked_by)
-    ):
+    if revoked_by is not None and not permissions.can_revoke_api_token(revoked_by, token):
         raise ApplicationError(ErrorCode.NOT_FOUND, "No such token.", field="token")
     if token.revoked_at is None:
         token.revoked_at = timezone.now()

@@ -57,7 +57,9 @@ def meter_point_register(
     registered_by: User | None = None,
 ) -> MeterPoint:
     """A member registers a grid connection; the manager maps it to a bus afterwards."""
-    if registered_by is not None and registered_by.pk != membership.user_id:
+    if registered_by is not None and not permissions.can_register_meter_point(
+        registered_by, membership
+    ):
         raise ApplicationError(
             ErrorCode.PERMISSION_DENIED,
             "You can register meter points only for your own membership.",
@@ -120,15 +122,11 @@ def meter_point_update(
     unknown = set(changes) - set(METER_POINT_EDITABLE)
     if unknown:
         raise ApplicationError(
-            ErrorCode.INVALID, f"Cannot change {', '.join(sorted(unknown))}.", field=None
+            ErrorCode.NOT_EDITABLE, f"Cannot change {', '.join(sorted(unknown))}.", field=None
         )
     meter_point = MeterPoint.objects.select_related("membership__community").get(pk=meter_point.pk)
     community = meter_point.membership.community
-    if (
-        updated_by is not None
-        and updated_by.pk != meter_point.membership.user_id
-        and not permissions.can_manage(updated_by, community)
-    ):
+    if updated_by is not None and not permissions.can_edit_meter_point(updated_by, meter_point):
         raise ApplicationError(
             ErrorCode.PERMISSION_DENIED, "This is not your meter point.", field="meter_point"
         )

@@ -21,7 +21,7 @@ def user_sign_up(*, email: str, password: str, display_name: str = "") -> User:
         validate_email(email)
     except ValidationError as exc:
         raise ApplicationError(
-            ErrorCode.INVALID, "Enter a valid email address.", field="email"
+            ErrorCode.INVALID_EMAIL, "Enter a valid email address.", field="email"
         ) from exc
     if User.objects.filter(email__iexact=email).exists():
         raise ApplicationError(
@@ -31,7 +31,9 @@ def user_sign_up(*, email: str, password: str, display_name: str = "") -> User:
     try:
         password_validation.validate_password(password, user=candidate)
     except ValidationError as exc:
-        raise ApplicationError(ErrorCode.INVALID, " ".join(exc.messages), field="password") from exc
+        raise ApplicationError(
+            ErrorCode.WEAK_PASSWORD, " ".join(exc.messages), field="password"
+        ) from exc
     try:
         with transaction.atomic():
             user = User.objects.create_user(email, password, display_name=display_name.strip())

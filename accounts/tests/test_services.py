@@ -196,7 +196,7 @@ def test_token_is_stored_hashed_and_returned_once(world: World) -> None:
     ("scopes", "code"),
     [
         ([], ErrorCode.REQUIRED),
-        (["admin"], ErrorCode.INVALID),
+        (["admin"], ErrorCode.UNKNOWN_CHOICE),
         (["manage"], ErrorCode.PERMISSION_DENIED),
     ],
 )

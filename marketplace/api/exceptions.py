@@ -22,10 +22,29 @@ from config.errors import ApplicationError, ErrorCode
 NON_FIELD = "non_field_errors"
 
 
+# DRF's field codes that ErrorCode names differently; any other unlisted code is sent as
+# ``invalid``, so every error body's code is one the schema lists.
+_FRAMEWORK_CODES = {
+    "null_characters_not_allowed": ErrorCode.FORBIDDEN_CHARACTER,
+    "surrogate_characters_not_allowed": ErrorCode.FORBIDDEN_CHARACTER,
+    "max_string_length": ErrorCode.MAX_VALUE,
+    "overflow": ErrorCode.MAX_VALUE,
+    "does_not_exist": ErrorCode.NOT_FOUND,
+}
+
+
+def listed_code(code: str) -> ErrorCode:
+    """The ErrorCode for a code from a service or from the framework."""
+    try:
+        return ErrorCode(code)
+    except ValueError:
+        return _FRAMEWORK_CODES.get(code, ErrorCode.INVALID)
+
+
 def error_body(
     code: str, message: str, fields: dict[str, list[str]] | None = None
 ) -> dict[str, Any]:
-    return {"code": code, "message": message, "fields": fields or {}}
+    return {"code": listed_code(code).value, "message": message, "fields": fields or {}}
 
 
 def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
@@ -81,8 +100,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     """Render every known error in the one format; unknown exceptions stay 500s (and get fixed)."""
     if isinstance(exc, ApplicationError):
         fields = {exc.field: [exc.message]} if exc.field else {}
-        code = getattr(exc, "api_code", exc.code.value)  # idempotency conflicts name themselves
-        return Response(error_body(code, exc.message, fields), status=exc.http_status)
+        return Response(error_body(exc.code, exc.message, fields), status=exc.http_status)
     if isinstance(exc, DjangoValidationError):
         # A model or form validator reached from a service: still the client's input.
         messages = exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD: exc.messages}

@@ -45,9 +45,8 @@ Handler = TypeVar("Handler", bound=Callable[..., Response])
 class IdempotencyConflictError(ApplicationError):
     """A 409 with its own code, so clients can tell it from a market conflict."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(ErrorCode.CONFLICT, message, field=HEADER)
-        self.api_code = code
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(code, message, field=HEADER)
 
 
 def _caller(request: Request) -> str:
@@ -74,7 +73,7 @@ def _key(request: Request, raw: str) -> str:
 def _check_header(raw: str) -> None:
     if not raw or len(raw) > MAX_KEY_LENGTH or not raw.isprintable():
         raise ApplicationError(
-            ErrorCode.INVALID,
+            ErrorCode.INVALID_IDEMPOTENCY_KEY,
             f"The {HEADER} must be 1 to {MAX_KEY_LENGTH} printable characters.",
             field=HEADER,
         )
@@ -100,7 +99,7 @@ def idempotent(handler: Handler) -> Handler:
                 return _replay(stored, fingerprint)
             if not cache.add(key, running, timeout=LOCK_SECONDS):  # expired in between
                 raise IdempotencyConflictError(
-                    "idempotency_in_progress",
+                    ErrorCode.IDEMPOTENCY_IN_PROGRESS,
                     "A request with this Idempotency-Key is still being processed; retry shortly.",
                 )
         try:
@@ -125,12 +124,12 @@ def idempotent(handler: Handler) -> Handler:
 def _replay(stored: dict[str, Any], fingerprint: str) -> Response:
     if stored["status"] is None:
         raise IdempotencyConflictError(
-            "idempotency_in_progress",
+            ErrorCode.IDEMPOTENCY_IN_PROGRESS,
             "A request with this Idempotency-Key is still being processed; retry shortly.",
         )
     if stored["fingerprint"] != fingerprint:
         raise IdempotencyConflictError(
-            "idempotency_key_reused",
+            ErrorCode.IDEMPOTENCY_KEY_REUSED,
             "This Idempotency-Key was used with a different request; use a new key.",
         )
     return Response(stored["data"], status=stored["status"], headers={REPLAYED_HEADER: "true"})

@@ -8,11 +8,19 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
+from config.errors import MEANINGS, ErrorCode
+
+# Every code with its meaning: the schema lists them as the error body's ``code`` enum.
+ERROR_CODE_CHOICES = [(code.value, MEANINGS[code]) for code in ErrorCode]
+
 
 class ErrorSerializer(serializers.Serializer):
     """The body of every 4xx answer."""
 
-    code = serializers.CharField(help_text="A stable, machine-readable code, e.g. `over_capacity`.")
+    code = serializers.ChoiceField(
+        choices=ERROR_CODE_CHOICES,
+        help_text="A stable, machine-readable code (`config.errors.ErrorCode`).",
+    )
     message = serializers.CharField(help_text="A human-readable explanation.")
     fields = serializers.DictField(  # type: ignore[assignment] # the metaclass takes it
         child=serializers.ListField(child=serializers.CharField()),

@@ -32,6 +32,7 @@ from marketplace.ledger.models import MeterReading, Settlement
 from marketplace.models import Bid, Community, Interval, IntervalState, Posting, Trade, TradeSource
 from marketplace.oversight.selectors import Scope, community_sufficiency, default_scope
 from marketplace.selectors.board import my_bids, my_postings, my_trades
+from units import PRICE
 
 _MONEY = DecimalField(max_digits=24, decimal_places=7)
 _PEER = Q(trades__source__in=(TradeSource.BILATERAL, TradeSource.POOL))
@@ -206,7 +207,7 @@ def market_statistics(
                 self_sufficiency=row[4],
                 self_consumption=row[5],
                 average_p2p_price_per_kwh=(
-                    (value / volume).quantize(Decimal("0.0001")) if value and volume else None
+                    (value / volume).quantize(PRICE) if value and volume else None
                 ),
                 curtailed_kwh=trades["curtailed"] or Decimal("0.000"),
                 approved_members=members,

@@ -15,6 +15,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.models import TokenScope
+from config.fields import DecimalInput
 from marketplace.ledger.services.readings import MAX_ROWS
 from marketplace.models import (
     BidStatus,
@@ -29,6 +30,7 @@ from marketplace.models import (
     TradeSource,
 )
 from marketplace.selectors.board import BoardPosting
+from units import KW, KW_DIGITS, KWH, KWH_DIGITS, PRICE, PRICE_DIGITS
 
 MAX_ID = 2**63 - 1  # the database's bigint; larger ids cannot exist
 
@@ -39,16 +41,16 @@ def id_field(**kwargs: Any) -> serializers.IntegerField:
 
 def kwh_field(**kwargs: Any) -> serializers.DecimalField:
     """Energy in kWh as a decimal string, 3 places (as stored)."""
-    return serializers.DecimalField(max_digits=12, decimal_places=3, **kwargs)
+    return DecimalInput(step=KWH, max_digits=KWH_DIGITS, **kwargs)
 
 
 def price_field(**kwargs: Any) -> serializers.DecimalField:
     """Currency per kWh as a decimal string, 4 places (as stored)."""
-    return serializers.DecimalField(max_digits=10, decimal_places=4, **kwargs)
+    return DecimalInput(step=PRICE, max_digits=PRICE_DIGITS, **kwargs)
 
 
 def kw_field(**kwargs: Any) -> serializers.DecimalField:
-    return serializers.DecimalField(max_digits=10, decimal_places=3, **kwargs)
+    return DecimalInput(step=KW, max_digits=KW_DIGITS, **kwargs)
 
 
 # --- Who am I ---------------------------------------------------------------------------------
@@ -118,7 +120,7 @@ class MarketRulesUpdateSerializer(serializers.Serializer):
     market_structure = serializers.ChoiceField(choices=MarketStructure.choices, required=False)
     clearing_mechanism = serializers.ChoiceField(choices=ClearingMechanism.choices, required=False)
     pricing_rule = serializers.ChoiceField(choices=PricingRule.choices, required=False)
-    pricing_k = serializers.DecimalField(max_digits=4, decimal_places=3, required=False)
+    pricing_k = DecimalInput(step=Decimal("0.001"), max_digits=4, required=False)
     interval_minutes = serializers.IntegerField(min_value=0, max_value=10**6, required=False)
     gate_closure_lead_minutes = serializers.IntegerField(
         min_value=0, max_value=10**6, required=False
@@ -129,14 +131,10 @@ class MarketRulesUpdateSerializer(serializers.Serializer):
     retail_tariff = price_field(required=False)
     feed_in_tariff = price_field(required=False)
     fee_per_kwh = price_field(required=False)
-    voltage_min_pu = serializers.DecimalField(max_digits=4, decimal_places=3, required=False)
-    voltage_max_pu = serializers.DecimalField(max_digits=4, decimal_places=3, required=False)
-    max_line_loading_percent = serializers.DecimalField(
-        max_digits=5, decimal_places=1, required=False
-    )
-    max_trafo_loading_percent = serializers.DecimalField(
-        max_digits=5, decimal_places=1, required=False
-    )
+    voltage_min_pu = DecimalInput(step=Decimal("0.001"), max_digits=4, required=False)
+    voltage_max_pu = DecimalInput(step=Decimal("0.001"), max_digits=4, required=False)
+    max_line_loading_percent = DecimalInput(step=Decimal("0.1"), max_digits=5, required=False)
+    max_trafo_loading_percent = DecimalInput(step=Decimal("0.1"), max_digits=5, required=False)
     curtailment_policy = serializers.ChoiceField(choices=CurtailmentPolicy.choices, required=False)
     loss_price_per_kwh = price_field(required=False, allow_null=True)
     network_charge_rule = serializers.ChoiceField(choices=NetworkChargeRule.choices, required=False)
@@ -258,10 +256,6 @@ class BoardPostingSerializer(serializers.Serializer):
     best_bid_price_per_kwh = price_field(allow_null=True)
 
 
-_KWH = Decimal("0.001")
-_PRICE = Decimal("0.0001")
-
-
 def _iso(moment: datetime) -> str:
     text = moment.astimezone(UTC).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
@@ -278,12 +272,12 @@ def board_posting_data(row: BoardPosting) -> dict[str, Any]:
         "gate_closure_at": _iso(row.gate_closure_at),
         "side": row.side,
         "pseudonym": row.pseudonym,
-        "quantity_kwh": str(row.quantity_kwh.quantize(_KWH)),
-        "remaining_kwh": str(row.remaining_kwh.quantize(_KWH)),
-        "limit_price_per_kwh": str(row.limit_price_per_kwh.quantize(_PRICE)),
+        "quantity_kwh": str(row.quantity_kwh.quantize(KWH)),
+        "remaining_kwh": str(row.remaining_kwh.quantize(KWH)),
+        "limit_price_per_kwh": str(row.limit_price_per_kwh.quantize(PRICE)),
         "submitted_at": _iso(row.submitted_at),
         "pending_bids": row.pending_bids,
-        "best_bid_price_per_kwh": None if best is None else str(best.quantize(_PRICE)),
+        "best_bid_price_per_kwh": None if best is None else str(best.quantize(PRICE)),
     }
 
 

@@ -6,6 +6,7 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
 
+from config.errors import ErrorCode
 from marketplace.api import schema as _schema  # noqa: F401 - registers the bearer scheme
 from marketplace.api.exceptions import error_body
 from marketplace.api.views import (
@@ -27,7 +28,7 @@ app_name = "api"
 @csrf_exempt  # an unknown path is a 404 for every method, never a CSRF page
 def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
     """Unknown API paths answer in the API's error format, not with the site's HTML 404."""
-    return JsonResponse(error_body("not_found", "No such API endpoint."), status=404)
+    return JsonResponse(error_body(ErrorCode.NOT_FOUND, "No such API endpoint."), status=404)
 
 
 urlpatterns = [

@@ -22,12 +22,13 @@ import argparse
 import json
 import sys
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, NoReturn
 
 from marketplace.clearing import COMMUNITY_RULES, K_MECHANISMS, MECHANISMS, clear
 from marketplace.clearing.community_pricing import CommunitySettlement
 from marketplace.clearing.types import ClearingError, ClearingResult, Order, Side
+from units import UnitError, parse_decimal
 
 EXIT_BAD_INPUT = 2
 
@@ -42,12 +43,9 @@ def _decimal(value: object, what: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
         raise ClearingError(f"{what} must be a decimal string, got {json.dumps(value)}")
     try:
-        dec = Decimal(value)
-    except InvalidOperation:
-        raise ClearingError(f"{what} is not a decimal number: {value!r}") from None
-    if not dec.is_finite():
-        raise ClearingError(f"{what} must be finite, got {value!r}")
-    return dec
+        return parse_decimal(value)  # the steps are the book's to check, with its limits
+    except UnitError as exc:
+        raise ClearingError(f"{what}: {exc.message.lower()} (got {value!r})") from None
 
 
 def _position(index: int, raw: object) -> tuple[str, Side, Decimal]:

@@ -15,7 +15,15 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from marketplace.clearing.book import decimal_units, validate_order
-from marketplace.clearing.types import MAX_QUANTITY_KWH, ZERO, ClearingError, Match, Order, Side
+from marketplace.clearing.types import (
+    KWH_PLACES,
+    MAX_QUANTITY_KWH,
+    ZERO,
+    ClearingError,
+    Match,
+    Order,
+    Side,
+)
 
 
 def bilateral_accept(
@@ -36,7 +44,8 @@ def bilateral_accept(
         if bid.id in seen:
             raise ClearingError(f"duplicate bid id {bid.id!r}")
         seen.add(bid.id)
-    left = Decimal(decimal_units(remaining, 3, "remaining", limit=MAX_QUANTITY_KWH)).scaleb(-3)
+    milli = decimal_units(remaining, KWH_PLACES, "remaining", limit=MAX_QUANTITY_KWH)
+    left = Decimal(milli).scaleb(-KWH_PLACES)
     if left < 0 or left > posting.quantity:
         raise ClearingError(f"remaining {remaining} must be within [0, {posting.quantity}]")
 

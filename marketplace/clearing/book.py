@@ -29,8 +29,10 @@ import numpy as np
 import numpy.typing as npt
 
 from marketplace.clearing.types import (
+    KWH_PLACES,
     MAX_PRICE,
     MAX_QUANTITY_KWH,
+    PRICE_PLACES,
     ClearingError,
     Match,
     Order,
@@ -107,8 +109,8 @@ def validate_order(order: Order, index: int = 0) -> tuple[int, int, float]:
     if order.side not in (Side.BUY, Side.SELL):
         raise _fail(index, oid, f"unknown side {order.side!r}")
     try:
-        qty = decimal_units(order.quantity, 3, "quantity", limit=MAX_QUANTITY_KWH)
-        price = decimal_units(order.price, 4, "price", limit=MAX_PRICE)
+        qty = decimal_units(order.quantity, KWH_PLACES, "quantity", limit=MAX_QUANTITY_KWH)
+        price = decimal_units(order.price, PRICE_PLACES, "price", limit=MAX_PRICE)
     except ClearingError as exc:
         raise _fail(index, oid, str(exc)) from None
     if qty <= 0:
@@ -134,8 +136,8 @@ def _fast_columns(
     try:
         # Decimal arithmetic errors (e.g. scaling 1E+999999) and int64 overflow in np.array all
         # derive from ArithmeticError; the per-order path then reports them properly.
-        q_scaled = [o.quantity.scaleb(3) for o in orders]
-        p_scaled = [o.price.scaleb(4) for o in orders]
+        q_scaled = [o.quantity.scaleb(KWH_PLACES) for o in orders]
+        p_scaled = [o.price.scaleb(PRICE_PLACES) for o in orders]
         q_units = list(map(int, q_scaled))  # NaN/inf raise here
         p_units = list(map(int, p_scaled))
         # Elementwise Decimal == int in C: false if any value is off the 0.001 / 0.0001 grid.
@@ -159,9 +161,9 @@ def _fast_columns(
         return None
     if len(orders) and (
         qty.min() <= 0
-        or qty.max() > int(MAX_QUANTITY_KWH) * 1000
+        or qty.max() > int(MAX_QUANTITY_KWH) * 10**KWH_PLACES
         or price.min() < 0
-        or price.max() > int(MAX_PRICE) * 10_000
+        or price.max() > int(MAX_PRICE) * 10**PRICE_PLACES
     ):
         return None
     is_buy = np.array([s == Side.BUY for s in sides], dtype=np.bool_)
@@ -303,12 +305,12 @@ def cross(book: Book) -> Cross:
 
 def quantity_decimal(milli: int) -> Decimal:
     """milli-kWh -> kWh as a Decimal with 3 places."""
-    return Decimal(milli).scaleb(-3)
+    return Decimal(milli).scaleb(-KWH_PLACES)
 
 
 def price_decimal(ticks: int) -> Decimal:
     """Price ticks -> currency per kWh as a Decimal with 4 places."""
-    return Decimal(ticks).scaleb(-4)
+    return Decimal(ticks).scaleb(-PRICE_PLACES)
 
 
 def round_to_tick(ticks: Decimal) -> int:
@@ -372,4 +374,4 @@ def build_matches(
         if psd is None:
             psd = price_cache[ps] = price_decimal(ps)
         matches.append(Match(buy_orders[bi].id, sell_orders[si].id, qd, pbd, psd))
-    return tuple(matches), Decimal(welfare_units).scaleb(-7)
+    return tuple(matches), Decimal(welfare_units).scaleb(-(KWH_PLACES + PRICE_PLACES))

@@ -22,8 +22,10 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from marketplace.clearing.book import decimal_units
 from marketplace.clearing.types import (
+    KWH_PLACES,
     MAX_PRICE,
     MAX_QUANTITY_KWH,
+    PRICE_PLACES,
     ZERO,
     ClearingError,
     Order,
@@ -104,7 +106,7 @@ class _Position:
 
 def _tariff(value: object, name: str) -> Decimal:
     # On the price tick, every grid amount (kWh * tariff) is exact in the 1e-8 money unit.
-    if decimal_units(value, 4, name, limit=MAX_PRICE) < 0:
+    if decimal_units(value, PRICE_PLACES, name, limit=MAX_PRICE) < 0:
         raise ClearingError(f"{name} must be >= 0, got {value}")
     return Decimal(value)  # type: ignore[arg-type]  # decimal_units checked the type
 
@@ -128,7 +130,7 @@ def _positions(quantities: Sequence[Position]) -> list[_Position]:
                 f"position #{i} ({member_id!r}): unknown side {raw_side!r}"
             ) from None
         try:
-            milli = decimal_units(quantity, 3, "quantity", limit=MAX_QUANTITY_KWH)
+            milli = decimal_units(quantity, KWH_PLACES, "quantity", limit=MAX_QUANTITY_KWH)
         except ClearingError as exc:
             raise ClearingError(f"position #{i} ({member_id!r}): {exc}") from None
         if milli <= 0:
@@ -178,8 +180,8 @@ def _settle(
     supply = sum(p.milli for p in positions if p.side == Side.SELL)
     grid_import = max(demand - supply, 0)
     grid_export = max(supply - demand, 0)
-    grid_cost = Decimal(grid_import).scaleb(-3) * retail
-    grid_revenue = Decimal(grid_export).scaleb(-3) * feed_in
+    grid_cost = Decimal(grid_import).scaleb(-KWH_PLACES) * retail
+    grid_revenue = Decimal(grid_export).scaleb(-KWH_PLACES) * feed_in
     seller_units = _money_units(sellers_total)
     buyer_units = seller_units + _money_units(grid_cost) - _money_units(grid_revenue)
     # The derived buyer total differs from the rule's own figure by rounding only.
@@ -199,9 +201,9 @@ def _settle(
                 MemberSettlement(
                     member_id=p.member_id,
                     side=side,
-                    quantity=Decimal(p.milli).scaleb(-3),
-                    peer_quantity=Decimal(p.milli - g).scaleb(-3),
-                    grid_quantity=Decimal(g).scaleb(-3),
+                    quantity=Decimal(p.milli).scaleb(-KWH_PLACES),
+                    peer_quantity=Decimal(p.milli - g).scaleb(-KWH_PLACES),
+                    grid_quantity=Decimal(g).scaleb(-KWH_PLACES),
                     amount=Decimal(m).scaleb(-MONEY_PLACES),
                 )
             )
@@ -209,8 +211,8 @@ def _settle(
     return CommunitySettlement(
         rule=rule,
         members=tuple(members),
-        grid_import=Decimal(grid_import).scaleb(-3),
-        grid_export=Decimal(grid_export).scaleb(-3),
+        grid_import=Decimal(grid_import).scaleb(-KWH_PLACES),
+        grid_export=Decimal(grid_export).scaleb(-KWH_PLACES),
         grid_cost=grid_cost,
         grid_revenue=grid_revenue,
     )
@@ -224,8 +226,8 @@ def _prepare(
     if f > r:
         raise ClearingError(f"feed_in {f} must not exceed retail {r}")
     positions = _positions(quantities)
-    demand = Decimal(sum(p.milli for p in positions if p.side == Side.BUY)).scaleb(-3)
-    supply = Decimal(sum(p.milli for p in positions if p.side == Side.SELL)).scaleb(-3)
+    demand = Decimal(sum(p.milli for p in positions if p.side == Side.BUY)).scaleb(-KWH_PLACES)
+    supply = Decimal(sum(p.milli for p in positions if p.side == Side.SELL)).scaleb(-KWH_PLACES)
     return positions, r, f, demand, supply
 
 

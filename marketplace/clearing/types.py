@@ -7,12 +7,12 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
-# Energy is stored with 3 decimal places (Wh resolution) and prices with 4 (1/100 of a cent);
-# the cores work in integer multiples of these quanta so no float rounding reaches an amount.
-QUANTITY_QUANTUM = Decimal("0.001")
-PRICE_TICK = Decimal("0.0001")
-MILLI_PER_KWH = 1000
-TICKS_PER_UNIT = 10_000
+from units import KWH, PRICE, places
+
+# The cores work in integer multiples of the kWh and price steps (``units``: 3 and 4
+# decimal places), so no float rounding reaches an amount.
+KWH_PLACES = places(KWH)
+PRICE_PLACES = places(PRICE)
 
 # Sanity caps: far beyond any community interval, and small enough that integer cumulative sums
 # of a million orders stay well inside int64.

@@ -17,13 +17,14 @@ from django.db import models
 from django.utils.timezone import now
 
 from marketplace.models import energy_field, price_field
+from units import CENT, MONEY_DIGITS, places
 
 GENESIS_HASH = "0" * 64
 
 
 def money_field(**options: Any) -> models.DecimalField:
     """Money in the community's currency, to the minor unit (cents)."""
-    return models.DecimalField(max_digits=14, decimal_places=2, **options)
+    return models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=places(CENT), **options)
 
 
 class ReadingSource(models.TextChoices):

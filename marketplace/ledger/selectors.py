@@ -9,7 +9,8 @@ from decimal import Decimal
 
 from django.db.models import Q, QuerySet, Sum
 
-from accounts.models import Membership, MembershipRole, MembershipStatus, User
+from accounts import permissions
+from accounts.models import Membership, User
 from config.errors import ApplicationError, ErrorCode
 from marketplace.ledger.models import (
     EntryKind,
@@ -20,9 +21,9 @@ from marketplace.ledger.models import (
     TransactionKind,
 )
 from marketplace.models import Community, Interval
+from units import CENT, KWH
 
 ZERO = Decimal("0")
-CENT = Decimal("0.01")
 
 
 def money(total: Decimal | None) -> Decimal:
@@ -79,13 +80,8 @@ def statement_membership(
     """Whose statement ``viewer`` may see: their own; a manager of the community, any member's."""
     own = Membership.objects.filter(user=viewer, community=community).first()
     if pseudonym and (pseudonym != (own.pseudonym if own else None)):
-        manages = viewer.is_superuser or (
-            own is not None
-            and own.role == MembershipRole.MANAGER
-            and own.status == MembershipStatus.APPROVED
-        )
         target = Membership.objects.filter(community=community, pseudonym=pseudonym).first()
-        if not manages or target is None:
+        if target is None or not permissions.can_see_identities(viewer, community):
             # The same answer whether or not the member exists: pseudonyms are not probed.
             raise ApplicationError(ErrorCode.NOT_FOUND, "No such statement.")
         return target
@@ -155,7 +151,7 @@ class Statement:
 def month_bounds(community: Community, year: int, month: int) -> tuple[datetime, datetime]:
     """The month in the community's zone, as aware datetimes (compared in UTC by the database)."""
     if not 1 <= month <= 12 or not 2000 <= year <= 9999:
-        raise ApplicationError(ErrorCode.INVALID, "No such month.", field="month")
+        raise ApplicationError(ErrorCode.NO_SUCH_MONTH, "No such month.", field="month")
     zone = zoneinfo.ZoneInfo(community.timezone)
     start = datetime(year, month, 1, tzinfo=zone)
     end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=zone)
@@ -231,7 +227,7 @@ def member_statement(*, membership: Membership, year: int, month: int) -> Statem
             row.network_charges += amount
         elif kind == EntryKind.LOSSES:
             row.losses += amount
-            row.losses_kwh += (group["energy"] or ZERO).quantize(Decimal("0.001"))
+            row.losses_kwh += (group["energy"] or ZERO).quantize(KWH)
         elif kind in _IMBALANCE:
             row.imbalance += amount
         row.total += amount

@@ -39,7 +39,7 @@ def regulator_required(view: View) -> View:
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
-        if not (permissions.is_regulator(request.user) or permissions.is_superuser(request.user)):
+        if not permissions.can_read_dashboards(request.user):
             raise PermissionDenied("The dashboards are for regulators.")
         return view(request, *args, **kwargs)
 

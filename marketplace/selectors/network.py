@@ -16,8 +16,7 @@ from marketplace.models import (
     TradeSource,
 )
 from marketplace.services.network_charges import network_charge_per_kwh, side_uses
-
-PRICE_STEP = Decimal("0.0001")
+from units import PRICE
 
 
 def _network_use(community: Community) -> NetworkUse | None:
@@ -69,7 +68,7 @@ def expected_network_charges(
         rules = MarketRules(
             network_charge_rule=rule, network_tariff_per_kwh=tariff, fee_per_kwh=fee
         )
-        charges[pk] = network_charge_per_kwh(rules, mine).quantize(PRICE_STEP)
+        charges[pk] = network_charge_per_kwh(rules, mine).quantize(PRICE)
     return charges
 
 
@@ -81,5 +80,5 @@ def pool_network_charge(
     if rules.network_charge_rule == NetworkChargeRule.BY_USE and own_bus is not None:
         network = _network_use(community)
         if network is not None and own_bus in network.position:
-            use = Decimal(repr(network.head_use(own_bus))).quantize(PRICE_STEP)
-    return network_charge_per_kwh(rules, use).quantize(PRICE_STEP)
+            use = Decimal(repr(network.head_use(own_bus))).quantize(PRICE)
+    return network_charge_per_kwh(rules, use).quantize(PRICE)

@@ -22,10 +22,9 @@ from accounts.models import Membership
 from marketplace.ledger.models import EntryKind, LedgerEntry
 from marketplace.models import Bid, BidStatus, NetworkChargeRule, PostingStatus, Side, Trade
 from marketplace.selectors.board import my_trades
+from units import CENT, KWH
 
 ZERO = Decimal("0")
-KWH = Decimal("0.001")
-CENT = Decimal("0.01")
 
 
 def _kwh(value: Decimal | None) -> Decimal:

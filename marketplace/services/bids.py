@@ -42,8 +42,6 @@ from marketplace.models import (
     TradeSource,
 )
 from marketplace.services.board_checks import (
-    KWH,
-    PRICE,
     check_bid_price_meets_posting,
     check_capacity,
     check_interval_open,
@@ -56,6 +54,7 @@ from marketplace.services.board_checks import (
     opposite,
     to_decimal,
 )
+from units import KWH, PRICE
 
 
 def next_trade_sequence(interval_id: int, source: str) -> int:
@@ -100,7 +99,7 @@ def bid_create(
             )
         if interval.rules.market_structure == MarketStructure.POOL:
             raise ApplicationError(
-                ErrorCode.INVALID,
+                ErrorCode.BIDDING_NOT_ALLOWED,
                 "This community clears all orders in one pooled auction; post an order "
                 "instead of bidding.",
                 field="posting",
@@ -145,7 +144,9 @@ def _check_poster(posting: Posting, by_membership: Membership, action: str) -> N
 
 def _check_pending(bid: Bid, posting: Posting) -> None:
     if bid.posting_id != posting.pk:
-        raise ApplicationError(ErrorCode.INVALID, "This bid is on another posting.", field="bid")
+        raise ApplicationError(
+            ErrorCode.WRONG_POSTING, "This bid is on another posting.", field="bid"
+        )
     if bid.status != BidStatus.PENDING:
         raise ApplicationError(
             ErrorCode.INVALID_STATE,

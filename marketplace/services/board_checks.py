@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime
-from decimal import Context, Decimal, InvalidOperation
+from decimal import Context, Decimal
 
 from django.db import connection
 
@@ -24,9 +24,8 @@ from marketplace.models import (
     Side,
 )
 from marketplace.services.intervals import interval_is_open_for_orders
+from units import KWH, UnitError, parse_decimal
 
-KWH = Decimal("0.001")
-PRICE = Decimal("0.0001")
 ZERO = Decimal("0")
 
 
@@ -35,19 +34,11 @@ def opposite(side: str) -> Side:
 
 
 def to_decimal(value: object, *, field: str, quantum: Decimal) -> Decimal:
-    """Parse a quantity or price; floats are refused so no binary rounding reaches an amount."""
-    if isinstance(value, float | bool):
-        raise ApplicationError(ErrorCode.INVALID, "Give a decimal number.", field=field)
+    """Parse a quantity or price with the one parser (``units``)."""
     try:
-        number = Decimal(value)  # type: ignore[arg-type]
-    except (InvalidOperation, TypeError, ValueError):
-        raise ApplicationError(ErrorCode.INVALID, "Not a decimal number.", field=field) from None
-    if not number.is_finite():
-        raise ApplicationError(ErrorCode.INVALID, "Must be a finite number.", field=field)
-    if number != number.quantize(quantum):
-        places = -quantum.as_tuple().exponent  # type: ignore[operator]
-        raise ApplicationError(ErrorCode.INVALID, f"At most {places} decimal places.", field=field)
-    return number
+        return parse_decimal(value, step=quantum)
+    except UnitError as exc:
+        raise ApplicationError(ErrorCode(exc.code), exc.message, field=field) from None
 
 
 def check_member_may_trade(membership: Membership, *, field: str = "membership") -> None:
@@ -83,7 +74,7 @@ def check_same_community(membership: Membership, interval: Interval) -> None:
 def check_meter_point(membership: Membership, meter_point: MeterPoint) -> None:
     if meter_point.membership_id != membership.pk:
         raise ApplicationError(
-            ErrorCode.INVALID, "This meter point is not yours.", field="meter_point"
+            ErrorCode.NOT_OWN_METER_POINT, "This meter point is not yours.", field="meter_point"
         )
 
 

@@ -17,7 +17,7 @@ def _check_timezone(name: str) -> None:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
         raise ApplicationError(
-            ErrorCode.INVALID, f"Unknown time zone {name!r}.", field="timezone"
+            ErrorCode.UNKNOWN_CHOICE, f"Unknown time zone {name!r}.", field="timezone"
         ) from exc
 
 

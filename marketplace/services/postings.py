@@ -19,8 +19,6 @@ from marketplace.lock_objects import (
 )
 from marketplace.models import Bid, BidStatus, Interval, Posting, PostingStatus, Side
 from marketplace.services.board_checks import (
-    KWH,
-    PRICE,
     check_capacity,
     check_interval_open,
     check_member_may_trade,
@@ -30,6 +28,7 @@ from marketplace.services.board_checks import (
     check_same_community,
     to_decimal,
 )
+from units import KWH, PRICE
 
 
 def posting_create(
@@ -52,7 +51,7 @@ def posting_create(
     """
     now = now or timezone.now()
     if side not in Side.values:
-        raise ApplicationError(ErrorCode.INVALID, "Choose buy or sell.", field="side")
+        raise ApplicationError(ErrorCode.UNKNOWN_CHOICE, "Choose buy or sell.", field="side")
     quantity = to_decimal(quantity_kwh, field="quantity_kwh", quantum=KWH)
     price = to_decimal(limit_price_per_kwh, field="limit_price_per_kwh", quantum=PRICE)
     check_quantity_positive(quantity)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from django.db import models, transaction
@@ -40,6 +40,7 @@ from marketplace.models import (
     NetworkChargeRule,
     PricingRule,
 )
+from units import UnitError, parse_decimal
 
 # The fields a manager may change; everything else (community, created_at, ...) is bookkeeping.
 EDITABLE_FIELDS: tuple[str, ...] = (
@@ -89,35 +90,30 @@ def _fail(field: str, message: str, code: ErrorCode = ErrorCode.OUT_OF_RANGE) ->
 
 def _decimal(field: str, value: Any) -> Decimal:
     """A Decimal with no more places than the model field stores; floats are refused."""
-    if isinstance(value, float | bool):
-        raise _fail(field, "Give a decimal number (as text or Decimal).", ErrorCode.INVALID)
-    try:
-        number = Decimal(value)
-    except (InvalidOperation, TypeError, ValueError):
-        raise _fail(field, "Not a decimal number.", ErrorCode.INVALID) from None
-    if not number.is_finite():
-        raise _fail(field, "Must be a finite number.", ErrorCode.INVALID)
     places = MarketRules._meta.get_field(field).decimal_places  # type: ignore[union-attr]
-    if number != number.quantize(Decimal(1).scaleb(-places)):
-        raise _fail(field, f"At most {places} decimal places.", ErrorCode.INVALID)
-    return number
+    try:
+        return parse_decimal(value, step=Decimal(1).scaleb(-places))
+    except UnitError as exc:
+        raise _fail(field, exc.message, ErrorCode(exc.code)) from None
 
 
 def _normalise(changes: dict[str, Any]) -> dict[str, Any]:
     clean: dict[str, Any] = {}
     for field, value in changes.items():
         if field not in EDITABLE_FIELDS:
-            raise _fail(field, "This is not a market rule that can be edited.", ErrorCode.INVALID)
+            raise _fail(
+                field, "This is not a market rule that can be edited.", ErrorCode.NOT_EDITABLE
+            )
         if field in NULLABLE_FIELDS and value in (None, ""):
             clean[field] = None
         elif field in _CHOICES:
             if value not in _CHOICES[field].values:
                 allowed = ", ".join(_CHOICES[field].values)
-                raise _fail(field, f"Choose one of: {allowed}.", ErrorCode.INVALID)
+                raise _fail(field, f"Choose one of: {allowed}.", ErrorCode.UNKNOWN_CHOICE)
             clean[field] = str(value)
         elif field in _INTEGER_FIELDS:
             if isinstance(value, bool) or not isinstance(value, int):
-                raise _fail(field, "Give a whole number.", ErrorCode.INVALID)
+                raise _fail(field, "Give a whole number.", ErrorCode.NOT_AN_INTEGER)
             clean[field] = value
         else:
             clean[field] = _decimal(field, value)
@@ -177,7 +173,7 @@ def check_market_rules(values: dict[str, Any]) -> None:
         raise _fail(
             "pricing_rule",
             "k-pricing applies to the uniform-price and discriminatory auctions only.",
-            ErrorCode.INVALID,
+            ErrorCode.INCONSISTENT_RULES,
         )
 
 

@@ -18,21 +18,21 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import permissions
+from accounts.access import access_meter_point
 from accounts.models import MeterPoint
-from config.errors import ApplicationError
+from config.errors import ApplicationError, ObjectNotFoundError
+from marketplace.access import access_bid, access_interval, access_posting
 from marketplace.forms import AcceptForm, BidForm, ModifyForm, PostingForm, add_service_error
 from marketplace.models import (
-    Bid,
     BidStatus,
     Interval,
     IntervalState,
-    Posting,
     PostingStatus,
     Side,
 )
@@ -275,11 +275,11 @@ def _refuse_trading(form: forms.Form | None, member: MemberView) -> BoardInput:
 
 
 def _own_meter_point(member: MemberView, pk: int) -> MeterPoint | None:
-    return (
-        permissions.visible_meter_points(member.user)
-        .filter(membership=member.membership, pk=pk)
-        .first()
-    )
+    """The member's meter point in this community, or None for the form to say so."""
+    try:
+        return access_meter_point(member.user, pk, membership=member.membership)
+    except ObjectNotFoundError:
+        return None
 
 
 def _kwh(value: Decimal) -> str:
@@ -299,11 +299,12 @@ def posting_new(request: HttpRequest, slug: str) -> HttpResponse:
         return _render_board(request, member, given, status=403)
     if form.is_valid():
         data = form.cleaned_data
-        interval = (
-            Interval.objects.filter(community=member.community, pk=data["interval"])
-            .select_related("rules")
-            .first()
-        )
+        try:
+            interval: Interval | None = access_interval(
+                community=member.community, pk=data["interval"]
+            )
+        except ObjectNotFoundError:
+            interval = None
         meter_point = _own_meter_point(member, data["meter_point"])
         if interval is None:
             form.add_error("interval", "Choose one of the community's upcoming intervals.")
@@ -339,9 +340,7 @@ def bid_new(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     member = member_view(request, slug)
     if isinstance(member, HttpResponse):
         return member
-    posting = get_object_or_404(
-        Posting.objects.select_related("interval"), pk=pk, interval__community=member.community
-    )
+    posting = access_posting(community=member.community, pk=pk)
     form = BidForm(request.POST, auto_id=f"id_bid{pk}_%s")
     given = BoardInput(bid_form=(pk, form))
     if not member.may_trade:
@@ -403,7 +402,7 @@ def posting_cancel_view(request: HttpRequest, slug: str, pk: int) -> HttpRespons
     member = member_view(request, slug)
     if isinstance(member, HttpResponse):
         return member
-    posting = get_object_or_404(Posting, pk=pk, interval__community=member.community)
+    posting = access_posting(community=member.community, pk=pk)
 
     def cancel() -> str:
         posting_cancel(posting=posting, by_membership=member.membership)
@@ -418,7 +417,7 @@ def posting_modify_view(request: HttpRequest, slug: str, pk: int) -> HttpRespons
     member = member_view(request, slug)
     if isinstance(member, HttpResponse):
         return member
-    posting = get_object_or_404(Posting, pk=pk, interval__community=member.community)
+    posting = access_posting(community=member.community, pk=pk)
     form = ModifyForm(request.POST, auto_id=f"id_modify{pk}_%s")
     given = BoardInput(modify_form=(pk, form))
     if not member.may_trade:
@@ -452,21 +451,13 @@ def posting_modify_view(request: HttpRequest, slug: str, pk: int) -> HttpRespons
     )
 
 
-def _community_bid(member: MemberView, pk: int) -> Bid:
-    return get_object_or_404(
-        Bid.objects.select_related("posting"),
-        pk=pk,
-        posting__interval__community=member.community,
-    )
-
-
 @login_required
 @require_POST
 def bid_accept_view(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     member = member_view(request, slug)
     if isinstance(member, HttpResponse):
         return member
-    bid = _community_bid(member, pk)
+    bid = access_bid(community=member.community, pk=pk)
     form = AcceptForm(request.POST, auto_id=f"id_accept{pk}_%s")
     form.is_valid()  # one optional text field: always valid; the service parses it
 
@@ -487,7 +478,7 @@ def bid_reject_view(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     member = member_view(request, slug)
     if isinstance(member, HttpResponse):
         return member
-    bid = _community_bid(member, pk)
+    bid = access_bid(community=member.community, pk=pk)
 
     def reject() -> str:
         bid_reject(bid=bid, by_membership=member.membership)
@@ -502,7 +493,7 @@ def bid_withdraw_view(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     member = member_view(request, slug)
     if isinstance(member, HttpResponse):
         return member
-    bid = _community_bid(member, pk)
+    bid = access_bid(community=member.community, pk=pk)
 
     def withdraw() -> str:
         bid_withdraw(bid=bid, by_membership=member.membership)

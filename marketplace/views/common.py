@@ -7,10 +7,11 @@ import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 
 from accounts import permissions
+from accounts.access import access_own_membership
 from accounts.models import Membership, MembershipStatus, User
 from marketplace.models import Community, Interval
 
@@ -43,21 +44,16 @@ def member_view(request: HttpRequest, slug: str) -> MemberView | HttpResponse:
     a pending or rejected applicant gets the page that explains their state.
     """
     user = current_user(request)
-    community = get_object_or_404(Community, slug=slug)
-    if not permissions.can_read_own_history(user, community):
-        membership = permissions.membership_of(user, community)
-        if membership is None:
-            raise Http404("No such community.")
+    membership = access_own_membership(user, community_slug=slug)
+    if not permissions.membership_reads_history(membership):
         return render(
             request,
             "marketplace/not_yet_member.html",
             {"memberships": [membership]},
             status=403,
         )
-    membership = permissions.membership_of(user, community)
-    assert membership is not None  # can_read_own_history implies a membership
-    membership.community = community  # already loaded; saves selectors a query per page
-    may_trade = permissions.can_trade(user, community)
+    community = membership.community
+    may_trade = permissions.membership_may_trade(membership)
     refusal = ""
     if not may_trade:
         refusal = (

@@ -15,7 +15,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.models import MeterPoint, TokenScope, User
+from accounts.models import TokenScope, User
 from accounts.permissions import HasTokenScope
 from config.errors import ApplicationError, ErrorCode
 from marketplace.api import schema
@@ -63,7 +63,9 @@ class ApiView(GenericAPIView):
         for name, values in request.query_params.lists():
             if "\x00" in name or any("\x00" in value for value in values):
                 raise ApplicationError(
-                    ErrorCode.INVALID, "Query parameters cannot contain NUL.", field=name[:50]
+                    ErrorCode.FORBIDDEN_CHARACTER,
+                    "Query parameters cannot contain NUL.",
+                    field=name[:50],
                 )
 
     def validated_query(self, serializer_class: type[serializers.Serializer]) -> dict[str, Any]:
@@ -89,20 +91,3 @@ class FilteredListView(ApiView):
     def list(self, request: Request, **ctx: Any) -> Response:
         rows = self.filter_queryset(self.get_queryset())
         return self.paginated(rows, self.serializer_class, **ctx)
-
-
-def own_meter_point(user: User, pk: int) -> Any:
-    """The caller's meter point; someone else's is reported exactly like a missing one."""
-    # order_by(): a pk lookup needs no ordering, and the model's default one joins through
-    # membership and community on every order post.
-    meter_point = (
-        MeterPoint.objects.filter(pk=pk, membership__user=user)
-        .select_related("membership")
-        .order_by()
-        .first()
-    )
-    if meter_point is None:
-        raise ApplicationError(
-            ErrorCode.NOT_FOUND, "You have no meter point with this id.", field="meter_point"
-        )
-    return meter_point

@@ -11,6 +11,7 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.access import access_meter_point
 from accounts.models import Membership, TokenScope, User
 from config.errors import ApplicationError, ErrorCode
 from marketplace.api import filters, schema
@@ -21,7 +22,6 @@ from marketplace.api.views.base import (
     IDEMPOTENT,
     ApiView,
     FilteredListView,
-    own_meter_point,
     request_user,
 )
 from marketplace.models import Bid, Posting
@@ -60,7 +60,7 @@ class BidListView(FilteredListView):
         posting = Posting.objects.filter(pk=data["posting"]).select_related("interval").first()
         if posting is None:
             raise ApplicationError(ErrorCode.NOT_FOUND, "No such posting.", field="posting")
-        meter_point = own_meter_point(request_user(request), data["meter_point"])
+        meter_point = access_meter_point(request_user(request), data["meter_point"])
         bid = bid_create(
             membership=meter_point.membership,
             meter_point=meter_point,

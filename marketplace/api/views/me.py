@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Membership
-from accounts.permissions import request_scopes
+from accounts.permissions import AnyScope, request_scopes
 from marketplace.api import schema
 from marketplace.api import serializers as s
 from marketplace.api.views.base import ApiView, request_user
@@ -18,7 +18,7 @@ class MeView(ApiView):
     """Any valid token may ask who it is and what it may do, whatever its scopes."""
 
     def get_permissions(self) -> list[BasePermission]:
-        return [IsAuthenticated()]
+        return [IsAuthenticated(), AnyScope()]
 
     @extend_schema(
         operation_id="me", summary="The caller, their memberships and this request's scopes",

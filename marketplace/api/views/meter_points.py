@@ -11,10 +11,10 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.models import Membership, MeterPoint, TokenScope, User
+from accounts.access import access_own_membership
+from accounts.models import MeterPoint, TokenScope, User
 from accounts.permissions import CanSendMeterReadings
 from accounts.services import meter_point_register
-from config.errors import ApplicationError, ErrorCode
 from marketplace.api import filters, schema
 from marketplace.api import serializers as s
 from marketplace.api.idempotency import idempotent
@@ -54,15 +54,7 @@ class MeterPointListView(FilteredListView):
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
         user = request_user(request)
-        membership = (
-            Membership.objects.filter(user=user, community__slug=data.pop("community"))
-            .select_related("community")
-            .first()
-        )
-        if membership is None:
-            raise ApplicationError(
-                ErrorCode.NOT_FOUND, "You are not a member of this community.", field="community"
-            )
+        membership = access_own_membership(user, community_slug=data.pop("community"))
         meter_point = meter_point_register(membership=membership, registered_by=user, **data)
         meter_point.membership = membership
         return Response(s.MeterPointSerializer(meter_point).data, status=status.HTTP_201_CREATED)

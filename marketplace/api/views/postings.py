@@ -11,6 +11,7 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.access import access_meter_point
 from accounts.models import TokenScope, User
 from config.errors import ApplicationError, ErrorCode
 from marketplace.api import filters, schema
@@ -21,7 +22,6 @@ from marketplace.api.views.base import (
     IDEMPOTENT,
     ApiView,
     FilteredListView,
-    own_meter_point,
     request_user,
 )
 from marketplace.models import Interval, Posting
@@ -58,7 +58,7 @@ class PostingListView(FilteredListView):
         body = s.PostingCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        meter_point = own_meter_point(request_user(request), data["meter_point"])
+        meter_point = access_meter_point(request_user(request), data["meter_point"])
         try:
             # The service locks the interval by its id first thing; reading it here as well
             # would cost the hot path a query, so a missing one is reported from the lock.

@@ -84,7 +84,7 @@ class StatementMonthView(_StatementView):
     def get(self, request: Request, slug: str, year: int, month: int) -> Response:
         if not 2000 <= year <= 9000:
             # Months near year 9999 have no end the calendar can express.
-            raise ApplicationError(ErrorCode.INVALID, "No such month.", field="year")
+            raise ApplicationError(ErrorCode.NO_SUCH_MONTH, "No such month.", field="year")
         membership = self.membership(slug)
         statement = member_statement(membership=membership, year=year, month=month)
         return Response(s.StatementSerializer(statement).data)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.permissions import readable_communities
+from accounts.access import access_community
 from marketplace.api import schema
 from marketplace.api import serializers as s
 from marketplace.api.selectors import market_statistics
@@ -28,9 +27,7 @@ class StatisticsView(ApiView):
         query = self.validated_query(s.StatisticsQuerySerializer)
         community = None
         if "community" in query:
-            community = get_object_or_404(
-                readable_communities(request_user(request)), slug=query["community"]
-            )
+            community = access_community(request_user(request), query["community"])
         rows = market_statistics(
             user=request_user(request),
             community=community,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
@@ -26,16 +26,14 @@ from marketplace.ledger.models import (
     TransactionKind,
 )
 from marketplace.models import Community, Interval
+from units import CENT, KWH, PRICE, quantize
 
-CENT = Decimal("0.01")
-KWH = Decimal("0.001")
-PRICE = Decimal("0.0001")
 ZERO = Decimal("0")
 
 
 def to_cents(amount: Decimal) -> Decimal:
     """Quantise to the minor unit; half-even is symmetric, so a line and its mirror still cancel."""
-    return amount.quantize(CENT, rounding=ROUND_HALF_EVEN)
+    return quantize(amount, CENT)
 
 
 @dataclass(frozen=True)
@@ -91,12 +89,12 @@ def ledger_post(
     exact_total = sum((line.amount for line in lines), ZERO)
     if exact_total != ZERO:
         raise ApplicationError(
-            ErrorCode.INVALID, f"Ledger lines must balance; they sum to {exact_total}."
+            ErrorCode.UNBALANCED_LEDGER, f"Ledger lines must balance; they sum to {exact_total}."
         )
     for line in lines:
         if line.account.community_id != community.pk:
             raise ApplicationError(
-                ErrorCode.INVALID, "A ledger line names another community's account."
+                ErrorCode.UNBALANCED_LEDGER, "A ledger line names another community's account."
             )
     at = now or timezone.now()
     with transaction.atomic():

@@ -14,7 +14,7 @@ import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import IO, Any
 
 from django.db import transaction
@@ -24,7 +24,7 @@ from django.utils.dateparse import parse_datetime
 from accounts.models import Membership, MembershipRole, MembershipStatus, MeterPoint, User
 from config.errors import ApplicationError, ErrorCode
 from marketplace.ledger.models import MeterReading, ReadingSource
-from marketplace.ledger.services.ledger import KWH, ZERO
+from marketplace.ledger.services.ledger import ZERO
 from marketplace.ledger.services.settlement import (
     confirmed_trades,
     expected_meter_points,
@@ -32,6 +32,7 @@ from marketplace.ledger.services.settlement import (
     settlement_adjust,
 )
 from marketplace.models import Community, Interval
+from units import KWH, UnitError, parse_decimal
 
 CSV_COLUMNS = ("meter_point", "interval_start", "imported_kwh", "exported_kwh")
 MAX_ROWS = 50_000  # one month of 15-minute readings for about 17 meter points
@@ -73,20 +74,19 @@ class _RefusedError(Exception):
 
 
 def _energy(value: object, name: str) -> Decimal:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None:
         raise _RefusedError(ErrorCode.REQUIRED, f"{name} is missing.")
-    if isinstance(value, float):
-        value = repr(value)  # the shortest text that round-trips, not the binary expansion
     try:
-        number = Decimal(str(value).strip())
-    except (InvalidOperation, ValueError) as exc:
-        raise _RefusedError(ErrorCode.INVALID, f"{name} is not a number: {value!r}.") from exc
-    if not number.is_finite():
-        raise _RefusedError(ErrorCode.INVALID, f"{name} is not a number: {value!r}.")
+        number = parse_decimal(value, step=KWH)
+    except UnitError as exc:
+        reason = (
+            f"{name} is not a number: {value!r}."
+            if exc.code == ErrorCode.NOT_A_NUMBER
+            else f"{name}: {exc.message} (got {value!r})"
+        )
+        raise _RefusedError(ErrorCode(exc.code), reason) from None
     if number < 0:
         raise _RefusedError(ErrorCode.OUT_OF_RANGE, f"{name} must not be negative ({number}).")
-    if number != number.quantize(KWH):
-        raise _RefusedError(ErrorCode.INVALID, f"{name} has more than 3 decimal places ({number}).")
     return number.quantize(KWH)
 
 
@@ -98,13 +98,13 @@ def _start(value: object) -> datetime:
         parsed = parse_datetime(text) if text else None
         if parsed is None:
             raise _RefusedError(
-                ErrorCode.INVALID, f"interval_start is not a date and time: {text!r}."
+                ErrorCode.BAD_DATETIME, f"interval_start is not a date and time: {text!r}."
             )
         moment = parsed
     if timezone.is_naive(moment):
         # A local wall-clock time is ambiguous on daylight-saving days; readings are UTC.
         raise _RefusedError(
-            ErrorCode.INVALID, "interval_start needs a time zone, e.g. 2026-06-01T10:00:00Z."
+            ErrorCode.BAD_DATETIME, "interval_start needs a time zone, e.g. 2026-06-01T10:00:00Z."
         )
     return moment.astimezone(UTC)
 
@@ -153,7 +153,7 @@ def _record(
                 try:
                     interval_pk = int(str(data["interval"]))
                 except ValueError as exc:
-                    raise _RefusedError(ErrorCode.INVALID, "interval is not an id.") from exc
+                    raise _RefusedError(ErrorCode.NOT_AN_INTEGER, "interval is not an id.") from exc
                 interval_cache[lookup] = (
                     Interval.objects.select_related("rules")
                     .filter(pk=interval_pk, community_id=community_id)
@@ -321,13 +321,13 @@ def meter_readings_import_csv(
         text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:
         raise ApplicationError(
-            ErrorCode.INVALID, "The file is not UTF-8 text.", field="file"
+            ErrorCode.NOT_UTF8, "The file is not UTF-8 text.", field="file"
         ) from exc
     reader = csv.DictReader(io.StringIO(text))
     header = [name.strip() for name in reader.fieldnames or []]
     if not set(CSV_COLUMNS) <= set(header):
         raise ApplicationError(
-            ErrorCode.INVALID,
+            ErrorCode.BAD_CSV_HEADER,
             f"The first line must name the columns {', '.join(CSV_COLUMNS)}.",
             field="file",
         )

@@ -53,8 +53,6 @@ from marketplace.ledger.models import (
     TransactionKind,
 )
 from marketplace.ledger.services.ledger import (
-    CENT,
-    KWH,
     ZERO,
     LedgerLine,
     ledger_account_for_community,
@@ -70,6 +68,7 @@ from marketplace.models import (
     TradeSource,
 )
 from marketplace.services.network_charges import network_charge_per_kwh
+from units import CENT, KWH
 
 # How long after an interval ends settlement waits for missing readings before it estimates
 # them from the confirmed schedule (and flags the settlement as estimated).

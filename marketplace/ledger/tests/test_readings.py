@@ -54,11 +54,11 @@ def test_csv_reports_bad_rows_and_keeps_good_ones(community, intervals, alice, b
         4: (False, "not_found"),  # unknown meter point
         5: (False, "not_found"),  # another community's meter point is unknown here
         6: (False, "out_of_range"),  # negative
-        7: (False, "invalid"),  # not a number
+        7: (False, "not_a_number"),
         8: (False, "not_found"),  # no such interval
         9: (False, "over_capacity"),  # beyond 20 kW x 0.25 h
         10: (True, ""),
-        11: (False, "invalid"),  # no time zone
+        11: (False, "bad_datetime"),  # no time zone
     }
     assert "capacity" in report.rows[7].reason
     assert "5.000 kWh" in report.rows[7].reason

@@ -11,7 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.test import APIRequestFactory
+from rest_framework.views import APIView
 
+from accounts import permissions
+from accounts.models import TokenScope
+from marketplace.api import urls as api_urls
 from marketplace.tests.api.conftest import ROLES, Api, posting_body
 
 pytestmark = pytest.mark.django_db
@@ -299,3 +306,68 @@ def test_writes_for_every_role(
         posting, bid = _fresh_posting_with_bid(api)  # each role acts on untouched objects
         got[role] = call(api, role, posting, bid).status_code
     assert got == expected
+
+
+# --- Every view declares its permission ---------------------------------------------------------
+WRITE_RULES = (
+    permissions.IsApprovedMember,
+    permissions.IsCommunityManager,
+    permissions.CanSendMeterReadings,
+)
+RULES = (
+    permissions.AnyScope,
+    permissions.HasTokenScope,
+    permissions.CanReadMarket,
+    permissions.IsRegulator,
+    *WRITE_RULES,
+)
+
+
+def _api_routes() -> list[tuple[str, type[APIView], str]]:
+    routes = []
+    for pattern in api_urls.urlpatterns:
+        view_class = getattr(pattern.callback, "cls", None)
+        if view_class is None:
+            continue  # the JSON 404 for unknown paths
+        for method in ("get", "post", "patch", "put", "delete"):
+            if hasattr(view_class, method):
+                routes.append((str(pattern.pattern), view_class, method.upper()))
+    return routes
+
+
+@pytest.mark.parametrize(
+    ("route", "view_class", "method"),
+    _api_routes(),
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_every_api_view_declares_a_permission(
+    route: str, view_class: type[APIView], method: str
+) -> None:
+    """Each endpoint's permissions name a rule of accounts.permissions, and a write never falls
+    back to the `read` scope: a new view that forgets to say what it needs fails here."""
+    view = view_class()
+    view.request = Request(getattr(APIRequestFactory(), method.lower())("/"))
+    view.kwargs = {}
+    checks = view.get_permissions()
+    assert any(isinstance(check, IsAuthenticated) for check in checks), route
+    assert any(isinstance(check, RULES) for check in checks), route
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return
+    writes = [
+        check
+        for check in checks
+        if isinstance(check, WRITE_RULES)
+        or (isinstance(check, permissions.HasTokenScope) and check.scope != TokenScope.READ.value)
+    ]
+    assert writes, f"{method} {route} needs a write scope or rule"
+
+
+def test_the_permission_check_fails_for_a_view_without_a_rule() -> None:
+    """The check above is not vacuous: a view on DRF's defaults is caught."""
+
+    class Bare(APIView):
+        def post(self, request: Request) -> None: ...
+
+    view = Bare()
+    view.request = Request(APIRequestFactory().post("/"))
+    assert not any(isinstance(check, RULES) for check in view.get_permissions())

@@ -91,7 +91,7 @@ def test_bid_capacity_on_the_bidders_side(alice, bob, carol, interval):
 
 def test_bid_meter_point_and_interval(alice, bob, interval):
     offer = post(alice, interval)
-    with refused(ErrorCode.INVALID, "meter_point"):
+    with refused(ErrorCode.NOT_OWN_METER_POINT, "meter_point"):
         bid(type(bob)(bob.membership, alice.meter_point), offer)
     with refused(ErrorCode.INTERVAL_CLOSED, "interval"):
         bid(bob, offer, now=interval.gate_closure_at)
@@ -102,7 +102,7 @@ def test_no_bids_in_a_pool_market(db):
     interval = open_interval(community)
     seller, buyer = member(community), member(community)
     offer = post(seller, interval)
-    with refused(ErrorCode.INVALID, "posting"):
+    with refused(ErrorCode.BIDDING_NOT_ALLOWED, "posting"):
         bid(buyer, offer)
 
 

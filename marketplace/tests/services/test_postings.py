@@ -93,9 +93,9 @@ def test_quantity_must_be_positive(alice, interval, quantity):
 
 
 def test_quantity_resolution_and_floats(alice, interval):
-    with refused(ErrorCode.INVALID, "quantity_kwh"):
+    with refused(ErrorCode.TOO_PRECISE, "quantity_kwh"):
         post(alice, interval, quantity="1.0001")
-    with refused(ErrorCode.INVALID, "limit_price_per_kwh"):
+    with refused(ErrorCode.NOT_A_NUMBER, "limit_price_per_kwh"):
         posting_create(
             membership=alice.membership,
             meter_point=alice.meter_point,
@@ -156,7 +156,7 @@ def test_floor_and_cap_are_inclusive(alice, interval):
 
 
 def test_meter_point_must_be_the_members(alice, bob, interval):
-    with refused(ErrorCode.INVALID, "meter_point"):
+    with refused(ErrorCode.NOT_OWN_METER_POINT, "meter_point"):
         posting_create(
             membership=alice.membership,
             meter_point=bob.meter_point,
@@ -169,7 +169,7 @@ def test_meter_point_must_be_the_members(alice, bob, interval):
 
 
 def test_side_must_be_buy_or_sell(alice, interval):
-    with refused(ErrorCode.INVALID, "side"):
+    with refused(ErrorCode.UNKNOWN_CHOICE, "side"):
         post(alice, interval, side="hold")
 
 

@@ -41,11 +41,11 @@ D = Decimal
          ErrorCode.OUT_OF_RANGE),
         ({"gate_closure_lead_minutes": 120}, "gate_closure_lead_minutes", ErrorCode.OUT_OF_RANGE),
         ({"pricing_rule": "k", "clearing_mechanism": "pay-as-bid"}, "pricing_rule",
-         ErrorCode.INVALID),
-        ({"market_structure": "anarchy"}, "market_structure", ErrorCode.INVALID),
-        ({"price_cap": 0.4}, "price_cap", ErrorCode.INVALID),
-        ({"price_cap": D("0.12345")}, "price_cap", ErrorCode.INVALID),
-        ({"created_at": None}, "created_at", ErrorCode.INVALID),
+         ErrorCode.INCONSISTENT_RULES),
+        ({"market_structure": "anarchy"}, "market_structure", ErrorCode.UNKNOWN_CHOICE),
+        ({"price_cap": 0.4}, "price_cap", ErrorCode.NOT_A_NUMBER),
+        ({"price_cap": D("0.12345")}, "price_cap", ErrorCode.TOO_PRECISE),
+        ({"created_at": None}, "created_at", ErrorCode.NOT_EDITABLE),
     ],
 )  # fmt: skip
 def test_rules_validation(db, changes, field, code):
