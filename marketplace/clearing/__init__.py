@@ -27,7 +27,6 @@ from marketplace.clearing.order_reduction import order_trade_reduction
 from marketplace.clearing.pay_as_bid import pay_as_bid
 from marketplace.clearing.trade_reduction import trade_reduction
 from marketplace.clearing.types import (
-    PRICE_TICK,
     ClearingError,
     ClearingResult,
     GridTrade,
@@ -41,7 +40,6 @@ __all__ = [
     "COMMUNITY_RULES",
     "K_MECHANISMS",
     "MECHANISMS",
-    "PRICE_TICK",
     "TRUTHFUL",
     "ClearingError",
     "ClearingResult",

@@ -52,7 +52,6 @@ from config.errors import ApplicationError, ErrorCode
 from marketplace.clearing import (
     COMMUNITY_RULES,
     K_MECHANISMS,
-    PRICE_TICK,
     ClearingResult,
     Order,
     bilateral_accept,
@@ -79,6 +78,7 @@ from marketplace.models import (
     TradeSource,
 )
 from marketplace.services.bids import next_trade_sequence
+from units import PRICE
 
 ZERO = Decimal("0")
 _POSTING_FIELDS = (
@@ -435,7 +435,7 @@ def _pooled_bid_fills(
 
 
 def _tick(price: Decimal | None, rounding: str) -> Decimal:
-    return (price or ZERO).quantize(PRICE_TICK, rounding=rounding)
+    return (price or ZERO).quantize(PRICE, rounding=rounding)
 
 
 def _community_step(

@@ -99,7 +99,7 @@ def test_refusals_name_the_field():
         posting_modify(
             posting=offer, by_membership=seller.membership, limit_price_per_kwh="0.9", now=LATER
         )
-    with refused(ErrorCode.INVALID, "quantity_kwh"):
+    with refused(ErrorCode.TOO_PRECISE, "quantity_kwh"):
         posting_modify(
             posting=offer, by_membership=seller.membership, quantity_kwh="1.0001", now=LATER
         )
