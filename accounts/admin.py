@@ -26,6 +26,7 @@ from accounts.admin_scoping import CommunityScopedAdmin, CommunityScopedInline
 from accounts.forms import AdminSignInForm, ReasonForm
 from accounts.models import ApiToken, AuditEvent, Membership, MeterPoint, User
 from config.errors import ApplicationError
+from grid.selectors import grid_bus_names
 
 # The admin's sign-in is throttled like the pages' (failures count towards the same lock).
 admin.site.login_form = AdminSignInForm
@@ -86,7 +87,7 @@ class MeterPointInline(CommunityScopedInline):
 @admin.register(Membership)
 class MembershipAdmin(CommunityScopedAdmin):
     list_display = ("pseudonym", "user", "community", "role", "status", "requested_at")
-    list_filter = ("status", "role", "community")
+    list_filter = ("status", "role", ("community", admin.RelatedOnlyFieldListFilter))
     search_fields = ("pseudonym", "user__email")
     list_select_related = ("user", "community")
     # Every change of status goes through an action (a service): checked, reasoned, audited.
@@ -202,6 +203,12 @@ class MembershipAdmin(CommunityScopedAdmin):
         )
 
 
+def _bus_choice(bus: int, name: str | None) -> str:
+    if not name or name == f"bus {bus}":
+        return f"Bus {bus}"
+    return f"{name} (bus {bus})"
+
+
 class MeterPointAdminForm(forms.ModelForm):
     """The bus is a choice among the community's grid connection buses, checked by the service."""
 
@@ -214,12 +221,19 @@ class MeterPointAdminForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         buses: list[int] = []
+        names: dict[int, str] = {}
         if self.instance.pk:
             grid_model = getattr(self.instance.membership.community, "grid_model", None)
-            buses = list(grid_model.connection_buses) if grid_model is not None else []
+            if grid_model is not None:
+                buses = list(grid_model.connection_buses)
+                names = grid_bus_names(grid_model=grid_model)
         field = self.fields["bus"]
         assert isinstance(field, forms.TypedChoiceField)
-        field.choices = [("", "— not assigned —"), *((bus, f"Bus {bus}") for bus in buses)]
+        # Named as on the grid page's drawing, with the index the network uses.
+        field.choices = [
+            ("", "— not assigned —"),
+            *((bus, _bus_choice(bus, names.get(bus))) for bus in buses),
+        ]
 
     def clean_bus(self) -> int | None:
         bus: int | None = self.cleaned_data.get("bus")

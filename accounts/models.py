@@ -100,7 +100,10 @@ class Membership(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.pseudonym or 'pending member'} in {self.community_id}"
+        who = self.pseudonym or "pending member"
+        if Membership.community.is_cached(self):
+            return f"{who} in {self.community.name}"
+        return f"{who} in community {self.community_id}"
 
     @property
     def is_approved(self) -> bool:

@@ -66,11 +66,13 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "accounts",
     "marketplace",
     "marketplace.ledger",
     "grid",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -81,6 +83,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "config.middleware.AdminCommunityTimezoneMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -97,6 +100,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "config.context_processors.navigation",
             ],
         },
     },
@@ -142,9 +146,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "accounts:login"
-LOGIN_REDIRECT_URL = "home"
+LOGIN_REDIRECT_URL = "landing"
 LOGOUT_REDIRECT_URL = "home"
-# With EMAIL_HOST set, password-reset mails go out by SMTP; without it they are printed.
+# With EMAIL_HOST set, password-reset and notification mails go out by SMTP; without it they
+# are printed (into the worker's log for notifications).
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
 EMAIL_BACKEND = os.environ.get(
     "EMAIL_BACKEND",
@@ -156,6 +161,9 @@ EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "587"))
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=True)
+EMAIL_TIMEOUT = 20
+# The site's address, for the links in e-mails.
+PEERGRID_BASE_URL = os.environ.get("PEERGRID_BASE_URL", "http://127.0.0.1:8000")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "PeerGrid <noreply@peergrid.local>")
 
 # --- Internationalisation and time ----------------------------------------------------------
@@ -227,6 +235,11 @@ else:
     }
     CELERY_RESULT_BACKEND = f"file://{CELERY_BROKER_DIR / 'results'}"
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("PEERGRID_QUEUE", "peergrid")
+# With N > 1, each community's pipeline steps go to `<PEERGRID_QUEUE>.<community id mod N>`, so
+# workers on several machines share the communities (README, "Scaling out").
+PEERGRID_QUEUE_SHARDS = int(os.environ.get("PEERGRID_QUEUE_SHARDS", "1"))
+if PEERGRID_QUEUE_SHARDS < 1:
+    raise ImproperlyConfigured("PEERGRID_QUEUE_SHARDS must be 1 or more")
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -259,6 +272,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 3600.0,
         "options": {"expires": 3000},
     },
+    # Last month's statements: checked every six hours, told once per member and month.
+    "statements-due": {
+        "task": "notifications.statements_due",
+        "schedule": 6 * 3600.0,
+        "options": {"expires": 3600},
+    },
 }
 
 # --- REST API -------------------------------------------------------------------------------
@@ -290,6 +309,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and Redoc from the app's own static files: the docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Two choice sets share the field name "status"; name their enums after the models.
     "ENUM_NAME_OVERRIDES": {
         "PostingStatusEnum": "marketplace.models.PostingStatus",

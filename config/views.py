@@ -1,18 +1,48 @@
-"""Project-level pages: the home page and the health check."""
+"""Project-level pages: home, the landing after sign-in, the glossary, the 403 page, health."""
 
 from __future__ import annotations
 
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from accounts import permissions
+from accounts.models import Membership, MembershipRole
 from config.celery import app as celery_app
 
 
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "home.html")
+
+
+@require_GET
+def landing(request: HttpRequest) -> HttpResponse:
+    """Where a user starts after signing in: the place their role works in.
+
+    Regulators go to the dashboards, managers and operators without a membership of their own
+    to the admin pages, everyone else to their dashboard (which explains a pending application).
+    """
+    user = request.user
+    if not user.is_authenticated:
+        return redirect("accounts:login")
+    trades = Membership.objects.filter(user_id=user.pk, role=MembershipRole.PROSUMER).exists()
+    if permissions.is_regulator(user):
+        return redirect("oversight:index")
+    if not trades and (permissions.is_superuser(user) or permissions.manages_any_community(user)):
+        return redirect("admin:index")
+    return redirect("marketplace:dashboard_home")
+
+
+def glossary(request: HttpRequest) -> HttpResponse:
+    return render(request, "glossary.html")
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """The styled 403: what was refused and why, and where the user can go instead."""
+    reason = str(exception) if exception is not None and str(exception) else ""
+    return render(request, "403.html", {"reason": reason}, status=403)
 
 
 def _database_reachable() -> tuple[bool, str]:

@@ -31,6 +31,10 @@ class VoltageBand:
     high_pu: float
 
 
+# Up to this many buses the drawing names each one (beyond, the labels would overlap).
+LABELLED_BUSES = 60
+
+
 def loading_colour(percent: float | None) -> str:
     if percent is None:
         return GREY
@@ -119,6 +123,12 @@ def network_svg(
             f'fill="{voltage_colour(vm, band)}"><title>{escape(str(bus["label"]))}: '
             f"{escape(shown)}</title></circle>"
         )
+        if len(buses) <= LABELLED_BUSES:
+            # Small networks name every bus on the drawing, as the bus picker names them.
+            parts.append(
+                f'<text class="bus-label" x="{x:.1f}" y="{y + radius + 9:.1f}" '
+                f'text-anchor="middle">{escape(str(bus["label"]))}</text>'
+            )
         labels = meter_points.get(index)
         if labels:
             names = ", ".join(labels)

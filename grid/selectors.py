@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from django.db.models import QuerySet
 
 from grid.models import GridCheckResult, GridModel
+from grid.networks import bus_labels, network_from_json
 
 if TYPE_CHECKING:
     from marketplace.models import Community, Interval
@@ -29,3 +30,12 @@ def grid_check_result_list(*, community: Community) -> QuerySet[GridCheckResult]
         .select_related("interval")
         .order_by("-interval__start")
     )
+
+
+def grid_bus_names(*, grid_model: GridModel) -> dict[int, str]:
+    """Each bus's display name (the network's own, else ``bus <index>``); empty if the stored
+    network cannot be read, so a picker falls back to the numbers."""
+    try:
+        return bus_labels(network_from_json(grid_model.network_json))
+    except Exception:  # a stored network pandapower cannot read: show numbers, never fail
+        return {}

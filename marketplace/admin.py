@@ -12,7 +12,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Q, QuerySet
+from django.db.models import Min, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -22,16 +22,24 @@ from accounts import permissions
 from accounts.access import access_managed_community
 from accounts.admin_scoping import CommunityScopedAdmin, CommunityScopedInline
 from accounts.models import Membership, User
+from config import formatting
 from config.errors import ApplicationError
 from grid.models import GridCheckResult
 from marketplace.models import Bid, Community, Interval, MarketRules, Posting, Trade
 from marketplace.services import pipeline
+from marketplace.services.communities import community_rules_ensure
 from marketplace.services.rules import (
     EDITABLE_FIELDS,
     current_rules,
     market_rules_preview,
     market_rules_update,
 )
+
+# The admin's home starts with what waits for the manager (templates/admin/peergrid_index.html).
+admin.site.index_template = "admin/peergrid_index.html"
+admin.site.site_header = "PeerGrid administration"
+admin.site.site_title = "PeerGrid admin"
+admin.site.index_title = "Run your community"
 
 
 class MembershipInline(CommunityScopedInline):
@@ -51,13 +59,90 @@ class CommunityAdmin(CommunityScopedAdmin):
     prepopulated_fields = {"slug": ("name",)}
     inlines = (MembershipInline,)
 
+    def save_model(self, request: HttpRequest, obj: Community, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if not change:
+            acting = request.user if isinstance(request.user, User) else None
+            community_rules_ensure(community=obj, created_by=acting)
+
+
+# Label, unit and help for each rule; ``{cur}`` is the community's currency.
+RULE_TEXT: dict[str, tuple[str, str, str]] = {
+    "market_structure": (
+        "Market structure",
+        "",
+        "Bilateral: members accept bids on the board. Pool: one auction at gate closure. "
+        "Composite: bilateral first, then the pool.",
+    ),
+    "clearing_mechanism": (
+        "Clearing mechanism",
+        "",
+        "How the pool matches orders at gate closure.",
+    ),
+    "pricing_rule": ("Pricing rule", "", "How the uniform-price auction sets its one price."),
+    "pricing_k": (
+        "k of k-pricing",
+        "0 to 1",
+        "0 gives the sellers' price, 1 the buyers', 0.5 the middle.",
+    ),
+    "interval_minutes": ("Interval length", "minutes", "Delivery intervals, aligned in UTC."),
+    "gate_closure_lead_minutes": (
+        "Gate closure lead",
+        "minutes",
+        "How long before an interval starts it stops taking postings and bids.",
+    ),
+    "opening_horizon_hours": (
+        "Opening horizon",
+        "hours",
+        "How far ahead intervals open for trading.",
+    ),
+    "price_floor": ("Price floor", "{cur}/kWh", "No posting or bid below this price."),
+    "price_cap": ("Price cap", "{cur}/kWh", "No posting or bid above this price."),
+    "retail_tariff": (
+        "Grid retail tariff",
+        "{cur}/kWh",
+        "What buying from the outside grid costs.",
+    ),
+    "feed_in_tariff": (
+        "Grid feed-in tariff",
+        "{cur}/kWh",
+        "What selling to the outside grid earns.",
+    ),
+    "fee_per_kwh": ("Community fee", "{cur}/kWh", "Charged on every kWh traded between members."),
+    "voltage_min_pu": ("Lowest bus voltage", "p.u.", "EN 50160: 0.90."),
+    "voltage_max_pu": ("Highest bus voltage", "p.u.", "EN 50160: 1.10."),
+    "max_line_loading_percent": ("Line loading limit", "%", "Of each cable's rating."),
+    "max_trafo_loading_percent": ("Transformer loading limit", "%", "Of the transformer's rating."),
+    "curtailment_policy": (
+        "Curtailment order",
+        "",
+        "Which trades the grid check reduces first when a limit would be crossed.",
+    ),
+    "loss_price_per_kwh": ("Loss price", "{cur}/kWh", ""),
+    "network_charge_rule": ("Network charge rule", "", ""),
+    "network_tariff_per_kwh": ("Network tariff", "{cur}/kWh per unit of use", ""),
+    "min_short_circuit_ratio": ("Minimum short-circuit ratio", "", ""),
+}
+
 
 class MarketRulesForm(forms.ModelForm):
-    """The editable rules, with the model's own field validation before the service's."""
+    """The editable rules, with the model's own field validation before the service's.
+
+    Every field carries its label, unit and a line of help; errors show beside their field.
+    """
 
     class Meta:
         model = MarketRules
         fields = EDITABLE_FIELDS
+
+    def __init__(self, *args: Any, currency: str = "EUR", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, field in self.fields.items():
+            label, unit, help_text = RULE_TEXT.get(name, (field.label or name, "", ""))
+            unit = unit.format(cur=currency)
+            field.label = f"{label} ({unit})" if unit else label
+            # The model's own help where this form has no shorter line.
+            field.help_text = help_text or field.help_text
 
 
 @admin.register(MarketRules)
@@ -67,6 +152,7 @@ class MarketRulesAdmin(CommunityScopedAdmin):
     list_display = (
         "community",
         "created_at",
+        "effective_from",
         "created_by",
         "market_structure",
         "clearing_mechanism",
@@ -77,6 +163,15 @@ class MarketRulesAdmin(CommunityScopedAdmin):
     list_select_related = ("community", "created_by")
     manager_permissions = frozenset({"view", "add"})
     change_list_template = "admin/marketplace/marketrules/change_list.html"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[MarketRules]:
+        return super().get_queryset(request).annotate(first_start=Min("intervals__start"))
+
+    @admin.display(description="effective from", ordering="first_start")
+    def effective_from(self, rules: MarketRules) -> str:
+        """The start of the first interval opened under this version (none: not used yet)."""
+        first = getattr(rules, "first_start", None)
+        return formatting.when(first, rules.community) if first else "no interval yet"
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # a version is never edited in place: intervals keep the one they opened with
@@ -113,10 +208,13 @@ class MarketRulesAdmin(CommunityScopedAdmin):
     def edit_view(self, request: HttpRequest, community_id: int) -> HttpResponse:
         community = access_managed_community(request.user, community_id)
         current = current_rules(community)
+        currency = community.currency
         if request.method == "POST":
-            form = MarketRulesForm(request.POST, instance=MarketRules(community=community))
+            form = MarketRulesForm(
+                request.POST, instance=MarketRules(community=community), currency=currency
+            )
         else:
-            form = MarketRulesForm(instance=current)
+            form = MarketRulesForm(instance=current, currency=currency)
         preview = None
         if request.method == "POST" and form.is_valid():
             changes = {f: form.cleaned_data[f] for f in EDITABLE_FIELDS
@@ -130,10 +228,12 @@ class MarketRulesAdmin(CommunityScopedAdmin):
                     if rules.pk == current.pk:
                         messages.info(request, "Nothing changed; the rules stay as they were.")
                     else:
-                        applies = preview.applies_from.strftime("%Y-%m-%d %H:%M")
+                        applies = formatting.when(
+                            preview.applies_from, community, style="%Y-%m-%d %H:%M"
+                        )
                         messages.success(
                             request,
-                            f"New rules for {community} apply from {applies} UTC; "
+                            f"New rules for {community} apply from {applies}; "
                             f"{preview.intervals_unaffected} open interval(s) keep the old ones.",
                         )
                     return HttpResponseRedirect(

@@ -48,9 +48,7 @@ class PostingForm(_ChoicesForm):
     )
     interval = forms.IntegerField(label="Delivery interval", widget=forms.Select)
     quantity_kwh = forms.CharField(label="Energy (kWh)", widget=_decimal_input("e.g. 1.5"))
-    limit_price_per_kwh = forms.CharField(
-        label="Limit price per kWh", widget=_decimal_input("e.g. 0.2000")
-    )
+    limit_price_per_kwh = forms.CharField(label="Limit price", widget=_decimal_input("e.g. 0.2000"))
     meter_point = forms.IntegerField(label="Meter point", widget=forms.Select)
     auto_accept_best_bids = forms.BooleanField(
         required=False,
@@ -63,7 +61,7 @@ class BidForm(_ChoicesForm):
     """A bid on someone else's posting."""
 
     quantity_kwh = forms.CharField(label="Energy (kWh)", widget=_decimal_input("kWh"))
-    price_per_kwh = forms.CharField(label="Price per kWh", widget=_decimal_input("price"))
+    price_per_kwh = forms.CharField(label="Price", widget=_decimal_input("price"))
     meter_point = forms.IntegerField(label="Meter point", widget=forms.Select)
 
 

@@ -10,6 +10,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.timezone import now
 
+from config import formatting
 from units import KWH, KWH_DIGITS, PRICE, PRICE_DIGITS, places
 
 
@@ -34,6 +35,10 @@ class Community(models.Model):
     currency = models.CharField(max_length=3, default="EUR")
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(default=now)
+    # When the rolling horizon next needs an interval opened (its last interval's end minus the
+    # horizon); null until first opened. Lets beat's tick visit only the communities that are
+    # due instead of every community on every tick.
+    horizon_due_at = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
 
     class Meta:
         ordering = ("name",)
@@ -206,7 +211,15 @@ class Interval(models.Model):
         indexes = [models.Index(fields=["state", "gate_closure_at"])]
 
     def __str__(self) -> str:
-        return f"{self.community_id}:{self.start:%Y-%m-%d %H:%M}Z"
+        # The community's name and zone when it is loaded (admin lists select it); a str() of
+        # an interval never costs a query.
+        if Interval.community.is_cached(self):
+            return (
+                f"{self.community.name} · {formatting.span(self.start, self.end, self.community)}"
+            )
+        return (
+            f"Interval of community {self.community_id} · {formatting.span(self.start, self.end)}"
+        )
 
     @property
     def hours(self) -> Decimal:
@@ -262,7 +275,9 @@ class Posting(models.Model):
         indexes = [models.Index(fields=["interval", "status", "side"])]
 
     def __str__(self) -> str:
-        return f"{self.side} {self.quantity_kwh} kWh @ {self.limit_price_per_kwh}"
+        what = "Offer" if self.side == Side.SELL else "Request"
+        price = formatting.price(self.limit_price_per_kwh)
+        return f"{what} of {formatting.kwh(self.quantity_kwh)} at {price}"
 
     @property
     def remaining_kwh(self) -> Decimal:
@@ -309,7 +324,10 @@ class Bid(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"bid {self.quantity_kwh} kWh @ {self.price_per_kwh} on {self.posting_id}"
+        return (
+            f"Bid of {formatting.kwh(self.quantity_kwh)} at {formatting.price(self.price_per_kwh)} "
+            f"on posting {self.posting_id}"
+        )
 
 
 class TradeSource(models.TextChoices):
@@ -383,4 +401,7 @@ class Trade(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.source} trade {self.quantity_kwh} kWh @ {self.price_per_kwh}"
+        return (
+            f"{self.get_source_display()}: {formatting.kwh(self.quantity_kwh)} at "
+            f"{formatting.price(self.price_per_kwh)}"
+        )

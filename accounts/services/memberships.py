@@ -16,6 +16,7 @@ from accounts.models import Membership, MembershipRole, MembershipStatus, User
 from accounts.services.audit import audit_record
 from config.errors import ApplicationError, ErrorCode
 from marketplace.models import Community
+from notifications.events import Event, announce
 
 _ADJECTIVES = (
     "amber", "brisk", "calm", "daring", "eager", "fair", "gentle", "hardy", "ivory", "jolly",
@@ -106,6 +107,7 @@ def membership_approve(
         previous_status=previous,
         reason=reason,
     )
+    announce(Event.MEMBERSHIP_APPROVED, membership.pk)
     return membership
 
 
@@ -178,6 +180,7 @@ def _membership_transition(
         previous_status=previous,
         reason=reason,
     )
+    announce(Event.MEMBERSHIP_APPROVED, membership.pk)
     return membership
 
 

@@ -65,7 +65,7 @@ class MeterReadingAdmin(ReadOnlyAdmin):
         "interval", "meter_point", "version", "imported_kwh", "exported_kwh", "source",
         "received_at",
     )  # fmt: skip
-    list_filter = ("source", "interval__community")
+    list_filter = ("source", ("interval__community", admin.RelatedOnlyFieldListFilter))
     list_select_related = ("interval", "meter_point")
     change_list_template = "ledger/admin/meterreading_change_list.html"
 
@@ -109,13 +109,13 @@ class MeterReadingAdmin(ReadOnlyAdmin):
 @admin.register(LedgerAccount)
 class LedgerAccountAdmin(ReadOnlyAdmin):
     list_display = ("pk", "community", "kind", "membership", "created_at")
-    list_filter = ("kind", "community")
+    list_filter = ("kind", ("community", admin.RelatedOnlyFieldListFilter))
 
 
 @admin.register(LedgerTransaction)
 class LedgerTransactionAdmin(ReadOnlyAdmin):
     list_display = ("pk", "key", "kind", "community", "interval", "posted_at")
-    list_filter = ("kind", "community")
+    list_filter = ("kind", ("community", admin.RelatedOnlyFieldListFilter))
     search_fields = ("key",)
 
 
@@ -123,7 +123,7 @@ class LedgerTransactionAdmin(ReadOnlyAdmin):
 class LedgerEntryAdmin(ReadOnlyAdmin):
     community_lookup = "account__community"
     list_display = ("sequence", "transaction", "account", "kind", "amount", "energy_kwh", "hash")
-    list_filter = ("kind", "account__community")
+    list_filter = ("kind", ("account__community", admin.RelatedOnlyFieldListFilter))
     list_select_related = ("transaction", "account")
 
 
@@ -134,7 +134,7 @@ class SettlementAdmin(ReadOnlyAdmin):
         "interval", "membership", "confirmed_bought_kwh", "confirmed_sold_kwh",
         "metered_import_kwh", "metered_export_kwh", "imbalance_kwh", "estimated", "adjusted_at",
     )  # fmt: skip
-    list_filter = ("estimated", "interval__community")
+    list_filter = ("estimated", ("interval__community", admin.RelatedOnlyFieldListFilter))
 
 
 @admin.register(LedgerVerification)

@@ -169,8 +169,16 @@ def member_statement(*, membership: Membership, year: int, month: int) -> Statem
     Entries are grouped by the interval they settle, so a late reading's adjustment appears in
     its interval's row (column ``adjustments``) even when it was booked in a later month.
     """
+    start, end = month_bounds(membership.community, year, month)
+    return member_statement_between(membership=membership, start=start, end=end)
+
+
+def member_statement_between(
+    *, membership: Membership, start: datetime, end: datetime
+) -> Statement:
+    """The statement of the intervals starting in ``[start, end)``: the one rule for settled
+    money and savings, which the dashboard, My trades and the monthly statement all show."""
     community = membership.community
-    start, end = month_bounds(community, year, month)
     account = LedgerAccount.objects.filter(membership=membership).first()
     entries = LedgerEntry.objects.filter(account=account) if account else LedgerEntry.objects.none()
     opening = money(

@@ -15,14 +15,27 @@ from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from django.db.models import Case, DecimalField, ExpressionWrapper, F, Q, QuerySet, Sum, When
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models import (
+    Case,
+    Count,
+    DecimalField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Sum,
+    When,
+)
+from django.db.models.functions import Coalesce, TruncDate, TruncMonth
 
 from accounts.models import Membership
-from marketplace.ledger.models import EntryKind, LedgerEntry
+from marketplace.ledger.models import EntryKind, LedgerEntry, Settlement
+from marketplace.ledger.selectors import member_statement, member_statement_between
 from marketplace.models import Bid, BidStatus, NetworkChargeRule, PostingStatus, Side, Trade
 from marketplace.selectors.board import my_trades
-from units import CENT, KWH
+from units import CENT, KWH, PRICE
 
 ZERO = Decimal("0")
 
@@ -55,6 +68,13 @@ class IntervalPosition:
     def net_kwh(self) -> Decimal:
         """Positive when the member takes energy in, negative when they give it out."""
         return self.bought_kwh + self.from_grid_kwh - self.sold_kwh - self.to_grid_kwh
+
+
+def _settled(membership: Membership) -> Exists:
+    """Whether the member's side of a trade's interval is settled (the ledger has booked it)."""
+    return Exists(
+        Settlement.objects.filter(interval_id=OuterRef("interval_id"), membership=membership)
+    )
 
 
 def _member_trades(membership: Membership) -> QuerySet[Trade]:
@@ -97,29 +117,54 @@ def positions_per_interval(
 
 
 @dataclass(frozen=True, slots=True)
-class DayFigures:
-    """One local day of the member's peer trading."""
+class PeriodFigures:
+    """One local day (or month) of the member's trading.
 
-    day: date
+    Savings are money the member is better off than buying and selling only at the grid's
+    tariffs. ``settled_savings`` is the statement's figure for the intervals settled in the
+    period (metered energy, fees and imbalance included); ``provisional_savings`` estimates the
+    peer trades of intervals not yet settled (agreed or confirmed kWh, before fees).
+    """
+
+    day: date  # the first day of the period
     bought_kwh: Decimal
     sold_kwh: Decimal
-    # Money saved against the grid: buying below the retail tariff, selling above feed-in.
-    savings: Decimal
+    settled_savings: Decimal
+    provisional_savings: Decimal
+    bought_value: Decimal = ZERO  # paid for peer purchases
+    sold_value: Decimal = ZERO  # received for peer sales
+    price_per_kwh: Decimal | None = None  # volume-weighted mean price of the peer trades
+
+    @property
+    def savings(self) -> Decimal:
+        return self.settled_savings + self.provisional_savings
 
 
-def traded_per_day(*, membership: Membership, today: date, days: int = 7) -> list[DayFigures]:
-    """Peer-traded energy and savings against the grid tariffs, per day of the community's zone.
+def _period_start(moment: date, per: str) -> date:
+    return moment.replace(day=1) if per == "month" else moment
 
-    ``days`` days ending with ``today`` (local), every day present even without trades. Savings
-    compare each peer trade's price with the tariffs of the rules its interval ran under, before
-    fees. One query.
+
+def _next_period(moment: date, per: str) -> date:
+    if per == "month":
+        return date(moment.year + (moment.month == 12), moment.month % 12 + 1, 1)
+    return moment + timedelta(days=1)
+
+
+def traded_per_period(
+    *, membership: Membership, first: date, last: date, per: str = "day"
+) -> list[PeriodFigures]:
+    """Peer-traded energy, money and savings per local day or month from ``first`` to ``last``.
+
+    Every period is present even without trades. Two queries for the trades and the ledger's
+    statement of the whole range.
     """
     zone = zoneinfo.ZoneInfo(membership.community.timezone)
-    first = today - timedelta(days=days - 1)
+    first = _period_start(first, per)
     since = datetime.combine(first, time.min, tzinfo=zone)
-    until = datetime.combine(today + timedelta(days=1), time.min, tzinfo=zone)
+    until = datetime.combine(_next_period(_period_start(last, per), per), time.min, tzinfo=zone)
     buying = Q(buyer=membership)
     selling = Q(seller=membership)
+    unsettled = ~Q(_settled(membership))
     buy_saving = ExpressionWrapper(
         _DELIVERED_KWH * (F("interval__rules__retail_tariff") - F("price_per_kwh")),
         output_field=_MONEY,
@@ -128,6 +173,7 @@ def traded_per_day(*, membership: Membership, today: date, days: int = 7) -> lis
         _DELIVERED_KWH * (F("seller_price_per_kwh") - F("interval__rules__feed_in_tariff")),
         output_field=_MONEY,
     )
+    truncate = TruncMonth if per == "month" else TruncDate
     rows = (
         _member_trades(membership)
         # Peer trades only: energy with the grid is at the tariff, so it saves nothing.
@@ -137,32 +183,115 @@ def traded_per_day(*, membership: Membership, today: date, days: int = 7) -> lis
             interval__start__gte=since,
             interval__start__lt=until,
         )
-        .annotate(day=TruncDate("interval__start", tzinfo=zone))
-        .values("day")
+        .annotate(period=truncate("interval__start", tzinfo=zone))
+        .values("period")
         .annotate(
             bought=Sum(_DELIVERED_KWH, filter=buying),
             sold=Sum(_DELIVERED_KWH, filter=selling),
-            saved_buying=Sum(buy_saving, filter=buying),
-            saved_selling=Sum(sell_saving, filter=selling),
+            paid=Sum(_DELIVERED_KWH * F("price_per_kwh"), output_field=_MONEY, filter=buying),
+            received=Sum(
+                _DELIVERED_KWH * F("seller_price_per_kwh"), output_field=_MONEY, filter=selling
+            ),
+            saved_buying=Sum(buy_saving, filter=buying & unsettled),
+            saved_selling=Sum(sell_saving, filter=selling & unsettled),
         )
-        .order_by("day")
+        .order_by("period")
     )
-    by_day = {row["day"]: row for row in rows}
+    by_period: dict[date, dict[str, Any]] = {}
+    for found in rows:
+        period = found["period"]
+        by_period[period.date() if isinstance(period, datetime) else period] = dict(found)
+    settled: dict[date, Decimal] = defaultdict(Decimal)
+    statement = member_statement_between(membership=membership, start=since, end=until)
+    for statement_row in statement.rows:
+        key = _period_start(statement_row.interval_start.astimezone(zone).date(), per)
+        settled[key] += statement_row.total - statement_row.grid_only
     figures = []
-    for offset in range(days):
-        day = first + timedelta(days=offset)
-        row: dict[str, Any] = dict(by_day.get(day, {}))
-        saved = (row.get("saved_buying") or ZERO) + (row.get("saved_selling") or ZERO)
+    period = first
+    while period <= last:
+        row = by_period.get(period, {})
+        provisional = (row.get("saved_buying") or ZERO) + (row.get("saved_selling") or ZERO)
+        bought, sold = _kwh(row.get("bought")), _kwh(row.get("sold"))
+        paid, received = Decimal(row.get("paid") or 0), Decimal(row.get("received") or 0)
+        volume = bought + sold
         figures.append(
-            DayFigures(
-                day=day,
-                bought_kwh=_kwh(row.get("bought")),
-                sold_kwh=_kwh(row.get("sold")),
+            PeriodFigures(
+                day=period,
+                bought_kwh=bought,
+                sold_kwh=sold,
+                settled_savings=settled.get(period, ZERO).quantize(CENT),
                 # A figure to read, not a booking: rounded the way people round.
-                savings=Decimal(saved).quantize(CENT, rounding=ROUND_HALF_UP),
+                provisional_savings=Decimal(provisional).quantize(CENT, rounding=ROUND_HALF_UP),
+                bought_value=paid.quantize(CENT, rounding=ROUND_HALF_UP),
+                sold_value=received.quantize(CENT, rounding=ROUND_HALF_UP),
+                price_per_kwh=((paid + received) / volume).quantize(PRICE) if volume else None,
             )
         )
+        period = _next_period(period, per)
     return figures
+
+
+def traded_per_day(*, membership: Membership, today: date, days: int = 7) -> list[PeriodFigures]:
+    """``days`` local days ending with ``today``: the dashboard's chart."""
+    return traded_per_period(
+        membership=membership, first=today - timedelta(days=days - 1), last=today
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MoneySummary:
+    """The member's money in one place, for the dashboard and My trades alike.
+
+    ``month_*`` are the current month's statement (settled intervals only); ``provisional_*``
+    are the member's trades in intervals not settled yet, valued at their delivered (or, before
+    the grid check, agreed) kWh: what will move at settlement if the meters agree.
+    """
+
+    year: int
+    month: int
+    month_total: Decimal
+    month_savings: Decimal
+    provisional_trades: int
+    provisional_net: Decimal  # received minus paid
+    provisional_savings: Decimal  # peer trades only, before fees
+
+
+def money_summary(*, membership: Membership, today: date) -> MoneySummary:
+    statement = member_statement(membership=membership, year=today.year, month=today.month)
+    buying, selling = Q(buyer=membership), Q(seller=membership)
+    peer = Q(buyer__isnull=False, seller__isnull=False)
+    row = (
+        _member_trades(membership)
+        .exclude(_settled(membership))
+        .aggregate(
+            trades=Count("pk"),
+            paid=Sum(_DELIVERED_KWH * F("price_per_kwh"), output_field=_MONEY, filter=buying),
+            received=Sum(
+                _DELIVERED_KWH * F("seller_price_per_kwh"), output_field=_MONEY, filter=selling
+            ),
+            saved_buying=Sum(
+                _DELIVERED_KWH * (F("interval__rules__retail_tariff") - F("price_per_kwh")),
+                output_field=_MONEY,
+                filter=buying & peer,
+            ),
+            saved_selling=Sum(
+                _DELIVERED_KWH * (F("seller_price_per_kwh") - F("interval__rules__feed_in_tariff")),
+                output_field=_MONEY,
+                filter=selling & peer,
+            ),
+        )
+    )
+    net = Decimal(row["received"] or 0) - Decimal(row["paid"] or 0)
+    saved = Decimal(row["saved_buying"] or 0) + Decimal(row["saved_selling"] or 0)
+    return MoneySummary(
+        year=today.year,
+        month=today.month,
+        month_total=statement.total,
+        month_savings=statement.savings,
+        provisional_trades=row["trades"],
+        provisional_net=net.quantize(CENT, rounding=ROUND_HALF_UP),
+        provisional_savings=saved.quantize(CENT, rounding=ROUND_HALF_UP),
+    )
 
 
 def bids_on_my_open_postings(
@@ -196,10 +325,12 @@ def bids_on_my_open_postings(
 
 
 def my_trades_with_value(*, membership: Membership) -> QuerySet[Trade]:
-    """``my_trades`` with ``value``: what the member pays for a purchase or receives for a sale
-    (agreed kWh times their side's price), and ``network_charge``: what the member's side pays
+    """``my_trades`` with ``value``: what the member pays for a purchase or receives for a sale,
+    computed in the database: the delivered kWh (agreed kWh before the grid check) times their
+    side's price, so a trade curtailed to 0 kWh is worth nothing; ``settled`` whether the
+    member's side of its interval is settled; and ``network_charge``: what the member's side pays
     for the network on the confirmed kWh (the agreed kWh until confirmed) under the rules of the
-    trade's interval, as settlement books it; computed in the database."""
+    trade's interval, as settlement books it."""
     my_use = Case(
         When(buyer=membership, then=F("buyer_network_use")),
         default=F("seller_network_use"),
@@ -214,9 +345,10 @@ def my_trades_with_value(*, membership: Membership) -> QuerySet[Trade]:
         output_field=_PRICE,
     )
     return my_trades(membership=membership).annotate(
+        settled=_settled(membership),
         value=Case(
-            When(buyer=membership, then=F("quantity_kwh") * F("price_per_kwh")),
-            default=F("quantity_kwh") * F("seller_price_per_kwh"),
+            When(buyer=membership, then=_DELIVERED_KWH * F("price_per_kwh")),
+            default=_DELIVERED_KWH * F("seller_price_per_kwh"),
             output_field=_MONEY,
         ),
         network_charge=ExpressionWrapper(

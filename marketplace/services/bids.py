@@ -54,6 +54,7 @@ from marketplace.services.board_checks import (
     opposite,
     to_decimal,
 )
+from notifications.events import Event, announce
 from units import KWH, PRICE
 
 
@@ -123,7 +124,7 @@ def bid_create(
             side=opposite(locked.side),
             quantity_kwh=quantity,
         )
-        return Bid.objects.create(
+        bid = Bid.objects.create(
             posting=locked,
             membership_id=member.pk,
             meter_point_id=meter_point.pk,
@@ -131,6 +132,8 @@ def bid_create(
             price_per_kwh=price,
             submitted_at=now,
         )
+        announce(Event.BID_RECEIVED, bid.pk)
+        return bid
 
 
 def _check_poster(posting: Posting, by_membership: Membership, action: str) -> None:
@@ -173,6 +176,7 @@ def _accept_locked(
     bid.status = BidStatus.ACCEPTED
     bid.decided_at = now
     bid.save(update_fields=["accepted_kwh", "status", "decided_at"])
+    announce(Event.BID_ACCEPTED, bid.pk)
     selling = posting.side == Side.SELL
     return Trade.objects.create(
         interval=interval,
@@ -322,6 +326,7 @@ def bid_reject(*, bid: Bid, by_membership: Membership, now: datetime | None = No
         locked.status = BidStatus.REJECTED
         locked.decided_at = now
         locked.save(update_fields=["status", "decided_at"])
+        announce(Event.BID_REJECTED, locked.pk)
         return locked
 
 

@@ -13,6 +13,7 @@ from decimal import Context, Decimal
 from django.db import connection
 
 from accounts.models import Membership, MembershipStatus, MeterPoint
+from config import formatting
 from config.errors import ApplicationError, ErrorCode
 from marketplace.models import (
     Bid,
@@ -78,11 +79,16 @@ def check_meter_point(membership: Membership, meter_point: MeterPoint) -> None:
         )
 
 
+_STAMP = "%Y-%m-%d %H:%M"
+
+
 def check_interval_open(interval: Interval, now: datetime) -> None:
     if not interval_is_open_for_orders(interval, now):
+        # In the community's zone, as the board shows it (a refusal is read, not parsed).
+        closed = formatting.when(interval.gate_closure_at, interval.community, style=_STAMP)
         raise ApplicationError(
             ErrorCode.INTERVAL_CLOSED,
-            f"The gate of this interval closed at {interval.gate_closure_at:%Y-%m-%d %H:%M} UTC.",
+            f"The gate of this interval closed at {closed}.",
             field="interval",
         )
 

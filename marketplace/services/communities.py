@@ -41,3 +41,20 @@ def community_create(
     )
     MarketRules.objects.create(community=community, created_by=created_by, **rules)
     return community
+
+
+@transaction.atomic
+def community_rules_ensure(*, community: Community, created_by: User | None = None) -> MarketRules:
+    """The community's current rules, creating the default version if it has none.
+
+    A community added in the admin starts with the defaults (bilateral market, the model's
+    tariffs and limits), so its rules page, board and interval pipeline work from the start;
+    the manager changes them as a new version.
+    """
+    Community.objects.select_for_update().filter(pk=community.pk).first()
+    existing = (
+        MarketRules.objects.filter(community=community).order_by("-created_at", "-pk").first()
+    )
+    if existing is not None:
+        return existing
+    return MarketRules.objects.create(community=community, created_by=created_by)

@@ -44,6 +44,10 @@ def intervals_open_horizon(*, community: Community, now: datetime) -> int:
     (unique ``(community, start)``; inserts ignore conflicts, so two beats racing are harmless).
     Intervals whose gate would already be closed are not opened: nobody could ever trade in them.
 
+    Records when the community is next due (``Community.horizon_due_at``), so the tick need not
+    look at it before then; a change of the horizon in the rules applies from that moment, at
+    most one interval later.
+
     When the interval length was changed (say 15 to 60 minutes), the intervals already open end
     on a boundary of the old grid; the gap up to the next boundary of the new grid is filled with
     intervals of the old length under the new rules, so there is never a stretch without a market.
@@ -79,6 +83,11 @@ def intervals_open_horizon(*, community: Community, now: datetime) -> int:
                 state_changed_at=now,
             )
         )
+    # Nothing more to open until `now + horizon` passes the last interval's end.
+    last_end = new[-1].end if new else (last.end if last is not None else None)
+    Community.objects.filter(pk=community.pk).update(
+        horizon_due_at=last_end - (horizon_end - now) if last_end is not None else now + length
+    )
     if not new:
         return 0
     starts = [interval.start for interval in new]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -30,6 +31,7 @@ from django.utils import timezone
 from marketplace.ledger.services.settlement import interval_settle
 from marketplace.lock_objects import lock_interval
 from marketplace.models import Community, Interval, IntervalState, Trade
+from notifications.events import Event, announce
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +95,7 @@ def _clear(interval: Interval, now: datetime) -> StepResult:
     from marketplace.services.clearing import interval_clear
 
     summary = interval_clear(interval=interval, now=now)
+    announce(Event.INTERVAL_CLEARED, interval.pk)  # bids accepted automatically at the gate
     return {
         "mechanism": summary.mechanism,
         "postings": summary.postings,
@@ -124,6 +127,7 @@ def _confirm(interval: Interval, now: datetime) -> StepResult:
     count = Trade.objects.filter(interval=interval).update(
         confirmed_kwh=F("quantity_kwh") - F("curtailed_kwh")
     )
+    announce(Event.INTERVAL_CONFIRMED, interval.pk)  # members whose trades were curtailed
     return {"trades": count}
 
 
@@ -131,6 +135,7 @@ def _settle(interval: Interval, now: datetime) -> StepResult:
     result = interval_settle(interval=interval, now=now)
     if not result.settled:
         return None  # readings still awaited inside the settlement window
+    announce(Event.INTERVAL_SETTLED, interval.pk)
     return {
         "ledger_transaction": result.transaction_id,
         "estimated_members": len(result.estimated_membership_ids),
@@ -251,16 +256,32 @@ def _in_backoff(interval: Interval, now: datetime) -> bool:
     return now < datetime.fromisoformat(at) + retry_delay(interval.failed_attempts)
 
 
-def intervals_due(*, now: datetime, community: Community | None = None) -> list[DueStep]:
-    """Every interval whose next step is due at ``now``, oldest first, one step per interval."""
-    condition = (
+def due_steps_condition(now: datetime) -> Q:
+    """Intervals whose next step is due at ``now`` (before backoff), as one indexed condition.
+
+    Served by the (state, gate_closure_at) index: open intervals past their gate, intervals
+    between the immediate steps, confirmed ones past their end. Settled history and the open
+    horizon ahead are never read, so the cost follows the steps that are due.
+    """
+    return (
         Q(state=IntervalState.OPEN, gate_closure_at__lte=now)
         | Q(state__in=[PREVIOUS_STATE[s] for s in IMMEDIATE_STEPS])
         | Q(state=IntervalState.CONFIRMED, end__lte=now - SETTLEMENT_DELAY)
     )
-    queryset = Interval.objects.filter(condition)
+
+
+def intervals_due(
+    *,
+    now: datetime,
+    community: Community | None = None,
+    communities: Iterable[Community] | None = None,
+) -> list[DueStep]:
+    """Every interval whose next step is due at ``now``, oldest first, one step per interval."""
+    queryset = Interval.objects.filter(due_steps_condition(now))
     if community is not None:
         queryset = queryset.filter(community=community)
+    if communities is not None:
+        queryset = queryset.filter(community__in=[c.pk for c in communities])
     due: list[DueStep] = []
     for interval in queryset.order_by("start", "pk").only(
         "pk", "community_id", "state", "timings", "failed_attempts"
@@ -271,12 +292,24 @@ def intervals_due(*, now: datetime, community: Community | None = None) -> list[
     return due
 
 
+def horizon_due_condition(now: datetime) -> Q:
+    """Communities whose rolling horizon needs an interval opened at ``now`` (indexed)."""
+    return Q(horizon_due_at__isnull=True) | Q(horizon_due_at__lte=now)
+
+
 def intervals_open_all(*, now: datetime, communities: Iterable[Community] | None = None) -> int:
-    """Open every community's rolling horizon; one community's failure does not stop the rest."""
+    """Open the rolling horizon of every community that is due (of ``communities``, or all).
+
+    A community is due once per interval length (``Community.horizon_due_at``), so a tick visits
+    a few communities, not all of them. One community's failure does not stop the rest.
+    """
     from marketplace.services.intervals import intervals_open_horizon
 
+    queryset = Community.objects.filter(horizon_due_condition(now)).order_by("pk")
+    if communities is not None:
+        queryset = queryset.filter(pk__in=[c.pk for c in communities])
     opened = 0
-    for community in communities if communities is not None else Community.objects.all():
+    for community in queryset:
         try:
             opened += intervals_open_horizon(community=community, now=now)
         except Exception:
@@ -304,12 +337,29 @@ def pipeline_tick(
     return due
 
 
+def step_queue(community_id: int) -> str:
+    """The Celery queue of a community's pipeline steps.
+
+    With ``PEERGRID_QUEUE_SHARDS`` = N > 1, community ``c`` goes to ``<queue>.<c mod N>``, so
+    workers on several machines can each consume some shards: every step of a community lands on
+    the same shard, whose workers keep that community's network parsed. With 1 (the default)
+    everything uses the one queue.
+    """
+    from config.celery import app
+
+    base = str(app.conf.task_default_queue)
+    shards = int(getattr(settings, "PEERGRID_QUEUE_SHARDS", 1))
+    return base if shards <= 1 else f"{base}.{community_id % shards}"
+
+
 def dispatch_step(step: DueStep) -> None:
-    """Queue the Celery task for one step (imported late: tasks import this module)."""
+    """Queue the Celery task for one step on its community's queue (imported late: tasks
+    import this module)."""
     from marketplace.tasks import interval_advance_task
 
     interval_advance_task.apply_async(
         args=(step.interval_id, step.to_state),
+        queue=step_queue(step.community_id),
         # The next tick queues the step again anyway; an old copy that sat in a queue while the
         # workers were down need not run.
         expires=TASK_EXPIRES_SECONDS,
@@ -328,7 +378,11 @@ def next_step_if_due(interval: Interval, now: datetime | None = None) -> DueStep
 
 
 def intervals_advance_due(
-    *, now: datetime, community: Community | None = None, max_rounds: int = 10
+    *,
+    now: datetime,
+    community: Community | None = None,
+    communities: Iterable[Community] | None = None,
+    max_rounds: int = 10,
 ) -> tuple[int, list[str]]:
     """Run every step due at ``now`` synchronously (the command and the tests).
 
@@ -339,7 +393,9 @@ def intervals_advance_due(
     failed: set[int] = set()
     for _ in range(max_rounds):
         due = [
-            s for s in intervals_due(now=now, community=community) if s.interval_id not in failed
+            s
+            for s in intervals_due(now=now, community=community, communities=communities)
+            if s.interval_id not in failed
         ]
         if not due:
             break

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -26,6 +27,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts import permissions
 from accounts.access import access_meter_point
 from accounts.models import MeterPoint
+from config import formatting
 from config.errors import ApplicationError, ObjectNotFoundError
 from marketplace.access import access_bid, access_interval, access_posting
 from marketplace.forms import AcceptForm, BidForm, ModifyForm, PostingForm, add_service_error
@@ -50,12 +52,16 @@ from marketplace.services.intervals import interval_is_open_for_orders
 from marketplace.services.postings import posting_cancel, posting_create, posting_modify
 from marketplace.views.charts import depth_chart
 from marketplace.views.common import (
+    REFRESH_SECONDS,
     MemberView,
     interval_label,
     is_htmx,
     local_zone,
     member_view,
 )
+
+# The session key of the member's last posting's interval, side and meter point.
+LAST_POSTING_KEY = "board_last_posting"
 
 
 @dataclass
@@ -115,7 +121,7 @@ def board_context(request: HttpRequest, member: MemberView, given: BoardInput) -
         posting_ids=[p.id for p in postings if p.pseudonym != membership.pseudonym],
     )
     interval_choices: list[tuple[int | str, str]] = [
-        (i.pk, f"{interval_label(i, zone)} · gate {i.gate_closure_at.astimezone(zone):%H:%M}")
+        (i.pk, f"{interval_label(i, zone)} · gate {_clock(i.gate_closure_at, zone)}")
         for i in open_intervals
     ]
 
@@ -184,12 +190,19 @@ def board_context(request: HttpRequest, member: MemberView, given: BoardInput) -
         )
     ]
 
+    # After a posting, the next one starts from the same interval, side and meter point.
+    last = request.session.get(LAST_POSTING_KEY) or {}
+    open_ids = {i.pk for i in open_intervals}
+    own_ids = {pk for pk, _ in mp_choices}
+    default_interval = depth_interval.pk if depth_interval in open_intervals else None
     posting_form = given.posting_form or PostingForm(
         initial={
-            "interval": depth_interval.pk if depth_interval in open_intervals else None,
-            "meter_point": mp_choices[0][0] if mp_choices else None,
-            "side": Side.SELL.value,
-            "auto_accept_best_bids": True,
+            "interval": last["interval"] if last.get("interval") in open_ids else default_interval,
+            "meter_point": last["meter_point"]
+            if last.get("meter_point") in own_ids
+            else (mp_choices[0][0] if mp_choices else None),
+            "side": last["side"] if last.get("side") in Side.values else Side.SELL.value,
+            "auto_accept_best_bids": last.get("auto_accept_best_bids", True),
         }
     )
     posting_form.set_choices(interval=interval_choices, meter_point=mp_choices)
@@ -239,6 +252,7 @@ def board_context(request: HttpRequest, member: MemberView, given: BoardInput) -
         "posting_form": posting_form,
         "has_meter_point": bool(mp_choices),
         "htmx": is_htmx(request),
+        "refresh_seconds": REFRESH_SECONDS,
         "currency": community.currency,
     }
 
@@ -268,6 +282,15 @@ def _done(request: HttpRequest, member: MemberView, message: str) -> HttpRespons
     return redirect(_board_url(member.community.slug, interval, side))
 
 
+def _clock(moment: datetime, zone: tzinfo) -> str:
+    return formatting.when(moment, zone, style="%H:%M")
+
+
+def _price(value: Decimal, member: MemberView) -> str:
+    community = member.community
+    return f"{formatting.cents(value, community)} ({formatting.price(value, community)})"
+
+
 def _refuse_trading(form: forms.Form | None, member: MemberView) -> BoardInput:
     if form is not None:
         form.add_error(None, member.trade_refusal)
@@ -280,10 +303,6 @@ def _own_meter_point(member: MemberView, pk: int) -> MeterPoint | None:
         return access_meter_point(member.user, pk, membership=member.membership)
     except ObjectNotFoundError:
         return None
-
-
-def _kwh(value: Decimal) -> str:
-    return f"{value.normalize():f}"
 
 
 @login_required
@@ -324,12 +343,18 @@ def posting_new(request: HttpRequest, slug: str) -> HttpResponse:
             except ApplicationError as error:
                 add_service_error(form, error)
             else:
+                request.session[LAST_POSTING_KEY] = {
+                    "interval": posting.interval_id,
+                    "side": posting.side,
+                    "meter_point": meter_point.pk,
+                    "auto_accept_best_bids": posting.auto_accept_best_bids,
+                }
                 what = "offer" if posting.side == Side.SELL else "request"
                 return _done(
                     request,
                     member,
-                    f"Your {what} of {_kwh(posting.quantity_kwh)} kWh at "
-                    f"{posting.limit_price_per_kwh} per kWh is on the board.",
+                    f"Your {what} of {formatting.kwh(posting.quantity_kwh)} at "
+                    f"{_price(posting.limit_price_per_kwh, member)} is on the board.",
                 )
     return _render_board(request, member, given, status=400)
 
@@ -367,8 +392,8 @@ def bid_new(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
                 return _done(
                     request,
                     member,
-                    f"Your bid of {_kwh(bid.quantity_kwh)} kWh at {bid.price_per_kwh} per kWh "
-                    "is with the poster.",
+                    f"Your bid of {formatting.kwh(bid.quantity_kwh)} at "
+                    f"{_price(bid.price_per_kwh, member)} is with the poster.",
                 )
     return _render_board(request, member, given, status=400)
 
@@ -465,8 +490,8 @@ def bid_accept_view(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
         quantity = (form.cleaned_data.get("quantity_kwh") or "").strip() or None
         trade = bid_accept(bid=bid, by_membership=member.membership, quantity_kwh=quantity)
         return (
-            f"Bid accepted: a trade of {_kwh(trade.quantity_kwh)} kWh at "
-            f"{trade.price_per_kwh} per kWh. See it under My trades."
+            f"Bid accepted: a trade of {formatting.kwh(trade.quantity_kwh)} at "
+            f"{_price(trade.price_per_kwh, member)}. See it under My trades."
         )
 
     return _row_action(request, member, f"bid-{pk}", accept, BoardInput(accept_form=(pk, form)))

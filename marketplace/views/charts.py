@@ -11,7 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from marketplace.selectors.prosumer import DayFigures
+from django.utils.safestring import SafeString
+
+from config import formatting
+from marketplace.oversight.charts import Series, line_chart
+from marketplace.selectors.prosumer import PeriodFigures
 
 # Small on purpose: on a 390 px phone the chart is drawn at about 0.9 of these units, so the
 # 13-unit labels stay readable; on a desktop it is capped in height by the stylesheet.
@@ -130,6 +134,7 @@ class DailyChart:
     zero_y: float = TOP + PLOT_H
     savings_max: str = "0"
     savings_min: str = "0"
+    money_ticks: list[Tick] = field(default_factory=list)
     empty: bool = True
     width: int = WIDTH
     height: int = HEIGHT
@@ -139,8 +144,17 @@ class DailyChart:
     right: float = LEFT + PLOT_W
 
 
-def daily_chart(days: Sequence[DayFigures], *, currency: str) -> DailyChart:
-    """Bars of kWh bought and sold per day, and a strip of savings per day under them.
+def daily_chart(
+    days: Sequence[PeriodFigures],
+    *,
+    currency: str,
+    label_format: str = "%a %d %b",
+    tick_format: str = "%a",
+) -> DailyChart:
+    """Bars of kWh bought and sold per period, and a strip of savings per period under them.
+
+    kWh and money never share an axis: the energy bars have a kWh scale, the savings strip its
+    own scale in the currency.
 
     The upper two thirds of the plot hold the energy bars, the lower third the savings (above
     its zero line when saved, below it when the member paid more than the grid would cost).
@@ -170,7 +184,7 @@ def daily_chart(days: Sequence[DayFigures], *, currency: str) -> DailyChart:
                     round(energy_bottom - height, 1),
                     height,
                     bar_w,
-                    f"{d.day:%a %d %b}: {what} {day_kwh} kWh",
+                    f"{d.day:{label_format}}: {what} {formatting.kwh(day_kwh)}",
                 )
             )
         height = round((savings_h / 2) * abs(float(d.savings)) / savings_abs, 1)
@@ -181,16 +195,50 @@ def daily_chart(days: Sequence[DayFigures], *, currency: str) -> DailyChart:
                 chart.zero_y if negative else round(chart.zero_y - height, 1),
                 height,
                 round(bar_w * 2, 1),
-                f"{d.day:%a %d %b}: saved {d.savings} {currency}",
+                f"{d.day:{label_format}}: saved {formatting.money(d.settled_savings, currency)}"
+                f" settled, {formatting.money(d.provisional_savings, currency)} provisional",
                 negative,
             )
         )
-        chart.labels.append(Tick(round(LEFT + slot * (i + 0.5), 1), f"{d.day:%a}"))
+        chart.labels.append(Tick(round(LEFT + slot * (i + 0.5), 1), f"{d.day:{tick_format}}"))
     step = _nice_step(max_kwh, 3)
     kwh = 0.0
     while kwh <= max_kwh + 1e-9:
         chart.kwh_ticks.append(Tick(round(energy_bottom - energy_h * kwh / max_kwh, 1), _fmt(kwh)))
         kwh += step
-    chart.savings_max = f"{savings_abs:.2f}"
-    chart.savings_min = f"-{savings_abs:.2f}"
+    chart.savings_max = formatting.money(savings_abs, currency)
+    chart.savings_min = formatting.money(-savings_abs, currency)
+    # The money strip has its own axis: its top and bottom are plus and minus the largest saving.
+    # The zero line carries the currency as the strip's axis title.
+    chart.money_ticks = [
+        Tick(round(chart.zero_y - savings_h / 2, 1), formatting.number(savings_abs, 2)),
+        Tick(round(chart.zero_y + savings_h / 2, 1), formatting.number(-savings_abs, 2)),
+    ]
     return chart
+
+
+def _per_kwh(value: Decimal, energy: Decimal) -> float | None:
+    return float(value / energy) if energy else None
+
+
+def price_chart(
+    days: Sequence[PeriodFigures],
+    *,
+    currency: str,
+    retail_tariff: Decimal | None = None,
+    feed_in_tariff: Decimal | None = None,
+) -> SafeString:
+    """The member's mean peer price per day, paid and received, against the grid's tariffs."""
+    series = [
+        Series("paid per kWh (bought)", [_per_kwh(d.bought_value, d.bought_kwh) for d in days]),
+        Series("received per kWh (sold)", [_per_kwh(d.sold_value, d.sold_kwh) for d in days]),
+    ]
+    if retail_tariff is not None:
+        series.append(Series("retail tariff", [float(retail_tariff)] * len(days), "#b3261e", True))
+    if feed_in_tariff is not None:
+        series.append(
+            Series("feed-in tariff", [float(feed_in_tariff)] * len(days), "#3b6fd1", True)
+        )
+    return line_chart(
+        "My peer prices per day", [d.day for d in days], series, y_label=f"{currency}/kWh"
+    )

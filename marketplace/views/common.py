@@ -15,6 +15,9 @@ from accounts.access import access_own_membership
 from accounts.models import Membership, MembershipStatus, User
 from marketplace.models import Community, Interval
 
+# How often an open dashboard or board refreshes its live parts (htmx polling).
+REFRESH_SECONDS = 15
+
 
 @dataclass(frozen=True)
 class MemberView:

@@ -8,8 +8,8 @@
   function left(ms) {
     var s = Math.floor(ms / 1000);
     var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
-    if (h > 0) { return "closes in " + h + " h " + pad(m) + " min"; }
-    return "closes in " + m + ":" + pad(sec);
+    if (h > 0) { return "gate closes in " + h + " h " + pad(m) + " min"; }
+    return "gate closes in " + m + ":" + pad(sec);
   }
   function tick() {
     var now = Date.now();
@@ -29,6 +29,27 @@
   }
   tick();
   window.setInterval(tick, 1000);
+  // The board refreshes itself while open ([data-board-poll]); never while a member is filling
+  // in one of its forms: a field with focus, a changed value or an opened bid form.
+  function editing(root) {
+    var active = document.activeElement;
+    if (active && root.contains(active) && active.closest("form")) { return true; }
+    if (root.querySelector("details[open]")) { return true; }
+    return Array.prototype.some.call(root.querySelectorAll("input, select, textarea"), function (el) {
+      if (el.type === "hidden" || el.type === "submit") { return false; }
+      if (el.type === "checkbox" || el.type === "radio") { return el.checked !== el.defaultChecked; }
+      if (el.tagName === "SELECT") {
+        return Array.prototype.some.call(el.options, function (o) { return o.selected !== o.defaultSelected; });
+      }
+      return el.value !== el.defaultValue;
+    });
+  }
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var source = event.detail.elt;
+    if (!source || !source.hasAttribute("data-board-poll")) { return; }
+    var board = document.getElementById("board-main");
+    if (board && editing(board)) { event.preventDefault(); }
+  });
   // A refused request htmx does not swap (404, 500): say so instead of failing silently.
   document.addEventListener("htmx:responseError", function (event) {
     var target = document.getElementById("board-main");

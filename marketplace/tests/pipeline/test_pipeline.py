@@ -14,8 +14,10 @@ from grid import services as grid_services
 from grid.models import GridCheckResult
 from marketplace.demo import DEMO_SLUG
 from marketplace.management.commands.advance_intervals import parse_moment
-from marketplace.models import Interval, IntervalState, Posting, Trade
+from marketplace.models import Community, Interval, IntervalState, Posting, Trade
 from marketplace.services import pipeline
+from marketplace.services.communities import community_create
+from marketplace.services.intervals import intervals_open_horizon
 from marketplace.services.pipeline import (
     DueStep,
     interval_advance,
@@ -25,6 +27,7 @@ from marketplace.services.pipeline import (
     retry_delay,
 )
 from marketplace.services.postings import posting_create
+from marketplace.services.rules import market_rules_update
 from marketplace.tests.pipeline.helpers import community_with_homes, interval_at
 
 pytestmark = pytest.mark.django_db
@@ -227,3 +230,79 @@ def test_advance_intervals_accepts_a_moment_relative_to_now(text, offset):
 def test_advance_intervals_refuses_other_moments(text):
     with pytest.raises(CommandError, match="--now"):
         parse_moment(text, now=datetime(2026, 6, 1, tzinfo=UTC))
+
+
+# --- Beat's tick at scale: only what is due --------------------------------------------------
+def _communities(count):
+    first = Community.objects.count()
+    return [
+        community_create(name=f"Tick {i}", slug=f"tick-{i}") for i in range(first, first + count)
+    ]
+
+
+def test_tick_opens_only_the_communities_whose_horizon_is_due():
+    communities = _communities(3)
+    assert pipeline_tick(now=START, dispatch=lambda step: None) == []
+    # A minute on, the horizon's end has passed the last interval's end: one more each.
+    pipeline_tick(now=START + timedelta(minutes=1), dispatch=lambda step: None)
+    for community in communities:
+        community.refresh_from_db()
+        last_end = Interval.objects.filter(community=community).order_by("-end")[0].end
+        assert last_end == START + timedelta(hours=24, minutes=15)
+        assert community.horizon_due_at == last_end - timedelta(hours=24)
+    count = Interval.objects.count()
+    # Within the interval nothing is due: nothing opens, no community is visited.
+    with mock.patch(
+        "marketplace.services.intervals.intervals_open_horizon", wraps=intervals_open_horizon
+    ) as opened:
+        pipeline_tick(now=START + timedelta(minutes=2), dispatch=lambda step: None)
+        assert opened.call_count == 0
+        # Past the next boundary every community opens one more interval.
+        pipeline_tick(now=START + timedelta(minutes=16), dispatch=lambda step: None)
+        assert opened.call_count == 3
+    assert Interval.objects.count() == count + 3
+
+
+def test_tick_queries_do_not_grow_with_communities_or_intervals():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def tick_queries(now):
+        with CaptureQueriesContext(connection) as captured:
+            pipeline_tick(now=now, dispatch=lambda step: None)
+        return len(captured)
+
+    _communities(2)
+    pipeline_tick(now=START + timedelta(minutes=1), dispatch=lambda step: None)
+    few = tick_queries(START + timedelta(minutes=2))
+    _communities(6)
+    pipeline_tick(now=START + timedelta(minutes=1), dispatch=lambda step: None)
+    assert Interval.objects.count() >= 8 * 95
+    assert tick_queries(START + timedelta(minutes=2)) == few
+
+
+def test_a_longer_horizon_applies_within_one_interval():
+    (community,) = _communities(1)
+    pipeline_tick(now=START, dispatch=lambda step: None)
+    market_rules_update(community=community, changed_by=None, opening_horizon_hours=48)
+    pipeline_tick(now=START + timedelta(minutes=15), dispatch=lambda step: None)
+    last_end = Interval.objects.filter(community=community).order_by("-end")[0].end
+    assert last_end >= START + timedelta(hours=48)
+
+
+@pytest.mark.parametrize(("shards", "suffixes"), [(1, {""}), (4, {".0", ".1", ".2", ".3"})])
+def test_steps_go_to_their_communitys_queue_shard(settings, shards, suffixes):
+    from config.celery import app
+
+    base = app.conf.task_default_queue
+    settings.PEERGRID_QUEUE_SHARDS = shards
+    sent = []
+    with mock.patch(
+        "marketplace.tasks.interval_advance_task.apply_async",
+        side_effect=lambda **kwargs: sent.append(kwargs),
+    ):
+        for community_id in range(1, 9):
+            pipeline.dispatch_step(DueStep(100 + community_id, community_id, "cleared"))
+    assert {call["queue"] for call in sent} == {base + suffix for suffix in suffixes}
+    # A community's steps always land on the same shard: 1 mod 4 is shard 1.
+    assert sent[0]["queue"] == pipeline.step_queue(1) == (base if shards == 1 else f"{base}.1")

@@ -17,6 +17,7 @@ from django.urls import reverse
 
 from accounts.models import User
 from accounts.services import membership_request, membership_suspend
+from config import formatting
 from marketplace.models import (
     Bid,
     BidStatus,
@@ -415,14 +416,17 @@ def test_board_shows_a_bidder_the_network_charge(
     html = client_for(bob).get(url("board", interval.community)).content.decode()
     row = html.split(f'id="posting-{offer.pk}"', 1)[1].split("</tr>", 1)[0]
     # The community's rule is flat: its fee, whatever the distance.
-    assert f'class="num network-charge">{interval.rules.fee_per_kwh}<' in row
+    fee = formatting.cents(interval.rules.fee_per_kwh, interval.community)
+    assert f">{fee}</td>" in row
+    assert 'class="num network-charge"' in row
 
 
 # --- Query counts: no N+1 on the hot pages -------------------------------------------------
-# 14, plus the expected network charges of the postings (one query, and the community's grid
-# model when its rule is by use).
-BOARD_QUERIES = 16
-DASHBOARD_QUERIES = 14  # session, user, community, permission checks, then one per figure
+# 14, plus the navigation with its bell (one query) and the expected network charges of the
+# postings (one query, and the community's grid model when its rule is by use).
+BOARD_QUERIES = 17
+DASHBOARD_QUERIES = 24  # session, user, community, permissions, navigation and bell, a figure each,
+# the ledger statement (account, opening balance, settlements, entries) of the month and the week
 
 
 @pytest.mark.parametrize("postings", [1, 6])

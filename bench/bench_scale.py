@@ -1,0 +1,532 @@
+"""Scale benchmark: up to a thousand communities on PostgreSQL, Redis and Celery workers.
+
+Usage: ``python bench/bench_scale.py [--communities 10 100 1000] [--members 50]
+[--workers 1 2 4] [--month-communities 100] [--month-days 30] [--parts tick workers month]
+[--no-write]``. Needs DATABASE_URL (PostgreSQL) and REDIS_URL and skips with one line without
+them; works in a scratch database of its own and under a Redis key prefix of its own, both
+removed at the end. Replaces the "## Scale" section of bench/RESULTS.md.
+
+*tick*: communities of ``--members`` members with meter points are built up to each size, each
+with its rolling horizon open (24 h of 15-minute intervals) and a day of settled history. At each
+size beat's tick (``pipeline_tick``, dispatch replaced by a no-op) is timed, best of 5, with its
+query count: a tick with ten steps due, and the first tick after an interval boundary, when every
+community is due to open its next interval. The baseline, measured in the same run, is what the
+tick did before: open every community's horizon on every tick. At the largest size the two
+queries' plans (``EXPLAIN ANALYZE``) are printed into the results.
+
+*workers*: one interval per community with one order per member, every gate closing at the same
+moment; K worker processes (solo pool), each consuming its own queue shard
+(``PEERGRID_QUEUE_SHARDS=K``, as K machines would), from the dispatch until every interval is
+confirmed. The lag per interval is its confirmation moment minus its gate closure.
+
+*month*: ``--month-communities`` communities, ``--month-days`` of 15-minute intervals with two
+matching orders in every interval, replayed through ``advance_intervals`` (gate closure, clearing,
+grid check, confirmation, settlement after the settlement window); then every interval must be
+settled and ``ledger_verify`` must pass.
+
+The communities have no grid model, so the grid step records "no grid model" without a power
+flow: this benchmark measures the platform's own work (tick, queues, locks, clearing,
+settlement); `bench_pipeline.py` and `bench_grid_check.py` time the power flow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+from bench.common import (  # noqa: E402
+    RESULTS,
+    load_now,
+    machine,
+    progress,
+    replace_section,
+    scratch_database,
+    skip_unless,
+    use_redis_prefix,
+)
+
+HEADING = "## Scale"
+INTERVAL = timedelta(minutes=15)
+T0 = datetime(2026, 6, 1, tzinfo=UTC)  # the tick part's clock (an interval boundary)
+FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+# --- Building communities ------------------------------------------------------------------------
+def build_communities(first: int, count: int, members: int) -> list[Any]:
+    from accounts.models import Membership, MembershipStatus, MeterPoint, User
+    from marketplace.services.communities import community_create
+
+    communities = []
+    for number in range(first, first + count):
+        slug = f"scale-{number:04d}"
+        community = community_create(name=f"Scale {number:04d}", slug=slug)
+        users = User.objects.bulk_create(
+            [User(email=f"{slug}-{i}@scale.bench") for i in range(members)]
+        )
+        memberships = Membership.objects.bulk_create(
+            [
+                Membership(user=u, community=community, status=MembershipStatus.APPROVED,
+                           pseudonym=f"{slug}-{i:03d}")
+                for i, u in enumerate(users)
+            ]
+        )  # fmt: skip
+        MeterPoint.objects.bulk_create(
+            [
+                MeterPoint(membership=m, label="home", import_capacity_kw=Decimal("30"),
+                           export_capacity_kw=Decimal("30"))
+                for m in memberships
+            ]
+        )  # fmt: skip
+        communities.append(community)
+    return communities
+
+
+def settled_history(communities: list[Any], day_start: datetime) -> None:
+    """A day of settled intervals per community before ``day_start``: rows the tick must skip."""
+    from marketplace.models import Interval, IntervalState
+
+    rows = []
+    for community in communities:
+        rules = community.rules.latest()
+        for i in range(96):
+            start = day_start - INTERVAL * (96 - i)
+            rows.append(
+                Interval(
+                    community=community, rules=rules, start=start, end=start + INTERVAL,
+                    gate_closure_at=start - timedelta(minutes=5), state=IntervalState.SETTLED,
+                    state_changed_at=start + timedelta(hours=1),
+                )
+            )  # fmt: skip
+    Interval.objects.bulk_create(rows, batch_size=5000)
+
+
+# --- Part 1: the tick ----------------------------------------------------------------------------
+def timed_tick(now: datetime, *, old: bool = False, repeats: int = 5) -> tuple[float, int, int]:
+    """Best-of-`repeats` seconds, queries and due steps of one tick at ``now``.
+
+    ``old``: the tick as it was before, opening every community's horizon every time.
+    """
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from marketplace.models import Community
+    from marketplace.services.intervals import intervals_open_horizon
+    from marketplace.services.pipeline import intervals_due, pipeline_tick
+
+    best, queries, due = float("inf"), 0, 0
+    for _ in range(repeats):
+        with CaptureQueriesContext(connection) as captured:
+            started = time.perf_counter()
+            if old:
+                for community in Community.objects.all():
+                    intervals_open_horizon(community=community, now=now)
+                due = len(intervals_due(now=now))
+            else:
+                due = len(pipeline_tick(now=now, dispatch=lambda step: None))
+            best = min(best, time.perf_counter() - started)
+        queries = len(captured)
+    return best, queries, due
+
+
+def run_tick(sizes: list[int], members: int) -> tuple[list[dict[str, Any]], str]:
+    from django.db import connection
+
+    from marketplace.models import Community, Interval, IntervalState
+    from marketplace.services.pipeline import (
+        due_steps_condition,
+        horizon_due_condition,
+        intervals_open_all,
+    )
+
+    rows: list[dict[str, Any]] = []
+    built: list[Any] = []
+    plans = ""
+    for size in sizes:
+        new = build_communities(len(built), size - len(built), members)
+        built += new
+        settled_history(new, T0)
+        # Every community's horizon opened afresh at T0, the boundary.
+        Interval.objects.exclude(state=IntervalState.SETTLED).delete()
+        Community.objects.update(horizon_due_at=None)
+        intervals_open_all(now=T0)
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+        # Ten steps due: ten intervals whose gate closed, waiting to be cleared.
+        planted = [
+            Interval.objects.filter(community=c, state=IntervalState.OPEN).order_by("start")[0].pk
+            for c in built[:10]
+        ]
+        Interval.objects.filter(pk__in=planted).update(state=IntervalState.GATE_CLOSED)
+        # The first tick after the boundary: each community opens its next interval. The
+        # following ticks of the interval find nothing to open. No gate closes before T0 + 10 min.
+        first_s, first_q, first_due = timed_tick(T0 + timedelta(minutes=1), repeats=1)
+        steady_s, steady_q, steady_due = timed_tick(T0 + timedelta(minutes=1, seconds=15))
+        old_s, old_q, _ = timed_tick(T0 + timedelta(minutes=1, seconds=30), old=True)
+        intervals = Interval.objects.count()
+        row = {
+            "communities": size, "intervals": intervals, "due": steady_due,
+            "steady_s": steady_s, "steady_q": steady_q, "first_s": first_s, "first_q": first_q,
+            "first_due": first_due, "old_s": old_s, "old_q": old_q, "load": load_now(),
+        }  # fmt: skip
+        rows.append(row)
+        progress(
+            f"{size} communities, {intervals:,} intervals: tick {steady_s * 1000:.1f} ms "
+            f"({steady_q} queries, {steady_due} due); first tick after a boundary "
+            f"{first_s * 1000:.0f} ms ({first_q} queries); before: {old_s * 1000:.0f} ms "
+            f"({old_q} queries); {row['load']}"
+        )
+        if size == sizes[-1]:
+            now = T0 + timedelta(minutes=1, seconds=15)
+            due_plan = (
+                Interval.objects.filter(due_steps_condition(now))
+                .order_by("start", "pk")
+                .only("pk", "community_id", "state", "timings", "failed_attempts")
+                .explain(analyze=True)
+            )
+            open_plan = Community.objects.filter(horizon_due_condition(now)).explain(analyze=True)
+            plans = (
+                f"Steps due:\n\n{due_plan}\n\nCommunities due to open an interval:\n\n{open_plan}"
+            )
+    return rows, plans
+
+
+# --- Part 2: worker processes --------------------------------------------------------------------
+class Worker:
+    """A ``celery worker`` (solo pool) on one queue shard of the bench's database and prefix."""
+
+    def __init__(self, database: str, queue: str, shards: int, shard: int) -> None:
+        from django.conf import settings
+
+        env = dict(os.environ, PEERGRID_QUEUE=queue, PEERGRID_DATABASE_NAME=database,
+                   PEERGRID_QUEUE_SHARDS=str(shards), LOG_LEVEL="WARNING")  # fmt: skip
+        name = f"scale{shards}-{shard}-{uuid.uuid4().hex[:4]}"
+        self.log = Path(settings.VAR_DIR) / f"bench-{name}.log"
+        command = [
+            sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo",
+            "--loglevel=INFO", "-Q", f"{queue}.{shard}" if shards > 1 else queue,
+            "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited:\n{self.log.read_text(errors='replace')}")
+            if "ready." in self.log.read_text(errors="replace"):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"worker not ready after {timeout} s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.unlink(missing_ok=True)
+
+
+def one_interval_each(communities: list[Any], start: datetime, members: int) -> list[int]:
+    """An interval per community starting at ``start``, one household order per member."""
+    from accounts.models import MeterPoint
+    from marketplace.models import Interval, Posting
+
+    rng = random.Random(start.timestamp())
+    intervals = Interval.objects.bulk_create(
+        [
+            Interval(community=c, rules=c.rules.latest(), start=start, end=start + INTERVAL,
+                     gate_closure_at=start - timedelta(minutes=5))
+            for c in communities
+        ]
+    )  # fmt: skip
+    meters = MeterPoint.objects.filter(membership__community__in=communities).values_list(
+        "pk", "membership_id", "membership__community_id"
+    )
+    interval_of = {i.community_id: i.pk for i in intervals}
+    postings = []
+    for n, (meter, membership, community) in enumerate(meters):
+        sell = rng.random() < 0.45
+        postings.append(
+            Posting(
+                interval_id=interval_of[community], membership_id=membership, meter_point_id=meter,
+                side="sell" if sell else "buy",
+                quantity_kwh=Decimal(rng.randint(50, 1500)).scaleb(-3),
+                limit_price_per_kwh=Decimal(rng.randint(800, 2400) if sell
+                                            else rng.randint(1400, 3200)).scaleb(-4),
+                submitted_at=start - timedelta(minutes=30, microseconds=-n),
+            )
+        )  # fmt: skip
+    Posting.objects.bulk_create(postings, batch_size=5000)
+    return [i.pk for i in intervals]
+
+
+def run_workers(
+    database: str, communities: list[Any], members: int, counts: list[int]
+) -> list[dict[str, Any]]:
+    from config.celery import app as celery_app
+    from marketplace.models import Community, Interval, IntervalState
+    from marketplace.services.pipeline import dispatch_step, intervals_due
+
+    Interval.objects.exclude(state=IntervalState.SETTLED).delete()  # the tick part's horizons
+    # Only the intervals below are due: no horizon opens while the workers run.
+    Community.objects.update(horizon_due_at=FAR_FUTURE)
+    queue = f"peergrid-bench-scale-{uuid.uuid4().hex[:6]}"
+    celery_app.conf.task_default_queue = queue
+    rows = []
+    for round_number, count in enumerate(counts):
+        start = datetime.now(UTC).replace(second=0, microsecond=0)
+        start += timedelta(days=round_number + 1)
+        pks = one_interval_each(communities, start, members)
+        workers = [Worker(database, queue, count, shard) for shard in range(count)]
+        from django.conf import settings
+
+        settings.PEERGRID_QUEUE_SHARDS = count  # the dispatch routes as the workers consume
+        try:
+            for worker in workers:
+                worker.wait_ready()
+            load = load_now()
+            gate = datetime.now(UTC)
+            Interval.objects.filter(pk__in=pks).update(gate_closure_at=gate)
+            for step in intervals_due(now=gate):
+                dispatch_step(step)
+            deadline = time.monotonic() + 3600
+            while time.monotonic() < deadline:
+                left = (
+                    Interval.objects.filter(pk__in=pks)
+                    .exclude(state=IntervalState.CONFIRMED)
+                    .count()
+                )
+                if not left:
+                    break
+                time.sleep(0.5)
+            else:
+                raise RuntimeError(f"{count} worker(s): {left} intervals not confirmed in time")
+            wall = (datetime.now(UTC) - gate).total_seconds()
+        finally:
+            for worker in workers:
+                worker.stop()
+        lags = []
+        for timings in Interval.objects.filter(pk__in=pks).values_list("timings", flat=True):
+            confirmed = timings["confirmed"]
+            at = datetime.fromisoformat(confirmed["at"]) + timedelta(seconds=confirmed["seconds"])
+            lags.append((at - gate).total_seconds())
+        row = {
+            "workers": count, "intervals": len(pks), "wall_s": wall,
+            "median_s": statistics.median(lags), "worst_s": max(lags), "load": load,
+        }  # fmt: skip
+        rows.append(row)
+        progress(
+            f"{count} worker process(es): {len(pks)} intervals confirmed in {wall:.1f} s; lag "
+            f"median {row['median_s']:.1f} s, worst {row['worst_s']:.1f} s ({load})"
+        )
+    return rows
+
+
+# --- Part 3: a month replayed --------------------------------------------------------------------
+def run_month(communities: list[Any], days: int) -> dict[str, Any]:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from accounts.models import MeterPoint
+    from marketplace.ledger.services.verification import ledger_verify
+    from marketplace.models import Community, Interval, IntervalState, Posting
+
+    # Ends two hours ago, so the last interval's settlement window has passed by now.
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    start = end - timedelta(days=days)
+    Community.objects.filter(pk__in=[c.pk for c in communities]).update(horizon_due_at=FAR_FUTURE)
+    intervals = []
+    for community in communities:
+        rules = community.rules.latest()
+        moment = start
+        while moment < end:
+            intervals.append(
+                Interval(community=community, rules=rules, start=moment, end=moment + INTERVAL,
+                         gate_closure_at=moment - timedelta(minutes=5))
+            )  # fmt: skip
+            moment += INTERVAL
+    intervals = Interval.objects.bulk_create(intervals, batch_size=5000)
+    traders = {}
+    for community in communities:
+        seller, buyer = MeterPoint.objects.filter(membership__community=community).order_by("pk")[
+            :2
+        ]
+        traders[community.pk] = (seller, buyer)
+    postings = []
+    for interval in intervals:
+        seller, buyer = traders[interval.community_id]
+        for meter, side, price in ((seller, "sell", "0.1000"), (buyer, "buy", "0.2000")):
+            postings.append(
+                Posting(interval=interval, membership_id=meter.membership_id, meter_point=meter,
+                        side=side, quantity_kwh=Decimal("0.500"),
+                        limit_price_per_kwh=Decimal(price),
+                        submitted_at=interval.gate_closure_at - timedelta(minutes=10))
+            )  # fmt: skip
+    Posting.objects.bulk_create(postings, batch_size=5000)
+    progress(f"month: {len(intervals):,} intervals, {len(postings):,} postings; replaying ...")
+    load = load_now()
+    started = time.perf_counter()
+    out = StringIO()
+    call_command("advance_intervals", "--now", datetime.now(UTC).isoformat(), stdout=out)
+    seconds = time.perf_counter() - started
+    pks = [i.pk for i in intervals]
+    not_settled = Interval.objects.filter(pk__in=pks).exclude(state=IntervalState.SETTLED).count()
+    verification = ledger_verify()
+    result = {
+        "communities": len(communities), "days": days, "intervals": len(intervals),
+        "seconds": seconds, "not_settled": not_settled, "ledger_ok": verification.ok,
+        "entries": verification.entries_checked, "load": load,
+        "report": out.getvalue().strip(),
+    }  # fmt: skip
+    progress(
+        f"month: replayed in {seconds:.0f} s ({len(intervals) / seconds:.0f} intervals/s); "
+        f"{not_settled} not settled; ledger {'verified' if verification.ok else 'BROKEN'} "
+        f"({verification.entries_checked:,} entries)"
+    )
+    return result
+
+
+# --- Results -------------------------------------------------------------------------------------
+def write_results(about: str, members: int, ticks: list[Any], plans: str, workers: list[Any],
+                  month: dict[str, Any] | None) -> None:  # fmt: skip
+    lines = [
+        HEADING,
+        "",
+        f"`python bench/bench_scale.py` on PostgreSQL and Redis. Machine: {about}. Each row "
+        "carries the load average when it was measured; the machine is shared, so compare rows "
+        f"of one run. Communities of {members} members, no grid model (see the script's "
+        "docstring).",
+    ]
+    if ticks:
+        lines += [
+            "",
+            "### Beat's tick",
+            "",
+            "*tick*: a tick with ten steps due (best of 5); *first after a boundary*: the tick "
+            "in which every community opens its next interval (once per interval length); "
+            "*before*: opening every community's horizon on every tick, the tick as it was.",
+            "",
+            "| communities | intervals in the database | steps due | tick ms | queries | first "
+            "after a boundary ms (queries) | before ms (queries) | load |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        lines += [
+            f"| {r['communities']:,} | {r['intervals']:,} | {r['due']} | {r['steady_s'] * 1000:.1f}"
+            f" | {r['steady_q']} | {r['first_s'] * 1000:.0f} ({r['first_q']}) | "
+            f"{r['old_s'] * 1000:.0f} ({r['old_q']}) | {r['load']} |"
+            for r in ticks
+        ]
+        lines += ["", f"Query plans at {ticks[-1]['communities']:,} communities:", "", "```",
+                  plans, "```"]  # fmt: skip
+    if workers:
+        lines += [
+            "",
+            "### Worker processes",
+            "",
+            f"{workers[0]['intervals']:,} communities, one interval each with one order per "
+            "member, all gates closing at once; K solo worker processes, each on its own queue "
+            "shard. Lag = confirmation moment minus gate closure.",
+            "",
+            "| worker processes | intervals confirmed | all confirmed after s | lag median s | "
+            "lag worst s | load |",
+            "| ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        lines += [
+            f"| {r['workers']} | {r['intervals']:,} | {r['wall_s']:.1f} | {r['median_s']:.1f} | "
+            f"{r['worst_s']:.1f} | {r['load']} |"
+            for r in workers
+        ]
+    if month:
+        lines += [
+            "",
+            "### A month replayed",
+            "",
+            f"{month['communities']} communities x {month['days']} days = "
+            f"{month['intervals']:,} intervals of 15 minutes, two matching orders each, replayed "
+            f"by `advance_intervals` in {month['seconds']:.0f} s "
+            f"({month['intervals'] / month['seconds']:.0f} intervals/s; real time needs "
+            f"{month['communities'] / 900:.2f}/s); {month['load']} at the start. Intervals not "
+            f"settled at the end: **{month['not_settled']}**; `ledger_verify`: "
+            f"**{'verified' if month['ledger_ok'] else 'FAILED'}** over {month['entries']:,} "
+            "entries.",
+            "",
+            "```",
+            month["report"],
+            "```",
+        ]
+    replace_section(HEADING, "\n".join(lines) + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--communities", type=int, nargs="+", default=[10, 100, 1000])
+    parser.add_argument("--members", type=int, default=50)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument(
+        "--worker-communities", type=int, default=1000,
+        help="communities in the worker part (default: all of the largest size)",
+    )  # fmt: skip
+    parser.add_argument("--month-communities", type=int, default=100)
+    parser.add_argument("--month-days", type=int, default=30)
+    parser.add_argument("--parts", nargs="+", default=["tick", "workers", "month"],
+                        choices=["tick", "workers", "month"])  # fmt: skip
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    skip_unless(postgres=True, redis=True)
+    use_redis_prefix("scale")
+    import django
+
+    django.setup()
+    import logging
+
+    logging.getLogger("marketplace").setLevel(logging.WARNING)
+    about = machine()
+    sizes = sorted(args.communities)
+    ticks: list[Any] = []
+    plans = ""
+    workers: list[Any] = []
+    month = None
+    with scratch_database("scale") as (_, database):
+        from marketplace.models import Community
+
+        progress(f"scratch database {database}")
+        if "tick" in args.parts:
+            ticks, plans = run_tick(sizes, args.members)
+        built = list(Community.objects.order_by("pk"))
+        if len(built) < sizes[-1]:
+            built += build_communities(len(built), sizes[-1] - len(built), args.members)
+        if "workers" in args.parts:
+            chosen = built[: min(args.worker_communities, sizes[-1])]
+            workers = run_workers(database, chosen, args.members, args.workers)
+        if "month" in args.parts:
+            month = run_month(built[: args.month_communities], args.month_days)
+    if not args.no_write:
+        write_results(about, args.members, ticks, plans, workers, month)
+        progress(f"wrote {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The market events members are told about, and the one call services make to announce one.
+
+A service calls ``announce(Event.X, object_id)`` inside its transaction; the Celery task that
+builds and delivers the messages is queued only when that transaction commits, so nobody is
+told about a bid that was rolled back, and the request never waits for an e-mail server.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+
+from django.db import transaction
+
+from config.celery import app as celery_app
+
+logger = logging.getLogger(__name__)
+TASK_NAME = "notifications.event"
+
+
+class Event(StrEnum):
+    MEMBERSHIP_APPROVED = "membership_approved"  # a membership id
+    BID_RECEIVED = "bid_received"  # a bid id: tell the poster
+    BID_ACCEPTED = "bid_accepted"  # a bid id: tell the bidder
+    BID_REJECTED = "bid_rejected"  # a bid id: tell the bidder
+    INTERVAL_CLEARED = "interval_cleared"  # bids accepted automatically at gate closure
+    INTERVAL_CONFIRMED = "interval_confirmed"  # trades the grid check curtailed
+    INTERVAL_SETTLED = "interval_settled"  # each settled member
+    STATEMENTS_DUE = "statements_due"  # the last month's statements (beat, daily; id 0)
+
+
+def announce(event: Event, object_id: int) -> None:
+    """Queue the notifications of ``event`` for after the current transaction commits."""
+    transaction.on_commit(lambda: _send(event, object_id))
+
+
+def _send(event: Event, object_id: int) -> None:
+    # By the task's name: the services that announce (accounts' too) never import what builds
+    # the messages, which reads the market and the ledger.
+    try:
+        celery_app.send_task(TASK_NAME, args=[str(event), object_id])
+    except Exception:  # the market's write is committed; a lost message must not undo it
+        logger.exception("notifications: could not queue %s %s", event, object_id)
