@@ -471,8 +471,8 @@ def posting_modify_view(request: HttpRequest, slug: str, pk: int) -> HttpRespons
     return _done(
         request,
         member,
-        f"Your posting is now {_kwh(changed.quantity_kwh)} kWh at "
-        f"{changed.limit_price_per_kwh} per kWh; {priority}.",
+        f"Your posting is now {formatting.kwh(changed.quantity_kwh)} at "
+        f"{_price(changed.limit_price_per_kwh, member)}; {priority}.",
     )
 
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('marketplace', '0003_losses_and_network_charges'),
+        ('marketplace', '0005_default_market_rules'),
     ]
 
     operations = [
