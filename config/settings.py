@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "marketplace.ledger",
     "grid",
     "notifications",
+    "simulation",
 ]
 
 MIDDLEWARE = [
@@ -259,9 +260,9 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 15.0,
         "options": {"expires": 14},
     },
-    # The demo community's automatic postings ahead of gate closure (demo only; a no-op when
-    # there is no demo community).
-    "demo-tick": {"task": "marketplace.demo_tick", "schedule": 60.0, "options": {"expires": 55}},
+    # The demo community's robots post ahead of gate closure and are metered after delivery
+    # (a no-op without the demo community).
+    "demo-tick": {"task": "simulation.demo_tick", "schedule": 60.0, "options": {"expires": 55}},
     # Re-walk the ledger's hash chain hourly, so the last verification the regulator and the
     # API show is never old; an edit of history is found within the hour.
     "ledger-verify": {"task": "ledger.verify", "schedule": 3600.0, "options": {"expires": 3000}},
