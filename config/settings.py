@@ -266,6 +266,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Re-walk the ledger's hash chain hourly, so the last verification the regulator and the
     # API show is never old; an edit of history is found within the hour.
     "ledger-verify": {"task": "ledger.verify", "schedule": 3600.0, "options": {"expires": 3000}},
+    # Bill sharing's month-end true-up, hourly so it follows the last settlement of a month
+    # within the hour; a month already trued up costs one query.
+    "bill-sharing-true-up": {
+        "task": "ledger.bill_sharing_true_up",
+        "schedule": 3600.0,
+        "options": {"expires": 3000},
+    },
     # Last month's statements: checked every six hours, told once per member and month.
     "statements-due": {
         "task": "notifications.statements_due",

@@ -86,6 +86,22 @@ def test_steps_run_in_order_to_confirmed(market):
     assert result.trades_checked == len(trades)
 
 
+@pytest.mark.parametrize("rule", ["mid-market-rate", "supply-demand-ratio", "bill-sharing"])
+def test_the_pipeline_clears_a_community_that_chose_a_community_pricing_rule(rule):
+    community, homes = community_with_homes(homes=4, clearing_mechanism=rule)
+    interval = interval_at(community, START)
+    _book(homes, interval)
+    for to_state in ("gate_closed", "cleared", "grid_checked", "confirmed"):
+        assert interval_advance(interval_id=interval.pk, to_state=to_state, now=AFTER_GATE)
+    interval.refresh_from_db()
+    assert interval.timings["cleared"]["mechanism"] == rule
+    # Supply 3.5 kWh, demand 4 kWh: 3.5 kWh matched between members, 0.5 kWh imported.
+    trades = Trade.objects.filter(interval=interval)
+    assert sum(t.quantity_kwh for t in trades if t.source == "community") == Decimal("3.5")
+    assert sum(t.quantity_kwh for t in trades if t.source == "grid") == Decimal("0.5")
+    assert all(t.confirmed_kwh is not None for t in trades)
+
+
 def test_a_step_run_twice_changes_nothing_the_second_time(market):
     _, interval = market
     for to_state in ("gate_closed", "cleared", "grid_checked", "confirmed"):
