@@ -37,7 +37,7 @@ seed: migrate
 	$(PY) manage.py seed_demo
 
 # Web server, Celery worker and beat in the foreground under one supervisor
-# (marketplace/management/commands/run.py); Ctrl-C stops all three and exits 0.
+# (simulation/management/commands/run.py); Ctrl-C stops all three and exits 0.
 run: seed
 	@$(PY) manage.py run --host $(HOST) --port $(PORT)
 
@@ -47,7 +47,8 @@ test: install-dev
 # The pure cores (plain functions over plain data) are held to mypy --strict.
 STRICT_CORES := marketplace/clearing grid/check.py grid/powerflow.py grid/networks.py \
 	grid/profiles.py grid/drawing.py grid/linearisation.py grid/losses.py grid/network_use.py \
-	grid/strength.py marketplace/ledger/chain.py units/
+	grid/strength.py marketplace/ledger/chain.py units/ simulation/assets.py \
+	simulation/strategies.py simulation/games.py
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "marketplace.ledger",
     "grid",
     "notifications",
+    "simulation",
 ]
 
 MIDDLEWARE = [
@@ -259,12 +260,19 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 15.0,
         "options": {"expires": 14},
     },
-    # The demo community's automatic postings ahead of gate closure (demo only; a no-op when
-    # there is no demo community).
-    "demo-tick": {"task": "marketplace.demo_tick", "schedule": 60.0, "options": {"expires": 55}},
+    # The demo community's robots post ahead of gate closure and are metered after delivery
+    # (a no-op without the demo community).
+    "demo-tick": {"task": "simulation.demo_tick", "schedule": 60.0, "options": {"expires": 55}},
     # Re-walk the ledger's hash chain hourly, so the last verification the regulator and the
     # API show is never old; an edit of history is found within the hour.
     "ledger-verify": {"task": "ledger.verify", "schedule": 3600.0, "options": {"expires": 3000}},
+    # Bill sharing's month-end true-up, hourly so it follows the last settlement of a month
+    # within the hour; a month already trued up costs one query.
+    "bill-sharing-true-up": {
+        "task": "ledger.bill_sharing_true_up",
+        "schedule": 3600.0,
+        "options": {"expires": 3000},
+    },
     # Last month's statements: checked every six hours, told once per member and month.
     "statements-due": {
         "task": "notifications.statements_due",

@@ -1,4 +1,4 @@
-"""Forms of the board: post an offer or request, bid on a posting, accept a bid.
+"""Forms of the board: post an offer or request, modify it, bid on a posting, accept a bid.
 
 The forms only collect text; quantities and prices are parsed and checked by the services
 (``posting_create``, ``bid_create``, ``bid_accept``), so the pages show exactly the errors the
@@ -68,6 +68,15 @@ class BidForm(_ChoicesForm):
     quantity_kwh = forms.CharField(label="Energy (kWh)", widget=_decimal_input("kWh"))
     price_per_kwh = forms.CharField(label="Price", widget=_decimal_input("price"))
     meter_point = forms.IntegerField(label="Meter point", widget=forms.Select)
+
+
+class ModifyForm(forms.Form):
+    """Change one's open posting: lowering only the quantity keeps its time priority."""
+
+    quantity_kwh = forms.CharField(label="Energy (kWh)", widget=_decimal_input("kWh"))
+    limit_price_per_kwh = forms.CharField(
+        label="Limit price per kWh", widget=_decimal_input("price")
+    )
 
 
 class AcceptForm(forms.Form):

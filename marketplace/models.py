@@ -66,6 +66,10 @@ class ClearingMechanism(models.TextChoices):
         "order-trade-reduction",
         "Trade reduction on whole orders (truthful in price for multi-unit orders)",
     )
+    # Community pricing rules over quantities: the community is every member's counterparty.
+    MID_MARKET_RATE = "mid-market-rate", "Mid-market rate (Long et al. 2017)"
+    SUPPLY_DEMAND_RATIO = "supply-demand-ratio", "Supply-demand ratio (Liu et al. 2017)"
+    BILL_SHARING = "bill-sharing", "Bill sharing over the month (Long et al. 2017)"
 
 
 class PricingRule(models.TextChoices):
@@ -296,6 +300,7 @@ class BidStatus(models.TextChoices):
     REJECTED = "rejected", "Rejected"
     WITHDRAWN = "withdrawn", "Withdrawn"
     EXPIRED = "expired", "Expired at gate closure"
+    POOLED = "pooled", "Traded in the pool at gate closure"
 
 
 class Bid(models.Model):
@@ -338,6 +343,7 @@ class Bid(models.Model):
 class TradeSource(models.TextChoices):
     BILATERAL = "bilateral", "Bilateral (accepted bid)"
     POOL = "pool", "Community pool"
+    COMMUNITY = "community", "Community pricing rule (members matched at the rule's prices)"
     GRID = "grid", "With the outside grid"
 
 

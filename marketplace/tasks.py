@@ -46,11 +46,3 @@ def interval_advance_task(interval_id: int, to_state: str) -> bool:
 def pipeline_tick_task() -> int:
     """Beat's tick: open every community's horizon and queue each due step as its own task."""
     return len(pipeline.pipeline_tick(now=timezone.now()))
-
-
-@shared_task(name="marketplace.demo_tick", acks_late=True, ignore_result=True)
-def demo_tick_task() -> int:
-    """The demo community's automatic postings (and meter readings, when settlement exists)."""
-    from marketplace.demo import demo_tick
-
-    return demo_tick(now=timezone.now())

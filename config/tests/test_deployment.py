@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from marketplace.management.commands.run import CELERY_APP
+from simulation.management.commands.run import CELERY_APP
 
 ROOT = Path(__file__).resolve().parents[2]
 

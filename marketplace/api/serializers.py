@@ -306,6 +306,19 @@ class PostingCreateSerializer(serializers.Serializer):
     )
 
 
+class PostingModifySerializer(serializers.Serializer):
+    quantity_kwh = kwh_field(
+        required=False,
+        help_text="Lowering only the quantity keeps the posting's time priority; it cannot go "
+        "below the kWh already traded.",
+    )
+    limit_price_per_kwh = price_field(
+        required=False,
+        help_text="A new price (or a higher quantity) takes a new time priority; pending bids "
+        "the new price no longer admits expire.",
+    )
+
+
 class PostingSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     community = serializers.CharField(source="interval.community.slug")

@@ -5,19 +5,35 @@ Per the rules version the interval opened under:
 * bilateral: on every posting that asked for it, the best remaining bids are accepted
   (``marketplace.clearing.bilateral_accept``), each a bilateral trade at the bid price; all other
   pending bids expire; postings close (``filled`` if fully traded, else ``closed``).
-* pool: every open posting is an order in the community's double auction (uniform with midpoint or
-  k-pricing, pay-as-bid, or McAfee trade reduction); matches are saved with ``source=pool``; what
-  is left is traded with the outside grid through the community (``grid_residual``): buyers at
-  the retail tariff, sellers at the feed-in tariff, ``source=grid`` with the grid side null.
-* composite: the bilateral step first, then each posting's remaining quantity goes to the pool,
-  then the grid residual.
+* pool: every open posting is an order in the community's pool, cleared by the rules' mechanism:
+  - a double auction (``uniform`` k-double auction, ``pay-as-bid``, ``discriminatory``, McAfee's
+    ``trade-reduction`` or ``order-trade-reduction``): matches are saved with ``source=pool``;
+    what is left is traded with the outside grid through the community (``grid_residual``):
+    buyers at the retail tariff, sellers at the feed-in tariff, ``source=grid`` with the grid
+    side null;
+  - a community pricing rule over quantities (``mid-market-rate``, ``supply-demand-ratio``,
+    ``bill-sharing``; ``marketplace.clearing.community_pricing``): limits are ignored, buyers pay
+    the rule's buy price and sellers receive its sell price. The matched kWh are saved as
+    ``source=community`` trades between members (buyer and seller paired in time priority, the
+    spread between the two prices belonging to the community's grid account, which it funds)
+    and each member's share of the community's net import or export as a ``source=grid`` trade
+    at the member's rule price. Prices are rounded to the 0.0001 tick in the community's favour
+    (buy price up, sell price down), so the grid account never runs short of the bill;
+    bill sharing is trued up to the month's prices at its end
+    (``marketplace.ledger.services.true_up``).
+* composite: the bilateral step first; then each posting's remaining quantity goes to the pool,
+  together with the bids still pending at gate closure at their own limits (an auction pool
+  only: a community rule ignores limits and so could not keep a bid's). A bid's pool fill marks
+  it ``pooled``; what of it the pool does not fill lapses, since the grid would not honour its
+  limit; then the grid residual of the postings.
 
 In pool and composite markets every posting ends ``filled``: whatever peers did not take, the
-grid did. The community fee is not in trade prices; settlement books it per kWh.
+grid did. The community fee is not in trade prices; settlement books it per peer-traded kWh.
 
 The pipeline calls ``interval_clear`` inside its own transaction after a compare-and-set on the
 interval's state, so it runs once per interval; as a second guard it refuses to run if the
-interval already has pool or grid trades (a unique constraint on trade sequences is the third).
+interval already has pool, community or grid trades (a unique constraint on trade sequences is
+the third).
 """
 
 from __future__ import annotations
@@ -26,14 +42,22 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from django.db.models import F
 from django.utils import timezone
 
 from config.errors import ApplicationError, ErrorCode
-from marketplace.clearing import K_MECHANISMS, Order, bilateral_accept, clear, grid_residual
+from marketplace.clearing import (
+    COMMUNITY_RULES,
+    K_MECHANISMS,
+    ClearingResult,
+    Order,
+    bilateral_accept,
+    clear,
+    grid_residual,
+)
 from marketplace.clearing import Side as ClearingSide
 from marketplace.lock_objects import (
     lock_interval,
@@ -54,6 +78,7 @@ from marketplace.models import (
     TradeSource,
 )
 from marketplace.services.bids import next_trade_sequence
+from units import PRICE
 
 ZERO = Decimal("0")
 _POSTING_FIELDS = (
@@ -174,6 +199,22 @@ class _BidSide(_Open):
         self.flexible = False
 
 
+class _PooledBid(_Open):
+    """A bid still pending at gate closure, as an order of a composite market's pool."""
+
+    def __init__(self, row: tuple[Any, ...], side: str) -> None:
+        (self.pk, _, self.membership_id, self.meter_point_id, self.quantity, self.limit,
+         self.submitted_at, _) = row  # fmt: skip
+        self.side = side
+        self.allocated = ZERO
+        self.auto_accept = False
+
+    def order(self, quantity: Decimal) -> Order:
+        return Order(
+            f"b{self.pk}", ClearingSide(self.side), quantity, self.limit, self.submitted_at
+        )
+
+
 def _bilateral_step(
     interval: Interval,
     postings: dict[int, _Open],
@@ -252,6 +293,7 @@ class _Outcome:
     grid_import: Decimal = ZERO
     grid_export: Decimal = ZERO
     pooled: bool = False  # every open posting went to the pool (and is filled)
+    pooled_bids: list[Bid] = field(default_factory=list)
 
 
 def _fetch(interval: Interval) -> _Book:
@@ -262,7 +304,7 @@ def _fetch(interval: Interval) -> _Book:
             ErrorCode.INVALID_STATE, "Close the interval's gate before clearing.", field="interval"
         )
     if Trade.objects.filter(
-        interval=locked, source__in=(TradeSource.POOL, TradeSource.GRID)
+        interval=locked, source__in=(TradeSource.POOL, TradeSource.COMMUNITY, TradeSource.GRID)
     ).exists():
         raise ApplicationError(
             ErrorCode.CONFLICT, "This interval has been cleared already.", field="interval"
@@ -276,7 +318,7 @@ def _fetch(interval: Interval) -> _Book:
     if locked.rules.market_structure in (MarketStructure.BILATERAL, MarketStructure.COMPOSITE):
         for row in lock_pending_bids_of_interval(locked.pk).values_list(
             "pk", "posting_id", "membership_id", "meter_point_id", "quantity_kwh",
-            "price_per_kwh", "submitted_at",
+            "price_per_kwh", "submitted_at", "posting__side",
         ):  # fmt: skip
             bids_by_posting[row[1]].append(row)
         sequence = next_trade_sequence(locked.pk, TradeSource.BILATERAL)
@@ -296,7 +338,13 @@ def _clear(book: _Book, now: datetime) -> _Outcome:
         return outcome
     outcome.pooled = True
     mechanism = outcome.mechanism = rules.clearing_mechanism
-    orders = [p.order(p.remaining) for p in postings.values() if p.remaining > 0]
+    parties: dict[str, _Open] = {f"p{p.pk}": p for p in postings.values() if p.remaining > 0}
+    if mechanism in COMMUNITY_RULES:
+        _community_step(book, parties, outcome, now)
+        return outcome
+    if structure == MarketStructure.COMPOSITE:
+        parties.update(_pending_bids(book, outcome))
+    orders = [party.order(party.remaining) for party in parties.values()]
     k = (
         rules.pricing_k
         if rules.pricing_rule == PricingRule.K_PRICING and mechanism in K_MECHANISMS
@@ -305,7 +353,7 @@ def _clear(book: _Book, now: datetime) -> _Outcome:
     result = clear(mechanism, orders, k=k)
     outcome.price, outcome.surplus = result.price, result.surplus
     for sequence, match in enumerate(result.trades, start=1):
-        buyer, seller = postings[int(match.buyer[1:])], postings[int(match.seller[1:])]
+        buyer, seller = parties[match.buyer], parties[match.seller]
         outcome.pool.append(
             _trade(
                 interval=interval,
@@ -320,42 +368,158 @@ def _clear(book: _Book, now: datetime) -> _Outcome:
                 submitted_at=max(buyer.submitted_at, seller.submitted_at),
             )
         )
+    outcome.pooled_bids = _pooled_bid_fills(parties, result, now)
     residual = grid_residual(
         orders, result, retail=rules.retail_tariff, feed_in=rules.feed_in_tariff
     )
+    # Only postings go to the grid: a bid's limit stands, so its unfilled rest lapses.
+    residual = tuple(rest for rest in residual if rest.order_id.startswith("p"))
     for sequence, rest in enumerate(residual, start=1):
-        member = postings[int(rest.order_id[1:])]
+        member = parties[rest.order_id]
         buying = rest.side == ClearingSide.BUY
-        if buying:
-            outcome.grid_import += rest.quantity
-        else:
-            outcome.grid_export += rest.quantity
-        outcome.grid.append(
+        _grid_trade(outcome, interval, sequence, member, buying, rest.quantity, rest.price, now)
+    return outcome
+
+
+def _grid_trade(
+    outcome: _Outcome,
+    interval: Interval,
+    sequence: int,
+    member: _Open,
+    buying: bool,
+    quantity: Decimal,
+    price: Decimal,
+    now: datetime,
+) -> None:
+    if buying:
+        outcome.grid_import += quantity
+    else:
+        outcome.grid_export += quantity
+    outcome.grid.append(
+        _trade(
+            interval=interval,
+            source=TradeSource.GRID,
+            sequence=sequence,
+            buyer=member if buying else None,
+            seller=None if buying else member,
+            quantity=quantity,
+            price=price,
+            seller_price=price,
+            now=now,
+            submitted_at=member.submitted_at,
+            posting_id=member.pk,
+        )
+    )
+
+
+def _pending_bids(book: _Book, outcome: _Outcome) -> dict[str, _Open]:
+    """The bids the bilateral step left pending, as pool orders on the other side of their
+    postings (a composite market's pool takes them at their own limits)."""
+    accepted = {bid.pk for bid in outcome.accepted}
+    pending: dict[str, _Open] = {}
+    for rows in book.bids_by_posting.values():
+        for row in rows:
+            if row[0] not in accepted:
+                side = ClearingSide.BUY if row[7] == ClearingSide.SELL else ClearingSide.SELL
+                pending[f"b{row[0]}"] = _PooledBid(row, side)
+    return pending
+
+
+def _pooled_bid_fills(
+    parties: dict[str, _Open], result: ClearingResult, now: datetime
+) -> list[Bid]:
+    filled: dict[int, Decimal] = defaultdict(lambda: ZERO)
+    for match in result.trades:
+        for key in (match.buyer, match.seller):
+            if key.startswith("b"):
+                filled[parties[key].pk] += match.quantity
+    return [
+        Bid(pk=pk, accepted_kwh=kwh, status=BidStatus.POOLED, decided_at=now)
+        for pk, kwh in sorted(filled.items())
+    ]
+
+
+def _tick(price: Decimal | None, rounding: str) -> Decimal:
+    return (price or ZERO).quantize(PRICE, rounding=rounding)
+
+
+def _community_step(
+    book: _Book, parties: dict[str, _Open], outcome: _Outcome, now: datetime
+) -> None:
+    """Price the postings' quantities by the rules' community pricing rule (module docstring)."""
+    interval, rules = book.interval, book.rules
+    settlement = COMMUNITY_RULES[rules.clearing_mechanism](
+        [(key, ClearingSide(p.side), p.remaining) for key, p in parties.items()],
+        retail=rules.retail_tariff,
+        feed_in=rules.feed_in_tariff,
+    )
+    # In the community's favour, so what members pay always covers the community's bill.
+    buy_price = _tick(settlement.buy_price, ROUND_CEILING)
+    sell_price = _tick(settlement.sell_price, ROUND_FLOOR)
+    # The matched kWh pair buyers with sellers in time priority; only who is paired with whom
+    # depends on it, never a price or a quantity.
+    by_time = sorted(
+        settlement.members, key=lambda m: (parties[m.member_id].submitted_at, m.member_id)
+    )
+    buyers = [m for m in by_time if m.side == ClearingSide.BUY and m.peer_quantity > 0]
+    sellers = [m for m in by_time if m.side == ClearingSide.SELL and m.peer_quantity > 0]
+    left_b = [m.peer_quantity for m in buyers]
+    left_s = [m.peer_quantity for m in sellers]
+    i = j = 0
+    sequence = 1
+    while i < len(buyers) and j < len(sellers):
+        buyer, seller = parties[buyers[i].member_id], parties[sellers[j].member_id]
+        quantity = min(left_b[i], left_s[j])
+        outcome.pool.append(
             _trade(
                 interval=interval,
-                source=TradeSource.GRID,
+                source=TradeSource.COMMUNITY,
                 sequence=sequence,
-                buyer=member if buying else None,
-                seller=None if buying else member,
-                quantity=rest.quantity,
-                price=rest.price,
-                seller_price=rest.price,
+                buyer=buyer,
+                seller=seller,
+                quantity=quantity,
+                price=buy_price,
+                seller_price=sell_price,
                 now=now,
-                submitted_at=member.submitted_at,
-                posting_id=member.pk,
+                submitted_at=max(buyer.submitted_at, seller.submitted_at),
             )
         )
-    return outcome
+        sequence += 1
+        left_b[i] -= quantity
+        left_s[j] -= quantity
+        if left_b[i] == 0:
+            i += 1
+        if left_s[j] == 0:
+            j += 1
+    sequence = 1
+    for m in settlement.members:
+        if m.grid_quantity > 0:
+            buying = m.side == ClearingSide.BUY
+            price = buy_price if buying else sell_price
+            _grid_trade(
+                outcome,
+                interval,
+                sequence,
+                parties[m.member_id],
+                buying,
+                m.grid_quantity,
+                price,
+                now,
+            )
+            sequence += 1
 
 
 def _write(book: _Book, outcome: _Outcome, now: datetime) -> int:
     """Save the outcome: bids decided, postings closed, trades created. Returns bids expired."""
     interval_id = book.interval.pk
-    if outcome.accepted:
+    if outcome.accepted or outcome.pooled_bids:
         Bid.objects.bulk_update(
-            outcome.accepted, ["accepted_kwh", "status", "decided_at"], batch_size=_BATCH
+            outcome.accepted + outcome.pooled_bids,
+            ["accepted_kwh", "status", "decided_at"],
+            batch_size=_BATCH,
         )
-    # Anything still pending lapses at gate closure (in a pool market there are none).
+    # Anything still pending lapses at gate closure (in a pool market there are none; in a
+    # composite one, the bids the pool filled are ``pooled`` by now).
     expired = Bid.objects.filter(posting__interval_id=interval_id, status=BidStatus.PENDING).update(
         status=BidStatus.EXPIRED, decided_at=now
     )

@@ -5,8 +5,8 @@ unit of use is):
 
 * a bilateral trade between two members: the pair's use, half on each side;
 * a trade with the outside grid: the member's use from the feeder head, all on the member;
-* a pool trade: the pool is every member trading with the community at the feeder head, so each
-  side carries its own use from the feeder head.
+* a pool or community-rule trade: the pool is every member trading with the community at the
+  feeder head, so each side carries its own use from the feeder head.
 
 A side whose meter point has no place on the network carries none (``None``); a bilateral
 counterpart of such a side carries half of its own use from the feeder head. The money is booked
@@ -54,7 +54,9 @@ def side_uses_many(
         return None if bus is None else _use(use.head_use(bus) * share)
 
     for n, (source, (buyer_member, buyer_bus), (seller_member, seller_bus)) in enumerate(trades):
-        if source == TradeSource.POOL or not (buyer_member and seller_member):
+        if source in (TradeSource.POOL, TradeSource.COMMUNITY) or not (
+            buyer_member and seller_member
+        ):
             result.append(
                 (
                     head(buyer_bus) if buyer_member else None,

@@ -97,6 +97,7 @@ def _clear(interval: Interval, now: datetime) -> StepResult:
     summary = interval_clear(interval=interval, now=now)
     announce(Event.INTERVAL_CLEARED, interval.pk)  # bids accepted automatically at the gate
     return {
+        "mechanism": summary.mechanism,
         "postings": summary.postings,
         "trades": summary.bilateral_trades + summary.pool_trades + summary.grid_trades,
         "peer_kwh": str(summary.peer_kwh),

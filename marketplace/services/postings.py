@@ -1,4 +1,5 @@
-"""Posting on the board: offers to sell and requests to buy energy in one interval."""
+"""Posting on the board: offers to sell and requests to buy energy in one interval; cancelling
+and modifying them before gate closure."""
 
 from __future__ import annotations
 
@@ -129,4 +130,94 @@ def posting_cancel(
         Bid.objects.filter(posting=locked, status=BidStatus.PENDING).update(
             status=BidStatus.EXPIRED, decided_at=now
         )
+        return locked
+
+
+def posting_modify(
+    *,
+    posting: Posting,
+    by_membership: Membership,
+    quantity_kwh: Decimal | str | int | None = None,
+    limit_price_per_kwh: Decimal | str | int | None = None,
+    now: datetime | None = None,
+) -> Posting:
+    """The poster changes an open posting's quantity or limit price before gate closure.
+
+    Time priority, as on exchanges (and Elecbay's place, cancel and modify): lowering only the
+    quantity keeps the posting's place in the queue (its ``submitted_at``); any other change,
+    a higher quantity or a new price, takes a new one (``submitted_at = now``), because it
+    asks for more than the place was earned with. The quantity cannot go below what accepted
+    bids already traded, nor beyond the meter point's capacity; the price stays within the
+    community's floor and cap. Pending bids that a new price no longer admits expire. A call
+    that changes nothing returns the posting untouched.
+    """
+    now = now or timezone.now()
+    quantity = (
+        None
+        if quantity_kwh is None
+        else to_decimal(quantity_kwh, field="quantity_kwh", quantum=KWH)
+    )
+    price = (
+        None
+        if limit_price_per_kwh is None
+        else to_decimal(limit_price_per_kwh, field="limit_price_per_kwh", quantum=PRICE)
+    )
+    if quantity is not None:
+        check_quantity_positive(quantity)
+    with transaction.atomic(durable=True):
+        # Lock order: interval (exclusively, the book changes), meter point, posting.
+        interval = lock_interval(posting.interval_id)
+        meter_point, member, _ = lock_meter_point_with_membership(posting.meter_point_id)
+        locked = lock_posting(posting.pk)
+        if locked.membership_id != by_membership.pk:
+            raise ApplicationError(
+                ErrorCode.PERMISSION_DENIED,
+                "Only the poster can modify a posting.",
+                field="posting",
+            )
+        check_member_may_trade(member)
+        check_interval_open(interval, now)
+        if locked.status != PostingStatus.OPEN:
+            raise ApplicationError(
+                ErrorCode.INVALID_STATE,
+                f"The posting is {locked.get_status_display().lower()}; it cannot be modified.",
+                field="posting",
+            )
+        new_quantity = locked.quantity_kwh if quantity is None else quantity
+        new_price = locked.limit_price_per_kwh if price is None else price
+        if new_quantity == locked.quantity_kwh and new_price == locked.limit_price_per_kwh:
+            return locked
+        if new_quantity <= locked.allocated_kwh:
+            raise ApplicationError(
+                ErrorCode.OUT_OF_RANGE,
+                f"{locked.allocated_kwh} kWh of this posting are traded already; the quantity "
+                "must stay above that.",
+                field="quantity_kwh",
+            )
+        if new_quantity > locked.quantity_kwh:
+            # Its current quantity is among the meter point's commitments already.
+            check_capacity(
+                meter_point=meter_point,
+                interval=interval,
+                side=locked.side,
+                quantity_kwh=new_quantity - locked.quantity_kwh,
+            )
+        if new_price != locked.limit_price_per_kwh:
+            check_price_in_band(new_price, interval.rules, field="limit_price_per_kwh")
+        keeps_priority = new_quantity < locked.quantity_kwh and (
+            new_price == locked.limit_price_per_kwh
+        )
+        locked.quantity_kwh = new_quantity
+        locked.limit_price_per_kwh = new_price
+        if not keeps_priority:
+            locked.submitted_at = now
+        locked.save(update_fields=["quantity_kwh", "limit_price_per_kwh", "submitted_at"])
+        if price is not None:
+            pending = Bid.objects.filter(posting=locked, status=BidStatus.PENDING)
+            refused = (
+                {"price_per_kwh__lt": new_price}
+                if locked.side == Side.SELL
+                else {"price_per_kwh__gt": new_price}
+            )
+            pending.filter(**refused).update(status=BidStatus.EXPIRED, decided_at=now)
         return locked

@@ -102,6 +102,10 @@ class Terminal:
 def test_make_run_starts_and_ctrl_c_stops_all_three(transactional_db: None) -> None:
     marker = f"peergrid-run-test-{uuid.uuid4().hex[:8]}"
     env = dict(os.environ, PEERGRID_QUEUE=marker)
+    # Run it as a person at a terminal would, not as a sub-make of `make test` (which would
+    # print "Entering directory" before the supervisor's first line).
+    for variable in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS"):
+        env.pop(variable, None)
     env["PEERGRID_DATABASE_NAME"] = str(connection.settings_dict["NAME"])
     port = free_port()
     for attempt in ("first", "second"):

@@ -30,7 +30,7 @@ from accounts.models import MeterPoint
 from config import formatting
 from config.errors import ApplicationError, ObjectNotFoundError
 from marketplace.access import access_bid, access_interval, access_posting
-from marketplace.forms import AcceptForm, BidForm, PostingForm, add_service_error
+from marketplace.forms import AcceptForm, BidForm, ModifyForm, PostingForm, add_service_error
 from marketplace.models import (
     BidStatus,
     Interval,
@@ -49,7 +49,7 @@ from marketplace.selectors.network import expected_network_charges, pool_network
 from marketplace.selectors.prosumer import bids_on_my_open_postings
 from marketplace.services.bids import bid_accept, bid_create, bid_reject, bid_withdraw
 from marketplace.services.intervals import interval_is_open_for_orders
-from marketplace.services.postings import posting_cancel, posting_create
+from marketplace.services.postings import posting_cancel, posting_create, posting_modify
 from marketplace.views.charts import depth_chart
 from marketplace.views.common import (
     REFRESH_SECONDS,
@@ -71,6 +71,7 @@ class BoardInput:
     posting_form: PostingForm | None = None
     bid_form: tuple[int, BidForm] | None = None
     accept_form: tuple[int, AcceptForm] | None = None
+    modify_form: tuple[int, ModifyForm] | None = None
     # "posting-<id>" or "bid-<id>" -> messages shown on that row.
     row_errors: dict[str, list[str]] = field(default_factory=dict)
 
@@ -164,8 +165,23 @@ def board_context(request: HttpRequest, member: MemberView, given: BoardInput) -
             bid_rows.append(
                 {"bid": bid, "accept_form": accept, "errors": errors.get(f"bid-{bid.pk}", [])}
             )
+        if given.modify_form and given.modify_form[0] == own.pk:
+            modify = given.modify_form[1]
+        else:
+            modify = ModifyForm(
+                auto_id=f"id_modify{own.pk}_%s",
+                initial={
+                    "quantity_kwh": own.quantity_kwh,
+                    "limit_price_per_kwh": own.limit_price_per_kwh,
+                },
+            )
         own_rows.append(
-            {"posting": own, "bids": bid_rows, "errors": errors.get(f"posting-{own.pk}", [])}
+            {
+                "posting": own,
+                "bids": bid_rows,
+                "modify_form": modify,
+                "errors": errors.get(f"posting-{own.pk}", []),
+            }
         )
     own_bids: list[dict[str, Any]] = [
         {"bid": bid, "errors": errors.get(f"bid-{bid.pk}", [])}
@@ -419,6 +435,46 @@ def posting_cancel_view(request: HttpRequest, slug: str, pk: int) -> HttpRespons
         return "Your posting is cancelled; its pending bids expired."
 
     return _row_action(request, member, f"posting-{pk}", cancel)
+
+
+@login_required
+@require_POST
+def posting_modify_view(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    member = member_view(request, slug)
+    if isinstance(member, HttpResponse):
+        return member
+    posting = access_posting(community=member.community, pk=pk)
+    form = ModifyForm(request.POST, auto_id=f"id_modify{pk}_%s")
+    given = BoardInput(modify_form=(pk, form))
+    if not member.may_trade:
+        given.row_errors[f"posting-{pk}"] = [member.trade_refusal]
+        return _render_board(request, member, given, status=403)
+    if not form.is_valid():
+        return _render_board(request, member, given, status=400)
+    before = (posting.quantity_kwh, posting.limit_price_per_kwh)
+    try:
+        changed = posting_modify(
+            posting=posting,
+            by_membership=member.membership,
+            quantity_kwh=form.cleaned_data["quantity_kwh"],
+            limit_price_per_kwh=form.cleaned_data["limit_price_per_kwh"],
+        )
+    except ApplicationError as error:
+        add_service_error(form, error)
+        return _render_board(request, member, given, status=400)
+    after = (changed.quantity_kwh, changed.limit_price_per_kwh)
+    if after == before:
+        priority = "nothing changed"
+    elif after[0] < before[0] and after[1] == before[1]:
+        priority = "it keeps its place in the queue"
+    else:
+        priority = "it queues again from now"
+    return _done(
+        request,
+        member,
+        f"Your posting is now {formatting.kwh(changed.quantity_kwh)} at "
+        f"{_price(changed.limit_price_per_kwh, member)}; {priority}.",
+    )
 
 
 @login_required

@@ -1,4 +1,4 @@
-"""Postings: list, create, detail, cancel, the bids on one."""
+"""Postings: list, create, detail, modify, cancel, the bids on one."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from marketplace.api.views.base import (
 )
 from marketplace.models import Interval, Posting
 from marketplace.selectors.board import bids_on_my_posting
-from marketplace.services.postings import posting_cancel, posting_create
+from marketplace.services.postings import posting_cancel, posting_create, posting_modify
 
 
 class PostingListView(FilteredListView):
@@ -82,6 +82,7 @@ class PostingListView(FilteredListView):
 class PostingDetailView(ApiView):
     serializer_class = s.PostingSerializer
     model = Posting
+    scopes: ClassVar[dict[str, str]] = {"PATCH": TokenScope.TRADE.value}
 
     def visible_queryset(self, user: User) -> QuerySet[Any]:
         return own_postings(user=user)
@@ -92,6 +93,23 @@ class PostingDetailView(ApiView):
     )  # fmt: skip
     def get(self, request: Request, pk: int) -> Response:
         return Response(s.PostingSerializer(self.get_object()).data)
+
+    @extend_schema(
+        operation_id="postings_modify",
+        summary="Modify your open posting before gate closure (`trade` scope)",
+        description="Send the quantity, the limit price or both. Lowering only the quantity "
+        "keeps the posting's time priority (its `submitted_at`); any other change takes a new "
+        "one. Pending bids that a new price no longer admits expire.",
+        parameters=IDEMPOTENT, request=s.PostingModifySerializer,
+        responses=schema.responses(s.PostingSerializer, *schema.WRITE_ERRORS), tags=["trading"],
+    )  # fmt: skip
+    @idempotent
+    def patch(self, request: Request, pk: int) -> Response:
+        posting = self.get_object()
+        body = s.PostingModifySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        posting_modify(posting=posting, by_membership=posting.membership, **body.validated_data)
+        return Response(s.PostingSerializer(self.get_queryset().get(pk=posting.pk)).data)
 
 
 class PostingCancelView(ApiView):

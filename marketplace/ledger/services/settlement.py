@@ -3,11 +3,16 @@
 For each member of the interval (see ``interval_settle``):
 
 * each confirmed trade, ``q = confirmed_kwh``: a peer trade moves ``price_per_kwh * q`` out of the
-  buyer's account and ``seller_price_per_kwh * q`` into the seller's; the difference (McAfee's
-  trade-reduction surplus) goes to the community's fee account. A trade with the outside grid
-  (buyer or seller null) moves the same money against the community's grid account instead.
-* network charges, by the community's rule: flat, every member party of a trade pays
-  ``fee_per_kwh * q`` to the fee account (the community fee); by use, every member party pays
+  buyer's account and ``seller_price_per_kwh * q`` into the seller's; the difference goes to the
+  community: a trade-reduction surplus to its fee account, the spread of a community pricing rule
+  (``source=community``) to its grid account, which that spread helps pay the grid bill with. A
+  trade with the outside grid (buyer or seller null) moves the same money against the community's
+  grid account instead.
+* network charges, by the community's rule: flat, every member party of a peer trade (bilateral,
+  pool, community) pays ``fee_per_kwh * q`` to the fee account (the community fee), and energy
+  the grid supplied or took (``source=grid``) pays none: no one is worse off for posting, as a
+  member whose order the grid fills pays or receives exactly what the same energy costs as
+  imbalance (retail or feed-in, no fee); by use, every member party pays
   ``network_tariff_per_kwh * q * use`` instead, ``use`` being the units of use of the network the
   grid check set on its side of the trade (``Trade.buyer_network_use``/``seller_network_use``).
 * network losses: each member pays ``loss_price * kWh`` for the losses the grid check allocated to
@@ -54,7 +59,14 @@ from marketplace.ledger.services.ledger import (
     ledger_account_for_member,
     ledger_post,
 )
-from marketplace.models import Interval, IntervalState, MarketRules, NetworkChargeRule, Trade
+from marketplace.models import (
+    Interval,
+    IntervalState,
+    MarketRules,
+    NetworkChargeRule,
+    Trade,
+    TradeSource,
+)
 from marketplace.services.network_charges import network_charge_per_kwh
 from units import CENT, KWH
 
@@ -243,6 +255,8 @@ def _network_charge_lines(
     lines: list[LedgerLine] = []
     sides = ((trade.buyer_id, trade.buyer_network_use), (trade.seller_id, trade.seller_network_use))
     by_use = rules.network_charge_rule == NetworkChargeRule.BY_USE
+    if not by_use and trade.source == TradeSource.GRID:
+        return lines  # the community fee is on peer trades only (module docstring)
     kind = EntryKind.NETWORK_CHARGE if by_use else EntryKind.FEE
     for party, use in sides:
         price = network_charge_per_kwh(rules, use)
@@ -309,7 +323,8 @@ def _trade_lines(
                 )
             )
             if paid != received:
-                lines.append(LedgerLine(fee, paid - received, EntryKind.SPREAD, q, None, memo))
+                keeper = grid if trade.source == TradeSource.COMMUNITY else fee
+                lines.append(LedgerLine(keeper, paid - received, EntryKind.SPREAD, q, None, memo))
         elif trade.buyer_id is not None:
             buyer = member_account[trade.buyer_id]
             lines.append(

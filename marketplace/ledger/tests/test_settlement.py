@@ -187,3 +187,24 @@ def test_only_confirmed_intervals_settle(interval, alice):
     with pytest.raises(ApplicationError) as refused:
         interval_settle(interval=interval, now=interval.end + AFTER_WINDOW)
     assert refused.value.code == "invalid_state"
+
+
+def test_no_one_is_worse_off_for_posting(community, interval, alice, bob, carol):
+    # Fee 0.005 per kWh (the default) on peer trades only. Alice posted a request the grid
+    # filled (2 kWh at retail 0.32) and Bob posted an offer the grid took (1 kWh at feed-in
+    # 0.08); Carol posted nothing and used the same energy as Alice, as imbalance.
+    make_trade(interval, buyer=alice, seller=None, kwh="2.000", price="0.3200")
+    make_trade(interval, buyer=None, seller=bob, kwh="1.000", price="0.0800")
+    now = after_end(interval)
+    for who, imported, exported in ((alice, "2", "0"), (bob, "0", "1"), (carol, "2", "0")):
+        meter_readings_submit(
+            submitted_by=who.membership.user,
+            readings=[{**reading(who, imported, exported), "interval": interval.pk}],
+            now=now,
+        )
+    assert interval_settle(interval=interval, now=after_end(interval, 2)).settled
+    # Same energy, same money, to the cent: no fee on what the grid supplied or took.
+    assert member_balance(membership=alice.membership) == Decimal("-0.64")
+    assert member_balance(membership=carol.membership) == Decimal("-0.64")
+    assert member_balance(membership=bob.membership) == Decimal("0.08")
+    assert not LedgerEntry.objects.filter(kind=EntryKind.FEE).exists()

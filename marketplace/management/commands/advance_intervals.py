@@ -2,11 +2,12 @@
 
 ``--now`` is a moment with its UTC offset or an offset from now (``+2d``, ``+6h``, ``+90m``).
 With ``--now`` in the future the command replays the time in between in steps of 15 minutes:
-at each step it opens the rolling horizon, lets the demo community post before its gate
-closures (and meter after delivery), and runs the steps due by then. So ``seed_demo`` followed by
-``advance_intervals --now <two days later>`` leaves two days of intervals worked through, just as
-the beat would have done in real time. The steps are the pipeline's own idempotent services, so
-running the command while a worker runs, or twice, does nothing twice.
+at each step it opens the rolling horizon, lets whoever listens to ``clock_replayed`` (the
+demo's agents) post before the gate closures and meter after delivery, and runs the steps due by
+then. So ``seed_demo`` followed by ``advance_intervals --now <two days later>`` leaves two days
+of intervals worked through, just as the beat would have done in real time. The steps are the
+pipeline's own idempotent services, so running the command while a worker runs, or twice, does
+nothing twice.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from marketplace.demo import DEMO_SLUG, demo_post_orders, demo_record_readings
 from marketplace.models import Community, Interval, IntervalState
 from marketplace.services.pipeline import intervals_advance_due, intervals_open_all
+from marketplace.signals import clock_replayed
 
 REPLAY_STEP = timedelta(minutes=15)
 RELATIVE = re.compile(r"^\+(\d{1,5})([dhm])$")
@@ -68,21 +69,27 @@ class Command(BaseCommand):
         steps = 0
         posted = 0
         errors: list[str] = []
-        demo = [c for c in communities if c.slug == DEMO_SLUG]
         for moment in moments:
             intervals_open_all(now=moment, communities=communities)
-            for community in demo:
-                # The demo's part: orders before the gates that close before the next step.
-                posted += demo_post_orders(community=community, now=moment, window=REPLAY_STEP)
+            for community in communities:
+                # Agents post before the gates that close before the next step.
+                posted += self._replayed("before_steps", community, moment)
             # All communities' due steps in one pass (one query for what is due, not one each).
             done, failed = intervals_advance_due(now=moment, communities=communities)
             steps += done
             errors += failed
-            for community in demo:
-                demo_record_readings(community=community, now=moment)
+            for community in communities:
+                self._replayed("after_steps", community, moment)
         self._report(target, len(moments), steps, posted, errors, communities)
         if errors:
             raise CommandError(f"{len(errors)} step(s) failed; see above and the intervals' errors")
+
+    def _replayed(self, phase: str, community: Community, moment: datetime) -> int:
+        replies = clock_replayed.send(
+            sender=self.__class__, phase=phase, community=community, moment=moment,
+            window=REPLAY_STEP,
+        )  # fmt: skip
+        return sum(int(posted or 0) for _, posted in replies)
 
     def _moments(self, target: datetime, communities: list[Community]) -> list[datetime]:
         """The replayed clock: from the earliest pending gate closure (or now) up to ``target``."""
@@ -94,7 +101,7 @@ class Command(BaseCommand):
             .first()
         )
         if earliest is not None:
-            # One step before it, so the demo can still post for that interval.
+            # One step before it, so the agents can still post for that interval.
             start = min(start, earliest - REPLAY_STEP)
         moments: list[datetime] = []
         moment = start
@@ -115,7 +122,7 @@ class Command(BaseCommand):
     ) -> None:
         self.stdout.write(
             f"Advanced to {target.isoformat()} in {moments} step(s) of the clock: "
-            f"{steps} pipeline step(s) done, {posted} demo posting(s)."
+            f"{steps} pipeline step(s) done, {posted} agent posting(s)."
         )
         states = Counter(
             Interval.objects.filter(community__in=communities).values_list("state", flat=True)

@@ -32,7 +32,7 @@ from marketplace.models import Community, Trade, TradeSource
 # quarter-hours is 35,040 points, more than any chart can show or a page should carry).
 PER_INTERVAL_MAX = timedelta(days=14)
 DEFAULT_DAYS = 7
-P2P_SOURCES = (TradeSource.BILATERAL, TradeSource.POOL)
+P2P_SOURCES = (TradeSource.BILATERAL, TradeSource.POOL, TradeSource.COMMUNITY)
 ENERGY = DecimalField(max_digits=18, decimal_places=3)
 MONEY = DecimalField(max_digits=20, decimal_places=7)
 ZERO = Value(Decimal(0), output_field=ENERGY)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -76,9 +77,10 @@ def api(world: World) -> Api:
     _, full = factories.token_for(world.prosumer, ["read", "trade", "meter"])
 
     def first_open(community: Any) -> Interval:
-        return Interval.objects.filter(community=community, gate_closure_at__gt=now).earliest(
-            "start"
-        )
+        # A margin before gate closure, so a slow run never sees its interval close mid-test.
+        return Interval.objects.filter(
+            community=community, gate_closure_at__gt=now + timedelta(minutes=10)
+        ).earliest("start")
 
     return Api(
         world=world,

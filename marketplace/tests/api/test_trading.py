@@ -101,6 +101,29 @@ def test_reject_withdraw_cancel(api: Api) -> None:
     assert alice.get("/api/v1/postings/?status=open").json()["results"] == []
 
 
+def test_modify_a_posting(api: Api) -> None:
+    alice = api.bearer(api.full_token)
+    posting = alice.post("/api/v1/postings/", posting_body(api), format="json").json()
+    path = f"/api/v1/postings/{posting['id']}/"
+    lowered = alice.patch(path, {"quantity_kwh": "0.500"}, format="json")
+    assert lowered.status_code == 200, lowered.json()
+    assert lowered.json()["quantity_kwh"] == "0.500"
+    assert lowered.json()["submitted_at"] == posting["submitted_at"]  # time priority kept
+    repriced = alice.patch(path, {"limit_price_per_kwh": "0.1300"}, format="json")
+    assert repriced.json()["limit_price_per_kwh"] == "0.1300"
+    assert repriced.json()["submitted_at"] > posting["submitted_at"]  # a new one
+    bad = alice.patch(path, {"quantity_kwh": "-1"}, format="json")
+    assert bad.status_code == 400
+    assert set(bad.json()["fields"]) == {"quantity_kwh"}
+    # Someone else's posting does not exist for the caller; a read-only token may not modify.
+    bob = api.bearer(api.bob_token)
+    assert bob.patch(path, {"quantity_kwh": "0.400"}, format="json").status_code == 404
+    assert (
+        api.client("token_read").patch(path, {"quantity_kwh": "0.4"}, format="json").status_code
+        == 403
+    )
+
+
 def test_rules_update_makes_a_new_version(api: Api) -> None:
     manager = api.client("token_manage")
     before = api.client("manager").get("/api/v1/communities/sonnenfeld/rules/").json()

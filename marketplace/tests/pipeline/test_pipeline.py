@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from io import StringIO
 from unittest import mock
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
 from grid.models import GridCheckResult
-from marketplace.demo import DEMO_SLUG
 from marketplace.management.commands.advance_intervals import parse_moment
-from marketplace.models import Community, Interval, IntervalState, Posting, Trade
+from marketplace.models import Community, Interval, IntervalState, Trade
 from marketplace.services import grid_check as grid_check_service
 from marketplace.services import pipeline
 from marketplace.services.communities import community_create
@@ -86,6 +84,22 @@ def test_steps_run_in_order_to_confirmed(market):
     result = GridCheckResult.objects.get(interval=interval)
     assert result.feasible
     assert result.trades_checked == len(trades)
+
+
+@pytest.mark.parametrize("rule", ["mid-market-rate", "supply-demand-ratio", "bill-sharing"])
+def test_the_pipeline_clears_a_community_that_chose_a_community_pricing_rule(rule):
+    community, homes = community_with_homes(homes=4, clearing_mechanism=rule)
+    interval = interval_at(community, START)
+    _book(homes, interval)
+    for to_state in ("gate_closed", "cleared", "grid_checked", "confirmed"):
+        assert interval_advance(interval_id=interval.pk, to_state=to_state, now=AFTER_GATE)
+    interval.refresh_from_db()
+    assert interval.timings["cleared"]["mechanism"] == rule
+    # Supply 3.5 kWh, demand 4 kWh: 3.5 kWh matched between members, 0.5 kWh imported.
+    trades = Trade.objects.filter(interval=interval)
+    assert sum(t.quantity_kwh for t in trades if t.source == "community") == Decimal("3.5")
+    assert sum(t.quantity_kwh for t in trades if t.source == "grid") == Decimal("0.5")
+    assert all(t.confirmed_kwh is not None for t in trades)
 
 
 def test_a_step_run_twice_changes_nothing_the_second_time(market):
@@ -174,30 +188,6 @@ def test_tick_opens_horizons_and_queues_each_due_step_after_commit(
     assert queued == due
     opened = Interval.objects.filter(community=community, start__gt=START).count()
     assert opened >= 24 * 4 - 1  # the rolling horizon (24 h of 15-minute intervals)
-
-
-def test_advance_intervals_runs_the_demo_for_hours(settings):
-    seed_out = StringIO()
-    call_command("seed_demo", stdout=seed_out)
-    assert "loading the cigre_lv reference network" in seed_out.getvalue()  # its progress
-    assert "prosumer 12/12" in seed_out.getvalue()
-    seeded_at = datetime.now(UTC)
-    out = StringIO()
-    call_command("advance_intervals", "--now", "+2h", stdout=out)
-    target = datetime.fromisoformat(out.getvalue().split()[2])  # "Advanced to <moment> in ..."
-    assert timedelta(hours=2) <= target - seeded_at < timedelta(hours=2, minutes=1)
-    intervals = Interval.objects.filter(community__slug=DEMO_SLUG, end__lte=target)
-    assert intervals.count() >= 6
-    done = intervals.filter(state__in=[IntervalState.CONFIRMED, IntervalState.SETTLED])
-    assert done.count() == intervals.count()
-    assert Posting.objects.filter(interval__in=intervals).count() >= intervals.count()
-    assert GridCheckResult.objects.filter(interval__in=intervals).count() == intervals.count()
-    assert not Trade.objects.filter(interval__in=intervals, confirmed_kwh__isnull=True).exists()
-    assert "pipeline step(s) done" in out.getvalue()
-    # Running it again at the same moment does nothing twice.
-    trades = Trade.objects.count()
-    call_command("advance_intervals", "--now", target.isoformat(), stdout=StringIO())
-    assert Trade.objects.count() == trades
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import defaultdict
 from datetime import timedelta
 from decimal import Decimal
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from config.errors import ErrorCode
 from marketplace.clearing import MECHANISMS
 from marketplace.models import (
+    Bid,
     BidStatus,
     Interval,
     IntervalState,
@@ -288,20 +290,41 @@ def test_random_books_keep_energy_and_limits(structure, mechanism, book, bid_pic
                 assert trade.seller_price_per_kwh >= posting.limit_price_per_kwh
             else:
                 assert trade.price_per_kwh <= posting.limit_price_per_kwh
+    # Every order that can reach the pool, by (member, side): postings, and in a composite
+    # market the bids that were still pending at gate closure.
+    pool_orders: dict[tuple[int | None, str], list[tuple[Decimal, Decimal]]] = defaultdict(list)
+    for p in limits.values():
+        pool_orders[p.membership_id, p.side].append((p.limit_price_per_kwh, p.quantity_kwh))
+    bids = list(Bid.objects.filter(posting__interval=interval).select_related("posting"))
+    for b in bids:
+        side = "buy" if b.posting.side == "sell" else "sell"
+        if b.status == BidStatus.POOLED:
+            assert structure == "composite"
+            assert 0 < b.accepted_kwh <= b.quantity_kwh
+        pool_orders[b.membership_id, side].append((b.price_per_kwh, b.quantity_kwh))
+        assert b.status in (BidStatus.ACCEPTED, BidStatus.POOLED, BidStatus.EXPIRED)
     by_member_side: dict[tuple[int | None, str], Decimal] = {}
     for trade in saved:
         if trade.source == TradeSource.POOL:
-            buyer = next(p for p in limits.values()
-                         if p.membership_id == trade.buyer_id and p.side == "buy")  # fmt: skip
-            seller = next(p for p in limits.values()
-                          if p.membership_id == trade.seller_id and p.side == "sell")  # fmt: skip
-            assert trade.price_per_kwh <= buyer.limit_price_per_kwh
-            assert trade.seller_price_per_kwh >= seller.limit_price_per_kwh
+            assert trade.price_per_kwh <= max(lim for lim, _ in pool_orders[trade.buyer_id, "buy"])
+            assert trade.seller_price_per_kwh >= min(
+                lim for lim, _ in pool_orders[trade.seller_id, "sell"]
+            )
         for key in ((trade.buyer_id, "buy"), (trade.seller_id, "sell")):
             if key[0] is not None:
                 by_member_side[key] = by_member_side.get(key, D(0)) + trade.quantity_kwh
     for pk, kwh in traded_by_posting.items():
         assert kwh <= limits[pk].quantity_kwh
+    # A bidder trades exactly what its bids were accepted or pooled for.
+    posters = {p.membership_id for p in limits.values()}
+    for who in {b.membership_id for b in bids} - posters:
+        for side in ("buy", "sell"):
+            done = sum(
+                (b.accepted_kwh for b in bids
+                 if b.membership_id == who and b.posting.side != side),
+                D(0),
+            )  # fmt: skip
+            assert by_member_side.get((who, side), D(0)) == done
     # Each poster trades at most what they posted (bidders are separate members).
     for p in limits.values():
         assert by_member_side.get((p.membership_id, p.side), D(0)) <= p.quantity_kwh

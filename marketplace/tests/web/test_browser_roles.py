@@ -19,16 +19,16 @@ from django.utils import timezone
 
 from accounts.models import Membership
 from conftest import save_screenshot
-from marketplace.demo import DEMO_SLUG
 from marketplace.ledger.services import interval_settle, meter_readings_submit
 from marketplace.ledger.tests.conftest import AFTER_WINDOW, make_trade
-from marketplace.management.commands.seed_demo import DEMO_PASSWORD, demo_email
 from marketplace.models import Community, Interval, IntervalState
 from marketplace.services.intervals import intervals_open_horizon
 from marketplace.services.rules import current_rules
 from marketplace.tests.factories import Member
 from notifications.events import Event
 from notifications.services import notification_event_handle
+from simulation.demo import DEMO_SLUG
+from simulation.management.commands.seed_demo import DEMO_PASSWORD, demo_email
 
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}

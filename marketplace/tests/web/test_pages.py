@@ -316,6 +316,33 @@ def test_reject_withdraw_and_cancel(
     assert offer.status == PostingStatus.CANCELLED
 
 
+def test_modify_a_posting_on_the_board(frozen: Any, interval: Interval, alice: Member) -> None:
+    community = interval.community
+    offer = post(alice, interval, "sell", "2", "0.2000")
+    board = client_for(alice).get(url("board", community)).content.decode()
+    assert url("posting_modify", community, offer.pk) in board
+    assert "Lowering only the quantity keeps your place in the queue" in board
+    target = url("posting_modify", community, offer.pk)
+    lowered = client_for(alice).post(
+        target, {"quantity_kwh": "1.5", "limit_price_per_kwh": "0.2000"}, follow=True
+    )
+    assert "it keeps its place in the queue" in lowered.content.decode()
+    repriced = client_for(alice).post(
+        target, {"quantity_kwh": "1.5", "limit_price_per_kwh": "0.2500"}, follow=True
+    )
+    assert "it queues again from now" in repriced.content.decode()
+    offer.refresh_from_db()
+    assert (offer.quantity_kwh, offer.limit_price_per_kwh) == (Decimal("1.5"), Decimal("0.25"))
+    # A refusal goes next to its field, with htmx too, and keeps the row's form open.
+    refused = client_for(alice).post(
+        target, {"quantity_kwh": "x", "limit_price_per_kwh": "0.25"}, headers=HTMX
+    )
+    assert refused.status_code == 400
+    html = refused.content.decode()
+    assert f'id="id_modify{offer.pk}_quantity_kwh_errors"' in html
+    assert '<details class="modify" open>' in html
+
+
 def test_suspended_member_sees_history_but_cannot_trade(
     frozen: Any, interval: Interval, alice: Member, bob: Member
 ) -> None:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('marketplace', '0005_default_market_rules'),
+        ('marketplace', '0006_community_rules_and_pooled_bids'),
     ]
 
     operations = [

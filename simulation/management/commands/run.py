@@ -32,7 +32,7 @@ from django.core.management.base import BaseCommand, CommandParser, OutputWrappe
 from django.db import DatabaseError
 
 from accounts.models import User
-from marketplace.management.commands.seed_demo import DEMO_PASSWORD, PROSUMER_COUNT, demo_email
+from simulation.management.commands.seed_demo import DEMO_PASSWORD, PROSUMER_COUNT, demo_email
 
 CELERY_APP = "config"  # docker-compose.yml starts the same app
 GRACE_S = 6.0  # SIGTERM to SIGKILL: all is gone well within the 10 s a person waits

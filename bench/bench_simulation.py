@@ -1,0 +1,188 @@
+"""Simulation benchmark: a 1,000-household community on a SimBench urban network, end to end.
+
+Usage: ``python bench/bench_simulation.py [--households 1000] [--intervals 96]
+[--network 1-LV-urban6--0-sw] [--no-write]``. Runs on a scratch database of its own (SQLite
+under PEERGRID_VAR_DIR, or ``<name>_bench_simulation`` on PostgreSQL when DATABASE_URL is set)
+and replaces the "## Simulation — <backend>" section of bench/RESULTS.md.
+
+The scenario's households (PV, batteries, water heaters, EVs; truthful and ZI-C pricing) run
+through ``simulation.engine.Simulation``: every agent posts with ``posting_create``, the
+pipeline's own steps close the gate, clear, check the grid and confirm, readings go in and the
+ledger settles. Each interval's wall time is split into the agents' part (planning, deciding,
+posting) and the market's part (the pipeline's steps, metering and settlement); the market's
+part is the baseline the agents' overhead is compared with, measured in the same run. At the
+end: every interval settled, the ledger verified, metered energy equal to the exchange with the
+grid, and the community's accounts summing to zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from statistics import mean, median
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+import django  # noqa: E402
+
+from bench.common import RESULTS, machine, progress, replace_section, scratch_database  # noqa: E402
+
+HEADING = "## Simulation"
+TARGET_S = 0.5
+MONTH_INTERVALS = 30 * 96
+
+
+def scenario(households: int, intervals: int, network: str) -> dict[str, Any]:
+    """A mixed neighbourhood: a third with PV and batteries, a third PV only, the rest without."""
+    third = households // 3
+    groups = [
+        {"count": third, "pv_kwp": 6.0, "battery": {"capacity_kwh": 8.0, "power_kw": 4.0},
+         "strategy": "truthful", "label": "PV and battery"},
+        {"count": third, "pv_kwp": 5.0, "strategy": "zi-c", "label": "PV",
+         "water_heater": {"volume_l": 200.0, "power_kw": 2.0, "litres_per_day": 120.0}},
+        {"count": households - 2 * third, "strategy": "zi-c", "label": "no PV",
+         "load_profile": "H0-B", "ev": {"charger_kw": 7.0, "energy_need_kwh": 8.0}},
+    ]  # fmt: skip
+    return {
+        "name": f"bench {households}",
+        "seed": 1,
+        "start": "2026-03-02T00:00:00Z",
+        "hours": max(1, intervals // 4),
+        "network": network,
+        "flexible_control": "thermostat",
+        "market": {"market_structure": "pool", "interval_minutes": 15},
+        "households": groups,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--households", type=int, default=1000)
+    parser.add_argument("--intervals", type=int, default=96)
+    parser.add_argument("--network", default="1-LV-urban6--0-sw")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    django.setup()
+    import logging
+
+    logging.getLogger("marketplace").setLevel(logging.WARNING)
+    with scratch_database("simulation") as (backend, database):
+        progress(f"{backend} database {database}")
+        lines = run(args, backend)
+    progress("\n".join(lines))
+    if not args.no_write:
+        replace_section(f"{HEADING} — {backend}", "\n".join(lines) + "\n")
+        progress(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+def run(args: argparse.Namespace, backend: str) -> list[str]:
+    """Set the community up, run it, check it; the RESULTS.md section's lines."""
+    from marketplace.ledger.selectors import community_balances
+    from marketplace.ledger.services import ledger_verify
+    from marketplace.models import Interval, IntervalState
+    from simulation.engine import Simulation, member_totals, simulation_setup
+    from simulation.report import report_build
+    from simulation.scenario import scenario_parse
+
+    data = scenario(args.households, args.intervals, args.network)
+    started = time.perf_counter()
+    outcome = simulation_setup(scenario=scenario_parse(data))
+    setup_s = time.perf_counter() - started
+    progress(f"set up {args.households} households in {setup_s:.1f} s")
+
+    agents_s: list[float] = []
+    market_s: list[float] = []
+
+    class Timed(Simulation):
+        """The engine with a stopwatch around the agents' part and the market's part."""
+
+        def plan_day(self, start: datetime) -> None:
+            t = time.perf_counter()
+            super().plan_day(start)
+            agents_s.append(time.perf_counter() - t)
+
+        def post(self, interval: Any, now: datetime) -> None:
+            t = time.perf_counter()
+            super().post(interval, now)
+            agents_s.append(time.perf_counter() - t)
+
+        def advance(self, now: datetime) -> None:
+            t = time.perf_counter()
+            super().advance(now)
+            market_s.append(time.perf_counter() - t)
+
+        def meter(self, interval: Any) -> None:
+            t = time.perf_counter()
+            super().meter(interval)
+            market_s.append(time.perf_counter() - t)
+
+    marks: list[float] = []
+
+    def tick(done: int, total: int) -> None:
+        marks.append(time.perf_counter())
+        if done % 4 == 0 or done == total:
+            progress(f"{done}/{total} intervals, {marks[-1] - run_start:.1f} s")
+
+    run_start = time.perf_counter()
+    Timed(outcome, tick).run()
+    run_s = time.perf_counter() - run_start
+    per_interval = [b - a for a, b in zip([run_start, *marks[:-1]], marks, strict=True)]
+
+    verification = ledger_verify(community=outcome.community)
+    intervals = Interval.objects.filter(
+        community=outcome.community, start__in=[r.start for r in outcome.records]
+    )
+    settled = intervals.filter(state=IntervalState.SETTLED).count()
+    report = report_build(outcome)
+    totals = member_totals(outcome)
+    metered = sum(t["import"] - t["export"] for t in totals.values())
+    exchange = report.summary.grid_import_kwh - report.summary.grid_export_kwh
+    money = sum((b.balance for b in community_balances(community=outcome.community)), Decimal("0"))
+    checks = [
+        f"- Intervals settled: {settled} of {len(outcome.records)}; errors: {len(outcome.errors)}",
+        f"- Ledger verified: {verification.ok} ({verification.entries_checked} entries)",
+        f"- Energy: metered net import {metered:.3f} kWh, exchange with the grid "
+        f"{exchange:.3f} kWh",
+        f"- Money: the community's accounts sum to {money} (every transaction sums to zero)",
+        f"- Peer-to-peer {report.summary.p2p_kwh:.1f} kWh; savings {report.summary.savings:.2f}",
+    ]
+    agents_total, market_total = sum(agents_s), sum(market_s)
+    n = max(len(per_interval), 1)
+    mean_s = mean(per_interval) if per_interval else 0.0
+    lines = [
+        f"{HEADING} — {backend}",
+        "",
+        f"`python bench/bench_simulation.py --households {args.households} --intervals "
+        f"{args.intervals}` on `{args.network}` (15-minute intervals, pool, uniform price).",
+        "",
+        f"- Machine: {machine()}",
+        "",
+        "| households | intervals | setup s | wall s | s per interval (mean) | median | "
+        "agents s/interval | market s/interval (baseline) | month of 2,880 intervals |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {args.households} | {len(per_interval)} | {setup_s:.1f} | {run_s:.1f} | "
+        f"{mean_s:.2f} | {median(per_interval) if per_interval else 0:.2f} | "
+        f"{agents_total / n:.2f} | {market_total / n:.2f} | "
+        f"{mean_s * MONTH_INTERVALS / 3600:.1f} h (extrapolated) |",
+        "",
+        *checks,
+        "",
+        f"Target: at most {TARGET_S} s per interval end to end: "
+        + ("met." if mean_s <= TARGET_S else f"not met ({mean_s / TARGET_S:.0f}x over)."),
+        "A whole month was run."
+        if len(per_interval) >= MONTH_INTERVALS
+        else "A whole month was not run; the last column extrapolates the measured intervals.",
+    ]
+    return lines
+
+
+if __name__ == "__main__":
+    main()

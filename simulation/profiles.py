@@ -1,0 +1,81 @@
+"""Profiles for simulated households and plants: SimBench's year of 15-minute values (offline).
+
+Household demand comes from SimBench's standard load profiles (``H0-A``, ``H0-B``, ``H0-C``,
+per unit of a household's peak), PV from ``PV5`` (per unit of kWp), wind from ``WP4`` and a
+biomass CHP from ``BM1`` (per unit of rated power, from SimBench's MV rural grid). Hot water has
+no SimBench profile: draws follow a fixed daily pattern (a morning and an evening peak, the
+shape of the household tapping cycles of EN 16147, scaled to the household's litres a day).
+Times map to profile steps as in ``grid.profiles.year_step`` (UTC quarter-hour of the year).
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+
+import numpy as np
+import simbench
+
+from grid.profiles import year_step
+
+HOUSEHOLD_SOURCE = "1-LV-rural1--0-sw"  # carries H0-A/B/C and PV5
+PLANT_SOURCE = "1-MV-rural--0-sw"  # carries the wind (WP*) and biomass (BM*) profiles
+HOUSEHOLD_PROFILES = ("H0-A", "H0-B", "H0-C")
+PLANT_PROFILES = {"wind": "WP4", "chp": "BM1", "pv": "PV5"}
+
+# Share of a day's hot water drawn in each hour (local time): showers in the morning, washing up
+# and baths in the evening, a little through the day. Sums to 1.
+HOT_WATER_SHARE_BY_HOUR = (
+    0.00, 0.00, 0.00, 0.00, 0.00, 0.01, 0.08, 0.16, 0.08, 0.04, 0.03, 0.03,
+    0.05, 0.03, 0.02, 0.02, 0.03, 0.04, 0.07, 0.10, 0.10, 0.06, 0.03, 0.02,
+)  # fmt: skip
+
+
+@functools.cache
+def _household_table() -> dict[str, np.ndarray]:
+    load = simbench.get_simbench_net(HOUSEHOLD_SOURCE).profiles["load"]
+    renewables = simbench.get_simbench_net(HOUSEHOLD_SOURCE).profiles["renewables"]
+    table = {name: load[f"{name}_pload"].to_numpy(dtype=float) for name in HOUSEHOLD_PROFILES}
+    table["PV5"] = renewables["PV5"].to_numpy(dtype=float)
+    return table
+
+
+@functools.cache
+def _plant_table() -> dict[str, np.ndarray]:
+    renewables = simbench.get_simbench_net(PLANT_SOURCE).profiles["renewables"]
+    return {
+        code: np.clip(renewables[code].to_numpy(dtype=float), 0.0, 1.0) for code in ("WP4", "BM1")
+    }
+
+
+def household_profile(name: str) -> np.ndarray:
+    """Per-unit household demand for a year of quarter-hours (``H0-A``, ``H0-B``, ``H0-C``)."""
+    if name not in HOUSEHOLD_PROFILES:
+        raise ValueError(f"unknown household profile {name!r}; choose {list(HOUSEHOLD_PROFILES)}")
+    return _household_table()[name]
+
+
+def plant_profile(kind: str) -> np.ndarray:
+    """Per-unit output of a community plant: ``wind``, ``chp`` or ``pv``."""
+    if kind not in PLANT_PROFILES:
+        raise ValueError(f"unknown plant kind {kind!r}; choose {sorted(PLANT_PROFILES)}")
+    code = PLANT_PROFILES[kind]
+    return _household_table()["PV5"] if code == "PV5" else _plant_table()[code]
+
+
+def pv_profile() -> np.ndarray:
+    return _household_table()["PV5"]
+
+
+def values_at(profile: np.ndarray, start: datetime, steps: int, minutes: int) -> np.ndarray:
+    """The profile's mean over each of ``steps`` intervals of ``minutes`` from ``start``."""
+    per = max(minutes // 15, 1)
+    first = year_step(start, len(profile))
+    index = (first + np.arange(steps * per)) % len(profile)
+    return profile[index].reshape(steps, per).mean(axis=1)
+
+
+def hot_water_draws(litres_per_day: float, local_hours: np.ndarray, minutes: int) -> np.ndarray:
+    """Litres drawn in each interval (by its local hour of day) for ``litres_per_day``."""
+    share = np.asarray(HOT_WATER_SHARE_BY_HOUR)[local_hours.astype(int) % 24]
+    return litres_per_day * share * (minutes / 60.0)

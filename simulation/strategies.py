@@ -1,0 +1,275 @@
+"""How a prosumer agent prices its postings, and how a battery or an EV schedules itself (pure).
+
+An agent knows what it needs in an interval (kWh to buy or to sell, from its assets) and the
+community's tariffs. A buyer's value of a kWh is the retail tariff (what the grid would charge
+it), a seller's cost the feed-in tariff (what the grid would pay it): every strategy here keeps
+its limit price inside that range, so no agent ever posts to lose money against the grid.
+
+- ``Truthful``: posts its value (buyer) or cost (seller) as the limit.
+- ``ZeroIntelligenceConstrained``: Gode & Sunder (1993), "Allocative efficiency of markets with
+  zero-intelligence traders", JPE 101(1): a limit drawn uniformly between its own value or cost
+  and the far end of the range where a trade can happen, never beyond its own value or cost.
+- ``RothErev``: the modified Roth-Erev reinforcement learner of Nicolaisen, Petrov & Tesfatsion
+  (2001), IEEE Trans. Evol. Comp. 5(5), eq. (4)-(5), over a grid of markups (see its docstring).
+- ``battery_plan``: a battery's schedule for a horizon, by price: the cheapest import and dearest
+  export given forecast prices, as a linear programme (HiGHS through SciPy).
+- ``ev_plan``: an EV charges its energy need in the cheapest parked steps.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from scipy.optimize import linprog
+
+from simulation.assets import Battery, ElectricVehicle
+
+BUY = "buy"
+SELL = "sell"
+
+
+@dataclass(frozen=True, slots=True)
+class Tariffs:
+    """The community's grid tariffs and price limits, per kWh."""
+
+    retail: float
+    feed_in: float
+    floor: float = 0.0
+    cap: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.floor <= self.feed_in <= self.retail <= self.cap:
+            raise ValueError("need floor ≤ feed_in ≤ retail ≤ cap")
+
+    @property
+    def spread(self) -> float:
+        return self.retail - self.feed_in
+
+
+class Strategy(Protocol):
+    """Prices a posting; may learn from what the posting achieved."""
+
+    name: str
+
+    def limit_price(self, side: str, tariffs: Tariffs, rng: random.Random) -> float: ...
+
+    def observe(
+        self, side: str, tariffs: Tariffs, asked_kwh: float, filled_kwh: float, price: float
+    ) -> None: ...
+
+
+class Truthful:
+    """The limit is the agent's own value (buyer: retail) or cost (seller: feed-in)."""
+
+    name = "truthful"
+
+    def limit_price(self, side: str, tariffs: Tariffs, rng: random.Random) -> float:
+        return tariffs.retail if side == BUY else tariffs.feed_in
+
+    def observe(
+        self, side: str, tariffs: Tariffs, asked_kwh: float, filled_kwh: float, price: float
+    ) -> None:
+        return None
+
+
+class ZeroIntelligenceConstrained:
+    """Gode & Sunder's ZI-C trader: uniform limits constrained to never trade at a loss.
+
+    A buyer draws from ``U(feed_in, retail)`` (never above its value), a seller from
+    ``U(feed_in, retail)`` (never below its cost); outside that range no trade with a peer can
+    beat the grid for both sides, so the draws cover every price a trade could happen at.
+    """
+
+    name = "zi-c"
+
+    def limit_price(self, side: str, tariffs: Tariffs, rng: random.Random) -> float:
+        return rng.uniform(tariffs.feed_in, tariffs.retail)
+
+    def observe(
+        self, side: str, tariffs: Tariffs, asked_kwh: float, filled_kwh: float, price: float
+    ) -> None:
+        return None
+
+
+@dataclass
+class RothErev:
+    """Modified Roth-Erev reinforcement learning over price markups.
+
+    Actions ``k = 0..K-1`` are markups ``m_k = k / (K-1)`` of the spread: a seller asks
+    ``feed_in + m_k · spread``, a buyer bids ``retail - m_k · spread``. Choice probabilities are
+    proportional to propensities, ``p_k = q_k / Σ q`` (Nicolaisen et al. 2001, eq. 5). After each
+    posting the propensities update (eq. 4):
+
+        q_j ← (1 - r) q_j + E_j,   E_j = R (1 - e)            if j was chosen
+                                   E_j = q_j e / (K - 1)        otherwise
+
+    with recency ``r``, experimentation ``e`` and the reward ``R`` the posting's surplus against
+    the grid per kWh it asked for, in units of the spread (so ``R ∈ [0, 1]``). Each side learns
+    its own propensities, since a battery both buys and sells.
+    """
+
+    actions: int = 6
+    recency: float = 0.1
+    experimentation: float = 0.2
+    initial_propensity: float = 0.5
+    name: str = "roth-erev"
+    propensities: dict[str, list[float]] = field(default_factory=dict)
+    _last: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.actions < 2:
+            raise ValueError("actions must be at least 2")
+        if not (0 <= self.recency < 1 and 0 <= self.experimentation < 1):
+            raise ValueError("recency and experimentation must be within [0, 1)")
+
+    def markup(self, action: int) -> float:
+        return action / (self.actions - 1)
+
+    def _q(self, side: str) -> list[float]:
+        return self.propensities.setdefault(side, [self.initial_propensity] * self.actions)
+
+    def probabilities(self, side: str) -> list[float]:
+        q = self._q(side)
+        total = sum(q)
+        return [value / total for value in q]
+
+    def limit_price(self, side: str, tariffs: Tariffs, rng: random.Random) -> float:
+        action = rng.choices(range(self.actions), weights=self._q(side))[0]
+        self._last[side] = action
+        step = self.markup(action) * tariffs.spread
+        return tariffs.feed_in + step if side == SELL else tariffs.retail - step
+
+    def observe(
+        self, side: str, tariffs: Tariffs, asked_kwh: float, filled_kwh: float, price: float
+    ) -> None:
+        chosen = self._last.pop(side, None)
+        if chosen is None:
+            return
+        surplus = (price - tariffs.feed_in) if side == SELL else (tariffs.retail - price)
+        reward = 0.0
+        if tariffs.spread > 0 and filled_kwh > 0 and asked_kwh > 0:
+            reward = min(max(surplus * filled_kwh / (tariffs.spread * asked_kwh), 0.0), 1.0)
+        self.reinforce(side, chosen, reward)
+
+    def reinforce(self, side: str, chosen: int, reward: float) -> None:
+        q = self._q(side)
+        spill = self.experimentation / (self.actions - 1)
+        for j, value in enumerate(q):
+            experience = reward * (1 - self.experimentation) if j == chosen else value * spill
+            q[j] = (1 - self.recency) * value + experience
+        # Propensities only shrink towards 0; keep a floor so probabilities stay defined.
+        total = sum(q)
+        if total < 1e-9:
+            q[:] = [self.initial_propensity] * self.actions
+
+
+STRATEGIES: dict[str, Callable[[], Strategy]] = {
+    Truthful.name: Truthful,
+    ZeroIntelligenceConstrained.name: ZeroIntelligenceConstrained,
+    "roth-erev": RothErev,
+}
+
+
+def strategy_for(name: str) -> Strategy:
+    """A fresh strategy by its name (``truthful``, ``zi-c``, ``roth-erev``)."""
+    try:
+        return STRATEGIES[name]()
+    except KeyError:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {sorted(STRATEGIES)}") from None
+
+
+def battery_plan(
+    battery: Battery,
+    stored_kwh: float,
+    net_kw: list[float],
+    buy_price: list[float],
+    sell_price: list[float],
+    hours: float,
+) -> list[float]:
+    """The battery's AC power per step (+ charge, - discharge) that minimises the home's cost.
+
+    Linear programme over ``T`` steps with charge ``c_t``, discharge ``d_t``, import ``i_t``
+    and export ``x_t`` (kW, all ≥ 0):
+
+        min Σ_t (buy_t · i_t - sell_t · x_t) · h + ε Σ_t (c_t + d_t)
+        s.t. i_t - x_t = net_t + c_t - d_t,   c_t, d_t ≤ P,
+             E_min ≤ E_0 + h Σ_{τ≤t} (η c_τ - d_τ / η) ≤ E_max,   E_T ≥ min(E_0, E_max)
+
+    where ``net_t`` is the home's load minus its PV without the battery and ``η`` the one-way
+    efficiency. The end condition keeps the battery from being emptied at the horizon's edge
+    just because the plan ends there; ``ε`` breaks ties against needless cycling.
+    """
+    steps = len(net_kw)
+    if not (len(buy_price) == len(sell_price) == steps) or steps == 0:
+        raise ValueError("net_kw, buy_price and sell_price need the same, non-zero length")
+    eta = battery.leg_efficiency
+    # Variable order: c (T), d (T), i (T), x (T).
+    cost = np.concatenate(
+        [
+            np.full(steps, 1e-6),
+            np.full(steps, 1e-6),
+            np.asarray(buy_price) * hours,
+            -np.asarray(sell_price) * hours,
+        ]
+    )
+    eye = np.eye(steps)
+    a_eq = np.hstack([-eye, eye, eye, -eye])
+    b_eq = np.asarray(net_kw, dtype=float)
+    lower = np.tril(np.ones((steps, steps)))
+    energy = np.hstack([lower * eta * hours, -lower * hours / eta, np.zeros((steps, 2 * steps))])
+    start = min(max(stored_kwh, battery.min_kwh), battery.capacity_kwh)
+    end_row = energy[-1:]
+    a_ub = np.vstack([energy, -energy, -end_row])
+    b_ub = np.concatenate(
+        [
+            np.full(steps, battery.capacity_kwh - start),
+            np.full(steps, start - battery.min_kwh),
+            [0.0],
+        ]
+    )
+    bounds = [(0, battery.power_kw)] * (2 * steps) + [(0, None)] * (2 * steps)
+    result = linprog(
+        cost, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs"
+    )
+    if not result.success:  # the all-zero schedule is always feasible, so this is a solver fault
+        raise RuntimeError(f"battery plan failed: {result.message}")
+    charge, discharge = result.x[:steps], result.x[steps : 2 * steps]
+    return [round(float(c - d), 6) for c, d in zip(charge, discharge, strict=True)]
+
+
+def ev_plan(
+    ev: ElectricVehicle, hours_of_day: Sequence[float], price: Sequence[float], hours: float
+) -> list[float]:
+    """Charging power per step: the need goes into the cheapest parked steps (ties: earliest).
+
+    Steps where the car is away get 0. If the horizon's parked steps cannot hold the need, the
+    car charges at full power in all of them (the validated limits make this rare).
+    """
+    if len(hours_of_day) != len(price):
+        raise ValueError("hours_of_day and price need the same length")
+    parked = [t for t, h in enumerate(hours_of_day) if ev.parked(h)]
+    remaining = ev.energy_need_kwh / ev.efficiency
+    plan = [0.0] * len(price)
+    for t in sorted(parked, key=lambda t: (price[t], t)):
+        if remaining <= 1e-9:
+            break
+        kw = min(ev.charger_kw, remaining / hours)
+        plan[t] = kw
+        remaining -= kw * hours
+    return plan
+
+
+def gini(values: list[float]) -> float:
+    """The Gini coefficient of non-negative values (0: all equal; towards 1: one has all)."""
+    clipped = sorted(max(v, 0.0) for v in values)
+    total = sum(clipped)
+    n = len(clipped)
+    if n == 0 or total <= 0 or not math.isfinite(total):
+        return 0.0
+    weighted = sum((i + 1) * v for i, v in enumerate(clipped))
+    return (2 * weighted) / (n * total) - (n + 1) / n
