@@ -208,6 +208,8 @@ class _PooledBid(_Open):
         self.side = side
         self.allocated = ZERO
         self.auto_accept = False
+        # A bid is never a flexible purchase (only a buy posting can say it is).
+        self.flexible = False
 
     def order(self, quantity: Decimal) -> Order:
         return Order(
