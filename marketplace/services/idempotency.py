@@ -56,7 +56,17 @@ def _insert(caller: str, digest: str, fingerprint: str, moment: datetime) -> int
         ops.adapt_datetimefield_value(moment + LOCK),
     ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        if connection.vendor == "postgresql" and not connection.in_atomic_block:
+            # Committed without waiting for the disk (that wait is what costs on a busy
+            # machine), and still crash-safe for what matters: the WAL is written in order, so
+            # the request's own commit (which waits) makes this claim durable with it; a claim
+            # lost in a crash before that belonged to a request that stored nothing. One
+            # implicit transaction: Django's psycopg cursors bind client-side, which allows
+            # two statements in one call.
+            cursor.execute("SET LOCAL synchronous_commit TO OFF; " + sql, params)
+            cursor.nextset()
+        else:
+            cursor.execute(sql, params)
         row = cursor.fetchone()
     return int(row[0]) if row else None
 
@@ -95,7 +105,11 @@ def _held(caller: str, digest: str) -> IdempotencyRecord:
 
 
 def idempotency_complete(*, record_id: int, status: int, response: Any) -> None:
-    """Store the answer the claimed request gave, to be replayed until it expires."""
+    """Store the answer the claimed request gave, to be replayed until it expires.
+
+    A synchronous commit, unlike the claim's: were it lost in a database crash, the claim's
+    placeholder would expire and a retry would run the request a second time.
+    """
     moment = timezone.now()
     IdempotencyRecord.objects.filter(pk=record_id).update(
         status=status, response=response, expires_at=moment + TTL
