@@ -15,6 +15,25 @@ def memberships_of_user(*, user: User) -> QuerySet[Membership]:
     )
 
 
+def membership_of_user_in(*, user: User, community_slug: str) -> Membership | None:
+    """The user's own membership in a community, whatever its status, with the community."""
+    return (
+        Membership.objects.filter(user=user, community__slug=community_slug)
+        .select_related("community")
+        .first()
+    )
+
+
+def time_zone_of_user(*, user: User) -> str:
+    """The zone to show a user's own times in: their communities' zone, or UTC if they differ.
+
+    Notifications and account pages are the user's, not one community's; when all of the user's
+    communities keep one zone (the usual case) that is the zone the user lives in.
+    """
+    zones = set(memberships_of_user(user=user).values_list("community__timezone", flat=True))
+    return zones.pop() if len(zones) == 1 else "UTC"
+
+
 def meter_points_of_user(*, user: User) -> QuerySet[MeterPoint]:
     """The user's own meter points, never another member's even for a manager."""
     return (

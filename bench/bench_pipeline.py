@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -37,10 +35,10 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 import django  # noqa: E402
-from django.conf import settings  # noqa: E402
 
 from bench.common import (  # noqa: E402
     RESULTS,
+    BenchWorker,
     machine,
     progress,
     replace_section,
@@ -175,40 +173,6 @@ def run_one(network: str, prosumers: int) -> dict[str, Any]:
     }
 
 
-class Worker:
-    """A ``celery worker`` subprocess (solo pool) on the bench's private queue and database."""
-
-    def __init__(self, queue: str, database: str, name: str) -> None:
-        env = dict(os.environ, PEERGRID_QUEUE=queue, PEERGRID_DATABASE_NAME=database)
-        self.log = Path(settings.VAR_DIR) / f"bench-{name}.log"
-        command = [
-            sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo",
-            "--loglevel=INFO", "-Q", queue, "--hostname", f"{name}@%h",
-        ]  # fmt: skip
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited:\n{self.log.read_text(errors='replace')}")
-            if self.log.exists() and "ready." in self.log.read_text(errors="replace"):
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"worker not ready after {timeout} s")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-
-
 def run_scaling(database: str, communities: int = 20, prosumers: int = 200) -> dict[int, float]:
     from config.celery import app as celery_app
     from marketplace.models import Community, Interval, IntervalState
@@ -229,7 +193,10 @@ def run_scaling(database: str, communities: int = 20, prosumers: int = 200) -> d
             post_orders(interval, members, rng, timed=0)
             Interval.objects.filter(pk=interval.pk).update(gate_closure_at=now)
             intervals.append(interval.pk)
-        started_workers = [Worker(queue, database, f"w{workers}-{i}") for i in range(workers)]
+        started_workers = [
+            BenchWorker(queue=queue, database=database, name=f"w{workers}-{i}")
+            for i in range(workers)
+        ]
         try:
             # Timed from a ready worker; each process still pays its first pandapower import
             # and network parse (about a second) inside the timing.

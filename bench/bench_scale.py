@@ -34,9 +34,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -51,6 +49,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 from bench.common import (  # noqa: E402
     RESULTS,
+    BenchWorker,
     load_now,
     machine,
     progress,
@@ -206,47 +205,6 @@ def run_tick(sizes: list[int], members: int) -> tuple[list[dict[str, Any]], str]
 
 
 # --- Part 2: worker processes --------------------------------------------------------------------
-class Worker:
-    """A ``celery worker`` (solo pool) on one queue shard of the bench's database and prefix."""
-
-    def __init__(self, database: str, queue: str, shards: int, shard: int) -> None:
-        from django.conf import settings
-
-        env = dict(os.environ, PEERGRID_QUEUE=queue, PEERGRID_DATABASE_NAME=database,
-                   PEERGRID_QUEUE_SHARDS=str(shards), LOG_LEVEL="WARNING")  # fmt: skip
-        name = f"scale{shards}-{shard}-{uuid.uuid4().hex[:4]}"
-        self.log = Path(settings.VAR_DIR) / f"bench-{name}.log"
-        command = [
-            sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo",
-            "--loglevel=INFO", "-Q", f"{queue}.{shard}" if shards > 1 else queue,
-            "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle",
-        ]  # fmt: skip
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-
-    def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited:\n{self.log.read_text(errors='replace')}")
-            if "ready." in self.log.read_text(errors="replace"):
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"worker not ready after {timeout} s")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.log.unlink(missing_ok=True)
-
-
 def one_interval_each(communities: list[Any], start: datetime, members: int) -> list[int]:
     """An interval per community starting at ``start``, one household order per member."""
     from accounts.models import MeterPoint
@@ -298,7 +256,14 @@ def run_workers(
         start = datetime.now(UTC).replace(second=0, microsecond=0)
         start += timedelta(days=round_number + 1)
         pks = one_interval_each(communities, start, members)
-        workers = [Worker(database, queue, count, shard) for shard in range(count)]
+        workers = [
+            BenchWorker(
+                queue=queue, database=database, name=f"scale{count}-{shard}",
+                listen=f"{queue}.{shard}" if count > 1 else queue,
+                env={"PEERGRID_QUEUE_SHARDS": str(count)},
+            )
+            for shard in range(count)
+        ]  # fmt: skip
         from django.conf import settings
 
         settings.PEERGRID_QUEUE_SHARDS = count  # the dispatch routes as the workers consume

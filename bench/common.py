@@ -14,6 +14,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -25,6 +26,8 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 RUN_ID = uuid.uuid4().hex[:8]
 _own_prefix = ""  # set by use_redis_prefix(): the only keys delete_redis_prefix() touches
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def progress(message: str) -> None:
@@ -148,3 +151,56 @@ def replace_section(heading: str, section: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + body
     RESULTS.write_text(text.rstrip("\n") + "\n")
+
+
+class BenchWorker:
+    """A ``celery worker`` subprocess (solo pool) on the bench's own queue, database and prefix.
+
+    ``env`` adds to the environment (the queue shards, say); its log lives under ``var/`` and is
+    removed when the worker stops.
+    """
+
+    def __init__(
+        self,
+        *,
+        queue: str,
+        database: str,
+        name: str,
+        listen: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        from django.conf import settings
+
+        # ``queue`` is the platform's queue name; ``listen`` the shard this worker takes, if any.
+        environment = dict(os.environ, PEERGRID_QUEUE=queue, PEERGRID_DATABASE_NAME=database,
+                           LOG_LEVEL="WARNING", **(env or {}))  # fmt: skip
+        self.log = Path(settings.VAR_DIR) / f"bench-{name}-{uuid.uuid4().hex[:4]}.log"
+        command = [
+            sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo",
+            "--loglevel=INFO", "-Q", listen or queue, "--hostname", f"{name}@%h",
+            "--without-gossip", "--without-mingle",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=environment, stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited:\n{self.log.read_text(errors='replace')}")
+            if self.log.exists() and "ready." in self.log.read_text(errors="replace"):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"worker not ready after {timeout} s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.models import User
+from accounts.selectors import time_zone_of_user
 from notifications.models import Notification, NotificationKind
 from notifications.selectors import notifications_of, notifications_unread_count
 from notifications.services import (
@@ -33,7 +34,8 @@ def _user(request: HttpRequest) -> User:
 def notification_list(request: HttpRequest) -> HttpResponse:
     user = _user(request)
     page = Paginator(notifications_of(user=user), PER_PAGE).get_page(request.GET.get("page"))
-    return render(request, "notifications/list.html", {"page": page})
+    zone = time_zone_of_user(user=user)
+    return render(request, "notifications/list.html", {"page": page, "zone": zone})
 
 
 @login_required

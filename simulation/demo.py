@@ -50,12 +50,13 @@ from simulation.profiles import (
 )
 from simulation.scenario import household_spec, plant_spec
 from simulation.strategies import BUY, Tariffs, strategy_for
+from units import KWH, PRICE
 
 logger = logging.getLogger(__name__)
 
 DEMO_SLUG = "sonnenfeld"  # the community seed_demo creates
-KWH = Decimal("0.001")
-PRICE = Decimal("0.0001")
+
+
 # How far ahead of gate closure the live demo posts (the beat task runs every minute).
 LIVE_POSTING_WINDOW = timedelta(minutes=30)
 

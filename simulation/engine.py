@@ -62,9 +62,8 @@ from simulation.profiles import (
 )
 from simulation.scenario import Scenario
 from simulation.strategies import Tariffs, strategy_for
+from units import KWH, PRICE
 
-KWH = Decimal("0.001")
-PRICE = Decimal("0.0001")
 POST_BEFORE_GATE = timedelta(seconds=1)
 SIM_TIMEZONE = "Europe/Berlin"
 

@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core import mail
@@ -13,6 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.selectors import time_zone_of_user
 from accounts.services import membership_approve
 from marketplace.models import Interval, Trade
 from marketplace.services.bids import bid_accept, bid_reject
@@ -222,3 +224,25 @@ def test_last_months_statement_is_announced_once(alice: Member, bob: Member) -> 
     for message in messages:
         notification_deliver(message=message)
     assert list(statements_due(now=on_second)) == []
+
+
+@pytest.mark.django_db
+def test_the_list_shows_times_in_the_members_zone(
+    alice: Member, bob: Member, interval: Interval, frozen: Any
+) -> None:
+    notification_event_handle(
+        event=Event.BID_RECEIVED, object_id=bid(bob, post(alice, interval)).pk
+    )
+    listing = client_for(alice).get(reverse("notifications:list")).content.decode()
+    created = Notification.objects.get().created_at
+    berlin = timezone.localtime(created, ZoneInfo("Europe/Berlin"))
+    assert f"{berlin:%H:%M} {berlin.tzname()}" in listing
+    assert " UTC" not in listing
+
+
+@pytest.mark.django_db
+def test_a_member_of_communities_in_two_zones_reads_utc(alice: Member) -> None:
+    assert time_zone_of_user(user=alice.membership.user) == "Europe/Berlin"
+    elsewhere = new_community(timezone="Europe/Lisbon")
+    member(elsewhere, user=alice.membership.user)
+    assert time_zone_of_user(user=alice.membership.user) == "UTC"

@@ -79,6 +79,27 @@ class _MemberFigures:
         return self.bought_kwh > 0 or self.sold_kwh > 0
 
 
+def _per_member(
+    trades: Any, party: str, price: F, tariff: F
+) -> list[tuple[int, Decimal, Decimal, Decimal]]:
+    """Per member on one side of the trades: kWh, money at ``price``, and (tariff - price) * kWh."""
+    quantity = F("quantity_kwh")
+    rows = (
+        trades.filter(**{f"{party}__isnull": False})
+        .values(party)
+        .annotate(
+            kwh=Sum(quantity),
+            money=Sum(ExpressionWrapper(quantity * price, output_field=MONEY)),
+            margin=Sum(ExpressionWrapper(quantity * (tariff - price), output_field=MONEY)),
+        )
+        .order_by()
+    )
+    return [
+        (row[party], Decimal(row["kwh"]), Decimal(row["money"]), Decimal(row["margin"]))
+        for row in rows_of(rows)
+    ]
+
+
 def member_figures(scope: Scope) -> dict[int, _MemberFigures]:
     """Each approved member's P2P trading in the scope, aggregated per member in SQL."""
     pv = (
@@ -97,49 +118,22 @@ def member_figures(scope: Scope) -> dict[int, _MemberFigures]:
         ).values_list("pk", "community_id", "pv")
     }
     trades = p2p_trades(scope)
-    quantity = F("quantity_kwh")
-    bought = (
-        trades.filter(buyer__isnull=False)
-        .values("buyer")
-        .annotate(
-            kwh=Sum(quantity),
-            paid=Sum(ExpressionWrapper(quantity * F("price_per_kwh"), output_field=MONEY)),
-            saving=Sum(
-                ExpressionWrapper(
-                    quantity * (F("interval__rules__retail_tariff") - F("price_per_kwh")),
-                    output_field=MONEY,
-                )
-            ),
-        )
-        .order_by()
-    )
-    for row in rows_of(bought):
-        member = figures.get(row["buyer"])
+    # A buyer saves the retail tariff less what they pay; a seller gains what they receive over
+    # the feed-in tariff.
+    bought = _per_member(trades, "buyer", F("price_per_kwh"), F("interval__rules__retail_tariff"))
+    for member_pk, kwh, paid, saving in bought:
+        member = figures.get(member_pk)
         if member is not None:
-            member.bought_kwh, member.paid = Decimal(row["kwh"]), Decimal(row["paid"])
-            member.savings += Decimal(row["saving"])
-    sold = (
-        trades.filter(seller__isnull=False)
-        .values("seller")
-        .annotate(
-            kwh=Sum(quantity),
-            received=Sum(
-                ExpressionWrapper(quantity * F("seller_price_per_kwh"), output_field=MONEY)
-            ),
-            saving=Sum(
-                ExpressionWrapper(
-                    quantity * (F("seller_price_per_kwh") - F("interval__rules__feed_in_tariff")),
-                    output_field=MONEY,
-                )
-            ),
-        )
-        .order_by()
+            member.bought_kwh, member.paid = kwh, paid
+            member.savings += saving
+    sold = _per_member(
+        trades, "seller", F("seller_price_per_kwh"), F("interval__rules__feed_in_tariff")
     )
-    for row in rows_of(sold):
-        member = figures.get(row["seller"])
+    for member_pk, kwh, received, margin in sold:
+        member = figures.get(member_pk)
         if member is not None:
-            member.sold_kwh, member.received = Decimal(row["kwh"]), Decimal(row["received"])
-            member.savings += Decimal(row["saving"])
+            member.sold_kwh, member.received = kwh, received
+            member.savings -= margin
     # Orders are postings and bids alike; a bid is on the side opposite to its posting.
     postings = (
         Posting.objects.filter(in_scope(scope, "interval__"))

@@ -409,6 +409,27 @@ def test_trades_page_shows_curtailment_and_its_reason(
     assert "My share of the network losses" in html
 
 
+def test_a_held_interval_says_so_on_my_trades_and_the_dashboard(
+    frozen: Any, interval: Interval, alice: Member, bob: Member
+) -> None:
+    offer = post(alice, interval)
+    bid_accept(bid=bid(bob, offer, quantity="2"), by_membership=alice.membership)
+    trades = client_for(bob).get(url("trades", interval.community)).content.decode()
+    assert "awaiting the grid check" in trades
+    assert ">Held<" not in trades
+    Interval.objects.filter(pk=interval.pk).update(
+        state=IntervalState.CLEARED, held_reason="the grid check found no safe schedule"
+    )
+    trades = client_for(bob).get(url("trades", interval.community)).content.decode()
+    assert ">Held<" in trades
+    assert "nothing is settled until then" in trades
+    assert "awaiting the grid check" not in trades
+    dashboard = client_for(bob).get(url("dashboard", interval.community)).content.decode()
+    assert (
+        'title="The grid check found no safe schedule; the manager is fixing it">Held<' in dashboard
+    )
+
+
 def test_board_shows_a_bidder_the_network_charge(
     frozen: Any, interval: Interval, alice: Member, bob: Member
 ) -> None:
