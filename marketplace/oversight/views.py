@@ -373,7 +373,7 @@ def _headline(name: str, charts: list[Chart], shared: dict[str, Any]) -> list[tu
             ("losses (kWh)", f"{sum(v or 0 for v in table.column('losses_kwh')):,.1f}"),
             ("losses collected", f"{sum(costs.column('losses_collected')):,.2f}"),
             ("network charges collected", f"{sum(costs.column('network_charges_collected')):,.2f}"),
-            ("system-strength events", f"{len(by_key['strength'].rows):,}"),
+            ("system-strength events", f"{sum(costs.column('strength_events')):,}"),
         ]
     if name == "access":
         groups = by_key["groups"]
