@@ -202,6 +202,10 @@ class Interval(models.Model):
     # Why the grid check could not confirm the interval (infeasible, or the network does not
     # converge): the pipeline leaves a held interval to the manager until they retry it.
     held_reason = models.TextField(blank=True, db_default="")
+    # The newest meter reading of this interval that settlement had seen when it last found
+    # readings missing (0: none yet); until a newer one arrives or the settlement window passes,
+    # the interval is not due again, so the tick does not retry a waiting settlement every time.
+    settlement_seen_reading = models.PositiveBigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ("community", "start")
