@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('marketplace', '0007_grid_physics'),
+        ('marketplace', '0008_settlement_seen_reading'),
     ]
 
     operations = [
