@@ -305,9 +305,9 @@ def test_an_operator_creates_a_region_in_the_admin(db):
     assert page.status_code == 200
     assert not Region.objects.filter(slug="hills").exists()
     # The community's own page shows its region but cannot change it.
-    page = client.get(f"/admin/marketplace/community/{first.pk}/change/").content.decode()
-    assert "Valley" in page
-    assert 'name="region"' not in page
+    html = client.get(f"/admin/marketplace/community/{first.pk}/change/").content.decode()
+    assert "Valley" in html
+    assert 'name="region"' not in html
 
 
 def test_beat_queues_a_due_region_period_and_its_task_clears_it_once(
@@ -321,7 +321,7 @@ def test_beat_queues_a_due_region_period_and_its_task_clears_it_once(
         for state in (IntervalState.GATE_CLOSED, IntervalState.CLEARED,
                       IntervalState.GRID_CHECKED, IntervalState.CONFIRMED):  # fmt: skip
             assert interval_advance(interval_id=interval.pk, to_state=state, now=AFTER_GATE)
-    queued = []
+    queued: list[object] = []
     monkeypatch.setattr(pipeline, "dispatch_region", queued.append)
     with django_capture_on_commit_callbacks(execute=True):
         pipeline.pipeline_tick(now=AFTER_GATE, dispatch=lambda step: None)
