@@ -25,6 +25,7 @@ from marketplace.models import (
 )
 from marketplace.services.pipeline import interval_advance, intervals_advance_due
 from marketplace.services.regions import (
+    RegionPeriod,
     region_communities_set,
     region_interval_clear,
     region_periods_due,
@@ -321,7 +322,7 @@ def test_beat_queues_a_due_region_period_and_its_task_clears_it_once(
         for state in (IntervalState.GATE_CLOSED, IntervalState.CLEARED,
                       IntervalState.GRID_CHECKED, IntervalState.CONFIRMED):  # fmt: skip
             assert interval_advance(interval_id=interval.pk, to_state=state, now=AFTER_GATE)
-    queued: list[object] = []
+    queued: list[RegionPeriod] = []
     monkeypatch.setattr(pipeline, "dispatch_region", queued.append)
     with django_capture_on_commit_callbacks(execute=True):
         pipeline.pipeline_tick(now=AFTER_GATE, dispatch=lambda step: None)
