@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from marketplace.models import Interval, IntervalState
 from marketplace.services import pipeline
+from marketplace.services.idempotency import idempotency_records_expire
 from marketplace.services.regions import region_interval_clear, region_period_of
 
 STEP_TASK_OPTIONS: dict[str, Any] = {
@@ -63,3 +64,9 @@ def region_clear_task(region_id: int, start: str, end: str) -> bool:
         end=datetime.fromisoformat(end),
     )
     return cleared is not None
+
+
+@shared_task(name="marketplace.idempotency_expire", ignore_result=True)
+def idempotency_expire_task() -> int:
+    """Delete expired idempotency records (answers older than a day, abandoned placeholders)."""
+    return idempotency_records_expire(now=timezone.now())
