@@ -378,6 +378,19 @@ class PostingModifySerializer(serializers.Serializer):
     )
 
 
+class BidModifySerializer(serializers.Serializer):
+    quantity_kwh = kwh_field(
+        required=False,
+        help_text="Lowering only the quantity keeps the bid's time priority; it cannot exceed "
+        "what the posting still has.",
+    )
+    price_per_kwh = price_field(
+        required=False,
+        help_text="A new price (or a higher quantity) takes a new time priority; it must stay "
+        "one the posting can accept.",
+    )
+
+
 class PostingSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     community = serializers.CharField(source="interval.community.slug")
