@@ -18,7 +18,7 @@ def reset_unknown_zones(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('marketplace', '0009_idempotency_records'),
+        ('marketplace', '0010_regions'),
     ]
 
     operations = [
