@@ -18,7 +18,12 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from accounts.models import Membership, User
-from accounts.services import membership_approve, membership_request, meter_point_register
+from accounts.services import (
+    membership_approve,
+    membership_request,
+    meter_point_approve,
+    meter_point_register,
+)
 from conftest import save_screenshot
 from marketplace.models import Bid, Interval, IntervalState, Posting, Trade
 from marketplace.services.communities import community_create
@@ -98,8 +103,9 @@ def test_two_prosumers_trade_through_the_pages(browser: Any, live_server: Any, p
         membership=membership_request(user=ben_user, community=community), decided_by=None
     )
     ben_meter = meter_point_register(
-        membership=ben, label="Flat", import_capacity_kw=Decimal(40), export_capacity_kw=Decimal(4)
+        membership=ben, label="Flat", import_capacity_kw=Decimal(20), export_capacity_kw=Decimal(4)
     )
+    ben_meter = meter_point_approve(meter_point=ben_meter, approved_by=None)
     # A request too, so the depth chart has both curves.
     posting_create(
         membership=ben, meter_point=ben_meter, interval=interval, side="buy",
