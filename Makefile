@@ -47,7 +47,7 @@ test: install-dev
 # The pure cores (plain functions over plain data) are held to mypy --strict.
 STRICT_CORES := marketplace/clearing grid/check.py grid/powerflow.py grid/networks.py \
 	grid/profiles.py grid/drawing.py grid/linearisation.py grid/losses.py grid/network_use.py \
-	grid/strength.py marketplace/ledger/chain.py units/ simulation/assets.py \
+	grid/strength.py grid/policy.py marketplace/ledger/chain.py units/ simulation/assets.py \
 	simulation/strategies.py simulation/games.py
 
 lint: install-dev

@@ -12,6 +12,7 @@ from __future__ import annotations
 from accounts import permissions
 from accounts.models import ApiToken, Membership, MeterPoint, User
 from accounts.permissions import AnyUser
+from accounts.selectors import membership_of_user_in
 from config.errors import ObjectNotFoundError
 from marketplace.models import Community
 
@@ -34,11 +35,7 @@ def access_managed_community(user: AnyUser, pk: int) -> Community:
 
 def access_own_membership(user: User, *, community_slug: str) -> Membership:
     """The user's own membership in a community, whatever its status, with the community."""
-    membership = (
-        Membership.objects.filter(user=user, community__slug=community_slug)
-        .select_related("community")
-        .first()
-    )
+    membership = membership_of_user_in(user=user, community_slug=community_slug)
     if membership is None:
         raise ObjectNotFoundError("You are not a member of this community.", field="community")
     return membership

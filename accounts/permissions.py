@@ -366,6 +366,7 @@ class _CommunityPermission(BasePermission):
         return self.scope
 
     def rule(self, request: Request, community: Community) -> bool:
+        """The permission's own rule; every subclass names one from this module."""
         raise NotImplementedError
 
     def has_permission(self, request: Request, view: APIView) -> bool:

@@ -15,6 +15,15 @@ def memberships_of_user(*, user: User) -> QuerySet[Membership]:
     )
 
 
+def membership_of_user_in(*, user: User, community_slug: str) -> Membership | None:
+    """The user's own membership in a community, whatever its status, with the community."""
+    return (
+        Membership.objects.filter(user=user, community__slug=community_slug)
+        .select_related("community")
+        .first()
+    )
+
+
 def time_zone_of_user(*, user: User) -> str:
     """The zone to show a user's own times in: their communities' zone, or UTC if they differ.
 

@@ -45,6 +45,21 @@ Curtailment
     (largest or latest first); with everything curtailed the network is at its uncontrollable
     state, so the loop ends.
 
+System strength
+    Given the network's short-circuit power per bus (``short_circuit``: IEC 60909 maximum,
+    ``grid.strength.short_circuit_mva``, computed once per network version by the caller), every
+    bus's inverter-connected export is the sum of the net exports (``max(0, net power)``) of the
+    meter points on it; its short-circuit ratio ``S''k / export`` must stay at or above
+    ``limits.min_short_circuit_ratio``, i.e. the export at or below ``S''k / minimum`` (the export
+    the bus can take). A bus above it is a ``system_strength`` violation, classified like the
+    others against the uncontrollable state (every flexible entry at zero: what the meter points'
+    baselines export alone). Its curtailment takes the excess (plus ``STRENGTH_MARGIN_KW``) off
+    the flexible exports at that bus only, with the reason "system strength": in proportion to
+    their power (SENSITIVITY: every export at a bus moves its ratio alike) or latest submitted
+    first (LAST_ON_FIRST_OFF). A round that curtails for system strength runs the power flow
+    again before any other violation is handled, so the voltage and loading curtailments see the
+    exports that are left. Without ``short_circuit`` system strength is not checked.
+
 Infeasible
     The check never calls an infeasible state feasible: if the uncontrollable state does not
     converge, or curtailment runs out of power flows (``max_power_flows``), the outcome is
@@ -59,15 +74,31 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
+from grid.policy import CurtailmentPolicy
 from grid.powerflow import CompiledNetwork, PowerFlowState
 from grid.profiles import NetworkProfiles, standard_profiles
+from grid.strength import DEFAULT_MIN_SCR, StrengthEvent, hostable_export_kw
+
+__all__ = [
+    "Curtailment",
+    "CurtailmentPolicy",
+    "GridCheckOutcome",
+    "GridLimits",
+    "GridNetwork",
+    "Placement",
+    "Schedule",
+    "ScheduleEntry",
+    "StateSummary",
+    "Violation",
+    "grid_check",
+]
 
 VOLTAGE_TOLERANCE_PU = 0.001
 LOADING_TOLERANCE_PERCENT = 0.1
@@ -76,6 +107,9 @@ LOADING_TOLERANCE_PERCENT = 0.1
 CURTAIL_MARGIN = 0.05
 VOLTAGE_MARGIN_PU = 0.0005
 LOADING_MARGIN_PERCENT = 0.2
+# System strength is linear in the exports: one watt past the limit lands inside it.
+STRENGTH_MARGIN_KW = 0.001
+_STRENGTH_TOLERANCE_KW = 1e-6
 # Below this an entry's effect on a violated quantity is numerical noise (p.u. or % per kW).
 _SENSITIVITY_EPS = 1e-9
 # Curtailment smaller than this (kW) is not worth a line on a member's statement.
@@ -122,11 +156,7 @@ class GridLimits:
     v_max_pu: float = 1.10
     max_line_loading_percent: float = 100.0
     max_trafo_loading_percent: float = 100.0
-
-
-class CurtailmentPolicy(StrEnum):
-    SENSITIVITY = "sensitivity"
-    LAST_ON_FIRST_OFF = "last_on_first_off"
+    min_short_circuit_ratio: float = DEFAULT_MIN_SCR
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,11 +177,13 @@ class Violation:
     """A limit broken in the scheduled (uncurtailed) state."""
 
     # "overvoltage" | "undervoltage" | "line_overload" | "trafo_overload" | "trafo3w_overload"
-    # | "not_converged"
+    # | "system_strength" | "not_converged"
     kind: str
     element: str  # e.g. "bus 17", "line 3", "trafo 0", "network"
-    value: float  # p.u. for voltages, percent for loadings, nan for not_converged
-    limit: float  # the limit that applies to the element
+    # p.u. for voltages, percent for loadings, the short-circuit ratio for system strength, nan
+    # for not_converged
+    value: float
+    limit: float  # the limit that applies to the element (system strength: the minimum ratio)
     caused_by_trades: bool  # the flexible entries push it past what curtailment can reach
     needs_grid_action: bool  # broken even with every export and flexible purchase curtailed
 
@@ -163,6 +195,7 @@ class Curtailment:
     key: str
     curtailed_kw: float
     reason: str
+    strength_kw: float = 0.0  # the part curtailed for system strength
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +218,8 @@ class GridCheckOutcome:
     """What the check found and did. ``final`` is what flows once the curtailments apply;
     ``state`` is its converged power flow (voltages, currents) for the modules that build on the
     check (loss allocation, network charges, system strength), and ``injection_kw`` the final
-    net power per meter point."""
+    net power per meter point. ``strength_events`` are the buses whose scheduled export broke
+    the minimum short-circuit ratio (before curtailment, like ``violations``)."""
 
     feasible: bool
     held_reason: str  # why an infeasible interval is held; "" when feasible
@@ -197,6 +231,7 @@ class GridCheckOutcome:
     state: PowerFlowState
     injection_kw: dict[str, float]
     duration_s: float
+    strength_events: tuple[StrengthEvent, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +245,22 @@ class _Finding:
     target: float  # what curtailment aims at
     caused: bool
     needs_grid_action: bool
+    short_circuit_mva: float = math.nan  # system strength only
+    min_ratio: float = math.nan  # system strength only
+
+    @property
+    def is_strength(self) -> bool:
+        return self.kind == "system_strength"
+
+    @property
+    def ratio(self) -> float:
+        """System strength: the short-circuit ratio of the bus's export (value, in kW)."""
+        return self.short_circuit_mva * 1000.0 / self.value if self.value > 0 else math.inf
+
+    def strength_event(self) -> StrengthEvent:
+        return StrengthEvent(
+            self.index, self.short_circuit_mva, self.value, self.ratio, self.min_ratio, self.limit
+        )
 
     @property
     def direction(self) -> int:
@@ -227,6 +278,8 @@ class _Finding:
     def describe(self) -> str:
         if self.kind == "not_converged":
             return "power flow did not converge with the schedule"
+        if self.is_strength:
+            return self.strength_event().describe()
         unit = " p.u." if self.element_type == "bus" else " %"
         digits = 3 if self.element_type == "bus" else 1
         op = "<" if self.direction < 0 else ">"
@@ -240,7 +293,13 @@ class _Finding:
 class _Model:
     """The schedule as arrays over the solver's buses, and what each power flow found."""
 
-    def __init__(self, network: GridNetwork, schedule: Schedule, limits: GridLimits) -> None:
+    def __init__(
+        self,
+        network: GridNetwork,
+        schedule: Schedule,
+        limits: GridLimits,
+        short_circuit: Mapping[int, float] | None = None,
+    ) -> None:
         compiled = network.compiled
         self.compiled = compiled
         self.limits = limits
@@ -281,7 +340,9 @@ class _Model:
         self.kw = np.asarray([e.kw for e in entries], dtype=float)
         self.flexible = np.asarray([e.flexible for e in entries], dtype=bool)
         self.curtailed = np.zeros(len(entries))
+        self.strength_curtailed = np.zeros(len(entries))
         self.reasons: list[list[str]] = [[] for _ in entries]
+        self._strength_setup(placements, short_circuit)
 
         # Elements represented by meter points that have entries: their profile power is removed.
         load_share = np.zeros(len(compiled.loads.index))
@@ -335,6 +396,101 @@ class _Model:
             limits.max_trafo_loading_percent,
         )
         self.branch_limit = np.where(np.isfinite(own) & (own > 0), own, default)
+
+    def _strength_setup(
+        self, placements: dict[str, Placement], short_circuit: Mapping[int, float] | None
+    ) -> None:
+        """The buses whose exports are held to the minimum short-circuit ratio."""
+        self.strength_on = short_circuit is not None
+        min_ratio = self.limits.min_short_circuit_ratio
+        if self.strength_on and not (math.isfinite(min_ratio) and min_ratio > 0):
+            raise ValueError(f"the minimum short-circuit ratio must be positive, got {min_ratio}")
+        mp_buses = [placements[mp].bus for mp in self.meter_points]
+        buses = sorted({b for b in mp_buses if short_circuit and b in short_circuit})
+        position = {b: i for i, b in enumerate(buses)}
+        # Meter point -> its bus's position (-1: a bus without a short-circuit power).
+        self.mp_strength_bus = np.asarray([position.get(b, -1) for b in mp_buses], dtype=np.int64)
+        self.strength_buses = buses
+        self.strength_sc_mva = np.asarray(
+            [short_circuit[b] for b in buses] if short_circuit else [], dtype=float
+        )
+        self.strength_hostable_kw = np.asarray(
+            [hostable_export_kw(s, min_ratio) for s in self.strength_sc_mva], dtype=float
+        )
+        self.entry_export = (self.kw > 0) & self.flexible  # what system strength may curtail
+
+    def bus_export_kw(self, entry_kw: np.ndarray) -> np.ndarray:
+        """The inverter-connected export at each strength bus: its meter points' net exports."""
+        export = np.zeros(len(self.strength_buses))
+        mp_kw = self.meter_point_kw(entry_kw)
+        on = self.mp_strength_bus >= 0
+        np.add.at(export, self.mp_strength_bus[on], np.maximum(mp_kw[on], 0.0))
+        return export
+
+    def strength_findings(self, entry_kw: np.ndarray) -> list[_Finding]:
+        """Every bus whose export ``entry_kw`` puts above what it can take (module docstring)."""
+        if not self.strength_on or not self.strength_buses:
+            return []
+        export = self.bus_export_kw(entry_kw)
+        hostable = self.strength_hostable_kw
+        over = np.flatnonzero(export > hostable)
+        if not len(over):
+            return []
+        base = self.bus_export_kw(self.uncontrollable_kw())
+        found = []
+        for i in over.tolist():
+            target = max(float(hostable[i]), float(base[i]))
+            found.append(
+                _Finding(
+                    "system_strength",
+                    "bus",
+                    self.strength_buses[i],
+                    i,
+                    float(export[i]),
+                    float(hostable[i]),
+                    target,
+                    float(export[i]) > target + _STRENGTH_TOLERANCE_KW,
+                    target > float(hostable[i]),
+                    float(self.strength_sc_mva[i]),
+                    self.limits.min_short_circuit_ratio,
+                )
+            )
+        return found
+
+    def curtail_strength(self, caused: list[_Finding], policy: CurtailmentPolicy) -> bool:
+        """Take each weak bus's excess export off its flexible exports (module docstring)."""
+        progressed = False
+        entry_bus = self.mp_strength_bus[self.entry_mp]
+        for finding in sorted(caused, key=lambda f: f.index):
+            remaining = np.where(self.entry_export, np.abs(self.kw) - self.curtailed, 0.0)
+            candidates = [
+                i
+                for i in np.flatnonzero(entry_bus == finding.position).tolist()
+                if remaining[i] > _MIN_CURTAIL_KW
+            ]
+            need = finding.excess + STRENGTH_MARGIN_KW
+            total = float(remaining[candidates].sum()) if candidates else 0.0
+            if total <= 0:
+                continue
+            reason = finding.describe()
+            if policy is CurtailmentPolicy.SENSITIVITY:
+                # Every export at the bus moves its ratio alike: each gives up the same share.
+                share = min(1.0, need / total)
+                takes = [(i, float(remaining[i]) * share) for i in candidates]
+            else:
+                takes = []
+                for i in self.order(candidates, remaining, policy):
+                    if need <= 0:
+                        break
+                    take = min(float(remaining[i]), need)
+                    takes.append((i, take))
+                    need -= take
+            for i, take in takes:
+                before = self.curtailed[i]
+                if self.curtail(i, take, reason):
+                    self.strength_curtailed[i] += self.curtailed[i] - before
+                    progressed = True
+        return progressed
 
     def remaining_kw(self) -> np.ndarray:
         remaining: np.ndarray = np.sign(self.kw) * np.maximum(np.abs(self.kw) - self.curtailed, 0.0)
@@ -552,20 +708,23 @@ def grid_check(
     limits: GridLimits = GridLimits(),  # frozen, so one shared default is safe
     policy: CurtailmentPolicy = CurtailmentPolicy.SENSITIVITY,
     max_power_flows: int = 50,
+    short_circuit: Mapping[int, float] | None = None,
 ) -> GridCheckOutcome:
     """Check the interval's schedule against the grid and curtail it until it is safe.
 
     See the module docstring for the rules. ``power_flows`` counts every power flow run,
     including the uncontrollable state, which runs only when the scheduled state breaks a limit.
-    Raises ``ValueError`` for a placement on an unknown bus or element, an entry of an unplaced
-    meter point, duplicate keys or a power that is not a number.
+    ``short_circuit`` (pandapower bus -> S''k in MVA) turns on the system-strength check at the
+    buses it names. Raises ``ValueError`` for a placement on an unknown bus or element, an entry
+    of an unplaced meter point, duplicate keys, a power that is not a number, or a minimum
+    short-circuit ratio that is not positive.
     """
     started = time.perf_counter()
-    model = _Model(network, schedule, limits)
+    model = _Model(network, schedule, limits, short_circuit)
     state = model.solve(model.kw)
     scheduled_state = state
     base: PowerFlowState | None = None
-    findings = model.findings(state, None)
+    findings = model.findings(state, None) + model.strength_findings(model.kw)
     held = ""
     if findings:
         base = model.solve(model.uncontrollable_kw(), state)
@@ -575,15 +734,20 @@ def grid_check(
                 "curtailed: the network or the inflexible demand needs the manager"
             )
         else:
-            findings = model.findings(state, base)
+            findings = model.findings(state, base) + model.strength_findings(model.kw)
     first = findings
     if base is not None and not base.converged:
         # Nothing curtailment can reach is safe: report the schedule as it is.
         state = scheduled_state
     else:
         while any(f.caused for f in findings) and model.power_flows < max_power_flows:
-            caused = [f for f in findings if f.caused]
-            if not state.converged:
+            caused = [f for f in findings if f.caused and not f.is_strength]
+            weak = [f for f in findings if f.caused and f.is_strength]
+            if weak:
+                # Exact in one round (linear in the exports); the flow violations are then
+                # taken from the power flow of what is left.
+                progressed = model.curtail_strength(weak, policy)
+            elif not state.converged:
                 progressed = model.curtail_half(policy, caused[0].describe())
             else:
                 progressed = model.curtail_by_sensitivity(state, caused, policy)
@@ -593,8 +757,9 @@ def grid_check(
                     progressed = model.curtail_half(policy, caused[0].describe())
             if not progressed:
                 break
-            state = model.solve(model.remaining_kw(), state)
-            findings = model.findings(state, base)
+            remaining = model.remaining_kw()
+            state = model.solve(remaining, state)
+            findings = model.findings(state, base) + model.strength_findings(remaining)
         if any(f.caused for f in findings):
             held = (
                 f"curtailment did not reach a safe state in {model.power_flows} power flows: "
@@ -604,10 +769,23 @@ def grid_check(
     if not feasible and not held:
         held = "the power flow does not converge"
     violations = tuple(
-        Violation(f.kind, f.element, f.value, f.limit, f.caused, f.needs_grid_action) for f in first
+        Violation(
+            f.kind,
+            f.element,
+            f.ratio if f.is_strength else f.value,
+            f.min_ratio if f.is_strength else f.limit,
+            f.caused,
+            f.needs_grid_action,
+        )
+        for f in first
     )
     curtailments = tuple(
-        Curtailment(e.key, float(model.curtailed[i]), "; ".join(model.reasons[i]))
+        Curtailment(
+            e.key,
+            float(model.curtailed[i]),
+            "; ".join(model.reasons[i]),
+            float(model.strength_curtailed[i]),
+        )
         for i, e in enumerate(model.entries)
         if model.curtailed[i] > 0
     )
@@ -624,4 +802,5 @@ def grid_check(
         state=state,
         injection_kw={mp: float(kw) for mp, kw in zip(model.meter_points, final_kw, strict=True)},
         duration_s=time.perf_counter() - started,
+        strength_events=tuple(f.strength_event() for f in first if f.is_strength),
     )

@@ -29,6 +29,13 @@ Method (pure function of a converged pandapower net; no Django, no database):
 the grid check stores. Pass every injection of the solved state (the members' and those of the
 elements that follow profiles), so that each bears its own share; the part of elements no member
 stands for is the community's.
+
+The grid check's state (``allocate_state_losses``): the check's own converged power flow
+(``grid.powerflow.PowerFlowState``) gives the Jacobian and ``L`` directly, with no pandapower run.
+The members are the meter points' final net power at their buses (``GridCheckOutcome.
+injection_kw``); what else each bus injects in that state (the elements that follow profiles,
+the generators) is one more injection per bus, keyed ``"bus <index>"``. Together they are every
+injection of the state, so the normalised allocations sum to ``L``.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from grid.linearisation import Linearisation, linearise
+from grid.powerflow import PowerFlowState
 
 K = TypeVar("K", bound=Hashable)
 
@@ -141,6 +149,55 @@ def allocate_losses_at(
         allocated = {key: abs(kw) * scale for key, (_, kw) in injections.items()}
         method = "proportional"
     return LossAllocation(losses, factors, allocated, scale, method)
+
+
+def linearise_state(state: PowerFlowState) -> Linearisation:
+    """The ``Linearisation`` of a converged state of the grid check's own power flow."""
+    if not state.converged:
+        raise ValueError("the power flow state has not converged")
+    network = state.network
+    live = network.ppci_of_bus >= 0
+    return Linearisation.build(
+        ybus=network.ybus,
+        v=state.v,
+        pv=network.pv,
+        pq=network.pq,
+        base_mva=network.base_mva,
+        internal_bus=dict(
+            zip(network.bus_index[live].tolist(), network.ppci_of_bus[live].tolist(), strict=True)
+        ),
+        jacobian=state.jacobian(),
+    )
+
+
+def allocate_state_losses(
+    state: PowerFlowState, members: Mapping[str, tuple[int, float]]
+) -> LossAllocation[str]:
+    """Allocate a converged grid-check state's losses over ``members`` (key -> (pandapower bus,
+    kW injected)) and, per bus, the rest of what the state injects there (``"bus <index>"``).
+
+    Member keys must not start with ``"bus "``. Raises ``ValueError`` for a state that has not
+    converged or a member on a bus the network does not have in service.
+    """
+    network = state.network
+    linear = linearise_state(state)
+    injection = state.bus_injection_kw()
+    member_kw = np.zeros(network.n_bus)
+    for key, (bus, kw) in members.items():
+        ppci = network.ppci_bus(bus)
+        if ppci < 0:
+            raise ValueError(f"injection {key!r}: bus {bus} is not an in-service bus")
+        member_kw[ppci] += kw
+    rest = injection - member_kw
+    rest[network.ref] = 0.0  # the slack balances; its loss factor is 0
+    injections: dict[str, tuple[int, float]] = dict(members)
+    for ppci, bus in zip(
+        network.solver_buses.tolist(), network.solver_bus_names.tolist(), strict=True
+    ):
+        # Power-flow noise (the mismatch tolerance) is not an injection worth a line.
+        if abs(rest[ppci]) > 1e-6:
+            injections[f"bus {bus}"] = (int(bus), float(rest[ppci]))
+    return allocate_losses_at(linear, state.losses_mw() * 1000.0, injections)
 
 
 def apportion(total: Decimal, shares: Mapping[K, float]) -> dict[K, Decimal]:

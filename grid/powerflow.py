@@ -448,6 +448,16 @@ class PowerFlowState:
         s = self.v[net.f_bus] * np.conj(i_from) + self.v[net.t_bus] * np.conj(i_to)
         return float(np.sum(s.real)) * net.base_mva
 
+    def jacobian(self) -> sp.csc_matrix:
+        """The Newton-Raphson Jacobian at this state: rows ``[P(pv, pq); Q(pq)]``, columns
+        ``[Va(pv, pq); Vm(pq)]`` (``network.pv``, ``network.pq``), as ``grid.linearisation``."""
+        return self.network._jacobian(self.v)
+
+    def bus_injection_kw(self) -> np.ndarray:
+        """Active power injected at each solver bus in this state, kW (the slack's included)."""
+        injection: np.ndarray = (self.v * np.conj(self.network.ybus @ self.v)).real
+        return injection * self.network.base_mva * 1000.0
+
     def sensitivities(self, buses: np.ndarray) -> Sensitivities:
         """Linearised effect of 1 kW more injected at each solver bus in ``buses``."""
         return Sensitivities(self, buses)

@@ -34,7 +34,7 @@ from typing import Any, Generic, TypeVar
 
 import pandapower.shortcircuit as sc
 
-from grid.check import CurtailmentPolicy
+from grid.policy import CurtailmentPolicy
 
 K = TypeVar("K", bound=Hashable)
 
@@ -100,8 +100,8 @@ class StrengthEvent:
     def describe(self) -> str:
         return (
             f"{STRENGTH_REASON}: short-circuit ratio {self.ratio:.2f} < {self.min_ratio:g} at "
-            f"bus {self.bus} (S''k {self.short_circuit_mva:.2f} MVA, export "
-            f"{self.export_kw:.1f} kW, hostable {self.hostable_kw:.1f} kW)"
+            f"bus {self.bus} (S''k {self.short_circuit_mva:.3f} MVA, export "
+            f"{self.export_kw:.1f} kW, the bus can take {self.hostable_kw:.1f} kW)"
         )
 
 

@@ -1,12 +1,15 @@
 """What a network version implies whatever is traded: short-circuit power and network use.
 
-Both depend only on the network, so they are computed once per network version (grid model and
-its ``uploaded_at``) and kept per process, like the parsed net: the worker's grid check, the
-board's expected charges and the manager's network page all read the same figures.
+Both depend only on the network, so they are computed once per network version and kept per
+process, like the parsed net: the worker's grid check, the board's expected charges and the
+manager's network page all read the same figures. A version is the network's content (a digest
+of its pandapower JSON, itself remembered per grid model and ``uploaded_at``), so communities on
+the same reference network share one study, and a new upload of the same network keeps it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,13 +23,28 @@ from grid.services import grid_model_net
 from grid.strength import hostable_export_kw, short_circuit_mva
 
 T = TypeVar("T")
-_CACHE: dict[tuple[str, int, datetime], Any] = {}
+_CACHE: dict[tuple[str, str], Any] = {}
+_DIGESTS: dict[tuple[int, datetime], str] = {}
 _LOCK = threading.Lock()
 _CACHE_SIZE = 64
 
 
+def network_version(grid_model: GridModel) -> str:
+    """The digest of the grid model's network: what its studies are cached under."""
+    key = (grid_model.pk, grid_model.uploaded_at)
+    with _LOCK:
+        digest = _DIGESTS.get(key)
+    if digest is None:
+        digest = hashlib.sha256(grid_model.network_json.encode()).hexdigest()
+        with _LOCK:
+            if len(_DIGESTS) >= _CACHE_SIZE:
+                _DIGESTS.pop(next(iter(_DIGESTS)))
+            _DIGESTS[key] = digest
+    return digest
+
+
 def _cached(kind: str, grid_model: GridModel, compute: Callable[[], T]) -> T:
-    key = (kind, grid_model.pk, grid_model.uploaded_at)
+    key = (kind, network_version(grid_model))
     with _LOCK:
         if key in _CACHE:
             found: T = _CACHE[key]

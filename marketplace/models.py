@@ -209,6 +209,10 @@ class Interval(models.Model):
     # Why the grid check could not confirm the interval (infeasible, or the network does not
     # converge): the pipeline leaves a held interval to the manager until they retry it.
     held_reason = models.TextField(blank=True, db_default="")
+    # The newest meter reading of this interval that settlement had seen when it last found
+    # readings missing (0: none yet); until a newer one arrives or the settlement window passes,
+    # the interval is not due again, so the tick does not retry a waiting settlement every time.
+    settlement_seen_reading = models.PositiveBigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ("community", "start")
@@ -428,3 +432,33 @@ class Trade(models.Model):
             f"{self.get_source_display()}: {formatting.kwh(self.quantity_kwh)} at "
             f"{formatting.price(self.price_per_kwh)}"
         )
+
+
+class IdempotencyRecord(models.Model):
+    """A request made with an Idempotency-Key (or a board form's one-time token), and its answer.
+
+    In the database rather than the cache, so a flushed or restarted cache never lets a retried
+    request run twice. One row per caller and key: the unique index is what makes a concurrent
+    duplicate lose. While the first request runs, ``status`` is null and ``expires_at`` is near
+    (a crashed request frees its key then); once answered, the row keeps the answer until it
+    expires, and expired rows are deleted periodically or taken over by the next claim.
+    """
+
+    # Who called: "t<token id>" or "u<user id>", so two callers never share a key.
+    caller = models.CharField(max_length=32)
+    # SHA-256 of the client's key, so a long or odd key costs a fixed 64 characters.
+    key_digest = models.CharField(max_length=64)
+    # SHA-256 of method, path and canonical body: a reused key with another request is refused.
+    fingerprint = models.CharField(max_length=64)
+    status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["caller", "key_digest"], name="one_record_per_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.caller} {self.key_digest[:12]} ({self.status or 'running'})"

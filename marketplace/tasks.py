@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from marketplace.models import Interval
 from marketplace.services import pipeline
+from marketplace.services.idempotency import idempotency_records_expire
 
 STEP_TASK_OPTIONS: dict[str, Any] = {
     "acks_late": True,
@@ -46,3 +47,9 @@ def interval_advance_task(interval_id: int, to_state: str) -> bool:
 def pipeline_tick_task() -> int:
     """Beat's tick: open every community's horizon and queue each due step as its own task."""
     return len(pipeline.pipeline_tick(now=timezone.now()))
+
+
+@shared_task(name="marketplace.idempotency_expire", ignore_result=True)
+def idempotency_expire_task() -> int:
+    """Delete expired idempotency records (answers older than a day, abandoned placeholders)."""
+    return idempotency_records_expire(now=timezone.now())

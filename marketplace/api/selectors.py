@@ -223,3 +223,8 @@ def market_statistics(
             )
         )
     return out
+
+
+def posting_with_interval(*, pk: int) -> Posting | None:
+    """A posting to bid on, in any community: the bid service checks the bidder may."""
+    return Posting.objects.filter(pk=pk).select_related("interval").first()

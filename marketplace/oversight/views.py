@@ -21,10 +21,10 @@ from django.shortcuts import redirect, render
 from django.utils.safestring import SafeString
 
 from accounts import permissions
-from marketplace.models import Community
 from marketplace.oversight import selectors
 from marketplace.oversight.charts import Series, bar_chart, line_chart
 from marketplace.oversight.selectors import Scope, Table
+from marketplace.selectors.communities import communities_by_name
 
 # A longer range is allowed (daily figures stay cheap) but a decade is a typo, not a question.
 MAX_RANGE = timedelta(days=3 * 366)
@@ -48,7 +48,7 @@ def regulator_required(view: View) -> View:
 
 class ScopeForm(forms.Form):
     community = forms.ModelChoiceField(
-        queryset=Community.objects.order_by("name"),
+        queryset=communities_by_name(),
         required=False,
         empty_label="All communities",
         to_field_name="slug",
@@ -373,7 +373,7 @@ def _headline(name: str, charts: list[Chart], shared: dict[str, Any]) -> list[tu
             ("losses (kWh)", f"{sum(v or 0 for v in table.column('losses_kwh')):,.1f}"),
             ("losses collected", f"{sum(costs.column('losses_collected')):,.2f}"),
             ("network charges collected", f"{sum(costs.column('network_charges_collected')):,.2f}"),
-            ("system-strength events", f"{len(by_key['strength'].rows):,}"),
+            ("system-strength events", f"{sum(costs.column('strength_events')):,}"),
         ]
     if name == "access":
         groups = by_key["groups"]

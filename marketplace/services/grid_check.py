@@ -27,6 +27,20 @@ rounded up to 0.001 kWh and never above its quantity; the buyer's missing energy
 the grid, which settlement books as the buyer's imbalance. All curtailments are written in one
 UPDATE statement.
 
+System strength: the network's short-circuit power per bus (``grid.studies``, once per network
+version) goes into the check with the rules' minimum short-circuit ratio; a bus whose exports
+break it is curtailed inside the check like any other violation. The events and the energy they
+curtailed are stored with the result, for the manager's and the regulator's pages. A network
+whose short-circuit study fails is checked without it, and the result says so
+(``strength_study_failed``).
+
+Losses: the final state's losses are allocated to the meter points by normalised marginal loss
+factors (``grid.losses.allocate_state_losses``) over the meter points' final net power, stored
+in kWh per meter point (``GridCheckResult.loss_allocation``; settlement books them at the loss
+price); the part of the elements no meter point with a schedule stands for stays the
+community's. ``losses_kwh`` is the whole interval's, and the shares of the meter points and of
+the rest sum to it exactly.
+
 An infeasible outcome holds the interval: the result is stored, ``Interval.held_reason`` says
 why, and the step does not advance; the manager's retry clears the hold and runs the step again.
 """
@@ -52,8 +66,10 @@ from grid.check import (
     ScheduleEntry,
     grid_check,
 )
+from grid.losses import allocate_state_losses
 from grid.models import GridCheckResult, GridModel
 from grid.services import grid_network
+from grid.studies import grid_model_short_circuit
 from marketplace.ledger.models import MeterReading
 from marketplace.models import Interval, Trade
 
@@ -82,6 +98,7 @@ def _limits(interval: Interval) -> tuple[GridLimits, CurtailmentPolicy]:
         v_max_pu=float(rules.voltage_max_pu),
         max_line_loading_percent=float(rules.max_line_loading_percent),
         max_trafo_loading_percent=float(rules.max_trafo_loading_percent),
+        min_short_circuit_ratio=float(rules.min_short_circuit_ratio),
     )
     return limits, CurtailmentPolicy(rules.curtailment_policy)
 
@@ -232,13 +249,21 @@ def interval_grid_check(*, interval: Interval) -> GridCheckResult:
         ScheduleEntry(f"baseline:{mp}", str(mp), kw, False) for mp, kw in sorted(baselines.items())
     ]
     limits, policy = _limits(interval)
+    issues: list[dict[str, Any]] = []
+    try:
+        short_circuit: dict[int, float] | None = grid_model_short_circuit(grid_model)
+    except ValueError:
+        short_circuit = None
+        issues.append(_issue("strength_study_failed", "network"))
     outcome = grid_check(
         network,
         Schedule(interval.start, tuple(placed.values()), tuple(entries)),
         limits=limits,
         policy=policy,
+        short_circuit=short_circuit,
     )
     curtailed_kwh = _write_curtailments(rows, outcome, hours) if outcome.feasible else Decimal(0)
+    losses_kwh, loss_allocation = _loss_allocation(outcome, placed, hours)
     violations: list[dict[str, Any]] = [
         {
             "kind": v.kind,
@@ -251,6 +276,7 @@ def interval_grid_check(*, interval: Interval) -> GridCheckResult:
         for v in outcome.violations
     ]
     violations += [_issue("unmapped_meter_point", f"meter point {mp}") for mp in sorted(stranded)]
+    violations += issues
     by_key = {row.key: row.pk for row in rows}
     final = outcome.final
     return GridCheckResult.objects.create(
@@ -264,6 +290,22 @@ def interval_grid_check(*, interval: Interval) -> GridCheckResult:
         max_line_loading_percent=_finite(final.max_line_loading_percent),
         max_trafo_loading_percent=_finite(final.max_trafo_loading_percent),
         losses_kw=_finite(final.losses_kw),
+        losses_kwh=losses_kwh,
+        loss_allocation=loss_allocation,
+        strength_events=[
+            {
+                "bus": e.bus,
+                "short_circuit_mva": round(e.short_circuit_mva, 6),
+                "export_kw": round(e.export_kw, 3),
+                "ratio": round(e.ratio, 4),
+                "min_ratio": e.min_ratio,
+                "hostable_kw": round(e.hostable_kw, 3),
+            }
+            for e in outcome.strength_events
+        ],
+        strength_curtailed_kwh=(
+            _strength_curtailed_kwh(rows, outcome, hours) if outcome.feasible else Decimal(0)
+        ),
         violations=violations,
         curtailments=[
             {
@@ -286,6 +328,31 @@ def interval_grid_check(*, interval: Interval) -> GridCheckResult:
         line_loading_percent={str(k): round(v, 2) for k, v in final.line_loading_percent.items()},
         duration_s=outcome.duration_s,
     )
+
+
+def _loss_allocation(
+    outcome: GridCheckOutcome, placed: dict[int, Placement], hours: float
+) -> tuple[Decimal | None, dict[str, str]]:
+    """The final state's losses in kWh and each scheduled meter point's share (module docs)."""
+    if not outcome.feasible or not outcome.state.converged:
+        return None, {}
+    members = {mp: (placed[int(mp)].bus, kw) for mp, kw in outcome.injection_kw.items()}
+    shares = allocate_state_losses(outcome.state, members).allocated_kwh(hours)
+    losses_kwh = sum(shares.values(), Decimal(0))
+    return losses_kwh, {mp: str(shares[mp]) for mp in sorted(members, key=int)}
+
+
+def _strength_curtailed_kwh(
+    rows: list[_TradeRow], outcome: GridCheckOutcome, hours: float
+) -> Decimal:
+    """Energy curtailed for system strength: the trades' exports cut at weak buses."""
+    quantity = {row.key: row.quantity for row in rows}
+    total = Decimal(0)
+    for curtailment in outcome.curtailments:
+        if curtailment.strength_kw > 0:
+            key = curtailment.key.rpartition(":")[0]
+            total += min(_ceil_kwh(curtailment.strength_kw, hours), quantity[key])
+    return total
 
 
 def _write_curtailments(rows: list[_TradeRow], outcome: GridCheckOutcome, hours: float) -> Decimal:

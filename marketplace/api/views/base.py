@@ -50,6 +50,7 @@ class ApiView(GenericAPIView):
         return self.visible_queryset(request_user(self.request))
 
     def visible_queryset(self, user: User) -> QuerySet[Any]:
+        """What ``user`` may see of this view's objects; every view that reads says it."""
         raise NotImplementedError
 
     def get_permissions(self) -> list[BasePermission]:

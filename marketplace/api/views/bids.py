@@ -17,14 +17,19 @@ from config.errors import ApplicationError, ErrorCode
 from marketplace.api import filters, schema
 from marketplace.api import serializers as s
 from marketplace.api.idempotency import idempotent
-from marketplace.api.selectors import decidable_bids, own_bids, own_trades
+from marketplace.api.selectors import (
+    decidable_bids,
+    own_bids,
+    own_trades,
+    posting_with_interval,
+)
 from marketplace.api.views.base import (
     IDEMPOTENT,
     ApiView,
     FilteredListView,
     request_user,
 )
-from marketplace.models import Bid, Posting
+from marketplace.models import Bid
 from marketplace.selectors.board import bids_on_my_posting
 from marketplace.services.bids import bid_accept, bid_create, bid_reject, bid_withdraw
 
@@ -57,7 +62,7 @@ class BidListView(FilteredListView):
         body = s.BidCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        posting = Posting.objects.filter(pk=data["posting"]).select_related("interval").first()
+        posting = posting_with_interval(pk=data["posting"])
         if posting is None:
             raise ApplicationError(ErrorCode.NOT_FOUND, "No such posting.", field="posting")
         meter_point = access_meter_point(request_user(request), data["meter_point"])

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.models import Membership
-from config.errors import ApplicationError, ErrorCode
+from accounts.selectors import membership_of_user_in
+from config.errors import ApplicationError, ErrorCode, ObjectNotFoundError
 from marketplace.api import schema
 from marketplace.api import serializers as s
 from marketplace.api.views.base import ApiView, request_user
-from marketplace.models import Community, Interval, Posting
+from marketplace.models import Interval, Posting
 from marketplace.selectors.board import board_postings
+from marketplace.selectors.communities import community_by_slug
 
 
 class BoardView(ApiView):
@@ -29,15 +29,12 @@ class BoardView(ApiView):
     def get(self, request: Request) -> Response:
         query = self.validated_query(s.BoardQuerySerializer)
         # One query on the hot path: the viewer's membership with its community.
-        viewer = (
-            Membership.objects.filter(
-                user=request_user(request), community__slug=query["community"]
-            )
-            .select_related("community")
-            .first()
+        viewer = membership_of_user_in(
+            user=request_user(request), community_slug=query["community"]
         )
         if viewer is None:
-            get_object_or_404(Community, slug=query["community"])
+            if community_by_slug(slug=query["community"]) is None:
+                raise ObjectNotFoundError("No such community.", field="community")
             raise ApplicationError(
                 ErrorCode.PERMISSION_DENIED,
                 "Only approved members of this community can see its board.",

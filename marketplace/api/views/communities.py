@@ -15,6 +15,7 @@ from marketplace.api import schema
 from marketplace.api import serializers as s
 from marketplace.api.views.base import ApiView, request_user
 from marketplace.models import Community, MarketRules
+from marketplace.selectors.communities import community_by_slug
 from marketplace.services.rules import current_rules, market_rules_update
 
 
@@ -53,7 +54,7 @@ class MarketRulesView(ApiView):
     """The community's current market rules; managers change them (a new version)."""
 
     def get_community(self) -> Community | None:
-        return Community.objects.filter(slug=self.kwargs["slug"]).first()
+        return community_by_slug(slug=self.kwargs["slug"])
 
     def get_permissions(self) -> list[BasePermission]:
         if self.request.method == "PATCH":

@@ -7,8 +7,8 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.models import Membership
 from accounts.permissions import AnyScope, request_scopes
+from accounts.selectors import memberships_of_user
 from marketplace.api import schema
 from marketplace.api import serializers as s
 from marketplace.api.views.base import ApiView, request_user
@@ -26,7 +26,7 @@ class MeView(ApiView):
     )  # fmt: skip
     def get(self, request: Request) -> Response:
         user = request_user(request)
-        memberships = Membership.objects.filter(user=user).select_related("community")
+        memberships = memberships_of_user(user=user)
         data = {
             "email": user.email,
             "display_name": user.display_name,

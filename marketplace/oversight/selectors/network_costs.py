@@ -6,11 +6,22 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Func, IntegerField, Sum
 
 from grid.models import GridCheckResult
 from marketplace.ledger.models import AccountKind, EntryKind, LedgerEntry
 from marketplace.oversight.selectors.common import Scope, Table, bucket_of, dec, in_scope
+
+
+class JsonArrayLength(Func):
+    """The length of a JSON array column (PostgreSQL's jsonb, SQLite's JSON1)."""
+
+    function = "json_array_length"
+    output_field = IntegerField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, function="jsonb_array_length", **extra)
+
 
 COSTS_COLUMNS = (
     "losses_kwh",
@@ -26,14 +37,16 @@ COSTS_COLUMNS = (
 def network_costs(scope: Scope) -> Table:
     """Per bucket: the grid checks' losses, the part settled to members (kWh and money into the
     losses account), network charges by use and flat community fees collected, and the
-    system-strength events with the export they curtailed."""
+    system-strength events (one per bus and interval below the minimum ratio) with the export
+    they curtailed."""
     checks = (
         GridCheckResult.objects.filter(in_scope(scope, "interval__"))
         .annotate(bucket=bucket_of(scope, "interval__start"))
         .values("bucket")
         .annotate(
             losses=Sum("losses_kwh"),
-            strength=Count("pk", filter=~Q(strength_events=[])),
+            # Per bus and interval, not per check: a check may find several weak buses.
+            strength=Sum(JsonArrayLength("strength_events")),
             strength_kwh=Sum("strength_curtailed_kwh"),
         )
         .order_by()
@@ -52,7 +65,9 @@ def network_costs(scope: Scope) -> Table:
     rows: dict[Any, dict[str, Any]] = defaultdict(dict)
     for row in checks:
         rows[row["bucket"]].update(
-            losses_kwh=row["losses"], strength=row["strength"], strength_kwh=row["strength_kwh"]
+            losses_kwh=row["losses"],
+            strength=row["strength"] or 0,
+            strength_kwh=row["strength_kwh"],
         )
     for entry in money:
         rows[entry["bucket"]][entry["kind"]] = entry

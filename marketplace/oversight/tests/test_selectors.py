@@ -129,3 +129,26 @@ def test_daily_buckets_follow_the_communitys_clock_across_dst(market: Market) ->
     assert not month.per_interval
     days = selectors.prices(month).column(month.bucket_label)
     assert days == [date(2026, 3, 2), date(2026, 3, 29), date(2026, 3, 30)]
+
+
+def _weak_buses(market: Market) -> None:
+    from grid.models import GridCheckResult
+
+    event = {"bus": 4, "short_circuit_mva": 2.0, "export_kw": 80.0, "ratio": 25.0,
+             "min_ratio": 30.0, "hostable_kw": 66.667}  # fmt: skip
+    GridCheckResult.objects.filter(interval=market.intervals[0]).update(
+        strength_events=[event, {**event, "bus": 5, "export_kw": 70.0, "ratio": 28.6}],
+        strength_curtailed_kwh=Decimal("4.000"),
+        losses_kwh=Decimal("0.500"),
+    )
+
+
+def test_system_strength_events_are_counted_per_bus(market: Market) -> None:
+    _weak_buses(market)
+    costs = selectors.network_costs(market.scope())
+    rows = [dict(zip(costs.columns, row, strict=True)) for row in costs.rows]
+    assert [r["strength_events"] for r in rows] == [2, 0]  # two weak buses in the first check
+    assert rows[0]["strength_curtailed_kwh"] == Decimal("4.000")
+    assert rows[0]["losses_kwh"] == Decimal("0.500")
+    events = selectors.strength_events(market.scope())
+    assert [(row[2], row[4], row[5]) for row in events.rows] == [(4, 80.0, 25.0), (5, 70.0, 28.6)]

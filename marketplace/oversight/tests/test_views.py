@@ -128,3 +128,23 @@ def test_navigation_links_dashboards_for_regulators_only(market: Market, regulat
     assert dashboards_link in _client(regulator).get("/").content.decode()
     manager = manager_of(market.community)
     assert dashboards_link not in _client(manager).get("/").content.decode()
+
+
+def test_network_dashboard_counts_system_strength_events(market: Market, regulator: User) -> None:
+    from grid.models import GridCheckResult
+
+    event = {"bus": 4, "short_circuit_mva": 2.0, "export_kw": 80.0, "ratio": 25.0,
+             "min_ratio": 30.0, "hostable_kw": 66.667}  # fmt: skip
+    GridCheckResult.objects.filter(interval=market.intervals[0]).update(
+        strength_events=[event, {**event, "bus": 5}]
+    )
+    client = _client(regulator)
+    page = client.get(reverse("oversight:dashboard", args=["network"]), RANGE).content.decode()
+    assert "System-strength events" in page
+    response = client.get(reverse("oversight:csv", args=["network", "strength"]), RANGE)
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert rows[0][:3] == ["interval start (UTC)", "community", "bus"]
+    assert [row[2] for row in rows[1:]] == ["4", "5"]
+    costs = client.get(reverse("oversight:csv", args=["network", "costs"]), RANGE).content.decode()
+    header, *body = list(csv.reader(io.StringIO(costs)))
+    assert sum(int(row[header.index("strength_events")]) for row in body) == 2
