@@ -17,7 +17,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from accounts.models import Membership, User
+from accounts.models import Membership, MeterPoint, User
 from accounts.services import (
     membership_approve,
     membership_request,
@@ -81,6 +81,9 @@ def test_two_prosumers_trade_through_the_pages(browser: Any, live_server: Any, p
     page.fill("#id_pv_kwp", "9.8")
     page.click("main button[type=submit]")
     expect(page.locator("main table")).to_contain_text("Rooftop PV")
+    expect(page.locator("main table")).to_contain_text("Awaiting the manager's approval")
+    # The manager confirms the connection (in the admin; here through the same service).
+    meter_point_approve(meter_point=MeterPoint.objects.get(label="Rooftop PV"), approved_by=None)
 
     # --- She posts an offer; a bad price is refused inline, without a reload -----------------
     page.goto(f"/c/{SLUG}/board/?interval={interval.pk}")

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('marketplace', '0007_grid_physics'),
+        ('marketplace', '0009_idempotency_records'),
     ]
 
     operations = [
