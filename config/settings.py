@@ -325,6 +325,8 @@ SPECTACULAR_SETTINGS = {
         "PostingStatusEnum": "marketplace.models.PostingStatus",
         "BidStatusEnum": "marketplace.models.BidStatus",
         "ErrorCodeEnum": "marketplace.api.schema.ERROR_CODE_CHOICES",
+        "ClearingMechanismEnum": "marketplace.models.ClearingMechanism",
+        "RegionMechanismEnum": "marketplace.models.RegionMechanism",
     },
 }
 
