@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('marketplace', '0009_idempotency_records'),
+        ('marketplace', '0010_regions'),
     ]
 
     operations = [
