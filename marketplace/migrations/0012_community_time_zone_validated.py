@@ -18,7 +18,7 @@ def reset_unknown_zones(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('marketplace', '0010_regions'),
+        ('marketplace', '0011_meter_point_approval'),
     ]
 
     operations = [
