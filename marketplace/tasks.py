@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from marketplace.models import Interval
 from marketplace.services import pipeline
+from marketplace.services.autopilot import autopilot_post_due
 
 STEP_TASK_OPTIONS: dict[str, Any] = {
     "acks_late": True,
@@ -46,3 +47,12 @@ def interval_advance_task(interval_id: int, to_state: str) -> bool:
 def pipeline_tick_task() -> int:
     """Beat's tick: open every community's horizon and queue each due step as its own task."""
     return len(pipeline.pipeline_tick(now=timezone.now()))
+
+
+@shared_task(name="marketplace.autopilot_tick", ignore_result=True)
+def autopilot_tick_task() -> int:
+    """Beat's autopilot round: post for the members who switched it on, before gate closure.
+
+    Idempotent without ``acks_late``: a second round finds the postings made and skips them.
+    """
+    return len(autopilot_post_due(now=timezone.now()))
