@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Exists, OuterRef, Q
 
 from accounts.models import Membership, MembershipStatus
 from marketplace.models import (
@@ -18,7 +18,7 @@ from marketplace.models import (
     Posting,
     Side,
     Trade,
-    energy_field,
+    TradeSource,
 )
 
 
@@ -27,34 +27,63 @@ def my_autopilots(*, membership: Membership) -> dict[int, Autopilot]:
     return {a.meter_point_id: a for a in Autopilot.objects.filter(membership=membership)}
 
 
-def autopilot_postings(*, membership: Membership, limit: int = 50) -> list[Posting]:
-    """The autopilot's postings for the member, newest interval first, each with its outcome:
-    ``traded_kwh`` (agreed in its interval on its side, for its meter point) and
-    ``delivered_kwh`` (confirmed by the grid check; null before)."""
-    bought = Trade.objects.filter(
-        interval_id=OuterRef("interval_id"), buyer_meter_point_id=OuterRef("meter_point_id")
-    )
-    sold = Trade.objects.filter(
-        interval_id=OuterRef("interval_id"), seller_meter_point_id=OuterRef("meter_point_id")
-    )
+@dataclass(frozen=True, slots=True)
+class AutopilotPostingRow:
+    """One autopilot posting and what came of it, on its side, for its meter point."""
 
-    def total(trades: QuerySet[Trade], field: str) -> Subquery:
-        return Subquery(
-            trades.order_by().values("interval_id").annotate(total=Sum(field)).values("total")[:1],
-            output_field=energy_field(),
-        )
+    posting: Posting
+    peer_kwh: Decimal  # agreed with other members (bilateral, pool, community pricing)
+    grid_kwh: Decimal  # agreed with the outside grid at its tariff
+    delivered_kwh: Decimal | None  # confirmed by the grid check; None before
 
-    return list(
+
+def autopilot_postings(*, membership: Membership, limit: int = 50) -> list[AutopilotPostingRow]:
+    """The autopilot's postings for the member, newest interval first, with their outcome: the
+    trades of the posting's meter point on its side in its interval (pool and community trades
+    name no posting; the autopilot posts only where the member has no other order). Two
+    queries."""
+    postings = list(
         Posting.objects.filter(membership=membership, autopilot=True)
         .select_related("interval", "meter_point")
-        .annotate(
-            traded_bought=Coalesce(total(bought, "quantity_kwh"), Value(Decimal(0))),
-            traded_sold=Coalesce(total(sold, "quantity_kwh"), Value(Decimal(0))),
-            delivered_bought=total(bought, "confirmed_kwh"),
-            delivered_sold=total(sold, "confirmed_kwh"),
-        )
         .order_by("-interval__start", "-pk")[:limit]
     )
+    if not postings:
+        return []
+    wanted = {(p.interval_id, p.meter_point_id, p.side) for p in postings}
+    meter_points = {p.meter_point_id for p in postings}
+    rows = (
+        Trade.objects.filter(interval_id__in={p.interval_id for p in postings})
+        .filter(
+            Q(buyer=membership, buyer_meter_point_id__in=meter_points)
+            | Q(seller=membership, seller_meter_point_id__in=meter_points)
+        )
+        .order_by()
+        .values_list(
+            "interval_id", "buyer_id", "buyer_meter_point_id", "seller_meter_point_id",
+            "source", "quantity_kwh", "confirmed_kwh",
+        )
+    )  # fmt: skip
+    peer: dict[tuple[int, int, str], Decimal] = defaultdict(Decimal)
+    grid: dict[tuple[int, int, str], Decimal] = defaultdict(Decimal)
+    delivered: dict[tuple[int, int, str], Decimal] = {}
+    for interval_id, buyer_id, buyer_mp, seller_mp, source, quantity, confirmed in rows:
+        bought = buyer_id == membership.pk
+        side = Side.BUY.value if bought else Side.SELL.value
+        key = (interval_id, buyer_mp if bought else seller_mp, side)
+        if key not in wanted:
+            continue
+        (grid if source == TradeSource.GRID else peer)[key] += quantity
+        if confirmed is not None:
+            delivered[key] = delivered.get(key, Decimal(0)) + confirmed
+    return [
+        AutopilotPostingRow(
+            p,
+            peer[(key := (p.interval_id, p.meter_point_id, p.side))],
+            grid[key],
+            delivered.get(key),
+        )
+        for p in postings
+    ]
 
 
 @dataclass(frozen=True, slots=True)
