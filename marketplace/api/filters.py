@@ -13,7 +13,7 @@ import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
 
-from accounts.models import MeterPoint
+from accounts.models import MeterPoint, MeterPointStatus
 from marketplace.ledger.models import MeterReading, Settlement
 from marketplace.models import (
     Bid,
@@ -22,6 +22,7 @@ from marketplace.models import (
     IntervalState,
     Posting,
     PostingStatus,
+    RegionInterval,
     Side,
     Trade,
     TradeSource,
@@ -83,6 +84,15 @@ class IntervalFilter(django_filters.FilterSet):
         fields = ("community", "state")
 
 
+class RegionIntervalFilter(django_filters.FilterSet):
+    region = django_filters.CharFilter(field_name="region__slug", max_length=60)
+    start_after, start_before = _range("start")
+
+    class Meta:
+        model = RegionInterval
+        fields = ("region",)
+
+
 class PostingFilter(django_filters.FilterSet):
     community = django_filters.CharFilter(field_name="interval__community__slug", max_length=60)
     interval = IdFilter(field_name="interval_id")
@@ -122,10 +132,11 @@ class TradeFilter(django_filters.FilterSet):
 
 class MeterPointFilter(django_filters.FilterSet):
     community = django_filters.CharFilter(field_name="membership__community__slug", max_length=60)
+    status = django_filters.ChoiceFilter(choices=MeterPointStatus.choices)
 
     class Meta:
         model = MeterPoint
-        fields = ("community",)
+        fields = ("community", "status")
 
 
 class MeterReadingFilter(django_filters.FilterSet):

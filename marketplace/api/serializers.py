@@ -14,7 +14,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from accounts.models import TokenScope
+from accounts.models import MeterPointStatus, TokenScope
 from config.fields import DecimalInput
 from marketplace.ledger.services.readings import MAX_ROWS
 from marketplace.models import (
@@ -26,6 +26,8 @@ from marketplace.models import (
     NetworkChargeRule,
     PostingStatus,
     PricingRule,
+    RegionMechanism,
+    RegionPart,
     Side,
     TradeSource,
 )
@@ -112,6 +114,9 @@ class MarketRulesSerializer(serializers.Serializer):
         "network from the feeder head)."
     )
     min_short_circuit_ratio = serializers.DecimalField(max_digits=5, decimal_places=2)
+    max_connection_kw = kw_field(
+        help_text="The largest capacity a meter point may be approved with."
+    )
 
 
 class MarketRulesUpdateSerializer(serializers.Serializer):
@@ -142,6 +147,7 @@ class MarketRulesUpdateSerializer(serializers.Serializer):
     min_short_circuit_ratio = serializers.DecimalField(
         max_digits=5, decimal_places=2, required=False
     )
+    max_connection_kw = kw_field(required=False)
 
 
 # --- Intervals, depth, grid checks ------------------------------------------------------------
@@ -176,6 +182,63 @@ class IntervalSerializer(serializers.Serializer):
         value = interval.peer_value
         interval.average_peer_price_per_kwh = value / peer if value and peer else None
         return dict(IntervalResultsSerializer(interval).data)
+
+
+class RegionSerializer(serializers.Serializer):
+    slug = serializers.SlugField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    clearing_mechanism = serializers.ChoiceField(choices=RegionMechanism.choices)
+    pricing_k = serializers.DecimalField(max_digits=4, decimal_places=3)
+    offer_k = serializers.DecimalField(
+        max_digits=4, decimal_places=3,
+        help_text="A surplus is offered at feed-in + offer_k (retail - feed-in).",
+    )  # fmt: skip
+    request_k = serializers.DecimalField(
+        max_digits=4, decimal_places=3,
+        help_text="A deficit is requested at feed-in + request_k (retail - feed-in).",
+    )  # fmt: skip
+    communities = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.ListField(child=serializers.SlugField()))
+    def get_communities(self, region: Any) -> list[str]:
+        return [community.slug for community in region.communities.all()]
+
+
+class RegionResidualSerializer(serializers.Serializer):
+    community = serializers.CharField(source="community.slug")
+    part = serializers.ChoiceField(choices=RegionPart.choices)
+    import_kwh = kwh_field(help_text="Confirmed kWh its members bought from the grid.")
+    export_kwh = kwh_field(help_text="Confirmed kWh its members sold to the grid.")
+    side = serializers.CharField(help_text="buy (a deficit), sell (a surplus) or empty.")
+    quantity_kwh = kwh_field(help_text="The manager's order: the net residual.")
+    limit_price_per_kwh = price_field(allow_null=True)
+    traded_kwh = kwh_field(help_text="Traded with other communities of the region.")
+    outside_kwh = kwh_field(help_text="What of the order went to the outside grid after all.")
+
+
+class RegionTradeSerializer(serializers.Serializer):
+    sequence = serializers.IntegerField()
+    seller = serializers.CharField(source="seller.community.slug")
+    buyer = serializers.CharField(source="buyer.community.slug")
+    quantity_kwh = kwh_field()
+    price_per_kwh = price_field()
+
+
+class RegionIntervalSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    region = serializers.CharField(source="region.slug")
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    cleared_at = serializers.DateTimeField()
+    mechanism = serializers.ChoiceField(choices=RegionMechanism.choices)
+    pricing_k = serializers.DecimalField(max_digits=4, decimal_places=3)
+    offer_k = serializers.DecimalField(max_digits=4, decimal_places=3)
+    request_k = serializers.DecimalField(max_digits=4, decimal_places=3)
+    price_per_kwh = price_field(allow_null=True, help_text="The uniform price, if any.")
+    traded_kwh = kwh_field(help_text="Energy traded between the communities.")
+    residuals = RegionResidualSerializer(many=True)
+    trades = RegionTradeSerializer(many=True)
 
 
 class DepthLevelSerializer(serializers.Serializer):
@@ -319,6 +382,19 @@ class PostingModifySerializer(serializers.Serializer):
     )
 
 
+class BidModifySerializer(serializers.Serializer):
+    quantity_kwh = kwh_field(
+        required=False,
+        help_text="Lowering only the quantity keeps the bid's time priority; it cannot exceed "
+        "what the posting still has.",
+    )
+    price_per_kwh = price_field(
+        required=False,
+        help_text="A new price (or a higher quantity) takes a new time priority; it must stay "
+        "one the posting can accept.",
+    )
+
+
 class PostingSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     community = serializers.CharField(source="interval.community.slug")
@@ -433,7 +509,32 @@ class MeterPointSerializer(serializers.Serializer):
     battery_kw = kw_field()
     flexible_load_kw = kw_field()
     bus = serializers.IntegerField(allow_null=True, help_text="Set by the community manager.")
+    status = serializers.ChoiceField(
+        choices=MeterPointStatus.choices,
+        help_text="Only an approved meter point posts, bids, reports readings and is settled.",
+    )
+    status_reason = serializers.CharField()
     created_at = serializers.DateTimeField()
+
+
+class MeterPointApproveSerializer(serializers.Serializer):
+    """What the manager confirms; anything left out keeps the member's declaration."""
+
+    import_capacity_kw = kw_field(required=False)
+    export_capacity_kw = kw_field(required=False)
+    bus = serializers.IntegerField(
+        required=False, min_value=0, max_value=10**6,
+        help_text="A connection bus of the community's network (required once it has one).",
+    )  # fmt: skip
+    network_elements = serializers.ListField(
+        child=serializers.CharField(max_length=40), required=False, max_length=50,
+        help_text="The loads and generators on the bus it stands for, e.g. ['load 3'].",
+    )  # fmt: skip
+    power_factor = DecimalInput(step=Decimal("0.001"), max_digits=4, required=False)
+
+
+class MeterPointRejectSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True)
 
 
 class MeterPointCreateSerializer(serializers.Serializer):

@@ -17,6 +17,7 @@ from marketplace.api.views import (
     me,
     meter_points,
     postings,
+    regions,
     settlements,
     statistics,
     trades,
@@ -64,9 +65,24 @@ urlpatterns = [
     path("trades/<int:pk>/", trades.TradeDetailView.as_view(), name="trade-detail"),
     path("meter-points/", meter_points.MeterPointListView.as_view(), name="meter-point-list"),
     path(
+        "meter-points/managed/",
+        meter_points.ManagedMeterPointListView.as_view(),
+        name="meter-point-managed-list",
+    ),
+    path(
         "meter-points/<int:pk>/",
         meter_points.MeterPointDetailView.as_view(),
         name="meter-point-detail",
+    ),
+    path(
+        "meter-points/<int:pk>/approve/",
+        meter_points.MeterPointApproveView.as_view(),
+        name="meter-point-approve",
+    ),
+    path(
+        "meter-points/<int:pk>/reject/",
+        meter_points.MeterPointRejectView.as_view(),
+        name="meter-point-reject",
     ),
     path("meter-readings/", meter_points.MeterReadingListView.as_view(), name="meter-reading-list"),
     path("settlements/", settlements.SettlementListView.as_view(), name="settlement-list"),
@@ -79,5 +95,11 @@ urlpatterns = [
         name="statement-month",
     ),
     path("statistics/", statistics.StatisticsView.as_view(), name="statistics"),
+    path("regions/", regions.RegionListView.as_view(), name="region-list"),
+    path(
+        "region-intervals/",
+        regions.RegionIntervalListView.as_view(),
+        name="region-interval-list",
+    ),
     re_path(r"^(?P<rest>[\s\S]*)$", not_found),  # [\s\S]: paths may hold newlines; reversible
 ]

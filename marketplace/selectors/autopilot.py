@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from django.db.models import Exists, OuterRef, Q
 
-from accounts.models import Membership, MembershipStatus
+from accounts.models import Membership, MembershipStatus, MeterPointStatus
 from marketplace.models import (
     Autopilot,
     Bid,
@@ -97,11 +97,13 @@ class DueAutopilot:
 def autopilots_due(
     *, now: datetime, window: timedelta, community_id: int | None = None
 ) -> list[DueAutopilot]:
-    """Switched-on autopilots of approved members, with each open interval of their community
+    """Switched-on autopilots of approved members on approved meter points, with each open interval of their community
     whose gate closes within ``window`` from ``now``, where their meter point has no posting
     and no bid yet (the posting service checks that again under its lock). Three queries."""
     autopilots = Autopilot.objects.filter(
-        enabled=True, membership__status=MembershipStatus.APPROVED
+        enabled=True,
+        membership__status=MembershipStatus.APPROVED,
+        meter_point__status=MeterPointStatus.APPROVED,
     ).select_related("meter_point", "membership", "membership__community")
     if community_id is not None:
         autopilots = autopilots.filter(membership__community_id=community_id)

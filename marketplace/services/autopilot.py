@@ -33,6 +33,7 @@ from marketplace.selectors.forecasts import net_export_forecast_kw
 from marketplace.services.board_checks import (
     check_member_may_trade,
     check_meter_point,
+    check_meter_point_approved,
     check_placed,
     to_decimal,
 )
@@ -133,7 +134,7 @@ def autopilot_switch_on(
     """Switch the meter point's autopilot on with these limits (or change them while it is on).
 
     Refused like a posting: a member not approved or suspended, someone else's meter point, a
-    meter point without a place on the community's network; and bad settings
+    meter point its manager has not approved or not placed on the community's network; and bad settings
     (``check_autopilot_settings``). Nothing is stored on a refusal.
     """
     now = now or timezone.now()
@@ -142,6 +143,7 @@ def autopilot_switch_on(
         locked, member, has_grid = lock_meter_point_with_membership(meter_point.pk)
         check_meter_point(membership, locked)
         check_member_may_trade(member)
+        check_meter_point_approved(locked)
         check_placed(locked, community_has_grid=has_grid)
         strategy, limits = check_autopilot_settings(
             settings=settings, meter_point=locked, membership=membership

@@ -32,6 +32,7 @@ from marketplace.ledger.models import MeterReading
 from marketplace.ledger.services.settlement import interval_settle, settlement_window
 from marketplace.lock_objects import lock_interval
 from marketplace.models import Community, Interval, IntervalState, Trade
+from marketplace.services.regions import RegionPeriod, region_periods_due, regions_clear_due
 from notifications.events import Event, announce
 
 logger = logging.getLogger(__name__)
@@ -364,9 +365,13 @@ def pipeline_tick(
     now = now or timezone.now()
     intervals_open_all(now=now)
     due = intervals_due(now=now)
+    periods = region_periods_due(now=now)
     if dispatch is None:
         dispatch = dispatch_step
     with transaction.atomic():
+        # Regions first: a period due for its region clears before its intervals settle.
+        for period in periods:
+            transaction.on_commit(lambda period=period: dispatch_region(period))  # type: ignore[misc]
         for step in due:
             transaction.on_commit(lambda step=step: dispatch(step))  # type: ignore[misc]
     return due
@@ -404,6 +409,17 @@ def dispatch_step(step: DueStep) -> None:
 TASK_EXPIRES_SECONDS = 300
 
 
+def dispatch_region(period: RegionPeriod) -> None:
+    """Queue the Celery task that clears one region period (on the region's shard)."""
+    from marketplace.tasks import region_clear_task
+
+    region_clear_task.apply_async(
+        args=(period.region_id, period.start.isoformat(), period.end.isoformat()),
+        queue=step_queue(period.region_id),
+        expires=TASK_EXPIRES_SECONDS,
+    )
+
+
 def next_step_if_due(interval: Interval, now: datetime | None = None) -> DueStep | None:
     """The step after the one just done, if it can run at once (used to chain steps)."""
     to_state = NEXT_STATE.get(interval.state)
@@ -427,6 +443,11 @@ def intervals_advance_due(
     errors: list[str] = []
     failed: set[int] = set()
     for _ in range(max_rounds):
+        # Regions first, as the tick queues them (the region periods due now).
+        try:
+            done += regions_clear_due(now=now)
+        except Exception as exc:
+            errors.append(f"regions: {exc}")
         due = [
             s
             for s in intervals_due(now=now, community=community, communities=communities)

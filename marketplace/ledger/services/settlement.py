@@ -19,6 +19,9 @@ For each member of the interval (see ``interval_settle``):
   their meter points (``GridCheckResult.loss_allocation``; a negative share is paid back) into the
   community's losses account; the loss price is the rules' ``loss_price_per_kwh``, or the retail
   tariff when it is empty.
+* the community's side of its region's trades, if it traded in a region this interval: the
+  region's price replaces the grid tariff for the kWh the region took, the difference going to
+  the members whose grid trades they were (``marketplace.ledger.services.region``).
 * the imbalance ``(imported - exported) - (bought - sold)`` in kWh: a shortfall (> 0) is bought
   from the grid at ``retail_tariff``, a surplus (< 0) sold to it at ``feed_in_tariff``, both
   through the community's grid account.
@@ -38,7 +41,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, Sum
 
-from accounts.models import Membership, MembershipStatus, MeterPoint
+from accounts.models import Membership, MembershipStatus, MeterPoint, MeterPointStatus
 from config.errors import ApplicationError, ErrorCode
 from grid.models import GridCheckResult
 from marketplace.ledger.lock_objects import lock_ledger_chain
@@ -59,6 +62,7 @@ from marketplace.ledger.services.ledger import (
     ledger_account_for_member,
     ledger_post,
 )
+from marketplace.ledger.services.region import region_lines
 from marketplace.models import (
     Interval,
     IntervalState,
@@ -128,12 +132,15 @@ def confirmed_trades(interval: Interval) -> list[Trade]:
 def expected_meter_points(interval: Interval, trades: list[Trade]) -> dict[int, int]:
     """Meter point id -> membership id of every meter point that must report for the interval.
 
-    Every meter point of an approved (or since suspended: they still used energy) member that
-    existed when the interval ended, and any meter point named in a confirmed trade.
+    Every approved meter point of an approved (or since suspended: they still used energy)
+    member that existed when the interval ended, and any meter point named in a confirmed trade.
+    A meter point still awaiting its manager's approval is not settled: what it claims to have
+    metered moves no money.
     """
     rows = MeterPoint.objects.filter(
         membership__community_id=interval.community_id,
         membership__status__in=[MembershipStatus.APPROVED, MembershipStatus.SUSPENDED],
+        status=MeterPointStatus.APPROVED,
         created_at__lt=interval.end,
     ).values_list("pk", "membership_id")
     expected = dict(rows)
@@ -395,6 +402,9 @@ def interval_settle(*, interval: Interval, now: datetime) -> SettlementResult:
         fee = ledger_account_for_community(community=interval.community, kind=AccountKind.FEE)
         lines = _trade_lines(
             interval=interval, trades=trades, member_account=member_account, grid=grid, fee=fee
+        )
+        lines += region_lines(
+            interval=interval, trades=trades, member_account=member_account, grid=grid
         )
         if shares:
             lines += _loss_lines(

@@ -11,7 +11,7 @@ import pytest
 import time_machine
 from django.core.management import call_command
 
-from accounts.services import membership_suspend
+from accounts.services import membership_suspend, meter_point_register
 from config.errors import ErrorCode
 from marketplace.ledger.models import MeterReading, ReadingSource
 from marketplace.models import Autopilot, Interval, IntervalState, Posting, PostingStatus
@@ -123,6 +123,15 @@ def test_the_limits_may_reach_the_capacity_and_the_floor_the_ceiling(alice, inte
 def test_someone_elses_meter_point_is_refused(alice, bob, interval):
     with refused(ErrorCode.NOT_OWN_METER_POINT, "meter_point"):
         autopilot_switch_on(membership=alice.membership, meter_point=bob.meter_point, settings=GOOD)
+    assert not Autopilot.objects.exists()
+
+
+def test_a_meter_point_not_approved_yet_is_refused(alice, interval):
+    pending = meter_point_register(
+        membership=alice.membership, label="shed", import_capacity_kw=D(5), export_capacity_kw=D(5)
+    )
+    with refused(ErrorCode.METER_POINT_NOT_APPROVED, "meter_point"):
+        autopilot_switch_on(membership=alice.membership, meter_point=pending, settings=GOOD)
     assert not Autopilot.objects.exists()
 
 

@@ -13,7 +13,12 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from accounts.models import User
-from accounts.services import membership_approve, membership_request, meter_point_register
+from accounts.services import (
+    membership_approve,
+    membership_request,
+    meter_point_approve,
+    meter_point_register,
+)
 from conftest import save_screenshot
 from marketplace.models import Interval, Posting, Trade
 from marketplace.services.autopilot import autopilot_post_due
@@ -36,6 +41,7 @@ def _member(community: Any, email: str) -> Member:
         membership=membership, label="Roof", import_capacity_kw=Decimal(20),
         export_capacity_kw=Decimal(20),
     )  # fmt: skip
+    meter_point = meter_point_approve(meter_point=meter_point, approved_by=None)
     return Member(membership, meter_point)
 
 

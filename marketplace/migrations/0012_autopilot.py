@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0003_grid_physics'),
-        ('marketplace', '0008_settlement_seen_reading'),
+        ('marketplace', '0011_meter_point_approval'),
     ]
 
     operations = [
