@@ -97,9 +97,10 @@ class DueAutopilot:
 def autopilots_due(
     *, now: datetime, window: timedelta, community_id: int | None = None
 ) -> list[DueAutopilot]:
-    """Switched-on autopilots of approved members on approved meter points, with each open interval of their community
-    whose gate closes within ``window`` from ``now``, where their meter point has no posting
-    and no bid yet (the posting service checks that again under its lock). Three queries."""
+    """Switched-on autopilots of approved members on approved meter points, with each open
+    interval of their community whose gate closes within ``window`` from ``now``, where their
+    meter point has no posting and no bid yet (the posting service checks that again under
+    its lock). Three queries."""
     autopilots = Autopilot.objects.filter(
         enabled=True,
         membership__status=MembershipStatus.APPROVED,

@@ -134,8 +134,8 @@ def autopilot_switch_on(
     """Switch the meter point's autopilot on with these limits (or change them while it is on).
 
     Refused like a posting: a member not approved or suspended, someone else's meter point, a
-    meter point its manager has not approved or not placed on the community's network; and bad settings
-    (``check_autopilot_settings``). Nothing is stored on a refusal.
+    meter point its manager has not approved or not placed on the community's network; and
+    bad settings (``check_autopilot_settings``). Nothing is stored on a refusal.
     """
     now = now or timezone.now()
     check_meter_point(membership, meter_point)
