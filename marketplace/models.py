@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import zoneinfo
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.timezone import now
@@ -23,6 +26,21 @@ def energy_field(**options: Any) -> models.DecimalField:
 def price_field(**options: Any) -> models.DecimalField:
     """A price in currency per kWh, to 1/100 of a cent."""
     return models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=places(PRICE), **options)
+
+
+@functools.cache
+def _time_zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def validate_time_zone(name: str) -> None:
+    """An IANA time zone name this machine knows (``Europe/Berlin``); every page converts to it."""
+    if name not in _time_zone_names():
+        raise ValidationError(
+            "Unknown time zone %(name)s: use an IANA name such as Europe/Berlin.",
+            code="unknown_time_zone",
+            params={"name": repr(name[:64])},
+        )
 
 
 class RegionMechanism(models.TextChoices):
@@ -79,7 +97,10 @@ class Community(models.Model):
     name = models.CharField(max_length=120, unique=True)
     slug = models.SlugField(max_length=60, unique=True)
     timezone = models.CharField(
-        max_length=64, default="Europe/Berlin", help_text="For display and daily figures only."
+        max_length=64,
+        default="Europe/Berlin",
+        validators=[validate_time_zone],
+        help_text="An IANA time zone, e.g. Europe/Berlin; for display and daily figures only.",
     )
     currency = models.CharField(max_length=3, default="EUR")
     description = models.TextField(blank=True)
