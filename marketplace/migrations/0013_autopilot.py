@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0003_grid_physics'),
-        ('marketplace', '0011_meter_point_approval'),
+        ('marketplace', '0012_community_time_zone_validated'),
     ]
 
     operations = [
