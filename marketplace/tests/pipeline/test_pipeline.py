@@ -302,7 +302,6 @@ def test_a_settlement_waiting_for_readings_is_due_again_only_for_a_new_reading_o
     assert settlement_due(end + timedelta(minutes=1)) == []
     # A reading arrives: due again (and still waiting, for the other meter points' readings).
     meter_point = MeterPoint.objects.filter(membership__community=community).first()
-    assert meter_point is not None
     MeterReading.objects.create(
         meter_point=meter_point, interval=interval, imported_kwh=Decimal("0.5"),
         exported_kwh=Decimal(0), source=ReadingSource.API,
