@@ -60,6 +60,7 @@ from bench.common import (  # noqa: E402
 )
 
 HEADING = "## Scale"
+MONTH_HEADING = "## Scale: a month replayed"
 INTERVAL = timedelta(minutes=15)
 T0 = datetime(2026, 6, 1, tzinfo=UTC)  # the tick part's clock (an interval boundary)
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
@@ -423,25 +424,30 @@ def write_results(about: str, members: int, ticks: list[Any], plans: str, worker
             f"{r['worst_s']:.1f} | {r['load']} |"
             for r in workers
         ]
+    if ticks or workers:
+        replace_section(HEADING, "\n".join(lines) + "\n")
     if month:
-        lines += [
-            "",
-            "### A month replayed",
-            "",
-            f"{month['communities']} communities x {month['days']} days = "
-            f"{month['intervals']:,} intervals of 15 minutes, two matching orders each, replayed "
-            f"by `advance_intervals` in {month['seconds']:.0f} s "
-            f"({month['intervals'] / month['seconds']:.0f} intervals/s; real time needs "
-            f"{month['communities'] / 900:.2f}/s); {month['load']} at the start. Intervals not "
-            f"settled at the end: **{month['not_settled']}**; `ledger_verify`: "
-            f"**{'verified' if month['ledger_ok'] else 'FAILED'}** over {month['entries']:,} "
-            "entries.",
-            "",
-            "```",
-            month["report"],
-            "```",
-        ]
-    replace_section(HEADING, "\n".join(lines) + "\n")
+        # Its own section, so a month run alone keeps the tick's and the workers' results.
+        replace_section(
+            MONTH_HEADING,
+            "\n".join([
+                MONTH_HEADING,
+                "",
+                f"`python bench/bench_scale.py --parts month` on PostgreSQL and Redis. Machine: "
+                f"{about}. {month['communities']} communities x {month['days']} days = "
+                f"{month['intervals']:,} intervals of 15 minutes, two matching orders each, "
+                f"replayed by `advance_intervals` in {month['seconds']:.0f} s "
+                f"({month['intervals'] / month['seconds']:.1f} intervals/s; real time needs "
+                f"{month['communities'] / 900:.2f}/s); {month['load']} at the start. Intervals "
+                f"not settled at the end: **{month['not_settled']}**; `ledger_verify`: "
+                f"**{'verified' if month['ledger_ok'] else 'FAILED'}** over "
+                f"{month['entries']:,} entries.",
+                "",
+                "```",
+                month["report"],
+                "```",
+            ]) + "\n",
+        )  # fmt: skip
 
 
 def main() -> int:

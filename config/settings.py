@@ -273,6 +273,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 3600.0,
         "options": {"expires": 3000},
     },
+    # Idempotency records keep an answer for a day; the table keeps only those still replayable.
+    "idempotency-expire": {
+        "task": "marketplace.idempotency_expire",
+        "schedule": 3600.0,
+        "options": {"expires": 3000},
+    },
     # Last month's statements: checked every six hours, told once per member and month.
     "statements-due": {
         "task": "notifications.statements_due",
@@ -319,6 +325,8 @@ SPECTACULAR_SETTINGS = {
         "PostingStatusEnum": "marketplace.models.PostingStatus",
         "BidStatusEnum": "marketplace.models.BidStatus",
         "ErrorCodeEnum": "marketplace.api.schema.ERROR_CODE_CHOICES",
+        "ClearingMechanismEnum": "marketplace.models.ClearingMechanism",
+        "RegionMechanismEnum": "marketplace.models.RegionMechanism",
     },
 }
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.db.models import Min, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -25,9 +26,21 @@ from accounts.models import Membership, User
 from config import formatting
 from config.errors import ApplicationError
 from grid.models import GridCheckResult
-from marketplace.models import Bid, Community, Interval, MarketRules, Posting, Trade
+from marketplace.models import (
+    Bid,
+    Community,
+    Interval,
+    MarketRules,
+    Posting,
+    Region,
+    RegionInterval,
+    RegionResidual,
+    RegionTrade,
+    Trade,
+)
 from marketplace.services import pipeline
 from marketplace.services.communities import community_rules_ensure
+from marketplace.services.regions import region_communities_set
 from marketplace.services.rules import (
     EDITABLE_FIELDS,
     current_rules,
@@ -55,9 +68,11 @@ class MembershipInline(CommunityScopedInline):
 class CommunityAdmin(CommunityScopedAdmin):
     # A manager sees and edits only the communities they manage; operators create them.
     community_lookup = "pk"
-    list_display = ("name", "slug", "timezone", "currency")
+    list_display = ("name", "slug", "timezone", "currency", "region")
     prepopulated_fields = {"slug": ("name",)}
     inlines = (MembershipInline,)
+    # Operators place communities in regions on the region's page (one region at most).
+    readonly_fields = ("region",)
 
     def save_model(self, request: HttpRequest, obj: Community, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
@@ -406,3 +421,106 @@ class TradeAdmin(_ReadOnlyScoped):
     def interval_link(self, trade: Trade) -> str:
         url = reverse("admin:marketplace_interval_change", args=[trade.interval_id])
         return format_html('<a href="{}">interval</a>', url)
+
+
+class RegionForm(forms.ModelForm):
+    """The region's rules and the communities it holds (each in one region at most)."""
+
+    communities = forms.ModelMultipleChoiceField(
+        queryset=Community.objects.order_by("name"),
+        required=False,
+        widget=FilteredSelectMultiple("communities", is_stacked=False),
+        help_text="A community already in another region must leave it first.",
+    )
+
+    class Meta:
+        model = Region
+        fields = ("name", "slug", "description", "clearing_mechanism", "pricing_k", "offer_k",
+                  "request_k")  # fmt: skip
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["communities"].initial = list(self.instance.communities.all())
+
+    def clean_communities(self) -> list[Community]:
+        chosen = list(self.cleaned_data.get("communities") or [])
+        taken = [c.name for c in chosen if c.region_id not in (None, self.instance.pk)]
+        if taken:
+            raise forms.ValidationError(
+                "A community belongs to at most one region; already in another: "
+                + ", ".join(sorted(taken))
+                + "."
+            )
+        return chosen
+
+
+@admin.register(Region)
+class RegionAdmin(admin.ModelAdmin):
+    """Operators (superusers) create regions and place communities in them."""
+
+    form = RegionForm
+    list_display = ("name", "slug", "clearing_mechanism", "pricing_k", "offer_k", "request_k",
+                    "community_names")  # fmt: skip
+    prepopulated_fields = {"slug": ("name",)}
+
+    @admin.display(description="communities")
+    def community_names(self, region: Region) -> str:
+        return ", ".join(c.name for c in region.communities.all()) or "-"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Region]:
+        return super().get_queryset(request).prefetch_related("communities")
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        try:
+            region_communities_set(
+                region=form.instance, communities=form.cleaned_data["communities"]
+            )
+        except ApplicationError as error:  # a race with another region's page
+            self.message_user(request, error.message, messages.ERROR)
+
+
+class RegionResidualInline(admin.TabularInline):
+    model = RegionResidual
+    fields = ("community", "part", "import_kwh", "export_kwh", "side", "quantity_kwh",
+              "limit_price_per_kwh", "traded_kwh")  # fmt: skip
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class RegionTradeInline(admin.TabularInline):
+    model = RegionTrade
+    fields = ("sequence", "seller", "buyer", "quantity_kwh", "price_per_kwh")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(RegionInterval)
+class RegionIntervalAdmin(admin.ModelAdmin):
+    """What each region's market did per period: read-only, like the pipeline page."""
+
+    list_display = ("start", "region", "mechanism", "price_per_kwh", "traded_kwh", "cleared_at")
+    list_filter = ("region",)
+    date_hierarchy = "start"
+    ordering = ("-start",)
+    readonly_fields = ("region", "start", "end", "cleared_at", "mechanism", "pricing_k",
+                       "offer_k", "request_k", "price_per_kwh", "traded_kwh")  # fmt: skip
+    inlines = (RegionResidualInline, RegionTradeInline)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

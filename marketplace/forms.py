@@ -8,6 +8,9 @@ a form per posting costs no query.
 
 from __future__ import annotations
 
+import re
+import secrets
+
 from django import forms
 
 from config.errors import ApplicationError
@@ -29,6 +32,34 @@ def _decimal_input(placeholder: str) -> forms.TextInput:
     )
 
 
+FORM_TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+FORM_TOKEN_MISSING = "This form is out of date: reload the page and submit it again."  # noqa: S105
+
+
+class OneTimeForm(forms.Form):
+    """A form that creates something carries a one-time token, so a double submit creates once.
+
+    Each rendering gets a fresh token; the view claims it in the durable idempotency records
+    (``marketplace.views.common.form_submission_claim``) before it creates anything.
+    """
+
+    # Not required at the field: a hidden field's error would show nowhere, so clean() puts it
+    # above the form.
+    form_token = forms.CharField(widget=forms.HiddenInput, required=False, max_length=64)
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        if not self.is_bound:
+            self.initial["form_token"] = secrets.token_urlsafe(18)
+
+    def clean(self) -> dict[str, object] | None:
+        data = super().clean()
+        token = (data or {}).get("form_token") or ""
+        if not FORM_TOKEN_PATTERN.fullmatch(str(token)):
+            self.add_error(None, FORM_TOKEN_MISSING)
+        return data
+
+
 class _ChoicesForm(forms.Form):
     """A form whose select fields get their choices from the page (validation needs none)."""
 
@@ -38,7 +69,7 @@ class _ChoicesForm(forms.Form):
                 self.fields[name].widget.choices = values
 
 
-class PostingForm(_ChoicesForm):
+class PostingForm(OneTimeForm, _ChoicesForm):
     """An offer to sell or a request to buy energy in one interval."""
 
     side = forms.ChoiceField(
@@ -62,7 +93,7 @@ class PostingForm(_ChoicesForm):
     )
 
 
-class BidForm(_ChoicesForm):
+class BidForm(OneTimeForm, _ChoicesForm):
     """A bid on someone else's posting."""
 
     quantity_kwh = forms.CharField(label="Energy (kWh)", widget=_decimal_input("kWh"))

@@ -1,7 +1,8 @@
 """The only place marketplace rows are locked, always in one fixed order.
 
 Every write that touches the book takes its locks through these helpers and in this order:
-interval, then meter points, then postings, then bids, each group by ascending primary key. Two
+region, then interval, then meter points, then postings, then bids, each group by ascending
+primary key (a region's clearing locks its row, then its communities' intervals of the period). Two
 code paths that lock the same rows therefore always queue in the same order and cannot deadlock.
 ``of=("self",)`` keeps a ``select_related`` join from locking the related rows too.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from datetime import datetime
 
 from django.db import connection
 from django.db.models import QuerySet
@@ -34,6 +36,7 @@ from marketplace.models import (
     MarketRules,
     Posting,
     PostingStatus,
+    Region,
 )
 
 
@@ -44,6 +47,22 @@ def lock_interval(pk: int) -> Interval:
         .select_related("rules", "community")
         .select_for_update(of=("self",))
         .get()
+    )
+
+
+def lock_region(pk: int) -> Region:
+    """Lock a region: its clearings of one period queue behind each other."""
+    return Region.objects.filter(pk=pk).select_for_update().get()
+
+
+def lock_region_period_intervals(region_id: int, start: datetime, end: datetime) -> list[Interval]:
+    """Lock the intervals of the region's communities for one period (rules and community read
+    alongside), by ascending primary key; the caller holds the region's lock."""
+    return list(
+        Interval.objects.filter(community__region_id=region_id, start=start, end=end)
+        .select_related("rules", "community")
+        .order_by("pk")
+        .select_for_update(of=("self",))
     )
 
 

@@ -24,6 +24,54 @@ def price_field(**options: Any) -> models.DecimalField:
     return models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=places(PRICE), **options)
 
 
+class RegionMechanism(models.TextChoices):
+    """The budget-balanced mechanisms a region clears its communities' residuals with."""
+
+    UNIFORM = "uniform", "Uniform-price k-double auction"
+    PAY_AS_BID = "pay-as-bid", "Pay-as-bid (each pair at the buyer community's bid)"
+    DISCRIMINATORY = "discriminatory", "Discriminatory (each pair at ask + k (bid - ask))"
+
+
+def _k_field(default: str, help_text: str) -> models.DecimalField:
+    return models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal(default),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))],
+        help_text=help_text,
+    )
+
+
+class Region(models.Model):
+    """Communities that trade their residuals with each other before the outside grid.
+
+    Each interval, once its communities are confirmed, every community's manager offers its
+    surplus or requests its deficit (``marketplace.clearing.region``) and the region clears them
+    with its mechanism; only what is left goes to the outside grid. Operators create regions.
+    """
+
+    name = models.CharField(max_length=120, unique=True)
+    slug = models.SlugField(max_length=60, unique=True)
+    description = models.TextField(blank=True)
+    clearing_mechanism = models.CharField(
+        max_length=24, choices=RegionMechanism.choices, default=RegionMechanism.UNIFORM
+    )
+    pricing_k = _k_field("0.5", "The k of the k-double auction and of discriminatory pricing.")
+    offer_k = _k_field(
+        "0", "A surplus is offered at feed-in + offer k x (retail - feed-in) of its community."
+    )
+    request_k = _k_field(
+        "1", "A deficit is requested at feed-in + request k x (retail - feed-in) of its community."
+    )
+    created_at = models.DateTimeField(default=now)
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Community(models.Model):
     """An energy community: its members trade with each other under one set of market rules."""
 
@@ -39,6 +87,15 @@ class Community(models.Model):
     # horizon); null until first opened. Lets beat's tick visit only the communities that are
     # due instead of every community on every tick.
     horizon_due_at = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
+    # At most one region: a community's residual can be offered in one second-level market only.
+    region = models.ForeignKey(
+        Region,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="communities",
+        help_text="The region whose communities trade their residuals with this one.",
+    )
 
     class Meta:
         ordering = ("name",)
@@ -202,6 +259,10 @@ class Interval(models.Model):
     # Why the grid check could not confirm the interval (infeasible, or the network does not
     # converge): the pipeline leaves a held interval to the manager until they retry it.
     held_reason = models.TextField(blank=True, db_default="")
+    # The newest meter reading of this interval that settlement had seen when it last found
+    # readings missing (0: none yet); until a newer one arrives or the settlement window passes,
+    # the interval is not due again, so the tick does not retry a waiting settlement every time.
+    settlement_seen_reading = models.PositiveBigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ("community", "start")
@@ -418,3 +479,126 @@ class Trade(models.Model):
             f"{self.get_source_display()}: {formatting.kwh(self.quantity_kwh)} at "
             f"{formatting.price(self.price_per_kwh)}"
         )
+
+
+class RegionInterval(models.Model):
+    """One delivery interval of a region's market: its communities' intervals of the same
+    start and end, cleared once (the unique constraint makes a second clearing impossible)."""
+
+    region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="intervals")
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    cleared_at = models.DateTimeField(default=now)
+    # The region's rules as they were when it cleared (a region's rules are edited in place).
+    mechanism = models.CharField(max_length=24, choices=RegionMechanism.choices)
+    pricing_k = models.DecimalField(max_digits=4, decimal_places=3)
+    offer_k = models.DecimalField(max_digits=4, decimal_places=3)
+    request_k = models.DecimalField(max_digits=4, decimal_places=3)
+    price_per_kwh = price_field(null=True, blank=True, help_text="The uniform price, if any.")
+    traded_kwh = energy_field(default=Decimal("0"))
+
+    class Meta:
+        ordering = ("region", "start")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["region", "start", "end"], name="one_region_interval_per_period"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.region} · {formatting.span(self.start, self.end)}"
+
+
+class RegionPart(models.TextChoices):
+    TRADED = "traded", "Took part"
+    NO_RESIDUAL = "no_residual", "Took part with nothing to trade"
+    HELD = "held", "Held by the grid check: left out"
+    LATE = "late", "Not confirmed when delivery began: left out"
+    SETTLED = "settled", "Settled before the region cleared: left out"
+
+
+class RegionResidual(models.Model):
+    """One community's part in a region interval: its residual, its order and what it traded."""
+
+    region_interval = models.ForeignKey(
+        RegionInterval, on_delete=models.PROTECT, related_name="residuals"
+    )
+    interval = models.OneToOneField(
+        Interval, on_delete=models.PROTECT, related_name="region_residual"
+    )
+    community = models.ForeignKey(Community, on_delete=models.PROTECT, related_name="+")
+    part = models.CharField(max_length=12, choices=RegionPart.choices)
+    import_kwh = energy_field(default=Decimal("0"), help_text="Confirmed grid purchases.")
+    export_kwh = energy_field(default=Decimal("0"), help_text="Confirmed grid sales.")
+    side = models.CharField(max_length=4, choices=Side.choices, blank=True)
+    quantity_kwh = energy_field(default=Decimal("0"), help_text="The manager's order.")
+    limit_price_per_kwh = price_field(null=True, blank=True)
+    traded_kwh = energy_field(default=Decimal("0"), help_text="Traded with other communities.")
+
+    class Meta:
+        ordering = ("region_interval", "community")
+
+    def __str__(self) -> str:
+        return f"{self.community_id} in {self.region_interval_id}"
+
+    @property
+    def outside_kwh(self) -> Decimal:
+        """What of the order went to the outside grid after all."""
+        return self.quantity_kwh - self.traded_kwh
+
+
+class RegionTrade(models.Model):
+    """Energy one community's manager sold another's in a region interval."""
+
+    region_interval = models.ForeignKey(
+        RegionInterval, on_delete=models.PROTECT, related_name="trades"
+    )
+    sequence = models.PositiveIntegerField()
+    buyer = models.ForeignKey(RegionResidual, on_delete=models.PROTECT, related_name="purchases")
+    seller = models.ForeignKey(RegionResidual, on_delete=models.PROTECT, related_name="sales")
+    quantity_kwh = energy_field()
+    price_per_kwh = price_field(help_text="What the buyer community pays the seller's per kWh.")
+
+    class Meta:
+        ordering = ("region_interval", "sequence")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["region_interval", "sequence"], name="one_region_trade_per_sequence"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(quantity_kwh__gt=0), name="region_trade_quantity_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{formatting.kwh(self.quantity_kwh)} at {formatting.price(self.price_per_kwh)}"
+
+
+class IdempotencyRecord(models.Model):
+    """A request made with an Idempotency-Key (or a board form's one-time token), and its answer.
+
+    In the database rather than the cache, so a flushed or restarted cache never lets a retried
+    request run twice. One row per caller and key: the unique index is what makes a concurrent
+    duplicate lose. While the first request runs, ``status`` is null and ``expires_at`` is near
+    (a crashed request frees its key then); once answered, the row keeps the answer until it
+    expires, and expired rows are deleted periodically or taken over by the next claim.
+    """
+
+    # Who called: "t<token id>" or "u<user id>", so two callers never share a key.
+    caller = models.CharField(max_length=32)
+    # SHA-256 of the client's key, so a long or odd key costs a fixed 64 characters.
+    key_digest = models.CharField(max_length=64)
+    # SHA-256 of method, path and canonical body: a reused key with another request is refused.
+    fingerprint = models.CharField(max_length=64)
+    status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["caller", "key_digest"], name="one_record_per_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.caller} {self.key_digest[:12]} ({self.status or 'running'})"

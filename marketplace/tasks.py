@@ -8,13 +8,16 @@ the next beat anyway.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from celery import shared_task
 from django.utils import timezone
 
-from marketplace.models import Interval
+from marketplace.models import Interval, IntervalState
 from marketplace.services import pipeline
+from marketplace.services.idempotency import idempotency_records_expire
+from marketplace.services.regions import region_interval_clear, region_period_of
 
 STEP_TASK_OPTIONS: dict[str, Any] = {
     "acks_late": True,
@@ -32,6 +35,10 @@ def _queue_next(interval: Interval) -> None:
     step = pipeline.next_step_if_due(interval)
     if step is not None:
         pipeline.dispatch_step(step)
+    # A confirmed interval may be the last its region waited for.
+    period = region_period_of(interval) if interval.state == IntervalState.CONFIRMED else None
+    if period is not None:
+        pipeline.dispatch_region(period)
 
 
 @shared_task(name="marketplace.interval_advance", **STEP_TASK_OPTIONS)
@@ -46,3 +53,20 @@ def interval_advance_task(interval_id: int, to_state: str) -> bool:
 def pipeline_tick_task() -> int:
     """Beat's tick: open every community's horizon and queue each due step as its own task."""
     return len(pipeline.pipeline_tick(now=timezone.now()))
+
+
+@shared_task(name="marketplace.region_clear", **STEP_TASK_OPTIONS)
+def region_clear_task(region_id: int, start: str, end: str) -> bool:
+    """Clear one region period; False when it is not due yet or was cleared before (a no-op)."""
+    cleared = region_interval_clear(
+        region_id=region_id,
+        start=datetime.fromisoformat(start),
+        end=datetime.fromisoformat(end),
+    )
+    return cleared is not None
+
+
+@shared_task(name="marketplace.idempotency_expire", ignore_result=True)
+def idempotency_expire_task() -> int:
+    """Delete expired idempotency records (answers older than a day, abandoned placeholders)."""
+    return idempotency_records_expire(now=timezone.now())

@@ -233,6 +233,7 @@ def _post(meter_point: MeterPoint, interval: Interval, order: Order, now: dateti
             quantity_kwh=quantity,
             limit_price_per_kwh=limit,
             auto_accept_best_bids=True,
+            flexible=order.flexible,
             now=now,
         )
     except ApplicationError as exc:

@@ -336,6 +336,7 @@ class Simulation:
                     quantity_kwh=quantity,
                     limit_price_per_kwh=limit,
                     auto_accept_best_bids=True,
+                    flexible=order.flexible,
                     now=now,
                 )
             except ApplicationError as exc:

@@ -22,6 +22,7 @@ from marketplace.models import (
     IntervalState,
     Posting,
     PostingStatus,
+    RegionInterval,
     Side,
     Trade,
     TradeSource,
@@ -81,6 +82,15 @@ class IntervalFilter(django_filters.FilterSet):
     class Meta:
         model = Interval
         fields = ("community", "state")
+
+
+class RegionIntervalFilter(django_filters.FilterSet):
+    region = django_filters.CharFilter(field_name="region__slug", max_length=60)
+    start_after, start_before = _range("start")
+
+    class Meta:
+        model = RegionInterval
+        fields = ("region",)
 
 
 class PostingFilter(django_filters.FilterSet):

@@ -3,11 +3,11 @@
 Design. The record is keyed by who calls (the token, or the user for a session) and a hash of
 the key, so two clients cannot see each other's answers. It holds a fingerprint of the request
 (method, path and the parsed body in canonical JSON, so whitespace and key order do not matter),
-the status and the response body, for 24 hours, in the Django cache (Redis in production and CI,
-the file cache in development). While the first request runs, the record is a placeholder
-written with ``cache.add`` (atomic on Redis), so a concurrent duplicate gets 409
-``idempotency_in_progress`` instead of a second order. A reused key with another body is 409
-``idempotency_key_reused``.
+the status and the response body, for 24 hours, in the database
+(``marketplace.services.idempotency``): a cache flush or a Redis restart never turns a retry into
+a second order. While the first request runs, the record is a placeholder claimed with one
+insert on a unique index, so a concurrent duplicate gets 409 ``idempotency_in_progress``
+instead of a second order. A reused key with another body is 409 ``idempotency_key_reused``.
 
 What is stored: every answer the view itself produced, success or domain refusal (a retry of a
 refused order is refused the same way). Not stored: answers before the view ran (401, 403 for a
@@ -23,7 +23,6 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from django.core.cache import cache
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
@@ -31,12 +30,16 @@ from rest_framework.views import APIView
 
 from accounts.tokens import TokenAuth
 from config.errors import ApplicationError, ErrorCode
+from marketplace.models import IdempotencyRecord
+from marketplace.services.idempotency import (
+    idempotency_claim,
+    idempotency_complete,
+    idempotency_release,
+    key_digest,
+)
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-TTL_SECONDS = 24 * 3600
-# The placeholder outlives any request; a worker that crashed mid-request frees the key after it.
-LOCK_SECONDS = 60
 MAX_KEY_LENGTH = 255
 
 Handler = TypeVar("Handler", bound=Callable[..., Response])
@@ -49,7 +52,7 @@ class IdempotencyConflictError(ApplicationError):
         super().__init__(code, message, field=HEADER)
 
 
-def _caller(request: Request) -> str:
+def caller_of(request: Request) -> str:
     auth = request.auth
     if isinstance(auth, TokenAuth):
         return f"t{auth.token_id}"
@@ -63,11 +66,6 @@ def _fingerprint(request: Request) -> str:
     body = json.dumps(data, cls=JSONEncoder, sort_keys=True, separators=(",", ":"))
     text = f"{request.method} {request.path}\n{body}"
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _key(request: Request, raw: str) -> str:
-    digest = hashlib.sha256(raw.encode()).hexdigest()
-    return f"api:idem:{_caller(request)}:{digest}"
 
 
 def _check_header(raw: str) -> None:
@@ -89,47 +87,39 @@ def idempotent(handler: Handler) -> Handler:
             return handler(view, request, *args, **kwargs)
         _check_header(raw)
         fingerprint = _fingerprint(request)
-        key = _key(request, raw)
-        # One key serves as in-flight lock and, once done, as the record: a first request
-        # costs two cache round trips (add, set), a replay one.
-        running = {"fingerprint": fingerprint, "status": None}
-        if not cache.add(key, running, timeout=LOCK_SECONDS):
-            stored = cache.get(key)
-            if stored is not None:
-                return _replay(stored, fingerprint)
-            if not cache.add(key, running, timeout=LOCK_SECONDS):  # expired in between
-                raise IdempotencyConflictError(
-                    ErrorCode.IDEMPOTENCY_IN_PROGRESS,
-                    "A request with this Idempotency-Key is still being processed; retry shortly.",
-                )
+        claim = idempotency_claim(
+            caller=caller_of(request), digest=key_digest(raw), fingerprint=fingerprint
+        )
+        if claim.record_id is None:
+            assert claim.existing is not None
+            return _replay(claim.existing, fingerprint)
         try:
             response = handler(view, request, *args, **kwargs)
         except Exception as exc:  # rendered (and stored) as the client sees it
             try:
                 response = view.handle_exception(exc)
             except Exception:
-                cache.delete(key)  # a server error: let a retry run again
+                idempotency_release(record_id=claim.record_id)  # a server error: a retry runs
                 raise
         if response.status_code >= 500:
-            cache.delete(key)
+            idempotency_release(record_id=claim.record_id)
             return response
         data = json.loads(json.dumps(response.data, cls=JSONEncoder))
-        record = {"fingerprint": fingerprint, "status": response.status_code, "data": data}
-        cache.set(key, record, timeout=TTL_SECONDS)
+        idempotency_complete(record_id=claim.record_id, status=response.status_code, response=data)
         return response
 
     return cast(Handler, wrapper)
 
 
-def _replay(stored: dict[str, Any], fingerprint: str) -> Response:
-    if stored["status"] is None:
+def _replay(stored: IdempotencyRecord, fingerprint: str) -> Response:
+    if stored.status is None:
         raise IdempotencyConflictError(
             ErrorCode.IDEMPOTENCY_IN_PROGRESS,
             "A request with this Idempotency-Key is still being processed; retry shortly.",
         )
-    if stored["fingerprint"] != fingerprint:
+    if stored.fingerprint != fingerprint:
         raise IdempotencyConflictError(
             ErrorCode.IDEMPOTENCY_KEY_REUSED,
             "This Idempotency-Key was used with a different request; use a new key.",
         )
-    return Response(stored["data"], status=stored["status"], headers={REPLAYED_HEADER: "true"})
+    return Response(stored.response, status=stored.status, headers={REPLAYED_HEADER: "true"})

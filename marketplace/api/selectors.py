@@ -20,6 +20,7 @@ from django.db.models import (
     DecimalField,
     ExpressionWrapper,
     F,
+    Prefetch,
     Q,
     QuerySet,
     Sum,
@@ -29,7 +30,19 @@ from accounts.models import Membership, MembershipStatus, MeterPoint, User
 from accounts.permissions import HISTORY_STATUSES, readable_communities
 from accounts.selectors import meter_points_of_user
 from marketplace.ledger.models import MeterReading, Settlement
-from marketplace.models import Bid, Community, Interval, IntervalState, Posting, Trade, TradeSource
+from marketplace.models import (
+    Bid,
+    Community,
+    Interval,
+    IntervalState,
+    Posting,
+    Region,
+    RegionInterval,
+    RegionResidual,
+    RegionTrade,
+    Trade,
+    TradeSource,
+)
 from marketplace.oversight.selectors import Scope, community_sufficiency, default_scope
 from marketplace.selectors.board import my_bids, my_postings, my_trades
 from units import PRICE
@@ -102,6 +115,38 @@ def own_settlements(*, user: User) -> QuerySet[Settlement]:
         Settlement.objects.filter(membership__user=user, membership__status__in=HISTORY_STATUSES)
         .select_related("interval__community")
         .order_by("-interval__start", "pk")
+    )
+
+
+def visible_regions(*, user: User) -> QuerySet[Region]:
+    """Regions holding a community whose market data the user may read (all for regulators)."""
+    return (
+        Region.objects.filter(communities__in=readable_communities(user))
+        .distinct()
+        .prefetch_related(Prefetch("communities", Community.objects.order_by("slug")))
+        .order_by("slug")
+    )
+
+
+def visible_region_intervals(*, user: User) -> QuerySet[RegionInterval]:
+    """The cleared periods of those regions with every community's part and the trades
+    between communities: community aggregates only, nothing of a member."""
+    return (
+        RegionInterval.objects.filter(region__in=visible_regions(user=user))
+        .select_related("region")
+        .prefetch_related(
+            Prefetch(
+                "residuals",
+                RegionResidual.objects.select_related("community").order_by("community__slug"),
+            ),
+            Prefetch(
+                "trades",
+                RegionTrade.objects.select_related(
+                    "buyer__community", "seller__community"
+                ).order_by("sequence"),
+            ),
+        )
+        .order_by("-start", "region__slug")
     )
 
 

@@ -26,6 +26,8 @@ from marketplace.models import (
     NetworkChargeRule,
     PostingStatus,
     PricingRule,
+    RegionMechanism,
+    RegionPart,
     Side,
     TradeSource,
 )
@@ -176,6 +178,63 @@ class IntervalSerializer(serializers.Serializer):
         value = interval.peer_value
         interval.average_peer_price_per_kwh = value / peer if value and peer else None
         return dict(IntervalResultsSerializer(interval).data)
+
+
+class RegionSerializer(serializers.Serializer):
+    slug = serializers.SlugField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    clearing_mechanism = serializers.ChoiceField(choices=RegionMechanism.choices)
+    pricing_k = serializers.DecimalField(max_digits=4, decimal_places=3)
+    offer_k = serializers.DecimalField(
+        max_digits=4, decimal_places=3,
+        help_text="A surplus is offered at feed-in + offer_k (retail - feed-in).",
+    )  # fmt: skip
+    request_k = serializers.DecimalField(
+        max_digits=4, decimal_places=3,
+        help_text="A deficit is requested at feed-in + request_k (retail - feed-in).",
+    )  # fmt: skip
+    communities = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.ListField(child=serializers.SlugField()))
+    def get_communities(self, region: Any) -> list[str]:
+        return [community.slug for community in region.communities.all()]
+
+
+class RegionResidualSerializer(serializers.Serializer):
+    community = serializers.CharField(source="community.slug")
+    part = serializers.ChoiceField(choices=RegionPart.choices)
+    import_kwh = kwh_field(help_text="Confirmed kWh its members bought from the grid.")
+    export_kwh = kwh_field(help_text="Confirmed kWh its members sold to the grid.")
+    side = serializers.CharField(help_text="buy (a deficit), sell (a surplus) or empty.")
+    quantity_kwh = kwh_field(help_text="The manager's order: the net residual.")
+    limit_price_per_kwh = price_field(allow_null=True)
+    traded_kwh = kwh_field(help_text="Traded with other communities of the region.")
+    outside_kwh = kwh_field(help_text="What of the order went to the outside grid after all.")
+
+
+class RegionTradeSerializer(serializers.Serializer):
+    sequence = serializers.IntegerField()
+    seller = serializers.CharField(source="seller.community.slug")
+    buyer = serializers.CharField(source="buyer.community.slug")
+    quantity_kwh = kwh_field()
+    price_per_kwh = price_field()
+
+
+class RegionIntervalSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    region = serializers.CharField(source="region.slug")
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    cleared_at = serializers.DateTimeField()
+    mechanism = serializers.ChoiceField(choices=RegionMechanism.choices)
+    pricing_k = serializers.DecimalField(max_digits=4, decimal_places=3)
+    offer_k = serializers.DecimalField(max_digits=4, decimal_places=3)
+    request_k = serializers.DecimalField(max_digits=4, decimal_places=3)
+    price_per_kwh = price_field(allow_null=True, help_text="The uniform price, if any.")
+    traded_kwh = kwh_field(help_text="Energy traded between the communities.")
+    residuals = RegionResidualSerializer(many=True)
+    trades = RegionTradeSerializer(many=True)
 
 
 class DepthLevelSerializer(serializers.Serializer):

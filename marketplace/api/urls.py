@@ -17,6 +17,7 @@ from marketplace.api.views import (
     me,
     meter_points,
     postings,
+    regions,
     settlements,
     statistics,
     trades,
@@ -79,5 +80,11 @@ urlpatterns = [
         name="statement-month",
     ),
     path("statistics/", statistics.StatisticsView.as_view(), name="statistics"),
+    path("regions/", regions.RegionListView.as_view(), name="region-list"),
+    path(
+        "region-intervals/",
+        regions.RegionIntervalListView.as_view(),
+        name="region-interval-list",
+    ),
     re_path(r"^(?P<rest>[\s\S]*)$", not_found),  # [\s\S]: paths may hold newlines; reversible
 ]

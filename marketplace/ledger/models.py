@@ -83,6 +83,7 @@ class AccountKind(models.TextChoices):
     GRID = "grid", "Community grid account"
     FEE = "fee", "Community fee account"
     LOSSES = "losses", "Community losses account"
+    REGION = "region", "Community region account (owed by or to the region's communities)"
 
 
 class LedgerAccount(models.Model):
@@ -167,6 +168,8 @@ class EntryKind(models.TextChoices):
     LOSSES = "losses", "Share of the network losses"
     IMBALANCE_IMPORT = "imbalance_import", "Shortfall bought from the grid at retail"
     IMBALANCE_EXPORT = "imbalance_export", "Surplus sold to the grid at feed-in"
+    REGION_TRADE = "region_trade", "Energy traded with another community of the region"
+    REGION_SHARE = "region_share", "Share of the region price against the grid tariff"
     ROUNDING = "rounding", "Rounding to the minor unit"
     MANUAL = "manual", "Manual"
 

@@ -318,6 +318,59 @@ def chart_pipeline(scope: Scope, shared: dict[str, Any]) -> Chart:
     return Chart("pipeline", "Failed and retried pipeline steps", svg, table)
 
 
+def _region_volumes(scope: Scope, shared: dict[str, Any]) -> Table:
+    if "region_volumes" not in shared:
+        shared["region_volumes"] = selectors.region_volumes(scope)
+    table: Table = shared["region_volumes"]
+    return table
+
+
+def chart_regions(scope: Scope, shared: dict[str, Any]) -> Chart:
+    table = _region_volumes(scope, shared)
+    x = table.column(scope.bucket_label)
+    draw = line_chart if scope.per_interval else bar_chart
+    svg = draw(
+        "Energy between communities against what went to the outside grid",
+        x,
+        [
+            Series("between communities", _f(table.column("region_kwh"))),
+            Series("left to the outside grid", _f(table.column("outside_kwh")), "#b3261e"),
+        ],
+        y_label="kWh",
+    )
+    note = (
+        "Each community's manager offers its net surplus or requests its net deficit after its "
+        "own market; the region clears them before the outside grid."
+    )
+    return Chart("regions", "Energy traded between communities", svg, table, note)
+
+
+def chart_region_prices(scope: Scope, shared: dict[str, Any]) -> Chart:
+    table = _region_volumes(scope, shared)
+    svg = line_chart(
+        "Price between communities",
+        table.column(scope.bucket_label),
+        [Series("region price (volume-weighted)", _f(table.column("region_price_per_kwh")))],
+        y_label="per kWh",
+    )
+    return Chart("region_prices", "Prices between communities", svg, table)
+
+
+def chart_region_flows(scope: Scope, shared: dict[str, Any]) -> Chart:
+    table = selectors.region_flows(scope)
+    svg = bar_chart(
+        "Bought from and sold to other communities",
+        table.column("community"),
+        [
+            Series("bought", _f(table.column("bought_kwh")), "#3b6fd1"),
+            Series("sold", _f(table.column("sold_kwh")), "#f0a500"),
+            Series("left to the outside grid", _f(table.column("outside_kwh")), "#b3261e"),
+        ],
+        y_label="kWh",
+    )
+    return Chart("region_flows", "Each community's trade with its region", svg, table)
+
+
 CHARTS: dict[str, Callable[[Scope, dict[str, Any]], Chart]] = {
     "prices": chart_prices,
     "volumes": chart_volumes,
@@ -332,6 +385,9 @@ CHARTS: dict[str, Callable[[Scope, dict[str, Any]], Chart]] = {
     "savings": chart_savings,
     "concentration": chart_concentration,
     "pipeline": chart_pipeline,
+    "regions": chart_regions,
+    "region_prices": chart_region_prices,
+    "region_flows": chart_region_flows,
 }
 DASHBOARDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "prices": ("Prices", ("prices",)),
@@ -342,6 +398,7 @@ DASHBOARDS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "access": ("Fair access", ("groups", "savings", "concentration")),
     "integrity": ("Integrity", ("pipeline",)),
+    "regions": ("Between communities", ("regions", "region_prices", "region_flows")),
 }
 
 
@@ -374,6 +431,20 @@ def _headline(name: str, charts: list[Chart], shared: dict[str, Any]) -> list[tu
             ("losses collected", f"{sum(costs.column('losses_collected')):,.2f}"),
             ("network charges collected", f"{sum(costs.column('network_charges_collected')):,.2f}"),
             ("system-strength events", f"{sum(costs.column('strength_events')):,}"),
+        ]
+    if name == "regions":
+        table = by_key["regions"]
+        kwh = sum(table.column("region_kwh"))
+        value = sum(
+            (p or 0) * k
+            for p, k in zip(
+                table.column("region_price_per_kwh"), table.column("region_kwh"), strict=True
+            )
+        )
+        return [
+            ("energy between communities (kWh)", f"{kwh:,.1f}"),
+            ("average price per kWh", f"{value / kwh:.4f}" if kwh else "—"),
+            ("left to the outside grid (kWh)", f"{sum(table.column('outside_kwh')):,.1f}"),
         ]
     if name == "access":
         groups = by_key["groups"]

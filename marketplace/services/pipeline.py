@@ -25,12 +25,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, Max, OuterRef, Q
 from django.utils import timezone
 
-from marketplace.ledger.services.settlement import interval_settle
+from marketplace.ledger.models import MeterReading
+from marketplace.ledger.services.settlement import interval_settle, settlement_window
 from marketplace.lock_objects import lock_interval
 from marketplace.models import Community, Interval, IntervalState, Trade
+from marketplace.services.regions import RegionPeriod, region_periods_due, regions_clear_due
 from notifications.events import Event, announce
 
 logger = logging.getLogger(__name__)
@@ -140,7 +142,12 @@ def _confirm(interval: Interval, now: datetime) -> StepResult:
 def _settle(interval: Interval, now: datetime) -> StepResult:
     result = interval_settle(interval=interval, now=now)
     if not result.settled:
-        return None  # readings still awaited inside the settlement window
+        # Readings still awaited inside the settlement window. Note the newest reading seen, so
+        # the interval is not due again until a newer one arrives or the window passes
+        # (``due_steps_condition``): the tick does not retry a waiting settlement every time.
+        newest = MeterReading.objects.filter(interval=interval).aggregate(pk=Max("pk"))["pk"]
+        Interval.objects.filter(pk=interval.pk).update(settlement_seen_reading=newest or 0)
+        return None
     announce(Event.INTERVAL_SETTLED, interval.pk)
     return {
         "ledger_transaction": result.transaction_id,
@@ -279,13 +286,23 @@ def due_steps_condition(now: datetime) -> Q:
 
     Served by the (state, gate_closure_at) index: open intervals past their gate, intervals
     between the immediate steps, confirmed ones past their end. Settled history and the open
-    horizon ahead are never read, so the cost follows the steps that are due.
+    horizon ahead are never read, so the cost follows the steps that are due. A confirmed
+    interval whose settlement found readings missing is due again only when a newer reading of
+    it arrives or its settlement window has passed.
     """
+    newer_reading = MeterReading.objects.filter(
+        interval=OuterRef("pk"), pk__gt=OuterRef("settlement_seen_reading")
+    )
+    settlement_due = Q(state=IntervalState.CONFIRMED, end__lte=now - SETTLEMENT_DELAY) & (
+        Q(settlement_seen_reading__isnull=True)
+        | Q(end__lte=now - settlement_window())
+        | Q(Exists(newer_reading))
+    )
     # A held interval waits for the manager (interval_retry), not for the tick.
     return (
         Q(state=IntervalState.OPEN, gate_closure_at__lte=now)
         | Q(state__in=[PREVIOUS_STATE[s] for s in IMMEDIATE_STEPS])
-        | Q(state=IntervalState.CONFIRMED, end__lte=now - SETTLEMENT_DELAY)
+        | settlement_due
     ) & Q(held_reason="")
 
 
@@ -348,9 +365,13 @@ def pipeline_tick(
     now = now or timezone.now()
     intervals_open_all(now=now)
     due = intervals_due(now=now)
+    periods = region_periods_due(now=now)
     if dispatch is None:
         dispatch = dispatch_step
     with transaction.atomic():
+        # Regions first: a period due for its region clears before its intervals settle.
+        for period in periods:
+            transaction.on_commit(lambda period=period: dispatch_region(period))  # type: ignore[misc]
         for step in due:
             transaction.on_commit(lambda step=step: dispatch(step))  # type: ignore[misc]
     return due
@@ -388,6 +409,17 @@ def dispatch_step(step: DueStep) -> None:
 TASK_EXPIRES_SECONDS = 300
 
 
+def dispatch_region(period: RegionPeriod) -> None:
+    """Queue the Celery task that clears one region period (on the region's shard)."""
+    from marketplace.tasks import region_clear_task
+
+    region_clear_task.apply_async(
+        args=(period.region_id, period.start.isoformat(), period.end.isoformat()),
+        queue=step_queue(period.region_id),
+        expires=TASK_EXPIRES_SECONDS,
+    )
+
+
 def next_step_if_due(interval: Interval, now: datetime | None = None) -> DueStep | None:
     """The step after the one just done, if it can run at once (used to chain steps)."""
     to_state = NEXT_STATE.get(interval.state)
@@ -411,6 +443,11 @@ def intervals_advance_due(
     errors: list[str] = []
     failed: set[int] = set()
     for _ in range(max_rounds):
+        # Regions first, as the tick queues them (the region periods due now).
+        try:
+            done += regions_clear_due(now=now)
+        except Exception as exc:
+            errors.append(f"regions: {exc}")
         due = [
             s
             for s in intervals_due(now=now, community=community, communities=communities)
@@ -418,11 +455,15 @@ def intervals_advance_due(
         ]
         if not due:
             break
+        moved = 0
         for step in due:
             try:
                 if interval_advance(interval_id=step.interval_id, to_state=step.to_state, now=now):
-                    done += 1
+                    moved += 1
             except Exception as exc:
                 failed.add(step.interval_id)
                 errors.append(f"interval {step.interval_id} -> {step.to_state}: {exc}")
+        done += moved
+        if not moved:
+            break  # what is still due at ``now`` refused at ``now``: another round changes nothing
     return done, errors

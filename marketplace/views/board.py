@@ -54,6 +54,7 @@ from marketplace.views.charts import depth_chart
 from marketplace.views.common import (
     REFRESH_SECONDS,
     MemberView,
+    form_submission_claim,
     interval_label,
     is_htmx,
     local_zone,
@@ -282,6 +283,15 @@ def _done(request: HttpRequest, member: MemberView, message: str) -> HttpRespons
     return redirect(_board_url(member.community.slug, interval, side))
 
 
+def _already_sent(request: HttpRequest, member: MemberView) -> HttpResponse:
+    """A double submit (a second click, a resent form): the first one counts, nothing new."""
+    messages.info(request, "This form was already sent; it was not sent again.")
+    if is_htmx(request):
+        return _render_board(request, member, BoardInput())
+    interval, side = _filters(request)
+    return redirect(_board_url(member.community.slug, interval, side))
+
+
 def _clock(moment: datetime, zone: tzinfo) -> str:
     return formatting.when(moment, zone, style="%H:%M")
 
@@ -329,6 +339,8 @@ def posting_new(request: HttpRequest, slug: str) -> HttpResponse:
             form.add_error("interval", "Choose one of the community's upcoming intervals.")
         elif meter_point is None:
             form.add_error("meter_point", "Choose one of your meter points.")
+        elif (submission := form_submission_claim(request, data["form_token"])) is None:
+            return _already_sent(request, member)
         else:
             try:
                 posting = posting_create(
@@ -342,8 +354,10 @@ def posting_new(request: HttpRequest, slug: str) -> HttpResponse:
                     flexible=data["flexible"],
                 )
             except ApplicationError as error:
+                submission.failed()
                 add_service_error(form, error)
             else:
+                submission.done(201, {"posting": posting.pk})
                 request.session[LAST_POSTING_KEY] = {
                     "interval": posting.interval_id,
                     "side": posting.side,
@@ -378,6 +392,8 @@ def bid_new(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
         meter_point = _own_meter_point(member, data["meter_point"])
         if meter_point is None:
             form.add_error("meter_point", "Choose one of your meter points.")
+        elif (submission := form_submission_claim(request, data["form_token"])) is None:
+            return _already_sent(request, member)
         else:
             try:
                 bid = bid_create(
@@ -388,8 +404,10 @@ def bid_new(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
                     price_per_kwh=data["price_per_kwh"].strip(),
                 )
             except ApplicationError as error:
+                submission.failed()
                 add_service_error(form, error)
             else:
+                submission.done(201, {"bid": bid.pk})
                 return _done(
                     request,
                     member,

@@ -14,6 +14,12 @@ from accounts import permissions
 from accounts.access import access_own_membership
 from accounts.models import Membership, MembershipStatus, User
 from marketplace.models import Community, Interval
+from marketplace.services.idempotency import (
+    idempotency_claim,
+    idempotency_complete,
+    idempotency_release,
+    key_digest,
+)
 
 # How often an open dashboard or board refreshes its live parts (htmx polling).
 REFRESH_SECONDS = 15
@@ -67,6 +73,30 @@ def member_view(request: HttpRequest, slug: str) -> MemberView | HttpResponse:
         refusal += f" ({membership.status_reason})" if membership.status_reason else ""
         refusal += ". You can see your history, but you cannot post or bid."
     return MemberView(user, community, membership, may_trade, refusal)
+
+
+@dataclass(frozen=True)
+class FormSubmission:
+    """A claimed one-time form token: ``done`` once it created something, ``failed`` if not."""
+
+    record_id: int
+
+    def done(self, status: int, result: dict[str, object]) -> None:
+        idempotency_complete(record_id=self.record_id, status=status, response=result)
+
+    def failed(self) -> None:
+        # Nothing was created: the same form, corrected, may be sent again.
+        idempotency_release(record_id=self.record_id)
+
+
+def form_submission_claim(request: HttpRequest, token: str) -> FormSubmission | None:
+    """Claim a form's one-time token (``OneTimeForm``); None when it was already submitted."""
+    claim = idempotency_claim(
+        caller=f"u{current_user(request).pk}",
+        digest=key_digest(f"form:{token}"),
+        fingerprint=key_digest(request.path),
+    )
+    return FormSubmission(claim.record_id) if claim.record_id is not None else None
 
 
 def interval_label(interval: Interval, zone: zoneinfo.ZoneInfo) -> str:

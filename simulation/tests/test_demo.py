@@ -20,7 +20,13 @@ from accounts.services import (
 )
 from grid.models import GridCheckResult
 from marketplace.models import Community, Interval, IntervalState, Posting, Trade, TradeSource
-from simulation.demo import DEMO_SLUG, demo_orders, robot_meter_points, sdr_price
+from simulation.demo import (
+    DEMO_SLUG,
+    demo_orders,
+    demo_post_orders,
+    robot_meter_points,
+    sdr_price,
+)
 from simulation.models import SimulatedHousehold
 from simulation.strategies import Tariffs
 
@@ -105,6 +111,30 @@ def test_robot_orders_are_the_same_on_a_replay() -> None:
     first = [(mp.pk, o) for mp, o in demo_orders(interval, robots)]
     assert first == [(mp.pk, o) for mp, o in demo_orders(interval, robots)]
     assert first
+
+
+@pytest.mark.django_db
+def test_robots_post_flexible_purchases_as_flexible() -> None:
+    """A water heater's or a battery's purchase can wait: the grid check may curtail it."""
+    with time_machine.travel(WINTER_AFTERNOON, tick=False):
+        community = _seed()
+        call_command("advance_intervals", "--now", WINTER_AFTERNOON.isoformat(), stdout=StringIO())
+        posted = demo_post_orders(
+            community=community, now=WINTER_AFTERNOON, window=timedelta(hours=6)
+        )
+    assert posted
+    robots = robot_meter_points(community)
+    postings = Posting.objects.filter(interval__community=community)
+    intended = {}
+    for interval in Interval.objects.filter(pk__in=postings.values("interval")).select_related(
+        "rules", "community"
+    ):
+        for meter_point, order in demo_orders(interval, robots):
+            intended[(interval.pk, meter_point.pk)] = order.flexible
+    stored = {(p.interval_id, p.meter_point_id): p.flexible for p in postings}
+    assert stored == {key: intended[key] for key in stored}
+    assert any(stored.values())
+    assert not postings.filter(side="sell", flexible=True).exists()
 
 
 def test_sdr_price_by_hand() -> None:

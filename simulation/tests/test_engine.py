@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from marketplace.ledger.selectors import member_balance
-from marketplace.models import Interval, IntervalState, Trade, TradeSource
+from marketplace.models import Interval, IntervalState, Posting, Side, Trade, TradeSource
 from simulation.engine import member_totals, simulation_run
 from simulation.report import report_build, report_write
 from simulation.scenario import scenario_parse
@@ -72,3 +72,34 @@ def test_the_same_seed_gives_the_same_report(outcome) -> None:
     assert first.members == second.members
     other = simulation_run(scenario=scenario_parse({**NOON, "seed": 6}))
     assert report_build(other).members != first.members
+
+
+EVENING = {
+    "name": "evening",
+    "seed": 2,
+    "start": "2026-06-21T16:00:00Z",
+    "hours": 3,
+    "market": {"market_structure": "pool", "interval_minutes": 60},
+    "flexible_control": "thermostat",
+    "households": [
+        {"count": 2, "pv_kwp": 8.0, "label": "PV homes",
+         "battery": {"capacity_kwh": 10, "power_kw": 5}},
+        {"count": 2, "label": "EV homes",
+         "ev": {"charger_kw": 7.0, "energy_need_kwh": 10.0, "arrival_hour": 17.0,
+                "departure_hour": 7.0}},
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_ev_charging_is_posted_as_a_flexible_purchase() -> None:
+    """The agents' flexible orders reach the board flexible, so the grid check may curtail them."""
+    outcome = simulation_run(scenario=scenario_parse(EVENING))
+    postings = Posting.objects.filter(interval__community=outcome.community)
+    flexible = postings.filter(flexible=True)
+    # The EV homes charge on arrival (17:00 local is 15:00 UTC): their purchases can wait.
+    assert flexible.filter(side=Side.BUY).exists()
+    assert not flexible.filter(side=Side.SELL).exists()
+    assert set(flexible.values_list("meter_point__label", flat=True)) <= {"home-0003", "home-0004"}
+    trades = Trade.objects.filter(interval__community=outcome.community, buyer_flexible=True)
+    assert trades.exists()

@@ -19,6 +19,9 @@ For each member of the interval (see ``interval_settle``):
   their meter points (``GridCheckResult.loss_allocation``; a negative share is paid back) into the
   community's losses account; the loss price is the rules' ``loss_price_per_kwh``, or the retail
   tariff when it is empty.
+* the community's side of its region's trades, if it traded in a region this interval: the
+  region's price replaces the grid tariff for the kWh the region took, the difference going to
+  the members whose grid trades they were (``marketplace.ledger.services.region``).
 * the imbalance ``(imported - exported) - (bought - sold)`` in kWh: a shortfall (> 0) is bought
   from the grid at ``retail_tariff``, a surplus (< 0) sold to it at ``feed_in_tariff``, both
   through the community's grid account.
@@ -59,6 +62,7 @@ from marketplace.ledger.services.ledger import (
     ledger_account_for_member,
     ledger_post,
 )
+from marketplace.ledger.services.region import region_lines
 from marketplace.models import (
     Interval,
     IntervalState,
@@ -395,6 +399,9 @@ def interval_settle(*, interval: Interval, now: datetime) -> SettlementResult:
         fee = ledger_account_for_community(community=interval.community, kind=AccountKind.FEE)
         lines = _trade_lines(
             interval=interval, trades=trades, member_account=member_account, grid=grid, fee=fee
+        )
+        lines += region_lines(
+            interval=interval, trades=trades, member_account=member_account, grid=grid
         )
         if shares:
             lines += _loss_lines(

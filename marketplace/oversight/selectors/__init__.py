@@ -70,6 +70,7 @@ from marketplace.oversight.selectors.network_dashboard import (
     violations_by_kind,
 )
 from marketplace.oversight.selectors.prices_dashboard import prices
+from marketplace.oversight.selectors.region_dashboard import region_flows, region_volumes
 from marketplace.oversight.selectors.volumes_dashboard import community_sufficiency, volumes
 
 __all__ = [
@@ -106,6 +107,8 @@ __all__ = [
     "prices",
     "pv_group",
     "ratio",
+    "region_flows",
+    "region_volumes",
     "rows_of",
     "savings_distribution",
     "scope_timezone",

@@ -111,7 +111,7 @@ def test_unknown_dashboard_or_chart_is_404(regulator: User) -> None:
 # Session + user (2), the navigation and its bell (1), community choices (1) and the common time
 # zone (1) come first; then the selectors: each figure is a fixed number of grouped queries,
 # whatever the data size.
-QUERIES = {"prices": 7, "volumes": 10, "network": 11, "access": 12, "integrity": 7}
+QUERIES = {"prices": 7, "volumes": 10, "network": 11, "access": 12, "integrity": 7, "regions": 10}
 
 
 @pytest.mark.parametrize("name", list(DASHBOARDS))

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.cache import cache
+from django.utils import timezone
 
 from accounts.models import ApiToken
-from accounts.tokens import TokenAuth, token_digest
-from marketplace.api.idempotency import _key
-from marketplace.models import Posting
+from accounts.tokens import token_digest
+from marketplace.models import IdempotencyRecord, Posting
+from marketplace.services.idempotency import LOCK, TTL, idempotency_claim, key_digest
+from marketplace.tasks import idempotency_expire_task
 from marketplace.tests.api.conftest import Api, posting_body
 
 pytestmark = pytest.mark.django_db
@@ -164,12 +167,8 @@ def test_refusals_are_replayed_too_and_in_flight_is_409(api: Api) -> None:
 
     # Simulate a first request still running under this caller's key.
     token = ApiToken.objects.get(digest=token_digest(api.full_token))
-
-    class FakeRequest:
-        auth = TokenAuth(token_id=token.pk, name="", scopes=frozenset())
-
-    placeholder = {"fingerprint": "first request", "status": None}
-    cache.add(_key(FakeRequest, "k-2"), placeholder, timeout=60)  # type: ignore[arg-type]
+    running = idempotency_claim(caller=f"t{token.pk}", digest=key_digest("k-2"), fingerprint="x")
+    assert running.record_id is not None
     busy = client.post("/api/v1/postings/", posting_body(api), format="json",
                        HTTP_IDEMPOTENCY_KEY="k-2")  # fmt: skip
     assert_error(busy, 409, "idempotency_in_progress")
@@ -177,6 +176,46 @@ def test_refusals_are_replayed_too_and_in_flight_is_409(api: Api) -> None:
     bad_key = client.post("/api/v1/postings/", posting_body(api), format="json",
                           HTTP_IDEMPOTENCY_KEY="x" * 300)  # fmt: skip
     assert_error(bad_key, 400, "invalid_idempotency_key", {"Idempotency-Key"})
+
+
+def test_idempotency_survives_a_cache_flush(api: Api) -> None:
+    client = api.bearer(api.full_token)
+    first = client.post("/api/v1/postings/", posting_body(api), format="json",
+                        HTTP_IDEMPOTENCY_KEY="after-flush")  # fmt: skip
+    assert first.status_code == 201
+    cache.clear()  # what a Redis restart or FLUSHDB does
+    retried = client.post("/api/v1/postings/", posting_body(api), format="json",
+                          HTTP_IDEMPOTENCY_KEY="after-flush")  # fmt: skip
+    assert retried.status_code == 201
+    assert retried.headers["Idempotent-Replayed"] == "true"
+    assert retried.json() == first.json()
+    assert Posting.objects.count() == 1
+
+
+def test_a_crashed_request_frees_its_key_and_old_records_expire(api: Api) -> None:
+    client = api.bearer(api.full_token)
+    token = ApiToken.objects.get(digest=token_digest(api.full_token))
+    crashed = idempotency_claim(caller=f"t{token.pk}", digest=key_digest("k-3"), fingerprint="x")
+    assert crashed.record_id is not None
+    # The placeholder of a request whose worker died: past its lock, the key is usable again.
+    IdempotencyRecord.objects.filter(pk=crashed.record_id).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    response = client.post("/api/v1/postings/", posting_body(api), format="json",
+                           HTTP_IDEMPOTENCY_KEY="k-3")  # fmt: skip
+    assert response.status_code == 201
+    assert Posting.objects.count() == 1
+    record = IdempotencyRecord.objects.get(pk=crashed.record_id)
+    assert record.status == 201
+    assert record.expires_at > timezone.now() + TTL - LOCK
+    # The periodic task deletes what has expired and keeps what can still be replayed.
+    stale = idempotency_claim(caller="u0", digest=key_digest("old"), fingerprint="x")
+    assert stale.record_id is not None
+    IdempotencyRecord.objects.filter(pk=stale.record_id).update(
+        expires_at=timezone.now() - timedelta(hours=1)
+    )
+    assert idempotency_expire_task() == 1
+    assert list(IdempotencyRecord.objects.values_list("pk", flat=True)) == [record.pk]
 
 
 # --- Throttling -------------------------------------------------------------------------------

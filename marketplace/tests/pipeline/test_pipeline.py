@@ -9,7 +9,10 @@ from unittest import mock
 import pytest
 from django.core.management import CommandError
 
+from accounts.models import MeterPoint
 from grid.models import GridCheckResult
+from marketplace.ledger.models import MeterReading, ReadingSource
+from marketplace.ledger.services.settlement import settlement_window
 from marketplace.management.commands.advance_intervals import parse_moment
 from marketplace.models import Community, Interval, IntervalState, Trade
 from marketplace.services import grid_check as grid_check_service
@@ -280,3 +283,42 @@ def test_steps_go_to_their_communitys_queue_shard(settings, shards, suffixes):
     assert {call["queue"] for call in sent} == {base + suffix for suffix in suffixes}
     # A community's steps always land on the same shard: 1 mod 4 is shard 1.
     assert sent[0]["queue"] == pipeline.step_queue(1) == (base if shards == 1 else f"{base}.1")
+
+
+def test_a_settlement_waiting_for_readings_is_due_again_only_for_a_new_reading_or_the_window(
+    market,
+):
+    community, interval = market
+    for to_state in ("gate_closed", "cleared", "grid_checked", "confirmed"):
+        assert interval_advance(interval_id=interval.pk, to_state=to_state, now=AFTER_GATE)
+    end = interval.end
+
+    def settlement_due(at):
+        return [s.interval_id for s in intervals_due(now=at) if s.to_state == "settled"]
+
+    assert settlement_due(end) == [interval.pk]
+    # No readings yet, inside the window: not settled, and the tick leaves it alone from now on.
+    assert not interval_advance(interval_id=interval.pk, to_state="settled", now=end)
+    assert settlement_due(end + timedelta(minutes=1)) == []
+    # A reading arrives: due again (and still waiting, for the other meter points' readings).
+    meter_point = MeterPoint.objects.filter(membership__community=community).first()
+    MeterReading.objects.create(
+        meter_point=meter_point, interval=interval, imported_kwh=Decimal("0.5"),
+        exported_kwh=Decimal(0), source=ReadingSource.API,
+    )  # fmt: skip
+    assert settlement_due(end + timedelta(minutes=2)) == [interval.pk]
+    assert not interval_advance(interval_id=interval.pk, to_state="settled", now=end)
+    assert settlement_due(end + timedelta(minutes=3)) == []
+    # The window passes: settled with estimates for what never came.
+    after_window = end + settlement_window()
+    assert settlement_due(after_window) == [interval.pk]
+    assert interval_advance(interval_id=interval.pk, to_state="settled", now=after_window)
+
+
+def test_advancing_stops_when_a_round_moves_nothing(market):
+    _, interval = market
+    for to_state in ("gate_closed", "cleared", "grid_checked", "confirmed"):
+        assert interval_advance(interval_id=interval.pk, to_state=to_state, now=AFTER_GATE)
+    with mock.patch.object(pipeline, "interval_advance", return_value=False) as advance:
+        assert intervals_advance_due(now=interval.end) == (0, [])
+    assert advance.call_count == 1  # one round, not max_rounds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -25,3 +26,8 @@ def client_for(who: Member) -> Client:
     client = Client()
     client.force_login(who.membership.user)
     return client
+
+
+def form_token() -> str:
+    """A fresh one-time token, as the page puts in each form that creates something."""
+    return secrets.token_urlsafe(18)

@@ -31,7 +31,7 @@ from marketplace.models import (
 from marketplace.services.bids import bid_accept
 from marketplace.tests.factories import Member, member, new_community, open_interval
 from marketplace.tests.fixtures import bid, post
-from marketplace.tests.web.conftest import client_for
+from marketplace.tests.web.conftest import client_for, form_token
 
 pytestmark = pytest.mark.django_db
 
@@ -52,6 +52,7 @@ def posting_data(
         "limit_price_per_kwh": "0.2000",
         "meter_point": str(who.meter_point.pk),
         "auto_accept_best_bids": "on",
+        "form_token": form_token(),
     }
     return {**data, **(overrides or {})}
 
@@ -148,6 +149,43 @@ def test_post_with_htmx_answers_the_fresh_board(
     assert "<html" not in html
 
 
+def test_a_double_submit_posts_once_and_a_corrected_form_goes_through(
+    frozen: Any, interval: Interval, alice: Member, bob: Member
+) -> None:
+    community = interval.community
+    client = client_for(alice)
+    board = client.get(url("board", community)).content.decode()
+    token = board.split('name="form_token" value="')[1].split('"')[0]
+    data = {**posting_data(interval, alice), "form_token": token}
+    first = client.post(url("posting_new", community), data)
+    assert first.status_code == 302
+    for extra in ({}, HTMX):  # a second click, a resent form, with and without htmx
+        again = client.post(url("posting_new", community), data, headers=extra, follow=True)
+        assert again.status_code == 200
+        assert "This form was already sent" in again.content.decode()
+    assert Posting.objects.filter(membership=alice.membership).count() == 1
+    # A refused form frees its token: the member corrects it and sends it again.
+    fresh = {**data, "form_token": form_token(), "quantity_kwh": "9999"}
+    assert client.post(url("posting_new", community), fresh).status_code == 400
+    fresh["quantity_kwh"] = "1"
+    assert client.post(url("posting_new", community), fresh).status_code == 302
+    assert Posting.objects.filter(membership=alice.membership).count() == 2
+    # Without a token (a stale page, a script): refused, nothing posted.
+    stale = client.post(url("posting_new", community), {**data, "form_token": ""})
+    assert stale.status_code == 400
+    assert b"This form is out of date" in stale.content
+    # A bid's form too; a token is the member's own, another member's is not "already sent".
+    offer = Posting.objects.filter(membership=alice.membership).first()
+    assert offer is not None
+    bid_data = {"quantity_kwh": "0.5", "price_per_kwh": "0.25",
+                "meter_point": bob.meter_point.pk, "form_token": token}  # fmt: skip
+    bob_client = client_for(bob)
+    assert bob_client.post(url("bid_new", community, offer.pk), bid_data).status_code == 302
+    assert bob_client.post(url("bid_new", community, offer.pk), bid_data).status_code == 302
+    assert Bid.objects.filter(membership=bob.membership).count() == 1
+    assert Posting.objects.count() == 2
+
+
 @pytest.mark.parametrize(
     ("overrides", "field", "message"),
     [
@@ -208,7 +246,12 @@ def test_bid_accept_and_see_the_trade(
     offer = post(alice, interval)
     response = client_for(bob).post(
         url("bid_new", community, offer.pk),
-        {"quantity_kwh": "1.5", "price_per_kwh": "0.25", "meter_point": bob.meter_point.pk},
+        {
+            "quantity_kwh": "1.5",
+            "price_per_kwh": "0.25",
+            "meter_point": bob.meter_point.pk,
+            "form_token": form_token(),
+        },
     )
     assert response.status_code == 302
     placed = Bid.objects.get(membership=bob.membership)
@@ -243,7 +286,12 @@ def test_bid_refused_shows_the_error_in_that_postings_form(
     field: str, message: str,
 ) -> None:  # fmt: skip
     offer = post(alice, interval)
-    values = {"quantity_kwh": "1", "price_per_kwh": "0.25", "meter_point": bob.meter_point.pk}
+    values = {
+        "quantity_kwh": "1",
+        "price_per_kwh": "0.25",
+        "meter_point": bob.meter_point.pk,
+        "form_token": form_token(),
+    }
     response = client_for(bob).post(
         url("bid_new", interval.community, offer.pk), {**values, **data}, headers=HTMX
     )
@@ -259,7 +307,12 @@ def test_bid_on_own_posting_is_refused_above_the_board(
     offer = post(alice, interval)
     response = client_for(alice).post(
         url("bid_new", interval.community, offer.pk),
-        {"quantity_kwh": "1", "price_per_kwh": "0.25", "meter_point": alice.meter_point.pk},
+        {
+            "quantity_kwh": "1",
+            "price_per_kwh": "0.25",
+            "meter_point": alice.meter_point.pk,
+            "form_token": form_token(),
+        },
     )
     assert response.status_code == 400
     assert b"You cannot bid on your own posting." in response.content
@@ -273,7 +326,12 @@ def test_bid_on_a_posting_of_another_community_is_404(
     foreign = post(stranger, open_interval(elsewhere))
     response = client_for(bob).post(
         url("bid_new", interval.community, foreign.pk),
-        {"quantity_kwh": "1", "price_per_kwh": "0.25", "meter_point": bob.meter_point.pk},
+        {
+            "quantity_kwh": "1",
+            "price_per_kwh": "0.25",
+            "meter_point": bob.meter_point.pk,
+            "form_token": form_token(),
+        },
     )
     assert response.status_code == 404
 
@@ -361,7 +419,12 @@ def test_suspended_member_sees_history_but_cannot_trade(
     assert (
         client.post(
             url("bid_new", community, other.pk),
-            {"quantity_kwh": "1", "price_per_kwh": "0.1", "meter_point": alice.meter_point.pk},
+            {
+                "quantity_kwh": "1",
+                "price_per_kwh": "0.1",
+                "meter_point": alice.meter_point.pk,
+                "form_token": form_token(),
+            },
         ).status_code
         == 403
     )

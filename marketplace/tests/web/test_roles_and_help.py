@@ -14,7 +14,7 @@ from accounts.models import User
 from accounts.services import community_manager_add
 from marketplace.models import Community, MarketRules
 from marketplace.tests.factories import Member
-from marketplace.tests.web.conftest import client_for
+from marketplace.tests.web.conftest import client_for, form_token
 
 pytestmark = pytest.mark.django_db
 
@@ -112,6 +112,7 @@ def test_after_posting_the_form_keeps_interval_and_side(
             "quantity_kwh": "1.5",
             "limit_price_per_kwh": "0.2500",
             "meter_point": alice.meter_point.pk,
+            "form_token": form_token(),
         },
         headers={"HX-Request": "true"},
     )
