@@ -87,7 +87,8 @@ def build_communities(first: int, count: int, members: int) -> list[Any]:
         )  # fmt: skip
         MeterPoint.objects.bulk_create(
             [
-                MeterPoint(membership=m, label="home", import_capacity_kw=Decimal("30"),
+                MeterPoint(membership=m, status="approved", label="home",
+                           import_capacity_kw=Decimal("30"),
                            export_capacity_kw=Decimal("30"))
                 for m in memberships
             ]

@@ -77,6 +77,11 @@ class ErrorCode(StrEnum):
     NOT_A_LIST = "not_a_list"
     EMPTY = "empty"
     MAKE_AWARE = "make_aware"
+    METER_POINT_NOT_APPROVED = "meter_point_not_approved"
+    ABOVE_MAX_CONNECTION = "above_max_connection"
+    NOT_METERING_SOURCE = "not_metering_source"
+    NEGATIVE_READING = "negative_reading"
+    READING_JUMP = "reading_jump"
 
 
 MEANINGS: dict[ErrorCode, str] = {
@@ -161,6 +166,22 @@ MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.NOT_A_LIST: "A list was expected.",
     ErrorCode.EMPTY: "The list may not be empty.",
     ErrorCode.MAKE_AWARE: "The time does not exist in the time zone.",
+    ErrorCode.METER_POINT_NOT_APPROVED: (
+        "The meter point awaits its manager's approval (or was rejected): it cannot post, bid, "
+        "report readings or settle yet."
+    ),
+    ErrorCode.ABOVE_MAX_CONNECTION: (
+        "A capacity above the community's maximum connection (the `max_connection_kw` rule)."
+    ),
+    ErrorCode.NOT_METERING_SOURCE: (
+        "Readings that settle money come only from a metering source: the manager's CSV "
+        "import or a `meter_data` token a manager issued for the community."
+    ),
+    ErrorCode.NEGATIVE_READING: "A meter reading below 0 kWh.",
+    ErrorCode.READING_JUMP: (
+        "A reading far above the meter's history: stored but flagged, it settles only once a "
+        "manager accepts it."
+    ),
 }
 
 
@@ -168,6 +189,7 @@ MEANINGS: dict[ErrorCode, str] = {
 HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.PERMISSION_DENIED: 403,
+    ErrorCode.NOT_METERING_SOURCE: 403,
     ErrorCode.CONFLICT: 409,
     ErrorCode.INVALID_STATE: 409,
     ErrorCode.IDEMPOTENCY_IN_PROGRESS: 409,

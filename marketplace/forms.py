@@ -110,6 +110,13 @@ class ModifyForm(forms.Form):
     )
 
 
+class BidModifyForm(forms.Form):
+    """Change one's pending bid: lowering only the quantity keeps its time priority."""
+
+    quantity_kwh = forms.CharField(label="Energy (kWh)", widget=_decimal_input("kWh"))
+    price_per_kwh = forms.CharField(label="Price per kWh", widget=_decimal_input("price"))
+
+
 class AcceptForm(forms.Form):
     """Accept a bid; an empty quantity takes as much as both the bid and the posting allow."""
 

@@ -11,7 +11,7 @@ from django.db import models
 from django.utils.timezone import now
 
 from config import formatting
-from units import KWH, KWH_DIGITS, PRICE, PRICE_DIGITS, places
+from units import KW, KW_DIGITS, KWH, KWH_DIGITS, PRICE, PRICE_DIGITS, places
 
 
 def energy_field(**options: Any) -> models.DecimalField:
@@ -218,6 +218,13 @@ class MarketRules(models.Model):
         "exports are curtailed (system strength).",
     )
 
+    max_connection_kw = models.DecimalField(
+        max_digits=KW_DIGITS,
+        decimal_places=places(KW),
+        default=Decimal("30.000"),
+        help_text="The largest import or export capacity a meter point may be approved with.",
+    )
+
     class Meta:
         ordering = ("community", "-created_at", "-pk")
         verbose_name_plural = "market rules"
@@ -300,6 +307,7 @@ class PostingStatus(models.TextChoices):
     FILLED = "filled", "Filled"
     CLOSED = "closed", "Closed at gate closure"
     CANCELLED = "cancelled", "Cancelled"
+    EXCLUDED = "excluded", "Excluded at clearing"
 
 
 class Posting(models.Model):
@@ -330,6 +338,8 @@ class Posting(models.Model):
         max_length=10, choices=PostingStatus.choices, default=PostingStatus.OPEN
     )
     submitted_at = models.DateTimeField(default=now, db_index=True)
+    # Why clearing left it out (``excluded``): one order it cannot take must not stop the rest.
+    exclusion_reason = models.CharField(max_length=300, blank=True, db_default="")
 
     class Meta:
         ordering = ("interval", "submitted_at", "pk")

@@ -23,6 +23,7 @@ urlpatterns = [
     path(
         "c/<slug:slug>/postings/<int:pk>/modify/", board.posting_modify_view, name="posting_modify"
     ),
+    path("c/<slug:slug>/bids/<int:pk>/modify/", board.bid_modify_view, name="bid_modify"),
     path("c/<slug:slug>/bids/<int:pk>/accept/", board.bid_accept_view, name="bid_accept"),
     path("c/<slug:slug>/bids/<int:pk>/reject/", board.bid_reject_view, name="bid_reject"),
     path("c/<slug:slug>/bids/<int:pk>/withdraw/", board.bid_withdraw_view, name="bid_withdraw"),

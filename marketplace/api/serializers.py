@@ -14,7 +14,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from accounts.models import TokenScope
+from accounts.models import MeterPointStatus, TokenScope
 from config.fields import DecimalInput
 from marketplace.ledger.services.readings import MAX_ROWS
 from marketplace.models import (
@@ -114,6 +114,9 @@ class MarketRulesSerializer(serializers.Serializer):
         "network from the feeder head)."
     )
     min_short_circuit_ratio = serializers.DecimalField(max_digits=5, decimal_places=2)
+    max_connection_kw = kw_field(
+        help_text="The largest capacity a meter point may be approved with."
+    )
 
 
 class MarketRulesUpdateSerializer(serializers.Serializer):
@@ -144,6 +147,7 @@ class MarketRulesUpdateSerializer(serializers.Serializer):
     min_short_circuit_ratio = serializers.DecimalField(
         max_digits=5, decimal_places=2, required=False
     )
+    max_connection_kw = kw_field(required=False)
 
 
 # --- Intervals, depth, grid checks ------------------------------------------------------------
@@ -378,6 +382,19 @@ class PostingModifySerializer(serializers.Serializer):
     )
 
 
+class BidModifySerializer(serializers.Serializer):
+    quantity_kwh = kwh_field(
+        required=False,
+        help_text="Lowering only the quantity keeps the bid's time priority; it cannot exceed "
+        "what the posting still has.",
+    )
+    price_per_kwh = price_field(
+        required=False,
+        help_text="A new price (or a higher quantity) takes a new time priority; it must stay "
+        "one the posting can accept.",
+    )
+
+
 class PostingSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     community = serializers.CharField(source="interval.community.slug")
@@ -492,7 +509,32 @@ class MeterPointSerializer(serializers.Serializer):
     battery_kw = kw_field()
     flexible_load_kw = kw_field()
     bus = serializers.IntegerField(allow_null=True, help_text="Set by the community manager.")
+    status = serializers.ChoiceField(
+        choices=MeterPointStatus.choices,
+        help_text="Only an approved meter point posts, bids, reports readings and is settled.",
+    )
+    status_reason = serializers.CharField()
     created_at = serializers.DateTimeField()
+
+
+class MeterPointApproveSerializer(serializers.Serializer):
+    """What the manager confirms; anything left out keeps the member's declaration."""
+
+    import_capacity_kw = kw_field(required=False)
+    export_capacity_kw = kw_field(required=False)
+    bus = serializers.IntegerField(
+        required=False, min_value=0, max_value=10**6,
+        help_text="A connection bus of the community's network (required once it has one).",
+    )  # fmt: skip
+    network_elements = serializers.ListField(
+        child=serializers.CharField(max_length=40), required=False, max_length=50,
+        help_text="The loads and generators on the bus it stands for, e.g. ['load 3'].",
+    )  # fmt: skip
+    power_factor = DecimalInput(step=Decimal("0.001"), max_digits=4, required=False)
+
+
+class MeterPointRejectSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True)
 
 
 class MeterPointCreateSerializer(serializers.Serializer):

@@ -48,6 +48,7 @@ from marketplace.services.board_checks import (
     check_interval_open,
     check_member_may_trade,
     check_meter_point,
+    check_meter_point_approved,
     check_placed,
     check_price_in_band,
     check_quantity_positive,
@@ -92,6 +93,7 @@ def bid_create(
     with transaction.atomic(durable=True):
         interval = lock_interval(posting.interval_id)
         (locked_meter_point,) = lock_meter_points([meter_point.pk])
+        check_meter_point_approved(locked_meter_point)
         check_placed(
             locked_meter_point,
             community_has_grid=GridModel.objects.filter(
@@ -355,4 +357,76 @@ def bid_withdraw(*, bid: Bid, by_membership: Membership, now: datetime | None = 
         locked.status = BidStatus.WITHDRAWN
         locked.decided_at = now
         locked.save(update_fields=["status", "decided_at"])
+        return locked
+
+
+def bid_modify(
+    *,
+    bid: Bid,
+    by_membership: Membership,
+    quantity_kwh: Decimal | str | int | None = None,
+    price_per_kwh: Decimal | str | int | None = None,
+    now: datetime | None = None,
+) -> Bid:
+    """The bidder changes a pending bid's quantity or price before gate closure.
+
+    Time priority as for postings (``posting_modify``): lowering only the quantity keeps the
+    bid's place among the posting's bids (its ``submitted_at``); any other change, a higher
+    quantity or a new price, takes a new one (``submitted_at = now``). The same checks as a new
+    bid hold: the quantity above 0, within what the posting still has and the meter point's
+    capacity; the price within floor and cap and one the posting can accept. A call that
+    changes nothing returns the bid untouched.
+    """
+    now = now or timezone.now()
+    quantity = (
+        None
+        if quantity_kwh is None
+        else to_decimal(quantity_kwh, field="quantity_kwh", quantum=KWH)
+    )
+    price = (
+        None if price_per_kwh is None else to_decimal(price_per_kwh, field="price_per_kwh",
+                                                      quantum=PRICE)
+    )  # fmt: skip
+    if quantity is not None:
+        check_quantity_positive(quantity)
+    with transaction.atomic(durable=True):
+        # Lock order: interval, meter point, posting, bid.
+        interval = lock_interval(bid.posting.interval_id)
+        (meter_point,) = lock_meter_points([bid.meter_point_id])
+        posting = lock_posting(bid.posting_id)
+        locked = lock_bid(bid.pk)
+        if locked.membership_id != by_membership.pk:
+            raise ApplicationError(
+                ErrorCode.PERMISSION_DENIED, "Only the bidder can modify a bid.", field="bid"
+            )
+        check_member_may_trade(fresh_membership(by_membership))
+        check_interval_open(interval, now)
+        _check_pending(locked, posting)
+        new_quantity = locked.quantity_kwh if quantity is None else quantity
+        new_price = locked.price_per_kwh if price is None else price
+        if new_quantity == locked.quantity_kwh and new_price == locked.price_per_kwh:
+            return locked
+        if new_quantity > posting.remaining_kwh:
+            raise ApplicationError(
+                ErrorCode.OUT_OF_RANGE,
+                f"The posting has only {posting.remaining_kwh} kWh left.",
+                field="quantity_kwh",
+            )
+        if new_quantity > locked.quantity_kwh:
+            # Its current quantity is among the meter point's commitments already.
+            check_capacity(
+                meter_point=meter_point,
+                interval=interval,
+                side=opposite(posting.side),
+                quantity_kwh=new_quantity - locked.quantity_kwh,
+            )
+        if new_price != locked.price_per_kwh:
+            check_price_in_band(new_price, interval.rules, field="price_per_kwh")
+            check_bid_price_meets_posting(posting, new_price)
+        keeps_priority = new_quantity < locked.quantity_kwh and new_price == locked.price_per_kwh
+        locked.quantity_kwh = new_quantity
+        locked.price_per_kwh = new_price
+        if not keeps_priority:
+            locked.submitted_at = now
+        locked.save(update_fields=["quantity_kwh", "price_per_kwh", "submitted_at"])
         return locked

@@ -12,7 +12,7 @@ from decimal import Context, Decimal
 
 from django.db import connection
 
-from accounts.models import Membership, MembershipStatus, MeterPoint
+from accounts.models import Membership, MembershipStatus, MeterPoint, MeterPointStatus
 from config import formatting
 from config.errors import ApplicationError, ErrorCode
 from marketplace.models import (
@@ -76,6 +76,22 @@ def check_meter_point(membership: Membership, meter_point: MeterPoint) -> None:
     if meter_point.membership_id != membership.pk:
         raise ApplicationError(
             ErrorCode.NOT_OWN_METER_POINT, "This meter point is not yours.", field="meter_point"
+        )
+
+
+def check_meter_point_approved(meter_point: MeterPoint) -> None:
+    """Only a meter point its manager approved trades: the capacities a posting is held to are
+    the approved ones, never a member's own declaration."""
+    if meter_point.status != MeterPointStatus.APPROVED:
+        state = (
+            "was rejected by the community manager"
+            if meter_point.status == MeterPointStatus.REJECTED
+            else "awaits the community manager's approval"
+        )
+        raise ApplicationError(
+            ErrorCode.METER_POINT_NOT_APPROVED,
+            f"This meter point {state}; it cannot trade yet.",
+            field="meter_point",
         )
 
 

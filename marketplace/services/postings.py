@@ -23,6 +23,7 @@ from marketplace.services.board_checks import (
     check_interval_open,
     check_member_may_trade,
     check_meter_point,
+    check_meter_point_approved,
     check_placed,
     check_price_in_band,
     check_quantity_positive,
@@ -75,6 +76,7 @@ def posting_create(
         locked_meter_point, member, has_grid = lock_meter_point_with_membership(meter_point.pk)
         # The membership read is the meter point's; it must still be the caller's.
         check_meter_point(membership, locked_meter_point)
+        check_meter_point_approved(locked_meter_point)
         check_placed(locked_meter_point, community_has_grid=has_grid)
         check_member_may_trade(member)
         check_same_community(member, locked_interval)

@@ -30,7 +30,14 @@ from accounts.models import MeterPoint
 from config import formatting
 from config.errors import ApplicationError, ObjectNotFoundError
 from marketplace.access import access_bid, access_interval, access_posting
-from marketplace.forms import AcceptForm, BidForm, ModifyForm, PostingForm, add_service_error
+from marketplace.forms import (
+    AcceptForm,
+    BidForm,
+    BidModifyForm,
+    ModifyForm,
+    PostingForm,
+    add_service_error,
+)
 from marketplace.models import (
     BidStatus,
     Interval,
@@ -47,7 +54,13 @@ from marketplace.selectors.board import (
 )
 from marketplace.selectors.network import expected_network_charges, pool_network_charge
 from marketplace.selectors.prosumer import bids_on_my_open_postings
-from marketplace.services.bids import bid_accept, bid_create, bid_reject, bid_withdraw
+from marketplace.services.bids import (
+    bid_accept,
+    bid_create,
+    bid_modify,
+    bid_reject,
+    bid_withdraw,
+)
 from marketplace.services.intervals import interval_is_open_for_orders
 from marketplace.services.postings import posting_cancel, posting_create, posting_modify
 from marketplace.views.charts import depth_chart
@@ -73,6 +86,7 @@ class BoardInput:
     bid_form: tuple[int, BidForm] | None = None
     accept_form: tuple[int, AcceptForm] | None = None
     modify_form: tuple[int, ModifyForm] | None = None
+    bid_modify_form: tuple[int, BidModifyForm] | None = None
     # "posting-<id>" or "bid-<id>" -> messages shown on that row.
     row_errors: dict[str, list[str]] = field(default_factory=dict)
 
@@ -184,12 +198,20 @@ def board_context(request: HttpRequest, member: MemberView, given: BoardInput) -
                 "errors": errors.get(f"posting-{own.pk}", []),
             }
         )
-    own_bids: list[dict[str, Any]] = [
-        {"bid": bid, "errors": errors.get(f"bid-{bid.pk}", [])}
-        for bid in my_bids(membership=membership).filter(
-            status=BidStatus.PENDING, posting__interval__state=IntervalState.OPEN
+    own_bids: list[dict[str, Any]] = []
+    for bid in my_bids(membership=membership).filter(
+        status=BidStatus.PENDING, posting__interval__state=IntervalState.OPEN
+    ):
+        if given.bid_modify_form and given.bid_modify_form[0] == bid.pk:
+            bid_modify = given.bid_modify_form[1]
+        else:
+            bid_modify = BidModifyForm(
+                auto_id=f"id_bidmodify{bid.pk}_%s",
+                initial={"quantity_kwh": bid.quantity_kwh, "price_per_kwh": bid.price_per_kwh},
+            )
+        own_bids.append(
+            {"bid": bid, "modify_form": bid_modify, "errors": errors.get(f"bid-{bid.pk}", [])}
         )
-    ]
 
     # After a posting, the next one starts from the same interval, side and meter point.
     last = request.session.get(LAST_POSTING_KEY) or {}
@@ -492,6 +514,46 @@ def posting_modify_view(request: HttpRequest, slug: str, pk: int) -> HttpRespons
         member,
         f"Your posting is now {formatting.kwh(changed.quantity_kwh)} at "
         f"{_price(changed.limit_price_per_kwh, member)}; {priority}.",
+    )
+
+
+@login_required
+@require_POST
+def bid_modify_view(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    member = member_view(request, slug)
+    if isinstance(member, HttpResponse):
+        return member
+    bid = access_bid(community=member.community, pk=pk)
+    form = BidModifyForm(request.POST, auto_id=f"id_bidmodify{pk}_%s")
+    given = BoardInput(bid_modify_form=(pk, form))
+    if not member.may_trade:
+        given.row_errors[f"bid-{pk}"] = [member.trade_refusal]
+        return _render_board(request, member, given, status=403)
+    if not form.is_valid():
+        return _render_board(request, member, given, status=400)
+    before = (bid.quantity_kwh, bid.price_per_kwh)
+    try:
+        changed = bid_modify(
+            bid=bid,
+            by_membership=member.membership,
+            quantity_kwh=form.cleaned_data["quantity_kwh"],
+            price_per_kwh=form.cleaned_data["price_per_kwh"],
+        )
+    except ApplicationError as error:
+        add_service_error(form, error)
+        return _render_board(request, member, given, status=400)
+    after = (changed.quantity_kwh, changed.price_per_kwh)
+    if after == before:
+        priority = "nothing changed"
+    elif after[0] < before[0] and after[1] == before[1]:
+        priority = "it keeps its place in the queue"
+    else:
+        priority = "it queues again from now"
+    return _done(
+        request,
+        member,
+        f"Your bid is now {formatting.kwh(changed.quantity_kwh)} at "
+        f"{_price(changed.price_per_kwh, member)}; {priority}.",
     )
 
 

@@ -31,7 +31,13 @@ from marketplace.api.views.base import (
 )
 from marketplace.models import Bid
 from marketplace.selectors.board import bids_on_my_posting
-from marketplace.services.bids import bid_accept, bid_create, bid_reject, bid_withdraw
+from marketplace.services.bids import (
+    bid_accept,
+    bid_create,
+    bid_modify,
+    bid_reject,
+    bid_withdraw,
+)
 
 
 class BidListView(FilteredListView):
@@ -80,6 +86,7 @@ class BidListView(FilteredListView):
 class BidDetailView(ApiView):
     serializer_class = s.BidSerializer
     model = Bid
+    scopes: ClassVar[dict[str, str]] = {"PATCH": TokenScope.TRADE.value}
 
     def visible_queryset(self, user: User) -> QuerySet[Any]:
         return own_bids(user=user)
@@ -90,6 +97,24 @@ class BidDetailView(ApiView):
     )  # fmt: skip
     def get(self, request: Request, pk: int) -> Response:
         return Response(s.BidSerializer(self.get_object()).data)
+
+    @extend_schema(
+        operation_id="bids_modify",
+        summary="Modify your pending bid before gate closure (`trade` scope)",
+        description="Send the quantity, the price or both. Lowering only the quantity keeps "
+        "the bid's time priority (its `submitted_at`); any other change takes a new one. The "
+        "checks of a new bid apply: what the posting still has, the meter point's capacity, "
+        "the price band and the posting's limit.",
+        parameters=IDEMPOTENT, request=s.BidModifySerializer,
+        responses=schema.responses(s.BidSerializer, *schema.WRITE_ERRORS), tags=["trading"],
+    )  # fmt: skip
+    @idempotent
+    def patch(self, request: Request, pk: int) -> Response:
+        bid = self.get_object()
+        body = s.BidModifySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        bid_modify(bid=bid, by_membership=bid.membership, **body.validated_data)
+        return Response(s.BidSerializer(self.get_queryset().get(pk=bid.pk)).data)
 
 
 class _BidDecisionView(ApiView):

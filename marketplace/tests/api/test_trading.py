@@ -124,6 +124,39 @@ def test_modify_a_posting(api: Api) -> None:
     )
 
 
+def test_modify_a_bid(api: Api) -> None:
+    alice = api.bearer(api.full_token)
+    bob = api.bearer(api.bob_token)
+    posting = alice.post("/api/v1/postings/", posting_body(api), format="json").json()
+    body = {
+        "posting": posting["id"],
+        "meter_point": api.bob_meter_point.pk,
+        "quantity_kwh": "0.600",
+        "price_per_kwh": "0.1500",
+    }
+    bid = bob.post("/api/v1/bids/", body, format="json").json()
+    path = f"/api/v1/bids/{bid['id']}/"
+    lowered = bob.patch(path, {"quantity_kwh": "0.500"}, format="json")
+    assert lowered.status_code == 200, lowered.json()
+    assert lowered.json()["quantity_kwh"] == "0.500"
+    assert lowered.json()["submitted_at"] == bid["submitted_at"]  # time priority kept
+    repriced = bob.patch(path, {"price_per_kwh": "0.1600"}, format="json")
+    assert repriced.json()["price_per_kwh"] == "0.1600"
+    assert repriced.json()["submitted_at"] > bid["submitted_at"]  # a new one
+    bad = bob.patch(path, {"quantity_kwh": "0.0001", "price_per_kwh": "x"}, format="json")
+    assert bad.status_code == 400
+    assert set(bad.json()["fields"]) == {"quantity_kwh", "price_per_kwh"}
+    too_much = bob.patch(path, {"quantity_kwh": "50"}, format="json")
+    assert too_much.status_code == 400
+    assert too_much.json()["code"] == "out_of_range"
+    # The poster cannot modify Bob's bid (it is not among hers); a read-only token may not.
+    assert alice.patch(path, {"quantity_kwh": "0.400"}, format="json").status_code == 404
+    assert (
+        api.client("token_read").patch(path, {"quantity_kwh": "0.4"}, format="json").status_code
+        == 403
+    )
+
+
 def test_rules_update_makes_a_new_version(api: Api) -> None:
     manager = api.client("token_manage")
     before = api.client("manager").get("/api/v1/communities/sonnenfeld/rules/").json()

@@ -401,6 +401,40 @@ def test_modify_a_posting_on_the_board(frozen: Any, interval: Interval, alice: M
     assert '<details class="modify" open>' in html
 
 
+def test_modify_a_bid_on_the_board(
+    frozen: Any, interval: Interval, alice: Member, bob: Member
+) -> None:
+    community = interval.community
+    offer = post(alice, interval, "sell", "2", "0.2000")
+    pending = bid(bob, offer, "1", "0.3000")
+    board = client_for(bob).get(url("board", community)).content.decode()
+    target = url("bid_modify", community, pending.pk)
+    assert target in board
+    lowered = client_for(bob).post(
+        target, {"quantity_kwh": "0.5", "price_per_kwh": "0.3000"}, follow=True
+    )
+    assert "it keeps its place in the queue" in lowered.content.decode()
+    repriced = client_for(bob).post(
+        target, {"quantity_kwh": "0.5", "price_per_kwh": "0.2500"}, follow=True
+    )
+    assert "it queues again from now" in repriced.content.decode()
+    pending.refresh_from_db()
+    assert (pending.quantity_kwh, pending.price_per_kwh) == (Decimal("0.5"), Decimal("0.25"))
+    # Below the offer's limit: the refusal goes next to its field and keeps the form open.
+    refused = client_for(bob).post(
+        target, {"quantity_kwh": "0.5", "price_per_kwh": "0.1000"}, headers=HTMX
+    )
+    assert refused.status_code == 400
+    html = refused.content.decode()
+    assert f'id="id_bidmodify{pending.pk}_price_per_kwh_errors"' in html
+    assert '<details class="modify" open>' in html
+    # Only the bidder modifies: the poster is refused, and nothing changes.
+    other = client_for(alice).post(target, {"quantity_kwh": "0.1", "price_per_kwh": "0.25"})
+    assert other.status_code == 400
+    pending.refresh_from_db()
+    assert pending.quantity_kwh == Decimal("0.5")
+
+
 def test_suspended_member_sees_history_but_cannot_trade(
     frozen: Any, interval: Interval, alice: Member, bob: Member
 ) -> None:
