@@ -60,7 +60,7 @@ from bench.common import (  # noqa: E402
 )
 
 HEADING = "## Scale"
-MONTH_HEADING = "## Scale: a month replayed"
+MONTH_HEADING = "## Scale: history replayed"
 INTERVAL = timedelta(minutes=15)
 T0 = datetime(2026, 6, 1, tzinfo=UTC)  # the tick part's clock (an interval boundary)
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
