@@ -336,7 +336,7 @@ def csv_rows(file: IO[bytes] | IO[str]) -> list[tuple[int, dict[str, Any]]]:
         return [(reader.line_num, dict(row)) for row in reader]
     except csv.Error as exc:  # e.g. a NUL byte or a cell beyond the field size limit
         raise ApplicationError(
-            ErrorCode.INVALID, f"The file is not CSV: {exc}.", field="file"
+            ErrorCode.NOT_CSV, f"The file is not CSV: {exc}.", field="file"
         ) from None
 
 
