@@ -7,19 +7,20 @@ are shown next to their field.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import selectors, services
+from accounts import selectors, services, signin
 from accounts.access import access_api_token, access_meter_point
 from accounts.forms import (
     ApiTokenForm,
@@ -29,6 +30,7 @@ from accounts.forms import (
     SignInForm,
     SignUpForm,
     add_application_error,
+    request_ip,
 )
 from accounts.models import User
 from config.errors import ApplicationError
@@ -213,7 +215,20 @@ password_change = auth_views.PasswordChangeView.as_view(
     success_url=reverse_lazy("accounts:password_change_done")
 )
 password_change_done = auth_views.PasswordChangeDoneView.as_view()
-password_reset = auth_views.PasswordResetView.as_view(
+
+
+class ThrottledPasswordResetView(auth_views.PasswordResetView):
+    """Django's reset form, sending at most a few mails per address and IP an hour. Over the
+    limit the page is the same "check your mail" page, so it tells nothing about the address."""
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        email = str(form.cleaned_data.get("email", ""))
+        if not signin.password_reset_allowed(email=email, ip_address=request_ip(self.request)):
+            return HttpResponseRedirect(self.get_success_url())
+        return super().form_valid(form)
+
+
+password_reset = ThrottledPasswordResetView.as_view(
     success_url=reverse_lazy("accounts:password_reset_done"),
     email_template_name="registration/password_reset_email.txt",
     subject_template_name="registration/password_reset_subject.txt",

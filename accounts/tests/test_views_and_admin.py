@@ -125,6 +125,29 @@ def test_password_reset_sends_a_console_email(world: World) -> None:
     assert "/accounts/password/reset/" in mail.outbox[0].body
 
 
+def test_password_reset_mails_are_rate_limited_per_address_and_ip(world: World) -> None:
+    url = reverse("accounts:password_reset")
+    for _ in range(5):  # one address, many requests: three mails an hour
+        response = Client().post(url, {"email": world.prosumer.email}, REMOTE_ADDR="10.3.0.1")
+        assert response.status_code == 302  # always the same "check your mail" page
+        assert response["Location"] == reverse("accounts:password_reset_done")
+    assert len(mail.outbox) == 3
+    # One IP mailing many addresses: ten requests an hour, known addresses or not.
+    mail.outbox.clear()
+    addresses = [world.manager.email, world.other_prosumer.email] + [
+        f"nobody{n}@example.test" for n in range(12)
+    ]
+    for address in addresses:
+        response = Client().post(url, {"email": address}, REMOTE_ADDR="10.3.0.2")
+        assert response.status_code == 302
+    assert len(mail.outbox) == 2  # both known addresses were among the first ten
+    assert (
+        Client().post(url, {"email": world.manager.email}, REMOTE_ADDR="10.3.0.2").status_code
+        == 302
+    )
+    assert len(mail.outbox) == 2  # that IP has no mails left this hour
+
+
 # --- admin scoping -------------------------------------------------------------------------------
 def test_manager_lists_only_own_communitys_members(world: World) -> None:
     content = _client(world.manager).get(reverse("admin:accounts_membership_changelist")).content
