@@ -132,7 +132,7 @@ def test_posting_for_every_role(api: Api) -> None:
         "manager": 404,  # the manager has no meter point of their own here
         "token_manage": 403,
         "other_manager": 404,
-        "regulator": 404,
+        "regulator": 403,  # a regulator never trades: no `trade` scope, even in a session
     }
 
 
@@ -179,6 +179,7 @@ def test_readings_upload_for_every_role(api: Api) -> None:
         "token_read": 403,
         "token_trade": 403,
         "token_manage": 403,
+        "regulator": 403,  # a regulator sends no readings
     }
 
 
@@ -217,7 +218,8 @@ def _fresh_posting_with_bid(api: Api) -> tuple[int, int]:
 
 
 OWN = {"prosumer", "token_trade"}  # the prosumer Alice, by session and by `trade` token
-NO_TRADE = {"token_read": 403, "token_meter": 403, "token_manage": 403}
+# No `trade` scope; a regulator has none even in a session (it observes, never trades).
+NO_TRADE = {"token_read": 403, "token_meter": 403, "token_manage": 403, "regulator": 403}
 
 WRITES: list[tuple[str, Callable[[Api, str, int, int], Any], dict[str, int]]] = [
     (
@@ -291,7 +293,7 @@ WRITES: list[tuple[str, Callable[[Api, str, int, int], Any], dict[str, int]]] = 
             "manager": 201,
             "token_manage": 403,
             "other_manager": 404,
-            "regulator": 404,
+            "regulator": 403,  # no `meter` scope for a regulator
         },
     ),
 ]
