@@ -23,13 +23,15 @@ from django.utils.dateparse import parse_datetime
 
 from accounts.models import Membership, MembershipRole, MembershipStatus, MeterPoint, User
 from config.errors import ApplicationError, ErrorCode
-from marketplace.ledger.models import MeterReading, ReadingSource
+from marketplace.ledger.lock_objects import lock_ledger_chain
+from marketplace.ledger.models import LedgerTransaction, MeterReading, ReadingSource
 from marketplace.ledger.services.ledger import ZERO
 from marketplace.ledger.services.settlement import (
     confirmed_trades,
     expected_meter_points,
     latest_readings,
     settlement_adjust,
+    settlement_key,
 )
 from marketplace.models import Community, Interval
 from units import KWH, UnitError, parse_decimal
@@ -177,6 +179,7 @@ def _record(
 
     report: list[ReadingRow] = []
     touched: set[tuple[int, int]] = set()
+    latest: dict[int, dict[int, MeterReading]] = {}
     for number, data in rows:
         try:
             try:
@@ -212,7 +215,16 @@ def _record(
         except _RefusedError as refused:
             report.append(ReadingRow(number, False, str(refused.code), refused.reason))
             continue
+        if interval.pk not in latest:
+            # Every batch meter point's latest reading of this interval in one query, not one
+            # query per row.
+            latest[interval.pk] = {}
+            for existing in MeterReading.objects.filter(
+                interval=interval, meter_point_id__in=mp_ids
+            ).order_by("version"):
+                latest[interval.pk][existing.meter_point_id] = existing
         reading, created = _store(
+            current=latest[interval.pk].get(meter_point.pk),
             meter_point=meter_point,
             interval=interval,
             imported=imported,
@@ -223,25 +235,37 @@ def _record(
         )
         if created:
             touched.add((interval.pk, meter_point.membership_id))
+            latest[interval.pk][meter_point.pk] = reading
         report.append(
             ReadingRow(
                 number, True, reading_id=reading.pk, version=reading.version, unchanged=not created
             )
         )
     adjustments = []
-    for interval_pk, membership_id in sorted(touched):
-        adjustment = settlement_adjust(
-            interval=Interval(pk=interval_pk),
-            membership=Membership.objects.get(pk=membership_id),
-            now=now,
-        )
-        if adjustment is not None:
-            adjustments.append(adjustment.pk)
+    if touched:
+        # Only a settled interval needs an adjustment; an unsettled one's settlement reads these
+        # readings itself. One query for the batch instead of one settlement_adjust per row
+        # (most batches are readings of intervals not settled yet). Under the chain lock, as
+        # settlement_adjust checks it, so a settlement that commits meanwhile is seen.
+        lock_ledger_chain()
+        keys = {settlement_key(Interval(pk=interval_pk)) for interval_pk, _ in touched}
+        settled = set(LedgerTransaction.objects.filter(key__in=keys).values_list("key", flat=True))
+        for interval_pk, membership_id in sorted(touched):
+            if settlement_key(Interval(pk=interval_pk)) not in settled:
+                continue
+            adjustment = settlement_adjust(
+                interval=Interval(pk=interval_pk),
+                membership=Membership.objects.get(pk=membership_id),
+                now=now,
+            )
+            if adjustment is not None:
+                adjustments.append(adjustment.pk)
     return ReadingReport(tuple(report), tuple(adjustments))
 
 
 def _store(
     *,
+    current: MeterReading | None,
     meter_point: MeterPoint,
     interval: Interval,
     imported: Decimal,
@@ -250,11 +274,7 @@ def _store(
     submitted_by: User | None,
     now: datetime,
 ) -> tuple[MeterReading, bool]:
-    current = (
-        MeterReading.objects.filter(meter_point=meter_point, interval=interval)
-        .order_by("-version")
-        .first()
-    )
+    """Store the reading as a new version of ``current`` (its latest one), unless it is equal."""
     if current is not None and (current.imported_kwh, current.exported_kwh) == (
         imported,
         exported,
