@@ -70,7 +70,7 @@ from grid.losses import allocate_state_losses
 from grid.models import GridCheckResult, GridModel
 from grid.services import grid_network
 from grid.studies import grid_model_short_circuit
-from marketplace.ledger.models import MeterReading
+from marketplace.ledger.models import MeterReading, ReadingStatus
 from marketplace.models import Interval, Trade
 
 KWH_STEP = Decimal("0.001")
@@ -166,6 +166,7 @@ def _baselines(interval: Interval, meter_points: list[int]) -> dict[int, float]:
             interval__community_id=interval.community_id,
             interval__start__in=starts,
             superseded_by__isnull=True,
+            status=ReadingStatus.ACCEPTED,
         )
         .order_by()
         .values_list(

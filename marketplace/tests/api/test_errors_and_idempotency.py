@@ -110,7 +110,7 @@ def test_bulk_readings_malformed_rows_are_a_400_with_row_fields(api: Api) -> Non
              "imported_kwh": "Infinity", "exported_kwh": "1e400"},
         ]
     }  # fmt: skip
-    response = api.client("token_meter").post("/api/v1/meter-readings/", body, format="json")
+    response = api.bearer(api.meter_data_token).post("/api/v1/meter-readings/", body, format="json")
     assert_error(
         response,
         400,
