@@ -49,6 +49,7 @@ class ErrorCode(StrEnum):
     BAD_DATETIME = "bad_datetime"
     NOT_UTF8 = "not_utf8"
     NOT_FLEXIBLE = "not_flexible"
+    ALREADY_POSTED = "already_posted"
     BAD_CSV_HEADER = "bad_csv_header"
     INVALID_EMAIL = "invalid_email"
     WEAK_PASSWORD = "weak_password"  # noqa: S105 - an error code, not a password
@@ -107,6 +108,10 @@ MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.OVER_ALLOCATED: "Accepting this would allocate more than the posting's quantity.",
     ErrorCode.UNKNOWN_BUS: "The bus is not a connection bus of the community's grid model.",
     ErrorCode.NOT_FLEXIBLE: "Only a purchase (a buy request) can be declared flexible.",
+    ErrorCode.ALREADY_POSTED: (
+        "The autopilot does not post: the member or the autopilot posted or bid for this meter "
+        "point in the interval already."
+    ),
     ErrorCode.INVALID_NETWORK: "The grid model is missing, or the uploaded network is not usable.",
     ErrorCode.DUPLICATE: "The value is taken already (e.g. an email address).",
     ErrorCode.NOT_A_NUMBER: (

@@ -121,7 +121,28 @@ class MarketRulesSerializer(serializers.Serializer):
 
 
 class MarketRulesUpdateSerializer(serializers.Serializer):
-    """Any subset of the rules; the service validates the whole and stores a new version."""
+    """Any subset of the rules; the service validates the whole and stores a new version.
+
+    A field that is not a rule is refused (``not_editable``) rather than ignored: a misspelt
+    ``fee_per_kwH`` must not answer 200 with the fee unchanged.
+    """
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(str(name) for name in data if name not in self.fields)
+            if unknown:
+                raise serializers.ValidationError(
+                    {
+                        name[:100]: [
+                            serializers.ErrorDetail(
+                                "This is not a market rule that can be edited.",
+                                code="not_editable",
+                            )
+                        ]
+                        for name in unknown[:20]
+                    }
+                )
+        return super().to_internal_value(data)
 
     market_structure = serializers.ChoiceField(choices=MarketStructure.choices, required=False)
     clearing_mechanism = serializers.ChoiceField(choices=ClearingMechanism.choices, required=False)

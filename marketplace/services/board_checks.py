@@ -216,6 +216,19 @@ def check_capacity(
         )
 
 
+def check_no_orders_yet(*, meter_point_id: int, interval: Interval) -> None:
+    """For the autopilot: the meter point has no posting (in any state) and no bid in the
+    interval. A member who posted, bid or cancelled there decided for themselves."""
+    postings = Posting.objects.filter(interval=interval, meter_point_id=meter_point_id)
+    bids = Bid.objects.filter(posting__interval=interval, meter_point_id=meter_point_id)
+    if postings.exists() or bids.exists():
+        raise ApplicationError(
+            ErrorCode.ALREADY_POSTED,
+            "This meter point has postings or bids in the interval already.",
+            field="interval",
+        )
+
+
 def check_bid_price_meets_posting(posting: Posting, price: Decimal) -> None:
     """A bid must be acceptable to the posting: buyers bid at least a sell posting's limit,
     sellers at most a buy posting's limit. Refused at bid time (see bids.py)."""

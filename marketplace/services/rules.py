@@ -154,6 +154,9 @@ def check_market_rules(values: dict[str, Any]) -> None:
         )
     if values["fee_per_kwh"] < 0:
         raise _fail("fee_per_kwh", "The community fee cannot be negative.")
+    if values["fee_per_kwh"] >= values["price_cap"]:
+        # A fee of the whole price or more leaves a seller nothing (or less) for every kWh.
+        raise _fail("fee_per_kwh", "The community fee must be below the price cap.")
     if values["loss_price_per_kwh"] is not None and values["loss_price_per_kwh"] < 0:
         raise _fail("loss_price_per_kwh", "The loss price cannot be negative.")
     if values["network_tariff_per_kwh"] < 0:
