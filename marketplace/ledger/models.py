@@ -328,3 +328,51 @@ class LedgerVerification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {'ok' if self.ok else 'BROKEN'}"
+
+
+class ReadingImportStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+
+
+class ReadingImport(models.Model):
+    """A manager's CSV file of meter readings, imported by a worker in chunks with progress.
+
+    The file is kept here so the import runs outside the upload's request (a month of readings
+    is tens of thousands of rows) and resumes after a crashed worker: each chunk's readings and
+    the counters below commit together, so ``rows_done`` is exactly what was imported.
+    """
+
+    community = models.ForeignKey(
+        "marketplace.Community", on_delete=models.PROTECT, related_name="reading_imports"
+    )
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    file_name = models.CharField(max_length=255, blank=True)
+    content = models.TextField()
+    status = models.CharField(
+        max_length=8, choices=ReadingImportStatus.choices, default=ReadingImportStatus.QUEUED
+    )
+    rows_total = models.PositiveIntegerField()
+    rows_done = models.PositiveIntegerField(default=0)
+    accepted = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    refused = models.PositiveIntegerField(default=0)
+    adjustments = models.PositiveIntegerField(default=0)
+    # The first refused rows with their line, code and reason (the counts cover them all).
+    refused_rows = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-pk")
+
+    def __str__(self) -> str:
+        return f"{self.file_name or 'readings.csv'}: {self.rows_done}/{self.rows_total} rows"
+
+    @property
+    def percent_done(self) -> int:
+        return 100 if not self.rows_total else self.rows_done * 100 // self.rows_total

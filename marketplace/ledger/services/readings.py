@@ -11,7 +11,7 @@ import contextlib
 import csv
 import io
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -34,9 +34,11 @@ from marketplace.ledger.services.settlement import (
     settlement_adjust,
 )
 from marketplace.models import Community, Interval
-from units import KWH, UnitError, parse_decimal
+from units import KWH, KWH_DIGITS, UnitError, parse_decimal, places
 
 CSV_COLUMNS = ("meter_point", "interval_start", "imported_kwh", "exported_kwh")
+# What the readings' energy columns can store (KWH_DIGITS digits, KWH's places of them decimals).
+MAX_KWH = Decimal(10) ** (KWH_DIGITS - places(KWH))
 MAX_ROWS = 50_000  # one month of 15-minute readings for about 17 meter points
 
 
@@ -96,6 +98,10 @@ def _energy(value: object, name: str) -> Decimal:
         raise _RefusedError(ErrorCode(exc.code), reason) from None
     if number < 0:
         raise _RefusedError(ErrorCode.NEGATIVE_READING, f"{name} must not be negative ({number}).")
+    if number >= MAX_KWH:  # also beyond what quantize can hold (1e30, 200 digits)
+        raise _RefusedError(
+            ErrorCode.MAX_DIGITS, f"{name} is too large: at most {KWH_DIGITS} digits in all."
+        )
     return number.quantize(KWH)
 
 
@@ -348,23 +354,10 @@ def meter_readings_submit(
         )
 
 
-def meter_readings_import_csv(
-    *,
-    community: Community,
-    file: IO[bytes] | IO[str],
-    submitted_by: User,
-    now: datetime | None = None,
-) -> ReadingReport:
-    """Import a whole community's readings from CSV (columns: see ``CSV_COLUMNS``).
-
-    Only the community's approved managers (and superusers) may import; rows naming another
-    community's meter point are refused as unknown. ``row`` in the report is the CSV line number.
-    """
-    allowed = permissions.meter_reading_community_ids(submitted_by)
-    if allowed is not None and community.pk not in allowed:
-        raise ApplicationError(
-            ErrorCode.PERMISSION_DENIED, "Only the community's managers may import readings."
-        )
+def csv_rows(file: IO[bytes] | IO[str]) -> list[tuple[int, dict[str, Any]]]:
+    """A readings CSV file as (line number, row) pairs; a file that is not UTF-8 or lacks the
+    ``CSV_COLUMNS`` header raises ``ApplicationError`` on ``file``. Cells are checked later,
+    row by row, so one bad cell refuses only its row."""
     raw = file.read()
     try:
         text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
@@ -372,24 +365,80 @@ def meter_readings_import_csv(
         raise ApplicationError(
             ErrorCode.NOT_UTF8, "The file is not UTF-8 text.", field="file"
         ) from exc
-    reader = csv.DictReader(io.StringIO(text))
-    header = [name.strip() for name in reader.fieldnames or []]
-    if not set(CSV_COLUMNS) <= set(header):
+    if "\x00" in text:  # no CSV writer puts one there, and PostgreSQL text cannot hold it
         raise ApplicationError(
-            ErrorCode.BAD_CSV_HEADER,
-            f"The first line must name the columns {', '.join(CSV_COLUMNS)}.",
+            ErrorCode.FORBIDDEN_CHARACTER,
+            "The file is not CSV: it has a NUL character.",
             field="file",
         )
-    reader.fieldnames = header
-    rows = [(reader.line_num, dict(row)) for row in reader]
+    reader = csv.DictReader(io.StringIO(text))
+    try:
+        header = [name.strip() for name in reader.fieldnames or []]
+        if not set(CSV_COLUMNS) <= set(header):
+            raise ApplicationError(
+                ErrorCode.BAD_CSV_HEADER,
+                f"The first line must name the columns {', '.join(CSV_COLUMNS)}.",
+                field="file",
+            )
+        reader.fieldnames = header
+        return [(reader.line_num, dict(row)) for row in reader]
+    except csv.Error as exc:  # e.g. a NUL byte or a cell beyond the field size limit
+        raise ApplicationError(
+            ErrorCode.NOT_CSV, f"The file is not CSV: {exc}.", field="file"
+        ) from None
+
+
+def check_may_import(*, community: Community, submitted_by: User) -> None:
+    """Only the community's metering source may import its readings: its approved managers
+    (and superusers), by the one rule ``permissions.meter_reading_community_ids``."""
+    allowed = permissions.meter_reading_community_ids(submitted_by)
+    if allowed is not None and community.pk not in allowed:
+        raise ApplicationError(
+            ErrorCode.PERMISSION_DENIED, "Only the community's managers may import readings."
+        )
+
+
+def meter_readings_import_rows(
+    *,
+    community: Community,
+    rows: Iterable[tuple[int, Mapping[str, Any]]],
+    submitted_by: User,
+    now: datetime | None = None,
+    within: Callable[[ReadingReport], None] | None = None,
+) -> ReadingReport:
+    """Store one batch of a community's CSV rows in one transaction; ``within`` runs inside it
+    with the report (an import's progress commits with its readings)."""
     with transaction.atomic(durable=True):
-        return _record(
+        report = _record(
             rows=rows,
             submitted_by=submitted_by,
             source=ReadingSource.CSV,
             community=community,
             now=now or timezone.now(),
         )
+        if within is not None:
+            within(report)
+        return report
+
+
+def meter_readings_import_csv(
+    *,
+    community: Community,
+    file: IO[bytes] | IO[str],
+    submitted_by: User,
+    now: datetime | None = None,
+) -> ReadingReport:
+    """Import a whole community's readings from CSV (columns: see ``CSV_COLUMNS``) at once.
+
+    Only the community's approved managers (and superusers) may import; rows naming another
+    community's meter point are refused as unknown. ``row`` in the report is the CSV line number.
+    The admin's upload runs large files in the background instead (``reading_imports``).
+    """
+    check_may_import(community=community, submitted_by=submitted_by)
+    rows = csv_rows(file)
+    return meter_readings_import_rows(
+        community=community, rows=rows, submitted_by=submitted_by, now=now
+    )
 
 
 def readings_simulate(

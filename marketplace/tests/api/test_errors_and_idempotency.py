@@ -146,6 +146,48 @@ def test_bulk_readings_malformed_rows_are_a_400_with_row_fields(api: Api) -> Non
     )
 
 
+def test_every_api_error_is_json_even_outside_the_views(
+    api: Api, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import OperationalError
+    from kombu.exceptions import OperationalError as BrokerDown
+
+    from marketplace.api.views import postings
+
+    client = api.bearer(api.full_token)
+    assert_error(client.get("/api/nothing-here/"), 404, "not_found")
+    assert_error(client.delete("/api/v1/postings/"), 405, "method_not_allowed")
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    big = client.post("/api/v1/postings/", "{" + " " * 20_000 + "}",
+                      content_type="application/json")  # fmt: skip
+    assert_error(big, 413, "payload_too_large")
+    for raised, status, code in (
+        (RuntimeError("a bug"), 500, "server_error"),
+        (OperationalError("connection refused"), 503, "service_unavailable"),
+        (BrokerDown("broker unreachable"), 503, "service_unavailable"),
+    ):
+        monkeypatch.setattr(postings, "posting_create", mock_raising(raised))
+        response = client.post("/api/v1/postings/", posting_body(api), format="json",
+                               HTTP_IDEMPOTENCY_KEY=f"outage-{status}")  # fmt: skip
+        assert_error(response, status, code)
+        if status == 503:
+            assert response["Retry-After"] == "30"
+    assert not Posting.objects.exists()
+    monkeypatch.undo()
+    # The outage did not keep the key: the retry runs and posts once.
+    retried = client.post("/api/v1/postings/", posting_body(api), format="json",
+                          HTTP_IDEMPOTENCY_KEY="outage-503")  # fmt: skip
+    assert retried.status_code == 201
+    assert Posting.objects.count() == 1
+
+
+def mock_raising(exc: Exception) -> Any:
+    def raising(**kwargs: Any) -> Any:
+        raise exc
+
+    return raising
+
+
 # --- Idempotency-Key --------------------------------------------------------------------------
 def test_same_key_same_body_replays_and_creates_nothing(api: Api) -> None:
     client = api.bearer(api.full_token)

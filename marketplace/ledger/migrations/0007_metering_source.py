@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('ledger', '0005_region_accounts'),
+        ('ledger', '0006_reading_imports'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
