@@ -40,6 +40,9 @@ class ThrottledSignInMixin:
         email = str(self.data.get("username", "")).strip()
         ip_address = request_ip(self.request)
         wait = signin.locked_for_seconds(email=email, ip_address=ip_address)
+        if not wait and not signin.attempt_begin(email=email, ip_address=ip_address):
+            # Other attempts took the last slots at the same moment: locked like them.
+            wait = signin.LOCK_SECONDS
         if wait:
             from accounts.services import sign_in_failure_record
 
@@ -56,7 +59,7 @@ class ThrottledSignInMixin:
             # The failure itself is audited by the user_login_failed signal (admin too).
             signin.failure_register(email=email, ip_address=ip_address)
             raise
-        signin.success_register(email=email)
+        signin.success_register(email=email, ip_address=ip_address)
         return cleaned
 
 

@@ -68,6 +68,9 @@ ALL_SCOPES: frozenset[str] = frozenset(TokenScope.values)
 MEMBER_SCOPES: frozenset[str] = frozenset(
     {TokenScope.READ.value, TokenScope.TRADE.value, TokenScope.METER.value}
 )
+# A regulator observes the market and never takes part in it: no trading, no readings, no
+# management, whatever memberships the account also has.
+REGULATOR_SCOPES: frozenset[str] = frozenset({TokenScope.READ.value})
 # Statuses that keep read access to one's own history: a suspended member still sees it.
 HISTORY_STATUSES = (MembershipStatus.APPROVED, MembershipStatus.SUSPENDED)
 
@@ -308,6 +311,8 @@ def scopes_allowed_for(user: AnyUser | None, *, manages: bool | None = None) -> 
     """
     if not _active(user):
         return frozenset()
+    if is_regulator(user) and not is_superuser(user):
+        return REGULATOR_SCOPES
     if manages is None or is_superuser(user):
         manages = manages_any_community(user)
     return ALL_SCOPES if manages else MEMBER_SCOPES

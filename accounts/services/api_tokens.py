@@ -35,6 +35,14 @@ def _check_scopes(
             f"Unknown scope {', '.join(unknown)}; choose from {', '.join(TokenScope.values)}.",
             field="scopes",
         )
+    if permissions.is_regulator(user) and not permissions.is_superuser(user):
+        beyond = sorted(set(requested) - permissions.REGULATOR_SCOPES)
+        if beyond:
+            raise ApplicationError(
+                ErrorCode.PERMISSION_DENIED,
+                f"A regulator's token may only read; not {', '.join(beyond)}.",
+                field="scopes",
+            )
     if TokenScope.MANAGE in requested and not permissions.manages_any_community(user):
         raise ApplicationError(
             ErrorCode.PERMISSION_DENIED,

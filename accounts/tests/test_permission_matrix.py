@@ -403,7 +403,7 @@ API: dict[str, tuple[str, list[BasePermission | type[BasePermission]], bool, dic
             suspended=OK,
             manager=OK,
             other_manager=OK,
-            regulator=OK,
+            regulator=DENIED,  # a regulator never trades, not even in a session
             token_read=DENIED,
             token_trade=OK,
             token_meter=DENIED,
