@@ -177,6 +177,8 @@ def meter_reading_community_ids(
         return frozenset()
     if is_superuser(user):
         return None if token_community_id is None else frozenset({token_community_id})
+    if is_regulator(user):  # observes the market, never feeds it
+        return frozenset()
     managed = frozenset(managed_communities(user).values_list("pk", flat=True))
     if token_community_id is not None:
         managed &= {token_community_id}
