@@ -431,6 +431,9 @@ class PostingSerializer(serializers.Serializer):
     auto_accept_best_bids = serializers.BooleanField()
     flexible = serializers.BooleanField()
     status = serializers.ChoiceField(choices=PostingStatus.choices)
+    exclusion_reason = serializers.CharField(
+        help_text="Why clearing left it out (status `excluded`); empty otherwise."
+    )
     submitted_at = serializers.DateTimeField()
     pending_bids = serializers.IntegerField(default=0)
 

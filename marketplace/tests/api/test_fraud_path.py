@@ -122,3 +122,11 @@ def test_a_meter_data_token_is_a_managers_for_one_community(api: Api) -> None:
         .json()["rows"][0]
     )
     assert (row["accepted"], row["code"]) == (False, "not_metering_source")
+
+
+def test_a_posting_beyond_the_approved_capacity_is_refused_when_posted(api: Api) -> None:
+    response = api.bearer(api.full_token).post(
+        "/api/v1/postings/", posting_body(api, quantity_kwh="2000000"), format="json"
+    )
+    assert (response.status_code, response.json()["code"]) == (400, "over_capacity")
+    assert response.json()["fields"].keys() == {"quantity_kwh"}
