@@ -48,7 +48,7 @@ test: install-dev
 STRICT_CORES := marketplace/clearing grid/check.py grid/powerflow.py grid/networks.py \
 	grid/profiles.py grid/drawing.py grid/linearisation.py grid/losses.py grid/network_use.py \
 	grid/strength.py grid/policy.py marketplace/ledger/chain.py units/ simulation/assets.py \
-	simulation/strategies.py simulation/games.py
+	simulation/strategies.py simulation/games.py marketplace/autopilot.py
 
 lint: install-dev
 	$(BIN)/ruff check .

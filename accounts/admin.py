@@ -79,7 +79,15 @@ class MeterPointInline(CommunityScopedInline):
     """The member's meter points with their caps and bus, on the membership's page."""
 
     model = MeterPoint
-    fields = ("label", "bus", "import_capacity_kw", "export_capacity_kw", "pv_kwp", "battery_kwh")
+    fields = (
+        "label",
+        "status",
+        "bus",
+        "import_capacity_kw",
+        "export_capacity_kw",
+        "pv_kwp",
+        "battery_kwh",
+    )
     readonly_fields = fields
     show_change_link = True
 
@@ -214,6 +222,15 @@ class MeterPointAdminForm(forms.ModelForm):
     the network elements it stands for and its power factor go with it."""
 
     bus = forms.TypedChoiceField(coerce=int, required=False, empty_value=None, choices=())
+    approve = forms.BooleanField(
+        required=False,
+        label="Approve",
+        help_text=(
+            "Approve this meter point with the capacities and the place on the network above: "
+            "only then can it post, bid, report readings and be settled. Capacities may not "
+            "exceed the community's maximum connection."
+        ),
+    )
     network_elements = forms.CharField(
         required=False,
         label="Network elements",
@@ -271,15 +288,43 @@ class MeterPointAdmin(CommunityScopedAdmin):
     list_display = (
         "label",
         "membership",
+        "status",
         "import_capacity_kw",
         "export_capacity_kw",
         "bus",
         "network_elements",
         "power_factor",
     )
+    list_filter = ("status",)
     list_select_related = ("membership__community",)
     search_fields = ("label", "membership__pseudonym")
-    readonly_fields = ("membership", "created_at")
+    readonly_fields = ("membership", "created_at", "status", "status_reason", "decided_at")
+    actions = ("approve", "reject")
+
+    @admin.action(description="Approve selected meter points as declared", permissions=["change"])
+    def approve(self, request: HttpRequest, queryset: QuerySet[MeterPoint]) -> None:
+        acting = request.user
+        assert isinstance(acting, User)
+        approved = 0
+        for meter_point in queryset.select_related("membership__community").order_by("pk"):
+            try:
+                services.meter_point_approve(meter_point=meter_point, approved_by=acting)
+            except ApplicationError as error:
+                self.message_user(request, f"{meter_point}: {error.message}", messages.ERROR)
+            else:
+                approved += 1
+        if approved:
+            self.message_user(request, f"Approved {approved} meter point(s).")
+
+    @admin.action(description="Reject selected meter points", permissions=["change"])
+    def reject(self, request: HttpRequest, queryset: QuerySet[MeterPoint]) -> None:
+        acting = request.user
+        assert isinstance(acting, User)
+        for meter_point in queryset.order_by("pk"):
+            services.meter_point_reject(
+                meter_point=meter_point, rejected_by=acting, reason="Rejected by the manager."
+            )
+        self.message_user(request, f"Rejected {queryset.count()} meter point(s).")
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         # Members register their own meter points (with their own capacities) on their pages.
@@ -296,6 +341,22 @@ class MeterPointAdmin(CommunityScopedAdmin):
             if name in form.changed_data
         }
         try:
+            if form.cleaned_data.get("approve"):
+                # One step: the capacities and the place the manager confirms are approved.
+                services.meter_point_approve(
+                    meter_point=obj,
+                    approved_by=acting,
+                    import_capacity_kw=form.cleaned_data["import_capacity_kw"],
+                    export_capacity_kw=form.cleaned_data["export_capacity_kw"],
+                    bus=form.cleaned_data["bus"],
+                    network_elements=form.cleaned_data["network_elements"],
+                    power_factor=form.cleaned_data["power_factor"],
+                )
+                changes = {k: v for k, v in changes.items() if not k.endswith("_capacity_kw")}
+                if changes:
+                    services.meter_point_update(meter_point=obj, updated_by=acting, **changes)
+                obj.refresh_from_db()
+                return
             if changes:
                 services.meter_point_update(meter_point=obj, updated_by=acting, **changes)
             placement = {"bus", "network_elements", "power_factor"}

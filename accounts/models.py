@@ -122,8 +122,18 @@ def power_field(**options: Any) -> models.DecimalField:
     return models.DecimalField(max_digits=KW_DIGITS, decimal_places=places(KW), **options)
 
 
+class MeterPointStatus(models.TextChoices):
+    PENDING = "pending", "Awaiting the manager's approval"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
 class MeterPoint(models.Model):
-    """A prosumer's connection to the grid, with its physical capacity and assets."""
+    """A prosumer's connection to the grid, with its physical capacity and assets.
+
+    The member declares it; it trades and settles only once the community's manager has
+    approved it with its capacities and its place on the network (``status``).
+    """
 
     membership = models.ForeignKey(
         Membership, on_delete=models.PROTECT, related_name="meter_points"
@@ -148,6 +158,19 @@ class MeterPoint(models.Model):
         help_text="Of the meter point's net power; reactive power is drawn (lagging).",
     )
     created_at = models.DateTimeField(default=timezone.now)
+    # A member's declaration proves nothing: the manager confirms the connection's capacities
+    # (the grid operator's connection agreement) and its bus before it may trade.
+    status = models.CharField(
+        max_length=10,
+        choices=MeterPointStatus.choices,
+        default=MeterPointStatus.PENDING,
+        db_default=MeterPointStatus.PENDING,
+    )
+    status_reason = models.CharField(max_length=500, blank=True, db_default="")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ("membership", "label")
@@ -160,6 +183,10 @@ class MeterPoint(models.Model):
 
     def __str__(self) -> str:
         return self.label
+
+    @property
+    def is_approved(self) -> bool:
+        return self.status == MeterPointStatus.APPROVED
 
 
 class TokenScope(models.TextChoices):

@@ -103,6 +103,7 @@ def seed() -> dict[str, Any]:
         api_token_create,
         membership_approve,
         membership_request,
+        meter_point_approve,
         meter_point_register,
     )
     from marketplace.models import Interval
@@ -112,7 +113,9 @@ def seed() -> dict[str, Any]:
 
     call_command("migrate", verbosity=0)
     now = timezone.now()
-    community = community_create(name="Bench", slug="bench", opening_horizon_hours=48)
+    community = community_create(
+        name="Bench", slug="bench", opening_horizon_hours=48, max_connection_kw=Decimal("9999")
+    )
     intervals_open_horizon(community=community, now=now)
     intervals = list(
         Interval.objects.filter(
@@ -131,6 +134,7 @@ def seed() -> dict[str, Any]:
             membership=membership, label="home", import_capacity_kw=Decimal("9999"),
             export_capacity_kw=Decimal("9999"),
         )  # fmt: skip
+        meter_point = meter_point_approve(meter_point=meter_point, approved_by=None)
         _, token = api_token_create(user=user, name="bench", scopes=["read", "trade"])
         drf_key = Token.objects.create(user=user).key
         members.append((token, meter_point.pk, membership.pk, drf_key, membership, meter_point))

@@ -53,7 +53,8 @@ def build_members(community: Any) -> list[Any]:
     )  # fmt: skip
     meters = MeterPoint.objects.bulk_create(
         [
-            MeterPoint(membership=m, label="home", import_capacity_kw=Decimal("400"),
+            MeterPoint(membership=m, status="approved", label="home",
+                       import_capacity_kw=Decimal("400"),
                        export_capacity_kw=Decimal("400"))
             for m in memberships
         ],

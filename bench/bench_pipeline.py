@@ -73,7 +73,8 @@ def build_community(slug: str, prosumers: int, network: str) -> tuple[Any, list[
     )  # fmt: skip
     meters = MeterPoint.objects.bulk_create(
         [
-            MeterPoint(membership=m, label="home", import_capacity_kw=Decimal("30"),
+            MeterPoint(membership=m, status="approved", label="home",
+                       import_capacity_kw=Decimal("30"),
                        export_capacity_kw=Decimal("30"), pv_kwp=Decimal("6"),
                        bus=buses[i % len(buses)])
             for i, m in enumerate(memberships)

@@ -60,7 +60,7 @@ from bench.common import (  # noqa: E402
 )
 
 HEADING = "## Scale"
-MONTH_HEADING = "## Scale: a month replayed"
+MONTH_HEADING = "## Scale: history replayed"
 INTERVAL = timedelta(minutes=15)
 T0 = datetime(2026, 6, 1, tzinfo=UTC)  # the tick part's clock (an interval boundary)
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
@@ -87,7 +87,8 @@ def build_communities(first: int, count: int, members: int) -> list[Any]:
         )  # fmt: skip
         MeterPoint.objects.bulk_create(
             [
-                MeterPoint(membership=m, label="home", import_capacity_kw=Decimal("30"),
+                MeterPoint(membership=m, status="approved", label="home",
+                           import_capacity_kw=Decimal("30"),
                            export_capacity_kw=Decimal("30"))
                 for m in memberships
             ]

@@ -49,6 +49,7 @@ class ErrorCode(StrEnum):
     BAD_DATETIME = "bad_datetime"
     NOT_UTF8 = "not_utf8"
     NOT_FLEXIBLE = "not_flexible"
+    ALREADY_POSTED = "already_posted"
     BAD_CSV_HEADER = "bad_csv_header"
     INVALID_EMAIL = "invalid_email"
     WEAK_PASSWORD = "weak_password"  # noqa: S105 - an error code, not a password
@@ -77,6 +78,11 @@ class ErrorCode(StrEnum):
     NOT_A_LIST = "not_a_list"
     EMPTY = "empty"
     MAKE_AWARE = "make_aware"
+    METER_POINT_NOT_APPROVED = "meter_point_not_approved"
+    ABOVE_MAX_CONNECTION = "above_max_connection"
+    NOT_METERING_SOURCE = "not_metering_source"
+    NEGATIVE_READING = "negative_reading"
+    READING_JUMP = "reading_jump"
 
 
 MEANINGS: dict[ErrorCode, str] = {
@@ -102,6 +108,10 @@ MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.OVER_ALLOCATED: "Accepting this would allocate more than the posting's quantity.",
     ErrorCode.UNKNOWN_BUS: "The bus is not a connection bus of the community's grid model.",
     ErrorCode.NOT_FLEXIBLE: "Only a purchase (a buy request) can be declared flexible.",
+    ErrorCode.ALREADY_POSTED: (
+        "The autopilot does not post: the member or the autopilot posted or bid for this meter "
+        "point in the interval already."
+    ),
     ErrorCode.INVALID_NETWORK: "The grid model is missing, or the uploaded network is not usable.",
     ErrorCode.DUPLICATE: "The value is taken already (e.g. an email address).",
     ErrorCode.NOT_A_NUMBER: (
@@ -161,6 +171,22 @@ MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.NOT_A_LIST: "A list was expected.",
     ErrorCode.EMPTY: "The list may not be empty.",
     ErrorCode.MAKE_AWARE: "The time does not exist in the time zone.",
+    ErrorCode.METER_POINT_NOT_APPROVED: (
+        "The meter point awaits its manager's approval (or was rejected): it cannot post, bid, "
+        "report readings or settle yet."
+    ),
+    ErrorCode.ABOVE_MAX_CONNECTION: (
+        "A capacity above the community's maximum connection (the `max_connection_kw` rule)."
+    ),
+    ErrorCode.NOT_METERING_SOURCE: (
+        "Readings that settle money come only from a metering source: the manager's CSV "
+        "import or a `meter_data` token a manager issued for the community."
+    ),
+    ErrorCode.NEGATIVE_READING: "A meter reading below 0 kWh.",
+    ErrorCode.READING_JUMP: (
+        "A reading far above the meter's history: stored but flagged, it settles only once a "
+        "manager accepts it."
+    ),
 }
 
 
@@ -168,6 +194,7 @@ MEANINGS: dict[ErrorCode, str] = {
 HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.PERMISSION_DENIED: 403,
+    ErrorCode.NOT_METERING_SOURCE: 403,
     ErrorCode.CONFLICT: 409,
     ErrorCode.INVALID_STATE: 409,
     ErrorCode.IDEMPOTENCY_IN_PROGRESS: 409,

@@ -260,6 +260,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 15.0,
         "options": {"expires": 14},
     },
+    # Members' autopilots post for the intervals whose gate closes within ten minutes; a tick
+    # a minute reaches each of them several times, and each posts once.
+    "autopilot-tick": {
+        "task": "marketplace.autopilot_tick",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     # The demo community's robots post ahead of gate closure and are metered after delivery
     # (a no-op without the demo community).
     "demo-tick": {"task": "simulation.demo_tick", "schedule": 60.0, "options": {"expires": 55}},

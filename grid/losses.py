@@ -77,6 +77,15 @@ def loss_factors_at(linear: Linearisation) -> dict[int, float]:
     return {bus: float(factors[row]) if row >= 0 else 0.0 for bus, row in linear.row_of_bus.items()}
 
 
+def _solver_bus_factors(linear: Linearisation) -> np.ndarray:
+    """The loss factor of every solver bus (0 at a slack), from one transposed solve."""
+    g = linear.total_injection_gradient()
+    factors = np.zeros(len(linear.v))
+    if linear.size:
+        factors[linear.pvpq] = linear.lu.solve(g, trans="T")[: len(linear.pvpq)]
+    return factors
+
+
 def element_injections(net: Any) -> dict[tuple[str, int], tuple[int, float]]:
     """(element table, index) -> (bus, kW injected) of every in-service power element.
 
@@ -114,9 +123,12 @@ class LossAllocation(Generic[K]):
 
     def allocated_kwh(self, interval_hours: float | Decimal) -> dict[K, Decimal]:
         """The allocations as energy at 0.001 kWh, summing exactly to the losses' energy."""
-        return apportion(
+        keys = list(self.allocated_kw)
+        kwh = np.fromiter(self.allocated_kw.values(), dtype=float, count=len(keys))
+        return _apportion(
             Decimal(repr(self.losses_kw)) * Decimal(str(interval_hours)),
-            {key: kw * float(interval_hours) for key, kw in self.allocated_kw.items()},
+            keys,
+            kwh * float(interval_hours),
         )
 
 
@@ -133,22 +145,30 @@ def allocate_losses_at(
 ) -> LossAllocation[K]:
     """Allocate ``losses_kw`` of the solved state ``linear`` over ``injections``."""
     factors = loss_factors_at(linear)
-    losses = losses_kw
     for key, (bus, _) in injections.items():
         if bus not in factors:
             raise ValueError(f"injection {key!r}: bus {bus} is not an in-service bus")
-    marginal = {key: factors[bus] * kw for key, (bus, kw) in injections.items()}
-    total = sum(marginal.values())
+    keys = list(injections)
+    kw = np.fromiter((p for _, p in injections.values()), dtype=float, count=len(keys))
+    factor = np.fromiter((factors[b] for b, _ in injections.values()), dtype=float, count=len(keys))
+    allocated, scale, method = _normalised(factor, kw, losses_kw)
+    return LossAllocation(
+        losses_kw, factors, dict(zip(keys, allocated.tolist(), strict=True)), scale, method
+    )
+
+
+def _normalised(
+    factor: np.ndarray, kw: np.ndarray, losses_kw: float
+) -> tuple[np.ndarray, float, str]:
+    """Steps 2 and 3 of the method over arrays: (allocations in kW, scale, method)."""
+    marginal = factor * kw
+    total = float(marginal.sum())
     if total > _MIN_MARGINAL_SUM_KW:
-        scale = losses / total
-        allocated = {key: value * scale for key, value in marginal.items()}
-        method = "marginal"
-    else:
-        magnitude = sum(abs(kw) for _, kw in injections.values())
-        scale = losses / magnitude if magnitude > 0 else 0.0
-        allocated = {key: abs(kw) * scale for key, (_, kw) in injections.items()}
-        method = "proportional"
-    return LossAllocation(losses, factors, allocated, scale, method)
+        scale = losses_kw / total
+        return marginal * scale, scale, "marginal"
+    magnitude = float(np.abs(kw).sum())
+    scale = losses_kw / magnitude if magnitude > 0 else 0.0
+    return np.abs(kw) * scale, scale, "proportional"
 
 
 def linearise_state(state: PowerFlowState) -> Linearisation:
@@ -177,27 +197,43 @@ def allocate_state_losses(
     kW injected)) and, per bus, the rest of what the state injects there (``"bus <index>"``).
 
     Member keys must not start with ``"bus "``. Raises ``ValueError`` for a state that has not
-    converged or a member on a bus the network does not have in service.
+    converged or a member on a bus the network does not have in service. In arrays throughout:
+    a thousand members cost about as much as ten.
     """
     network = state.network
     linear = linearise_state(state)
-    injection = state.bus_injection_kw()
-    member_kw = np.zeros(network.n_bus)
-    for key, (bus, kw) in members.items():
-        ppci = network.ppci_bus(bus)
-        if ppci < 0:
-            raise ValueError(f"injection {key!r}: bus {bus} is not an in-service bus")
-        member_kw[ppci] += kw
-    rest = injection - member_kw
+    factor = _solver_bus_factors(linear)
+    keys = list(members)
+    buses = np.fromiter((b for b, _ in members.values()), dtype=np.int64, count=len(keys))
+    kw = np.fromiter((p for _, p in members.values()), dtype=float, count=len(keys))
+    lookup = np.full(int(max(network.bus_index.max(initial=0), buses.max(initial=0))) + 2, -1)
+    lookup[network.bus_index] = network.ppci_of_bus
+    ppci = lookup[np.clip(buses, -1, len(lookup) - 1)]
+    if len(keys) and (buses.min() < 0 or ppci.min() < 0):
+        bad = int(np.flatnonzero((buses < 0) | (ppci < 0))[0])
+        raise ValueError(f"injection {keys[bad]!r}: bus {buses[bad]} is not an in-service bus")
+    rest = state.bus_injection_kw() - np.bincount(ppci, weights=kw, minlength=network.n_bus)
     rest[network.ref] = 0.0  # the slack balances; its loss factor is 0
-    injections: dict[str, tuple[int, float]] = dict(members)
-    for ppci, bus in zip(
-        network.solver_buses.tolist(), network.solver_bus_names.tolist(), strict=True
-    ):
-        # Power-flow noise (the mismatch tolerance) is not an injection worth a line.
-        if abs(rest[ppci]) > 1e-6:
-            injections[f"bus {bus}"] = (int(bus), float(rest[ppci]))
-    return allocate_losses_at(linear, state.losses_mw() * 1000.0, injections)
+    solver = network.solver_buses
+    # Power-flow noise (the mismatch tolerance) is not an injection worth a line.
+    with_rest = np.abs(rest[solver]) > 1e-6
+    rest_ppci = solver[with_rest]
+    keys += [f"bus {bus}" for bus in network.solver_bus_names[with_rest].tolist()]
+    allocated, scale, method = _normalised(
+        np.r_[factor[ppci], factor[rest_ppci]], np.r_[kw, rest[rest_ppci]], state.losses_mw() * 1e3
+    )
+    factors = {
+        bus: float(factor[p])
+        for bus, p in zip(network.bus_index.tolist(), network.ppci_of_bus.tolist(), strict=True)
+        if p >= 0
+    }
+    return LossAllocation(
+        state.losses_mw() * 1e3,
+        factors,
+        dict(zip(keys, allocated.tolist(), strict=True)),
+        scale,
+        method,
+    )
 
 
 def apportion(total: Decimal, shares: Mapping[K, float]) -> dict[K, Decimal]:
@@ -207,10 +243,15 @@ def apportion(total: Decimal, shares: Mapping[K, float]) -> dict[K, Decimal]:
     go to the shares with the largest remainders (ties by key order as given); a negative total
     takes steps away from the smallest remainders instead. Deterministic for the same input.
     """
-    if not shares:
-        return {}
     keys = list(shares)
-    wh = np.fromiter((shares[k] for k in keys), dtype=float, count=len(keys)) * 1000.0
+    return _apportion(total, keys, np.fromiter(shares.values(), dtype=float, count=len(keys)))
+
+
+def _apportion(total: Decimal, keys: list[K], kwh: np.ndarray) -> dict[K, Decimal]:
+    """``apportion`` of the shares ``kwh`` (an array in the order of ``keys``)."""
+    if not keys:
+        return {}
+    wh = kwh * 1000.0
     floors = np.floor(wh)
     remainders = wh - floors
     target = int(total.quantize(KWH_STEP).scaleb(3))
@@ -221,4 +262,5 @@ def apportion(total: Decimal, shares: Mapping[K, float]) -> dict[K, Decimal]:
     else:
         order = np.lexsort((positions, remainders))
     np.add.at(floors, order[np.arange(abs(missing)) % len(keys)], 1.0 if missing >= 0 else -1.0)
-    return {key: Decimal(int(value)).scaleb(-3) for key, value in zip(keys, floors, strict=True)}
+    steps = floors.astype(np.int64).tolist()
+    return {key: Decimal(value).scaleb(-3) for key, value in zip(keys, steps, strict=True)}

@@ -131,12 +131,82 @@ def network_to_json(net: Any) -> str:
     return str(pp.to_json(net))
 
 
+# What an uploaded network's JSON may name for pandapower's decoder to import and build: the
+# net itself, its tables and the values in them. pandapower's decoder imports any "_module"
+# it is given and returns any function ("_class": "function") before its own checks run, so
+# every object is checked against this list before pandapower sees the file.
+ALLOWED_TYPES: dict[str, frozenset[str]] = {
+    "pandapower.auxiliary": frozenset({"pandapowerNet"}),
+    "pandas.core.frame": frozenset({"DataFrame"}),
+    "pandas.core.series": frozenset({"Series"}),
+    "pandas.core.indexes.base": frozenset({"Index"}),
+    "pandas.core.indexes.range": frozenset({"RangeIndex"}),
+    "pandas.core.indexes.numeric": frozenset({"Index", "Int64Index", "Float64Index"}),
+    "numpy": frozenset(
+        {"array", "bool_", "float16", "float32", "float64"}
+        | {f"{kind}{bits}" for kind in ("int", "uint") for bits in (8, 16, 32, 64)}
+    ),
+    "builtins": frozenset({"tuple", "set", "frozenset"}),
+}
+# A pandapower net is about eight levels deep (net, tables, dtypes, standard types, nested
+# JSON strings); anything far deeper is refused before it can exhaust the parser.
+MAX_NESTING = 32
+TOO_DEEP = f"the JSON nests deeper than {MAX_NESTING} levels"
+
+
+def _check_allowed(document: Any) -> None:
+    """Raise ``NetworkInvalid`` for a type not in ``ALLOWED_TYPES`` or nesting beyond the limit.
+
+    Iterative, so no input can make it recurse too deep; strings that are themselves JSON (the
+    tables' content, as pandapower writes them) are parsed and checked as part of the document.
+    """
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            text = value.strip()
+            if text[:1] in ("{", "[") or "_module" in text:
+                try:
+                    inner = json.loads(text)
+                except RecursionError:
+                    raise NetworkInvalid(TOO_DEEP) from None
+                except ValueError:
+                    if "_module" in text:
+                        raise NetworkInvalid("the JSON holds a malformed embedded object") from None
+                    continue
+                stack.append((inner, depth))
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if depth > MAX_NESTING:
+            raise NetworkInvalid(TOO_DEEP)
+        if isinstance(value, dict):
+            if "_module" in value or "_class" in value:
+                module, name = value.get("_module"), value.get("_class")
+                if not (isinstance(module, str) and isinstance(name, str)) or name not in (
+                    ALLOWED_TYPES.get(module, frozenset())
+                ):
+                    raise NetworkInvalid(
+                        f"the JSON names {str(module)[:60]}.{str(name)[:60]}, which a network "
+                        "does not need (allowed: pandapower's net, pandas tables, numpy values)"
+                    )
+            stack.extend((item, depth + 1) for item in value.values())
+        else:
+            stack.extend((item, depth + 1) for item in value)
+
+
 def network_from_json(text: str) -> Any:
-    """Load a pandapower net from JSON; anything else raises ``NetworkInvalid`` (one line)."""
+    """Load a pandapower net from JSON; anything else raises ``NetworkInvalid`` (one line).
+
+    Nothing the file names is imported unless it is in ``ALLOWED_TYPES``.
+    """
     try:
-        json.loads(text)
+        document = json.loads(text)
+    except RecursionError:
+        raise NetworkInvalid(TOO_DEEP) from None
     except (TypeError, ValueError) as exc:
         raise NetworkInvalid(f"the file is not JSON: {exc}") from None
+    _check_allowed(document)
     try:
         net = pp.from_json_string(text)
     except Exception as exc:  # pandapower raises anything from KeyError to its own errors

@@ -137,6 +137,11 @@ RULE_TEXT: dict[str, tuple[str, str, str]] = {
     "network_charge_rule": ("Network charge rule", "", ""),
     "network_tariff_per_kwh": ("Network tariff", "{cur}/kWh per unit of use", ""),
     "min_short_circuit_ratio": ("Minimum short-circuit ratio", "", ""),
+    "max_connection_kw": (
+        "Maximum connection",
+        "kW",
+        "No meter point is approved with a larger import or export capacity.",
+    ),
 }
 
 

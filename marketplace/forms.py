@@ -14,6 +14,7 @@ import secrets
 from django import forms
 
 from config.errors import ApplicationError
+from marketplace.autopilot import STRATEGY_LABELS, AutopilotStrategy
 from marketplace.models import Side
 
 Choices = list[tuple[int | str, str]]
@@ -122,4 +123,27 @@ class AcceptForm(forms.Form):
 
     quantity_kwh = forms.CharField(
         label="Energy (kWh)", required=False, widget=_decimal_input("all")
+    )
+
+
+class AutopilotForm(_ChoicesForm):
+    """The member's autopilot for one meter point: the strategy and the limits it keeps to."""
+
+    meter_point = forms.IntegerField(label="Meter point", widget=forms.Select)
+    strategy = forms.ChoiceField(
+        choices=[(s.value, label) for s, label in STRATEGY_LABELS.items()],
+        widget=forms.RadioSelect,
+        initial=AutopilotStrategy.BETWEEN_TARIFFS.value,
+    )
+    max_buy_kwh = forms.CharField(
+        label="Buy at most (kWh per interval)", widget=_decimal_input("e.g. 1.0")
+    )
+    max_sell_kwh = forms.CharField(
+        label="Sell at most (kWh per interval)", widget=_decimal_input("e.g. 1.0")
+    )
+    sell_floor_per_kwh = forms.CharField(
+        label="Never sell below (per kWh)", widget=_decimal_input("e.g. 0.1000")
+    )
+    buy_ceiling_per_kwh = forms.CharField(
+        label="Never buy above (per kWh)", widget=_decimal_input("e.g. 0.3000")
     )

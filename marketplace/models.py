@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import zoneinfo
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.timezone import now
 
 from config import formatting
-from units import KWH, KWH_DIGITS, PRICE, PRICE_DIGITS, places
+from marketplace.autopilot import STRATEGY_LABELS, AutopilotStrategy
+from units import KW, KW_DIGITS, KWH, KWH_DIGITS, PRICE, PRICE_DIGITS, places
 
 
 def energy_field(**options: Any) -> models.DecimalField:
@@ -22,6 +26,21 @@ def energy_field(**options: Any) -> models.DecimalField:
 def price_field(**options: Any) -> models.DecimalField:
     """A price in currency per kWh, to 1/100 of a cent."""
     return models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=places(PRICE), **options)
+
+
+@functools.cache
+def _time_zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def validate_time_zone(name: str) -> None:
+    """An IANA time zone name this machine knows (``Europe/Berlin``); every page converts to it."""
+    if name not in _time_zone_names():
+        raise ValidationError(
+            "Unknown time zone %(name)s: use an IANA name such as Europe/Berlin.",
+            code="unknown_time_zone",
+            params={"name": repr(name[:64])},
+        )
 
 
 class RegionMechanism(models.TextChoices):
@@ -78,7 +97,10 @@ class Community(models.Model):
     name = models.CharField(max_length=120, unique=True)
     slug = models.SlugField(max_length=60, unique=True)
     timezone = models.CharField(
-        max_length=64, default="Europe/Berlin", help_text="For display and daily figures only."
+        max_length=64,
+        default="Europe/Berlin",
+        validators=[validate_time_zone],
+        help_text="An IANA time zone, e.g. Europe/Berlin; for display and daily figures only.",
     )
     currency = models.CharField(max_length=3, default="EUR")
     description = models.TextField(blank=True)
@@ -218,6 +240,13 @@ class MarketRules(models.Model):
         "exports are curtailed (system strength).",
     )
 
+    max_connection_kw = models.DecimalField(
+        max_digits=KW_DIGITS,
+        decimal_places=places(KW),
+        default=Decimal("30.000"),
+        help_text="The largest import or export capacity a meter point may be approved with.",
+    )
+
     class Meta:
         ordering = ("community", "-created_at", "-pk")
         verbose_name_plural = "market rules"
@@ -300,6 +329,7 @@ class PostingStatus(models.TextChoices):
     FILLED = "filled", "Filled"
     CLOSED = "closed", "Closed at gate closure"
     CANCELLED = "cancelled", "Cancelled"
+    EXCLUDED = "excluded", "Excluded at clearing"
 
 
 class Posting(models.Model):
@@ -330,12 +360,24 @@ class Posting(models.Model):
         max_length=10, choices=PostingStatus.choices, default=PostingStatus.OPEN
     )
     submitted_at = models.DateTimeField(default=now, db_index=True)
+    # Why clearing left it out (``excluded``): one order it cannot take must not stop the rest.
+    exclusion_reason = models.CharField(max_length=300, blank=True, db_default="")
+    # Posted by the member's autopilot (``Autopilot``), not by the member's own hand.
+    autopilot = models.BooleanField(
+        default=False, db_default=False, help_text="Posted by the member's autopilot."
+    )
 
     class Meta:
         ordering = ("interval", "submitted_at", "pk")
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(quantity_kwh__gt=0), name="posting_quantity_positive"
+            ),
+            # The autopilot posts at most once per interval for a meter point, whatever races.
+            models.UniqueConstraint(
+                fields=["interval", "meter_point"],
+                condition=models.Q(autopilot=True),
+                name="one_autopilot_posting_per_interval",
             ),
             models.CheckConstraint(
                 condition=models.Q(allocated_kwh__gte=0)
@@ -353,6 +395,48 @@ class Posting(models.Model):
     @property
     def remaining_kwh(self) -> Decimal:
         return self.quantity_kwh - self.allocated_kwh
+
+
+class Autopilot(models.Model):
+    """A member's standing instruction to post for one of their meter points, within limits.
+
+    Off until the member switches it on; switching it off keeps the row (and its limits) for
+    the next time. The strategies are ``marketplace.autopilot``'s.
+    """
+
+    meter_point = models.OneToOneField(
+        "accounts.MeterPoint", on_delete=models.PROTECT, related_name="autopilot"
+    )
+    membership = models.ForeignKey(
+        "accounts.Membership", on_delete=models.PROTECT, related_name="autopilots"
+    )
+    enabled = models.BooleanField(default=False)
+    strategy = models.CharField(
+        max_length=20,
+        choices=[(s.value, label) for s, label in STRATEGY_LABELS.items()],
+        default=AutopilotStrategy.BETWEEN_TARIFFS.value,
+    )
+    max_buy_kwh = energy_field(help_text="At most this much bought per interval.")
+    max_sell_kwh = energy_field(help_text="At most this much sold per interval.")
+    sell_floor_per_kwh = price_field(help_text="Never sell below this price.")
+    buy_ceiling_per_kwh = price_field(help_text="Never buy above this price.")
+    changed_at = models.DateTimeField(default=now)
+
+    class Meta:
+        ordering = ("membership", "meter_point")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(max_buy_kwh__gte=0) & models.Q(max_sell_kwh__gte=0),
+                name="autopilot_limits_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(sell_floor_per_kwh__lte=models.F("buy_ceiling_per_kwh")),
+                name="autopilot_floor_not_above_ceiling",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Autopilot of meter point {self.meter_point_id} ({'on' if self.enabled else 'off'})"
 
 
 class BidStatus(models.TextChoices):

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from marketplace.models import Interval, IntervalState
 from marketplace.services import pipeline
+from marketplace.services.autopilot import autopilot_post_due
 from marketplace.services.idempotency import idempotency_records_expire
 from marketplace.services.regions import region_interval_clear, region_period_of
 
@@ -70,3 +71,12 @@ def region_clear_task(region_id: int, start: str, end: str) -> bool:
 def idempotency_expire_task() -> int:
     """Delete expired idempotency records (answers older than a day, abandoned placeholders)."""
     return idempotency_records_expire(now=timezone.now())
+
+
+@shared_task(name="marketplace.autopilot_tick", ignore_result=True)
+def autopilot_tick_task() -> int:
+    """Beat's autopilot round: post for the members who switched it on, before gate closure.
+
+    Idempotent without ``acks_late``: a second round finds the postings made and skips them.
+    """
+    return len(autopilot_post_due(now=timezone.now()))

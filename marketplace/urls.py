@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from marketplace.views import board, pages
+from marketplace.views import autopilot, board, pages
 
 app_name = "marketplace"
 
@@ -14,6 +14,7 @@ urlpatterns = [
     path("c/<slug:slug>/trades/", pages.trades, name="trades"),
     path("c/<slug:slug>/trades.csv", pages.trades_csv, name="trades_csv"),
     path("c/<slug:slug>/history/", pages.history, name="history"),
+    path("c/<slug:slug>/autopilot/", autopilot.autopilot, name="autopilot"),
     path("c/<slug:slug>/board/", board.board, name="board"),
     path("c/<slug:slug>/board/post/", board.posting_new, name="posting_new"),
     path("c/<slug:slug>/postings/<int:pk>/bid/", board.bid_new, name="bid_new"),

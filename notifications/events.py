@@ -20,6 +20,7 @@ TASK_NAME = "notifications.event"
 
 class Event(StrEnum):
     MEMBERSHIP_APPROVED = "membership_approved"  # a membership id
+    METER_POINT_APPROVED = "meter_point_approved"  # a meter point id: tell its member
     BID_RECEIVED = "bid_received"  # a bid id: tell the poster
     BID_ACCEPTED = "bid_accepted"  # a bid id: tell the bidder
     BID_REJECTED = "bid_rejected"  # a bid id: tell the bidder

@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import Membership, MembershipRole
+from accounts.models import Membership, MembershipRole, MeterPoint, MeterPointStatus
 from config import formatting
 from marketplace.ledger.models import Settlement
 from marketplace.ledger.selectors import member_statement
@@ -206,9 +206,32 @@ def _approved(membership_id: int) -> Iterator[Message]:
     )
 
 
+def _meter_point_approved(meter_point_id: int) -> Iterator[Message]:
+    meter_point = (
+        MeterPoint.objects.select_related("membership__community").filter(pk=meter_point_id).first()
+    )
+    if meter_point is None or meter_point.status != MeterPointStatus.APPROVED:
+        return
+    membership = meter_point.membership
+    community = membership.community
+    where = "" if meter_point.bus is None else f", on bus {meter_point.bus}"
+    yield Message(
+        membership.user_id,
+        NotificationKind.METER_POINT_APPROVED,
+        f"meter_point_approved:{meter_point.pk}:{meter_point.decided_at:%Y%m%d%H%M%S}",
+        f"Meter point {meter_point.label} is approved",
+        f"{community.name} approved it with {formatting.kw(meter_point.import_capacity_kw)} "
+        f"import and {formatting.kw(meter_point.export_capacity_kw)} export{where}; "
+        "it can post offers and requests now.",
+        reverse("marketplace:dashboard", args=[community.slug]),
+    )
+
+
 def messages_for(event: Event, object_id: int) -> Iterable[Message]:
     if event == Event.MEMBERSHIP_APPROVED:
         return _approved(object_id)
+    if event == Event.METER_POINT_APPROVED:
+        return _meter_point_approved(object_id)
     if event in (Event.BID_RECEIVED, Event.BID_ACCEPTED, Event.BID_REJECTED):
         return _bid_messages(event, object_id)
     if event == Event.INTERVAL_CLEARED:

@@ -9,6 +9,7 @@ from django.utils.timezone import now
 
 class NotificationKind(models.TextChoices):
     MEMBERSHIP_APPROVED = "membership_approved", "My membership is approved"
+    METER_POINT_APPROVED = "meter_point_approved", "My meter point is approved"
     BID_RECEIVED = "bid_received", "Someone bids on my posting"
     BID_ACCEPTED = "bid_accepted", "My bid is accepted"
     BID_REJECTED = "bid_rejected", "My bid is rejected"

@@ -32,7 +32,7 @@ from accounts.services import (
     community_manager_add,
     membership_approve,
     membership_request,
-    meter_point_assign_bus,
+    meter_point_approve,
     meter_point_register,
 )
 from config.errors import ApplicationError
@@ -225,8 +225,8 @@ def _member(
         battery_kw=_decimal(getattr(battery, "power_kw", 0.0), KWH),
         flexible_load_kw=_decimal(flexible_kw, KWH),
     )
-    meter_point = meter_point_assign_bus(
-        meter_point=meter_point, bus=buses[(number - 1) % len(buses)], assigned_by=manager
+    meter_point = meter_point_approve(
+        meter_point=meter_point, bus=buses[(number - 1) % len(buses)], approved_by=manager
     )
     return Participant(agent=agent, membership=membership, meter_point=meter_point)
 

@@ -94,6 +94,7 @@ def meter_point_for(membership: Membership, **overrides: Any) -> MeterPoint:
         "pv_kwp": Decimal("5"),
     }
     values.update(overrides)
+    approve = values.pop("approve", True)
     meter_point = services.meter_point_register(membership=membership, **values)
     # In a community with a network a meter point trades only once placed on it; tests place it
     # on the connection buses in turn, as a manager would.
@@ -102,6 +103,8 @@ def meter_point_for(membership: Membership, **overrides: Any) -> MeterPoint:
         buses = grid_model.connection_buses
         meter_point.bus = buses[meter_point.pk % len(buses)]
         meter_point.save(update_fields=["bus"])
+    if approve:  # as the manager would; ``approve=False`` leaves the member's declaration pending
+        meter_point = services.meter_point_approve(meter_point=meter_point, approved_by=None)
     return meter_point
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from io import StringIO
 
 import pytest
@@ -11,7 +12,14 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
-from accounts.models import ApiToken, AuditEvent, Membership, MembershipStatus, MeterPoint
+from accounts.models import (
+    ApiToken,
+    AuditEvent,
+    Membership,
+    MembershipStatus,
+    MeterPoint,
+    MeterPointStatus,
+)
 from accounts.tests import factories
 from accounts.tests.conftest import World
 from accounts.tokens import token_digest
@@ -223,6 +231,41 @@ def test_assign_bus_in_admin_offers_only_connection_buses(world: World) -> None:
     assert response.status_code == 302
     world.meter_point.refresh_from_db()
     assert world.meter_point.bus == 2
+
+
+def test_the_manager_approves_a_meter_point_in_admin_with_capacities_and_bus(
+    world: World,
+) -> None:
+    pending = factories.meter_point_for(world.membership, approve=False)
+    pending.bus = None
+    pending.save(update_fields=["bus"])
+    client = _client(world.manager)
+    listing = client.get(reverse("admin:accounts_meterpoint_changelist"), {"status": "pending"})
+    assert pending.label in listing.content.decode()
+    url = reverse("admin:accounts_meterpoint_change", args=[pending.pk])
+    data = {
+        "label": pending.label,
+        "import_capacity_kw": "17",
+        "export_capacity_kw": "45",
+        "pv_kwp": "5",
+        "battery_kwh": "0",
+        "battery_kw": "0",
+        "flexible_load_kw": "0",
+        "bus": "",
+        "approve": "on",
+    }
+    client.post(url, data, follow=True)
+    pending.refresh_from_db()
+    assert pending.status == MeterPointStatus.PENDING  # 45 kW is above the 30 kW maximum
+    response = client.post(url, {**data, "export_capacity_kw": "9", "bus": "3"}, follow=True)
+    assert "above this community" not in response.content.decode()
+    pending.refresh_from_db()
+    assert (pending.status, pending.bus, pending.export_capacity_kw) == (
+        MeterPointStatus.APPROVED,
+        3,
+        Decimal("9"),
+    )
+    assert AuditEvent.objects.filter(kind="meter_point.approved").exists()
 
 
 # --- create_api_token ---------------------------------------------------------------------------

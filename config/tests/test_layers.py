@@ -38,7 +38,8 @@ def manager_calls(source: str) -> list[int]:
     return [
         node.lineno
         for node in ast.walk(ast.parse(source))
-        if isinstance(node, ast.Attribute) and node.attr in {"objects", "_default_manager"}
+        if isinstance(node, ast.Attribute)
+        and node.attr in {"objects", "_default_manager"}
         # The schema generator's empty queryset, read without a request, is not a query.
         and not source.splitlines()[node.lineno - 1].rstrip().endswith(".none()")
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,6 +16,7 @@ from accounts.models import User
 from accounts.tests.factories import CommunityFactory, manager_of, member_of, meter_point_for
 from grid import studies
 from grid.models import GridCheckResult, GridModel
+from grid.networks import network_to_json, reference_network
 from marketplace.models import Community, Interval, IntervalState, MarketRules, Trade, TradeSource
 from marketplace.services.rules import EDITABLE_FIELDS, current_rules
 
@@ -230,3 +232,21 @@ def test_grid_page_refuses_a_network_that_strands_meter_points_then_remaps(
     meter_point.refresh_from_db()
     assert meter_point.bus == kerber_bus
     assert GridModel.objects.get(community=mine).reference_name == "kerber_landnetz_kabel_1"
+
+
+def test_grid_upload_naming_a_foreign_function_is_refused_and_keeps_the_network(
+    two: tuple[Any, ...],
+) -> None:
+    mine, _, manager = two
+    client = _client(manager)
+    url = reverse("admin:grid_gridmodel_community", args=[mine.pk])
+    client.post(url, {"ref-reference_name": "kerber_landnetz_kabel_1", "choose": "1"})
+    before = GridModel.objects.get(community=mine)
+    document = json.loads(network_to_json(reference_network("kerber_landnetz_kabel_1")))
+    document["_object"]["name"] = {"_module": "os", "_class": "function", "_object": "system"}
+    upload = SimpleUploadedFile("net.json", json.dumps(document).encode())
+    refused = client.post(url, {"upload": "1", "up-network_file": upload})
+    assert refused.status_code == 200
+    assert "os.function, which a network does not need" in refused.content.decode()
+    after = GridModel.objects.get(community=mine)
+    assert (after.uploaded_at, after.network_json) == (before.uploaded_at, before.network_json)

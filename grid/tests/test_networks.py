@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 
 import pandapower as pp
 import pytest
@@ -134,3 +136,57 @@ def test_geometry_layout_without_geodata(cigre):
     assert points[slack][1] == 0.0
     assert all(y <= 0.0 for _, y in points.values())
     json.dumps(geometry, allow_nan=False)
+
+
+def _with_object(text: str, obj: dict[str, object]) -> str:
+    """The network's JSON with one foreign object put into its tables' dict."""
+    document = json.loads(text)
+    document["_object"]["injected"] = obj
+    return json.dumps(document)
+
+
+@pytest.mark.parametrize(
+    ("obj", "named"),
+    [
+        ({"_module": "os", "_class": "function", "_object": "system"}, "os.function"),
+        ({"_module": "this", "_class": "function", "_object": "s"}, "this.function"),
+        ({"_module": "subprocess", "_class": "Popen", "_object": "[]"}, "subprocess.Popen"),
+        ({"_module": "builtins", "_class": "eval", "_object": "1"}, "builtins.eval"),
+        ({"_module": "pandapower.control", "_class": "ConstControl", "_object": "{}"},
+         "pandapower.control.ConstControl"),
+        ({"_module": ["os"], "_class": "system"}, "['os'].system"),
+        ({"_class": "DataFrame"}, "None.DataFrame"),
+    ],
+)  # fmt: skip
+def test_upload_names_only_allowed_types_and_nothing_else_is_imported(
+    cigre, obj: dict[str, object], named: str
+) -> None:
+    sys.modules.pop("this", None)
+    with pytest.raises(NetworkInvalid, match=re.escape(named)):
+        network_from_json(_with_object(network_to_json(cigre), obj))
+    assert "this" not in sys.modules  # refused before anything was imported
+
+
+def test_a_foreign_object_inside_a_tables_embedded_json_is_refused(cigre) -> None:
+    document = json.loads(network_to_json(cigre))
+    table = document["_object"]["bus"]
+    inner = json.loads(table["_object"])
+    inner["data"][0][0] = json.dumps({"_module": "os", "_class": "function", "_object": "system"})
+    table["_object"] = json.dumps(inner)
+    with pytest.raises(NetworkInvalid, match=re.escape("os.function")):
+        network_from_json(json.dumps(document))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100_000 + "]" * 100_000,  # beyond what the JSON parser itself may recurse
+        '{"a": ' * 40 + "1" + "}" * 40,
+        json.dumps({"_module": "pandapower.auxiliary", "_class": "pandapowerNet",
+                    "_object": "[" * 33 + "]" * 33}),
+    ],
+    ids=["parser-deep", "object-deep", "embedded-deep"],
+)  # fmt: skip
+def test_nesting_beyond_the_limit_is_refused(text: str) -> None:
+    with pytest.raises(NetworkInvalid, match="nests deeper than 32 levels"):
+        network_from_json(text)

@@ -13,7 +13,7 @@ import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
 
-from accounts.models import MeterPoint
+from accounts.models import MeterPoint, MeterPointStatus
 from marketplace.ledger.models import MeterReading, Settlement
 from marketplace.models import (
     Bid,
@@ -132,10 +132,11 @@ class TradeFilter(django_filters.FilterSet):
 
 class MeterPointFilter(django_filters.FilterSet):
     community = django_filters.CharFilter(field_name="membership__community__slug", max_length=60)
+    status = django_filters.ChoiceFilter(choices=MeterPointStatus.choices)
 
     class Meta:
         model = MeterPoint
-        fields = ("community",)
+        fields = ("community", "status")
 
 
 class MeterReadingFilter(django_filters.FilterSet):

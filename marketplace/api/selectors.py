@@ -27,7 +27,7 @@ from django.db.models import (
 )
 
 from accounts.models import Membership, MembershipStatus, MeterPoint, User
-from accounts.permissions import HISTORY_STATUSES, readable_communities
+from accounts.permissions import HISTORY_STATUSES, managed_communities, readable_communities
 from accounts.selectors import meter_points_of_user
 from marketplace.ledger.models import MeterReading, Settlement
 from marketplace.models import (
@@ -100,6 +100,15 @@ def decidable_bids(*, user: User) -> QuerySet[Bid]:
 
 def own_meter_points(*, user: User) -> QuerySet[MeterPoint]:
     return meter_points_of_user(user=user)
+
+
+def managed_meter_points(*, user: User) -> QuerySet[MeterPoint]:
+    """The meter points of every community the user manages, pending ones first."""
+    return (
+        MeterPoint.objects.filter(membership__community__in=managed_communities(user))
+        .select_related("membership__community")
+        .order_by("status", "pk")
+    )
 
 
 def own_readings(*, user: User) -> QuerySet[MeterReading]:

@@ -14,7 +14,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from accounts.models import TokenScope
+from accounts.models import MeterPointStatus, TokenScope
 from config.fields import DecimalInput
 from marketplace.ledger.services.readings import MAX_ROWS
 from marketplace.models import (
@@ -114,10 +114,34 @@ class MarketRulesSerializer(serializers.Serializer):
         "network from the feeder head)."
     )
     min_short_circuit_ratio = serializers.DecimalField(max_digits=5, decimal_places=2)
+    max_connection_kw = kw_field(
+        help_text="The largest capacity a meter point may be approved with."
+    )
 
 
 class MarketRulesUpdateSerializer(serializers.Serializer):
-    """Any subset of the rules; the service validates the whole and stores a new version."""
+    """Any subset of the rules; the service validates the whole and stores a new version.
+
+    A field that is not a rule is refused (``not_editable``) rather than ignored: a misspelt
+    ``fee_per_kwH`` must not answer 200 with the fee unchanged.
+    """
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(str(name) for name in data if name not in self.fields)
+            if unknown:
+                raise serializers.ValidationError(
+                    {
+                        name[:100]: [
+                            serializers.ErrorDetail(
+                                "This is not a market rule that can be edited.",
+                                code="not_editable",
+                            )
+                        ]
+                        for name in unknown[:20]
+                    }
+                )
+        return super().to_internal_value(data)
 
     market_structure = serializers.ChoiceField(choices=MarketStructure.choices, required=False)
     clearing_mechanism = serializers.ChoiceField(choices=ClearingMechanism.choices, required=False)
@@ -144,6 +168,7 @@ class MarketRulesUpdateSerializer(serializers.Serializer):
     min_short_circuit_ratio = serializers.DecimalField(
         max_digits=5, decimal_places=2, required=False
     )
+    max_connection_kw = kw_field(required=False)
 
 
 # --- Intervals, depth, grid checks ------------------------------------------------------------
@@ -505,7 +530,32 @@ class MeterPointSerializer(serializers.Serializer):
     battery_kw = kw_field()
     flexible_load_kw = kw_field()
     bus = serializers.IntegerField(allow_null=True, help_text="Set by the community manager.")
+    status = serializers.ChoiceField(
+        choices=MeterPointStatus.choices,
+        help_text="Only an approved meter point posts, bids, reports readings and is settled.",
+    )
+    status_reason = serializers.CharField()
     created_at = serializers.DateTimeField()
+
+
+class MeterPointApproveSerializer(serializers.Serializer):
+    """What the manager confirms; anything left out keeps the member's declaration."""
+
+    import_capacity_kw = kw_field(required=False)
+    export_capacity_kw = kw_field(required=False)
+    bus = serializers.IntegerField(
+        required=False, min_value=0, max_value=10**6,
+        help_text="A connection bus of the community's network (required once it has one).",
+    )  # fmt: skip
+    network_elements = serializers.ListField(
+        child=serializers.CharField(max_length=40), required=False, max_length=50,
+        help_text="The loads and generators on the bus it stands for, e.g. ['load 3'].",
+    )  # fmt: skip
+    power_factor = DecimalInput(step=Decimal("0.001"), max_digits=4, required=False)
+
+
+class MeterPointRejectSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True)
 
 
 class MeterPointCreateSerializer(serializers.Serializer):

@@ -65,9 +65,24 @@ urlpatterns = [
     path("trades/<int:pk>/", trades.TradeDetailView.as_view(), name="trade-detail"),
     path("meter-points/", meter_points.MeterPointListView.as_view(), name="meter-point-list"),
     path(
+        "meter-points/managed/",
+        meter_points.ManagedMeterPointListView.as_view(),
+        name="meter-point-managed-list",
+    ),
+    path(
         "meter-points/<int:pk>/",
         meter_points.MeterPointDetailView.as_view(),
         name="meter-point-detail",
+    ),
+    path(
+        "meter-points/<int:pk>/approve/",
+        meter_points.MeterPointApproveView.as_view(),
+        name="meter-point-approve",
+    ),
+    path(
+        "meter-points/<int:pk>/reject/",
+        meter_points.MeterPointRejectView.as_view(),
+        name="meter-point-reject",
     ),
     path("meter-readings/", meter_points.MeterReadingListView.as_view(), name="meter-reading-list"),
     path("settlements/", settlements.SettlementListView.as_view(), name="settlement-list"),

@@ -61,7 +61,8 @@ def seed_year(
     pv_sizes = (Decimal(0), Decimal(3), Decimal(7), Decimal(12))
     MeterPoint.objects.bulk_create(
         [
-            MeterPoint(membership=m, label="home", import_capacity_kw=Decimal(20),
+            MeterPoint(membership=m, status="approved", label="home",
+                       import_capacity_kw=Decimal(20),
                        export_capacity_kw=Decimal(20), pv_kwp=pv_sizes[i % 4], bus=1)
             for i, m in enumerate(memberships)
         ],

@@ -34,6 +34,7 @@ from accounts.models import Membership
 from marketplace.ledger.models import EntryKind, LedgerEntry, Settlement
 from marketplace.ledger.selectors import member_statement, member_statement_between
 from marketplace.models import Bid, BidStatus, NetworkChargeRule, PostingStatus, Side, Trade
+from marketplace.selectors.autopilot import trades_by_autopilot
 from marketplace.selectors.board import my_trades
 from units import CENT, KWH, PRICE
 
@@ -330,7 +331,8 @@ def my_trades_with_value(*, membership: Membership) -> QuerySet[Trade]:
     side's price, so a trade curtailed to 0 kWh is worth nothing; ``settled`` whether the
     member's side of its interval is settled; and ``network_charge``: what the member's side pays
     for the network on the confirmed kWh (the agreed kWh until confirmed) under the rules of the
-    trade's interval, as settlement books it."""
+    trade's interval, as settlement books it; ``by_autopilot`` whether the member's side came
+    from their autopilot's posting."""
     my_use = Case(
         When(buyer=membership, then=F("buyer_network_use")),
         default=F("seller_network_use"),
@@ -346,6 +348,7 @@ def my_trades_with_value(*, membership: Membership) -> QuerySet[Trade]:
     )
     return my_trades(membership=membership).annotate(
         settled=_settled(membership),
+        by_autopilot=trades_by_autopilot(membership=membership),
         value=Case(
             When(buyer=membership, then=_DELIVERED_KWH * F("price_per_kwh")),
             default=_DELIVERED_KWH * F("seller_price_per_kwh"),

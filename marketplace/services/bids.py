@@ -48,6 +48,7 @@ from marketplace.services.board_checks import (
     check_interval_open,
     check_member_may_trade,
     check_meter_point,
+    check_meter_point_approved,
     check_placed,
     check_price_in_band,
     check_quantity_positive,
@@ -92,6 +93,7 @@ def bid_create(
     with transaction.atomic(durable=True):
         interval = lock_interval(posting.interval_id)
         (locked_meter_point,) = lock_meter_points([meter_point.pk])
+        check_meter_point_approved(locked_meter_point)
         check_placed(
             locked_meter_point,
             community_has_grid=GridModel.objects.filter(

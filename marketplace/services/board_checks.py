@@ -12,7 +12,7 @@ from decimal import Context, Decimal
 
 from django.db import connection
 
-from accounts.models import Membership, MembershipStatus, MeterPoint
+from accounts.models import Membership, MembershipStatus, MeterPoint, MeterPointStatus
 from config import formatting
 from config.errors import ApplicationError, ErrorCode
 from marketplace.models import (
@@ -76,6 +76,22 @@ def check_meter_point(membership: Membership, meter_point: MeterPoint) -> None:
     if meter_point.membership_id != membership.pk:
         raise ApplicationError(
             ErrorCode.NOT_OWN_METER_POINT, "This meter point is not yours.", field="meter_point"
+        )
+
+
+def check_meter_point_approved(meter_point: MeterPoint) -> None:
+    """Only a meter point its manager approved trades: the capacities a posting is held to are
+    the approved ones, never a member's own declaration."""
+    if meter_point.status != MeterPointStatus.APPROVED:
+        state = (
+            "was rejected by the community manager"
+            if meter_point.status == MeterPointStatus.REJECTED
+            else "awaits the community manager's approval"
+        )
+        raise ApplicationError(
+            ErrorCode.METER_POINT_NOT_APPROVED,
+            f"This meter point {state}; it cannot trade yet.",
+            field="meter_point",
         )
 
 
@@ -197,6 +213,19 @@ def check_capacity(
             f"This meter point can {direction} at most {limit} kWh in this interval "
             f"({capacity_kw} kW); {used} kWh is already committed.",
             field="quantity_kwh",
+        )
+
+
+def check_no_orders_yet(*, meter_point_id: int, interval: Interval) -> None:
+    """For the autopilot: the meter point has no posting (in any state) and no bid in the
+    interval. A member who posted, bid or cancelled there decided for themselves."""
+    postings = Posting.objects.filter(interval=interval, meter_point_id=meter_point_id)
+    bids = Bid.objects.filter(posting__interval=interval, meter_point_id=meter_point_id)
+    if postings.exists() or bids.exists():
+        raise ApplicationError(
+            ErrorCode.ALREADY_POSTED,
+            "This meter point has postings or bids in the interval already.",
+            field="interval",
         )
 
 

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import zoneinfo
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from accounts.models import User
 from config.errors import ApplicationError, ErrorCode
-from marketplace.models import Community, MarketRules
+from marketplace.models import Community, MarketRules, validate_time_zone
 
 
 def _check_timezone(name: str) -> None:
     try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        validate_time_zone(name)
+    except ValidationError as exc:
         raise ApplicationError(
-            ErrorCode.UNKNOWN_CHOICE, f"Unknown time zone {name!r}.", field="timezone"
+            ErrorCode.UNKNOWN_CHOICE, f"Unknown time zone {name[:64]!r}.", field="timezone"
         ) from exc
 
 

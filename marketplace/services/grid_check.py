@@ -15,11 +15,11 @@ The schedule (``grid.check.Schedule``) is built like this:
   purchase). The outside grid's side is the external grid (slack) and no entry. A member's net
   scheduled power is the sum of their entries: what they sell minus what they buy.
 * Baseline: a placed meter point without a trade still consumes and produces. Its forecast is
-  the mean metered net export (exported - imported, per hour) in the same quarter-hour one, two,
-  three and four weeks before (the latest version of each reading; as many of those weeks as
-  have readings). With no readings at all, no entry is made and the meter point's network
-  elements follow their profile at the interval's time, which is the profile forecast. Baselines
-  are never curtailed.
+  ``marketplace.selectors.forecasts.net_export_forecast_kw``: the mean metered net export
+  (exported - imported, per hour) in the same quarter-hour one, two, three and four weeks
+  before (the latest version of each reading; as many of those weeks as have readings). With
+  no readings at all, no entry is made and the meter point's network elements follow their
+  profile at the interval's time, which is the profile forecast. Baselines are never curtailed.
 
 Curtailment write-back: curtailing a trade's export or its flexible purchase both reduce what is
 delivered between the two, so a trade's curtailed energy is the larger of its two sides',
@@ -50,7 +50,6 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import ROUND_UP, Decimal
 from typing import Any
 
@@ -70,11 +69,10 @@ from grid.losses import allocate_state_losses
 from grid.models import GridCheckResult, GridModel
 from grid.services import grid_network
 from grid.studies import grid_model_short_circuit
-from marketplace.ledger.models import MeterReading
 from marketplace.models import Interval, Trade
+from marketplace.selectors.forecasts import net_export_forecast_kw
 
 KWH_STEP = Decimal("0.001")
-BASELINE_WEEKS = 4
 # Rows per UPDATE: SQLite allows 32,766 parameters, three per row.
 _UPDATE_ROWS = 10_000
 
@@ -157,26 +155,9 @@ def placements_for(*, community_id: int, network: Any) -> tuple[dict[int, Placem
 
 def _baselines(interval: Interval, meter_points: list[int]) -> dict[int, float]:
     """Forecast net export (kW) per meter point from its readings in past weeks (see module)."""
-    if not meter_points:
-        return {}
-    starts = [interval.start - timedelta(weeks=k) for k in range(1, BASELINE_WEEKS + 1)]
-    rows = (
-        MeterReading.objects.filter(
-            meter_point_id__in=meter_points,
-            interval__community_id=interval.community_id,
-            interval__start__in=starts,
-            superseded_by__isnull=True,
-        )
-        .order_by()
-        .values_list(
-            "meter_point_id", "exported_kwh", "imported_kwh", "interval__start", "interval__end"
-        )
+    return net_export_forecast_kw(
+        community_id=interval.community_id, start=interval.start, meter_points=meter_points
     )
-    sums: dict[int, list[float]] = defaultdict(list)
-    for mp, exported, imported, start, end in rows:
-        hours = (end - start).total_seconds() / 3600.0
-        sums[mp].append(float(exported - imported) / hours)
-    return {mp: sum(values) / len(values) for mp, values in sums.items()}
 
 
 def _ceil_kwh(kw: float, hours: float) -> Decimal:

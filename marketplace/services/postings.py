@@ -23,6 +23,8 @@ from marketplace.services.board_checks import (
     check_interval_open,
     check_member_may_trade,
     check_meter_point,
+    check_meter_point_approved,
+    check_no_orders_yet,
     check_placed,
     check_price_in_band,
     check_quantity_positive,
@@ -42,6 +44,7 @@ def posting_create(
     limit_price_per_kwh: Decimal | str | int,
     auto_accept_best_bids: bool = True,
     flexible: bool = False,
+    autopilot: bool = False,
     now: datetime | None = None,
 ) -> Posting:
     """Post an offer (``side="sell"``) or a request (``side="buy"``) for one interval.
@@ -52,6 +55,12 @@ def posting_create(
     commitments on that side), a limit price outside the community's floor and cap, an offer
     declared flexible (only a purchase can be: an export is always curtailable at the inverter).
     ``flexible`` on a request lets the grid check curtail it (battery, EV, heat pump).
+
+    ``autopilot``: the member's autopilot posts (``marketplace.services.autopilot``). It is
+    refused (``already_posted``) when the meter point has any posting or bid in the interval
+    already, the member's own or the autopilot's: checked under the meter point's lock, which
+    the member's own postings and bids take too, so the autopilot never posts twice for an
+    interval nor next to what the member posted themselves.
     """
     now = now or timezone.now()
     if side not in Side.values:
@@ -75,11 +84,14 @@ def posting_create(
         locked_meter_point, member, has_grid = lock_meter_point_with_membership(meter_point.pk)
         # The membership read is the meter point's; it must still be the caller's.
         check_meter_point(membership, locked_meter_point)
+        check_meter_point_approved(locked_meter_point)
         check_placed(locked_meter_point, community_has_grid=has_grid)
         check_member_may_trade(member)
         check_same_community(member, locked_interval)
         check_interval_open(locked_interval, now)
         check_price_in_band(price, locked_interval.rules, field="limit_price_per_kwh")
+        if autopilot:
+            check_no_orders_yet(meter_point_id=locked_meter_point.pk, interval=locked_interval)
         check_capacity(
             meter_point=locked_meter_point,
             interval=locked_interval,
@@ -95,6 +107,7 @@ def posting_create(
             limit_price_per_kwh=price,
             auto_accept_best_bids=auto_accept_best_bids,
             flexible=flexible,
+            autopilot=autopilot,
             submitted_at=now,
         )
 

@@ -65,10 +65,14 @@ EDITABLE_FIELDS: tuple[str, ...] = (
     "network_charge_rule",
     "network_tariff_per_kwh",
     "min_short_circuit_ratio",
+    "max_connection_kw",
 )
 # Rules that may be empty, and what an empty one means.
 NULLABLE_FIELDS = frozenset({"loss_price_per_kwh"})  # empty: the retail tariff
 INTERVAL_MINUTES = (15, 30, 60)
+# A community's members are households and small businesses behind one transformer; 10 MW is
+# far beyond any of their connections and keeps capacity x hours well inside the kWh columns.
+MAX_CONNECTION_LIMIT_KW = Decimal("10000")
 _CHOICES: dict[str, type[models.TextChoices]] = {
     "market_structure": MarketStructure,
     "clearing_mechanism": ClearingMechanism,
@@ -150,12 +154,20 @@ def check_market_rules(values: dict[str, Any]) -> None:
         )
     if values["fee_per_kwh"] < 0:
         raise _fail("fee_per_kwh", "The community fee cannot be negative.")
+    if values["fee_per_kwh"] >= values["price_cap"]:
+        # A fee of the whole price or more leaves a seller nothing (or less) for every kWh.
+        raise _fail("fee_per_kwh", "The community fee must be below the price cap.")
     if values["loss_price_per_kwh"] is not None and values["loss_price_per_kwh"] < 0:
         raise _fail("loss_price_per_kwh", "The loss price cannot be negative.")
     if values["network_tariff_per_kwh"] < 0:
         raise _fail("network_tariff_per_kwh", "The network tariff cannot be negative.")
     if not 1 <= values["min_short_circuit_ratio"] <= 100:
         raise _fail("min_short_circuit_ratio", "The minimum short-circuit ratio must be 1 to 100.")
+    if not 0 < values["max_connection_kw"] <= MAX_CONNECTION_LIMIT_KW:
+        raise _fail(
+            "max_connection_kw",
+            f"The maximum connection must be above 0 and at most {MAX_CONNECTION_LIMIT_KW} kW.",
+        )
     if not 0 <= values["pricing_k"] <= 1:
         raise _fail("pricing_k", "k must be between 0 and 1.")
     vmin, vmax = values["voltage_min_pu"], values["voltage_max_pu"]

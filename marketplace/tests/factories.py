@@ -15,7 +15,12 @@ from typing import Any
 import factory
 
 from accounts.models import Membership, MeterPoint, User
-from accounts.services import membership_approve, membership_request, meter_point_register
+from accounts.services import (
+    membership_approve,
+    membership_request,
+    meter_point_approve,
+    meter_point_register,
+)
 from marketplace.models import Community, Interval
 from marketplace.services.communities import community_create
 from marketplace.services.intervals import intervals_open_horizon
@@ -67,12 +72,14 @@ class MembershipFactory(factory.Factory[Membership]):
     def _create(cls, model_class: type[Membership], *args: Any, **kwargs: Any) -> Membership:
         membership = membership_request(user=kwargs["user"], community=kwargs["community"])
         membership = membership_approve(membership=membership, decided_by=None)
-        meter_point_register(
+        meter_point = meter_point_register(
             membership=membership,
             label="home",
             import_capacity_kw=kwargs["import_capacity_kw"],
             export_capacity_kw=kwargs["export_capacity_kw"],
         )
+        # As the community's manager would: a declared meter point does not trade until approved.
+        meter_point_approve(meter_point=meter_point, approved_by=None)
         return membership
 
 

@@ -178,7 +178,7 @@ def trades(request: HttpRequest, slug: str) -> HttpResponse:
 TRADES_CSV_HEADER = [
     "interval_start_utc", "interval_end_utc", "interval_state", "side", "counterpart", "source",
     "agreed_kwh", "confirmed_kwh", "curtailed_kwh", "price_per_kwh", "currency", "value",
-    "network_charge", "settled", "curtailment_reason",
+    "network_charge", "settled", "curtailment_reason", "by_autopilot",
 ]  # fmt: skip
 
 
@@ -214,6 +214,7 @@ def trades_csv(request: HttpRequest, slug: str) -> StreamingHttpResponse | HttpR
                 f"{Decimal(trade.network_charge).quantize(CENT):f}",
                 "yes" if trade.settled else "no",
                 trade.curtailment_reason,
+                "yes" if trade.by_autopilot else "no",
             ]
 
     writer = csv.writer(_Echo())

@@ -15,7 +15,7 @@ from accounts.models import MeterPoint, User
 from accounts.services import (
     membership_approve,
     membership_request,
-    meter_point_assign_bus,
+    meter_point_approve,
     meter_point_register,
 )
 from grid.models import GridCheckResult
@@ -53,7 +53,7 @@ def _real_member(community: Community) -> MeterPoint:
         pv_kwp=Decimal("5"),
     )
     bus = community.grid_model.connection_buses[0]
-    return meter_point_assign_bus(meter_point=meter_point, bus=bus, assigned_by=manager)
+    return meter_point_approve(meter_point=meter_point, bus=bus, approved_by=manager)
 
 
 @pytest.mark.django_db

@@ -9,7 +9,6 @@ from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import BasePagination
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -20,6 +19,7 @@ from accounts.permissions import HasTokenScope
 from config.errors import ApplicationError, ErrorCode
 from marketplace.api import schema
 from marketplace.api.pagination import ApiPagination
+from marketplace.api.parsers import BoundedJSONParser
 
 IDEMPOTENT = [schema.IDEMPOTENCY_KEY]
 
@@ -36,7 +36,7 @@ class ApiView(GenericAPIView):
     ``scopes`` maps an HTTP method to the token scope it needs; GET needs `read`.
     """
 
-    parser_classes = [JSONParser]
+    parser_classes = [BoundedJSONParser]
     renderer_classes = [JSONRenderer]
     pagination_class: type[BasePagination] | None = ApiPagination
     filter_backends = []

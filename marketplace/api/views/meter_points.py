@@ -13,12 +13,12 @@ from rest_framework.response import Response
 
 from accounts.access import access_own_membership
 from accounts.models import MeterPoint, TokenScope, User
-from accounts.permissions import CanSendMeterReadings
-from accounts.services import meter_point_register
+from accounts.permissions import CanSendMeterReadings, visible_meter_points
+from accounts.services import meter_point_approve, meter_point_register, meter_point_reject
 from marketplace.api import filters, schema
 from marketplace.api import serializers as s
 from marketplace.api.idempotency import idempotent
-from marketplace.api.selectors import own_meter_points, own_readings
+from marketplace.api.selectors import managed_meter_points, own_meter_points, own_readings
 from marketplace.api.views.base import IDEMPOTENT, ApiView, FilteredListView, request_user
 from marketplace.ledger.models import MeterReading
 from marketplace.ledger.services.readings import meter_readings_submit
@@ -74,6 +74,83 @@ class MeterPointDetailView(ApiView):
     )  # fmt: skip
     def get(self, request: Request, pk: int) -> Response:
         return Response(s.MeterPointSerializer(self.get_object()).data)
+
+
+class ManagedMeterPointListView(FilteredListView):
+    """Every meter point of the communities the caller manages: the approval queue."""
+
+    serializer_class = s.MeterPointSerializer
+    filterset_class = filters.MeterPointFilter
+    model = MeterPoint
+    scopes: ClassVar[dict[str, str]] = {"GET": TokenScope.MANAGE.value}
+
+    def visible_queryset(self, user: User) -> QuerySet[Any]:
+        return managed_meter_points(user=user)
+
+    @extend_schema(
+        operation_id="meter_points_managed_list",
+        summary="Meter points of the communities you manage (`manage` scope); "
+        "`?status=pending` is the approval queue",
+        responses=schema.responses(s.MeterPointSerializer(many=True), *schema.READ_ERRORS),
+        tags=["metering"],
+    )  # fmt: skip
+    def get(self, request: Request) -> Response:
+        return self.list(request)
+
+
+class MeterPointApproveView(ApiView):
+    serializer_class = s.MeterPointSerializer
+    model = MeterPoint
+    scopes: ClassVar[dict[str, str]] = {"POST": TokenScope.MANAGE.value}
+
+    def visible_queryset(self, user: User) -> QuerySet[Any]:
+        return visible_meter_points(user).select_related("membership__community")
+
+    @extend_schema(
+        operation_id="meter_points_approve",
+        summary="Approve a meter point with its capacities and bus (managers, `manage` scope)",
+        description="Capacities above the community's `max_connection_kw` rule are refused "
+        "(`above_max_connection`); in a community with a network the bus is required. The "
+        "member is notified.",
+        parameters=IDEMPOTENT, request=s.MeterPointApproveSerializer,
+        responses=schema.responses(s.MeterPointSerializer, *schema.WRITE_ERRORS),
+        tags=["metering"],
+    )  # fmt: skip
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        body = s.MeterPointApproveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        meter_point = meter_point_approve(
+            meter_point=self.get_object(), approved_by=request_user(request), **body.validated_data
+        )
+        return Response(s.MeterPointSerializer(meter_point).data)
+
+
+class MeterPointRejectView(ApiView):
+    serializer_class = s.MeterPointSerializer
+    model = MeterPoint
+    scopes: ClassVar[dict[str, str]] = {"POST": TokenScope.MANAGE.value}
+
+    def visible_queryset(self, user: User) -> QuerySet[Any]:
+        return visible_meter_points(user).select_related("membership__community")
+
+    @extend_schema(
+        operation_id="meter_points_reject",
+        summary="Reject a meter point (managers, `manage` scope); it cannot trade",
+        parameters=IDEMPOTENT, request=s.MeterPointRejectSerializer,
+        responses=schema.responses(s.MeterPointSerializer, *schema.WRITE_ERRORS),
+        tags=["metering"],
+    )  # fmt: skip
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        body = s.MeterPointRejectSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        meter_point = meter_point_reject(
+            meter_point=self.get_object(),
+            rejected_by=request_user(request),
+            reason=body.validated_data.get("reason", ""),
+        )
+        return Response(s.MeterPointSerializer(meter_point).data)
 
 
 class MeterReadingListView(FilteredListView):

@@ -41,7 +41,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, Sum
 
-from accounts.models import Membership, MembershipStatus, MeterPoint
+from accounts.models import Membership, MembershipStatus, MeterPoint, MeterPointStatus
 from config.errors import ApplicationError, ErrorCode
 from grid.models import GridCheckResult
 from marketplace.ledger.lock_objects import lock_ledger_chain
@@ -132,12 +132,15 @@ def confirmed_trades(interval: Interval) -> list[Trade]:
 def expected_meter_points(interval: Interval, trades: list[Trade]) -> dict[int, int]:
     """Meter point id -> membership id of every meter point that must report for the interval.
 
-    Every meter point of an approved (or since suspended: they still used energy) member that
-    existed when the interval ended, and any meter point named in a confirmed trade.
+    Every approved meter point of an approved (or since suspended: they still used energy)
+    member that existed when the interval ended, and any meter point named in a confirmed trade.
+    A meter point still awaiting its manager's approval is not settled: what it claims to have
+    metered moves no money.
     """
     rows = MeterPoint.objects.filter(
         membership__community_id=interval.community_id,
         membership__status__in=[MembershipStatus.APPROVED, MembershipStatus.SUSPENDED],
+        status=MeterPointStatus.APPROVED,
         created_at__lt=interval.end,
     ).values_list("pk", "membership_id")
     expected = dict(rows)

@@ -73,6 +73,23 @@ def test_malformed_bodies_are_400(api: Api, body: bytes) -> None:
     assert set(response.json()) == {"code", "message", "fields"}
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 100_000 + "]" * 100_000,  # beyond what the JSON decoder itself may recurse
+        '{"a": ' * 5_000 + "1" + "}" * 5_000,
+        '{"quantity_kwh": ' + "[" * 20 + "]" * 20 + "}",  # past the API's own limit
+    ],
+    ids=["decoder-deep", "objects-deep", "field-deep"],
+)
+def test_deeply_nested_json_is_400_and_stores_nothing(api: Api, body: str) -> None:
+    for path in ("/api/v1/postings/", "/api/v1/meter-readings/"):
+        response = api.bearer(api.full_token).post(path, body, content_type="application/json")
+        assert_error(response, 400, "parse_error")
+        assert "nests deeper than 16 levels" in response.json()["message"]
+    assert not Posting.objects.exists()
+
+
 def test_other_errors_share_the_format(api: Api) -> None:
     client = api.bearer(api.full_token)
     assert_error(api.client("anonymous").get("/api/v1/postings/"), 401, "not_authenticated")

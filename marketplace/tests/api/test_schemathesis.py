@@ -53,7 +53,8 @@ def test_api_against_its_live_schema(
     assert len(operations) >= 25
     failures: list[str] = []
     for operation in operations:
-        token = manager_token if "/rules/" in operation.path else api.full_token
+        managing = ("/rules/", "/approve/", "/reject/", "/managed/")
+        token = manager_token if any(p in operation.path for p in managing) else api.full_token
         headers = {"Authorization": f"Bearer {token}"}
         names = {p.name for p in operation.path_parameters}
         # Random ids mostly find nothing (404); real ones make the 200 bodies checked too.
@@ -141,6 +142,7 @@ def _real_objects(api: Api) -> dict[tuple[str, str], Any]:
                      "limit": None, "caused_by_trades": False}],
         curtailments=[{"trade": trade["id"], "curtailed_kwh": "0.050", "reason": "voltage"}],
     )  # fmt: skip
+    pending_meter_point = factories.meter_point_for(api.world.membership, approve=False)
     slug, interval = "sonnenfeld", api.interval.pk
     out: dict[tuple[str, str], Any] = {}
     for path, value in (
@@ -154,6 +156,8 @@ def _real_objects(api: Api) -> dict[tuple[str, str], Any]:
         ("/bids/{id}/withdraw/", mine["id"]),
         ("/trades/{id}/", trade["id"]), ("/meter-points/{id}/", api.world.meter_point.pk),
         ("/statements/{slug}/", slug),
+        ("/meter-points/{id}/approve/", pending_meter_point.pk),
+        ("/meter-points/{id}/reject/", pending_meter_point.pk),
     ):  # fmt: skip
         name = "slug" if "{slug}" in path else "id"
         out[(f"/api/v1{path}", name)] = value

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from marketplace.models import Posting
+from marketplace.models import MarketRules, Posting
 from marketplace.tests.api.conftest import Api, posting_body
 
 pytestmark = pytest.mark.django_db
@@ -172,6 +172,34 @@ def test_rules_update_makes_a_new_version(api: Api) -> None:
     assert bad.status_code == 400
     assert bad.json()["code"] == "out_of_range"
     assert "price_cap" in bad.json()["fields"]
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "field"),
+    [
+        ({"fee_per_kwh": "0.5000"}, "out_of_range", "fee_per_kwh"),  # above the 0.40 cap
+        ({"fee_per_kwh": "0.0100", "price_cap": "0.0100"}, "out_of_range", "fee_per_kwh"),
+        ({"fee_per_kwH": "0.0100"}, "not_editable", "fee_per_kwH"),  # misspelt: not ignored
+        ({"community": "elsewhere"}, "not_editable", "community"),
+        ({"price_cap": "1e30"}, "max_digits", "price_cap"),
+        ({"price_cap": "NaN"}, "not_a_number", "price_cap"),
+        ({"price_cap": "Infinity"}, "not_a_number", "price_cap"),
+        ({"price_cap": "9" * 200}, "max_digits", "price_cap"),
+        ({"interval_minutes": 10**40}, "max_value", "interval_minutes"),
+    ],
+)
+def test_rules_outside_sense_are_refused_and_change_nothing(
+    api: Api, change: dict[str, Any], code: str, field: str
+) -> None:
+    path = "/api/v1/communities/sonnenfeld/rules/"
+    before = api.client("manager").get(path).json()
+    versions = MarketRules.objects.count()
+    refused = api.client("token_manage").patch(path, change, format="json")
+    assert refused.status_code == 400, refused.content
+    assert refused.json()["code"] == code, refused.json()
+    assert field in refused.json()["fields"]
+    assert MarketRules.objects.count() == versions
+    assert api.client("manager").get(path).json() == before
 
 
 def test_readings_upload_reports_each_row(api: Api) -> None:

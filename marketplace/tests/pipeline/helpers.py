@@ -12,7 +12,7 @@ from accounts.models import Membership, MeterPoint, User
 from accounts.services import (
     membership_approve,
     membership_request,
-    meter_point_assign_bus,
+    meter_point_approve,
     meter_point_register,
 )
 from grid.services import grid_model_use_reference
@@ -34,6 +34,8 @@ def community_with_homes(
     """A community on ``network`` whose approved prosumers sit on its connection buses in turn."""
     number = next(_numbers)
     slug = slug or f"test-{number}"
+    # Homes with 400 kW connections: big enough that capacity never limits what a test posts.
+    rules.setdefault("max_connection_kw", Decimal("400"))
     community = community_create(name=f"Community {slug}", slug=slug, **rules)
     buses: list[int] = []
     if network:
@@ -51,10 +53,9 @@ def community_with_homes(
             export_capacity_kw=Decimal("400"),
             pv_kwp=Decimal("6"),
         )
-        if buses:
-            meter_point = meter_point_assign_bus(
-                meter_point=meter_point, bus=buses[i % len(buses)], assigned_by=None
-            )
+        meter_point = meter_point_approve(
+            meter_point=meter_point, approved_by=None, bus=buses[i % len(buses)] if buses else None
+        )
         made.append(Home(membership, meter_point))
     return community, made
 

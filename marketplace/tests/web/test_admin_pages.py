@@ -6,13 +6,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
 
 from accounts import services
 from accounts.tests.factories import CommunityFactory, UserFactory, manager_of, member_of
+from config.errors import ApplicationError
 from grid.models import GridCheckResult
 from marketplace.models import Community, Interval, IntervalState, Posting
+from marketplace.services.communities import community_create
 from marketplace.services.rules import current_rules
 
 pytestmark = pytest.mark.django_db
@@ -143,3 +146,29 @@ def test_the_bus_picker_names_the_buses() -> None:
     options = page.content.decode().split('name="bus"')[1].split("</select>")[0]
     assert f"(bus {bus})</option>" in options
     assert "Bus R" in options  # CIGRE LV's own bus names
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "../../etc/passwd", "Europe/Berlin\x00", ""])
+def test_a_time_zone_that_does_not_exist_cannot_be_saved(zone: str) -> None:
+    operator = UserFactory.create(is_staff=True, is_superuser=True)
+    existing = _community(slug="sonnen", timezone="Europe/Vienna")
+    form = {
+        "name": "Mars colony", "slug": "mars", "timezone": zone, "currency": "EUR",
+        "description": "", "created_at_0": "2026-03-01", "created_at_1": "10:00:00",
+        "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
+    }  # fmt: skip
+    response = _client(operator).post(reverse("admin:marketplace_community_add"), form)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "<title>Error: Add community" in page
+    assert any(reason in page for reason in ("Unknown time zone", "required", "Null characters"))
+    if zone == "Mars/Olympus":
+        assert "Unknown time zone &#x27;Mars/Olympus&#x27;" in page
+    assert not Community.objects.filter(slug="mars").exists()
+    existing.timezone = zone
+    with pytest.raises(ValidationError):
+        existing.full_clean()
+    with pytest.raises(ApplicationError) as refused:
+        community_create(name="Mars", slug="mars", timezone=zone)
+    assert refused.value.field == "timezone"
+    assert Community.objects.get(pk=existing.pk).timezone == "Europe/Vienna"

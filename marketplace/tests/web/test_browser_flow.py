@@ -17,8 +17,13 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from accounts.models import Membership, User
-from accounts.services import membership_approve, membership_request, meter_point_register
+from accounts.models import Membership, MeterPoint, User
+from accounts.services import (
+    membership_approve,
+    membership_request,
+    meter_point_approve,
+    meter_point_register,
+)
 from conftest import save_screenshot
 from marketplace.models import Bid, Interval, IntervalState, Posting, Trade
 from marketplace.services.communities import community_create
@@ -76,6 +81,9 @@ def test_two_prosumers_trade_through_the_pages(browser: Any, live_server: Any, p
     page.fill("#id_pv_kwp", "9.8")
     page.click("main button[type=submit]")
     expect(page.locator("main table")).to_contain_text("Rooftop PV")
+    expect(page.locator("main table")).to_contain_text("Awaiting the manager's approval")
+    # The manager confirms the connection (in the admin; here through the same service).
+    meter_point_approve(meter_point=MeterPoint.objects.get(label="Rooftop PV"), approved_by=None)
 
     # --- She posts an offer; a bad price is refused inline, without a reload -----------------
     page.goto(f"/c/{SLUG}/board/?interval={interval.pk}")
@@ -98,8 +106,9 @@ def test_two_prosumers_trade_through_the_pages(browser: Any, live_server: Any, p
         membership=membership_request(user=ben_user, community=community), decided_by=None
     )
     ben_meter = meter_point_register(
-        membership=ben, label="Flat", import_capacity_kw=Decimal(40), export_capacity_kw=Decimal(4)
+        membership=ben, label="Flat", import_capacity_kw=Decimal(20), export_capacity_kw=Decimal(4)
     )
+    ben_meter = meter_point_approve(meter_point=ben_meter, approved_by=None)
     # A request too, so the depth chart has both curves.
     posting_create(
         membership=ben, meter_point=ben_meter, interval=interval, side="buy",

@@ -197,6 +197,14 @@ def test_a_double_submit_posts_once_and_a_corrected_form_goes_through(
         ({"quantity_kwh": ""}, "quantity_kwh", "This field is required"),
         ({"side": "hold"}, "side", "Select a valid choice"),
         ({"interval": "999999"}, "interval", "upcoming intervals"),
+        ({"quantity_kwh": "1e30"}, "quantity_kwh", "can export at most"),
+        ({"quantity_kwh": "NaN"}, "quantity_kwh", "Must be a finite number"),
+        ({"limit_price_per_kwh": "Infinity"}, "limit_price_per_kwh", "Must be a finite number"),
+        ({"limit_price_per_kwh": "-Infinity"}, "limit_price_per_kwh", "Must be a finite number"),
+        ({"quantity_kwh": "9" * 200}, "quantity_kwh", "can export at most"),
+        ({"interval": "9" * 200}, "interval", "upcoming intervals"),
+        ({"meter_point": "9" * 200}, "meter_point", "your meter points"),
+        ({"meter_point": "1e30"}, "meter_point", "Enter a whole number"),
     ],
 )
 def test_post_refused_shows_the_error_at_its_field_and_keeps_the_input(
@@ -279,6 +287,10 @@ def test_bid_accept_and_see_the_trade(
         ({"price_per_kwh": "0.1"}, "price_per_kwh", "must be at least 0.2000"),
         ({"quantity_kwh": "5"}, "quantity_kwh", "has only 2.000 kWh left"),
         ({"quantity_kwh": "x"}, "quantity_kwh", "Not a decimal number"),
+        ({"quantity_kwh": "1e30"}, "quantity_kwh", "has only 2.000 kWh left"),
+        ({"price_per_kwh": "NaN"}, "price_per_kwh", "Must be a finite number"),
+        ({"price_per_kwh": "9" * 200}, "price_per_kwh", "between the floor"),
+        ({"meter_point": "9" * 200}, "meter_point", "your meter points"),
     ],
 )
 def test_bid_refused_shows_the_error_in_that_postings_form(

@@ -61,7 +61,8 @@ def test_a_refused_page_is_the_styled_403_with_the_reason(alice: Member) -> None
 
 def test_glossary_explains_the_words(client: Client) -> None:
     text = client.get(reverse("glossary")).content.decode()
-    for anchor in ("gate-closure", "curtailment", "imbalance", "settlement", "savings"):
+    anchors = ("gate-closure", "curtailment", "system-strength", "losses", "imbalance")
+    for anchor in (*anchors, "settlement", "savings"):
         assert f'id="{anchor}"' in text
 
 

@@ -19,7 +19,7 @@ from accounts.services import (
     community_manager_add,
     membership_approve,
     membership_request,
-    meter_point_assign_bus,
+    meter_point_approve,
     meter_point_register,
 )
 from grid.models import GridModel
@@ -174,11 +174,11 @@ class Command(BaseCommand):
                 battery_kwh=battery_kwh,
                 battery_kw=battery_kw,
             )
-            if buses:
-                meter_point_assign_bus(
-                    meter_point=meter_point,
-                    bus=buses[(number - 1) % len(buses)],
-                    assigned_by=manager,
-                )
+            # The demo's manager approves each connection as declared, on its bus.
+            meter_point = meter_point_approve(
+                meter_point=meter_point,
+                approved_by=manager,
+                bus=buses[(number - 1) % len(buses)] if buses else None,
+            )
         # The demo's own logins are its robots; the seed never touches anyone else's meter point.
         robot_household_add(meter_point=meter_point, assets=assets)
