@@ -114,6 +114,16 @@ class ClearingSummary:
         return self.bilateral_kwh + self.pool_kwh
 
 
+def order_key(kind: str, pk: int) -> str:
+    """An order's id in the clearing book: ``p`` for a posting, ``b`` for a bid, then its pk.
+
+    Zero-padded, so ids sort as the rows were inserted: the core breaks exact ties in time
+    priority by id, and unpadded "p10" < "p9" would let the same orders clear differently
+    depending on how many rows the database already held.
+    """
+    return f"{kind}{pk:019d}"
+
+
 class _Open:
     """An open posting as clearing sees it (plain attributes: thousands are built per run)."""
 
@@ -151,7 +161,11 @@ class _Open:
 
     def order(self, quantity: Decimal) -> Order:
         return Order(
-            f"p{self.pk}", ClearingSide(self.side), quantity, self.limit, self.submitted_at
+            order_key("p", self.pk),
+            ClearingSide(self.side),
+            quantity,
+            self.limit,
+            self.submitted_at,
         )
 
 
@@ -213,7 +227,11 @@ class _PooledBid(_Open):
 
     def order(self, quantity: Decimal) -> Order:
         return Order(
-            f"b{self.pk}", ClearingSide(self.side), quantity, self.limit, self.submitted_at
+            order_key("b", self.pk),
+            ClearingSide(self.side),
+            quantity,
+            self.limit,
+            self.submitted_at,
         )
 
 
@@ -233,7 +251,7 @@ def _bilateral_step(
         if posting is None or not posting.auto_accept or posting.remaining <= 0:
             continue
         bid_side = ClearingSide.BUY if posting.side == ClearingSide.SELL else ClearingSide.SELL
-        by_id = {f"b{row[0]}": row for row in rows}
+        by_id = {order_key("b", row[0]): row for row in rows}
         orders = [Order(key, bid_side, row[4], row[5], row[6]) for key, row in by_id.items()]
         selling = posting.side == ClearingSide.SELL
         for match in bilateral_accept(
@@ -340,7 +358,9 @@ def _clear(book: _Book, now: datetime) -> _Outcome:
         return outcome
     outcome.pooled = True
     mechanism = outcome.mechanism = rules.clearing_mechanism
-    parties: dict[str, _Open] = {f"p{p.pk}": p for p in postings.values() if p.remaining > 0}
+    parties: dict[str, _Open] = {
+        order_key("p", p.pk): p for p in postings.values() if p.remaining > 0
+    }
     if mechanism in COMMUNITY_RULES:
         _community_step(book, parties, outcome, now)
         return outcome
@@ -423,7 +443,7 @@ def _pending_bids(book: _Book, outcome: _Outcome) -> dict[str, _Open]:
         for row in rows:
             if row[0] not in accepted:
                 side = ClearingSide.BUY if row[7] == ClearingSide.SELL else ClearingSide.SELL
-                pending[f"b{row[0]}"] = _PooledBid(row, side)
+                pending[order_key("b", row[0])] = _PooledBid(row, side)
     return pending
 
 

@@ -340,3 +340,12 @@ def test_random_books_keep_energy_and_limits(structure, mechanism, book, bid_pic
     assert money_paid >= money_received  # the difference is trade reduction's surplus
     sequences = [(t.source, t.sequence) for t in saved]
     assert len(sequences) == len(set(sequences))
+
+
+def test_order_ids_sort_as_the_rows_were_inserted() -> None:
+    # Exact ties in time priority break by id; "p10" before "p9" would make the same orders
+    # clear differently once the database held ten rows more.
+    from marketplace.services.clearing import order_key
+
+    keys = [order_key("p", pk) for pk in (9, 10, 99, 100, 2**62)]
+    assert sorted(keys) == keys
