@@ -11,7 +11,7 @@ from django.http import HttpRequest
 
 from accounts import signin
 from accounts.models import Membership, TokenScope, User
-from accounts.permissions import scopes_allowed_for
+from accounts.permissions import managed_communities, scopes_allowed_for
 from config.errors import ApplicationError
 from config.fields import DecimalFormField
 from marketplace.models import Community
@@ -40,6 +40,9 @@ class ThrottledSignInMixin:
         email = str(self.data.get("username", "")).strip()
         ip_address = request_ip(self.request)
         wait = signin.locked_for_seconds(email=email, ip_address=ip_address)
+        if not wait and not signin.attempt_begin(email=email, ip_address=ip_address):
+            # Other attempts took the last slots at the same moment: locked like them.
+            wait = signin.LOCK_SECONDS
         if wait:
             from accounts.services import sign_in_failure_record
 
@@ -56,7 +59,7 @@ class ThrottledSignInMixin:
             # The failure itself is audited by the user_login_failed signal (admin too).
             signin.failure_register(email=email, ip_address=ip_address)
             raise
-        signin.success_register(email=email)
+        signin.success_register(email=email, ip_address=ip_address)
         return cleaned
 
 
@@ -167,12 +170,25 @@ class ApiTokenForm(forms.Form):
         help_text="Leave empty for a token that does not expire.",
     )
 
+    community = forms.ModelChoiceField(
+        queryset=Community.objects.none(),
+        required=False,
+        help_text="For a 'meter_data' token only: the community whose meter readings it sends "
+        "(for your metering operator's meter data service).",
+    )
+
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         allowed = scopes_allowed_for(user)
         field = self.fields["scopes"]
         assert isinstance(field, forms.MultipleChoiceField)
         field.choices = [(value, label) for value, label in TokenScope.choices if value in allowed]
+        community = self.fields["community"]
+        assert isinstance(community, forms.ModelChoiceField)
+        if TokenScope.METER_DATA in allowed:
+            community.queryset = managed_communities(user)
+        else:
+            del self.fields["community"]
 
 
 class ReasonForm(forms.Form):

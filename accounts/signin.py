@@ -1,8 +1,11 @@
 """Sign-in throttling: after repeated failures for an email or an IP, refuse for a while.
 
-Failures are kept in the cache as timestamps, so the window slides and the lock's end is a value
-compared with the clock (not a cache TTL): tests can move time, and Redis and the file cache
-behave the same.
+Atomic: every attempt takes a slot first with the cache's atomic ``add`` and ``incr`` (one
+counter per email and per IP and 15-minute bucket, the previous bucket counted too), and only an
+attempt that got a slot may have its password checked; a correct password gives the IP's slot
+back and clears the email's. So however many requests race, no more than ``MAX_FAILURES``
+guesses per email or IP are ever checked before the lock. The lock's end is a value compared
+with the clock (not a cache TTL), so tests can move time.
 """
 
 from __future__ import annotations
@@ -18,10 +21,20 @@ WINDOW_SECONDS = 15 * 60
 LOCK_SECONDS = 15 * 60
 
 
-def _keys(kind: str, value: str) -> tuple[str, str]:
+def _digest(value: str) -> str:
     # Hashed so an email address never appears in a cache key (or a Redis MONITOR).
-    digest = hashlib.sha256(value.strip().lower().encode()).hexdigest()[:32]
-    return f"accounts:signin:fail:{kind}:{digest}", f"accounts:signin:lock:{kind}:{digest}"
+    return hashlib.sha256(value.strip().lower().encode()).hexdigest()[:32]
+
+
+def _lock_key(kind: str, value: str) -> str:
+    return f"accounts:signin:lock:{kind}:{_digest(value)}"
+
+
+def _count_keys(kind: str, value: str, now: float) -> tuple[str, str]:
+    """This bucket's counter and the previous one's."""
+    bucket = int(now // WINDOW_SECONDS)
+    base = f"accounts:signin:count:{kind}:{_digest(value)}"
+    return f"{base}:{bucket}", f"{base}:{bucket - 1}"
 
 
 def _subjects(email: str, ip_address: str | None) -> list[tuple[str, str]]:
@@ -38,28 +51,47 @@ def locked_for_seconds(*, email: str, ip_address: str | None) -> int:
     now = time.time()
     longest = 0.0
     for kind, value in _subjects(email, ip_address):
-        until = cache.get(_keys(kind, value)[1])
+        until = cache.get(_lock_key(kind, value))
         if until is not None and float(until) > now:
             longest = max(longest, float(until) - now)
     return math.ceil(longest)
 
 
+def attempt_begin(*, email: str, ip_address: str | None) -> bool:
+    """Take a slot for one password check; False when the email or IP has none left."""
+    now = time.time()
+    allowed = True
+    for kind, value in _subjects(email, ip_address):
+        current, previous = _count_keys(kind, value, now)
+        cache.add(current, 0, timeout=2 * WINDOW_SECONDS)
+        taken = cache.incr(current) + int(cache.get(previous) or 0)
+        if taken > MAX_FAILURES:
+            allowed = False
+    return allowed
+
+
 def failure_register(*, email: str, ip_address: str | None) -> bool:
-    """Count a failed attempt; True when it locks the email or the IP."""
+    """The attempt's password was wrong (its slot stays taken); True when that locks."""
     now = time.time()
     locked = False
     for kind, value in _subjects(email, ip_address):
-        failures_key, lock_key = _keys(kind, value)
-        failures = [at for at in cache.get(failures_key, []) if at > now - WINDOW_SECONDS]
-        failures.append(now)
-        cache.set(failures_key, failures, timeout=WINDOW_SECONDS)
-        if len(failures) >= MAX_FAILURES:
-            cache.set(lock_key, now + LOCK_SECONDS, timeout=LOCK_SECONDS)
-            cache.delete(failures_key)
+        current, previous = _count_keys(kind, value, now)
+        if int(cache.get(current) or 0) + int(cache.get(previous) or 0) >= MAX_FAILURES:
+            cache.set(_lock_key(kind, value), now + LOCK_SECONDS, timeout=LOCK_SECONDS)
+            cache.delete_many([current, previous])  # a fresh count once the lock ends
             locked = True
     return locked
 
 
-def success_register(*, email: str) -> None:
-    """A correct password clears the email's failures (not the IP's: one IP, many guesses)."""
-    cache.delete(_keys("email", email)[0])
+def success_register(*, email: str, ip_address: str | None) -> None:
+    """A correct password clears the email's failures and gives the IP its slot back (not its
+    failures: one IP, many guesses)."""
+    now = time.time()
+    cache.delete_many(list(_count_keys("email", email, now)))
+    if ip_address:
+        current, _ = _count_keys("ip", ip_address, now)
+        try:
+            if int(cache.get(current) or 0) > 0:
+                cache.decr(current)
+        except ValueError:  # expired in between: nothing to give back
+            pass

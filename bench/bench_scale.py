@@ -61,6 +61,21 @@ from bench.common import (  # noqa: E402
 
 HEADING = "## Scale"
 MONTH_HEADING = "## Scale: history replayed"
+TICK_HEADING = "### Beat's tick"
+WORKERS_HEADING = "### Worker processes"
+
+
+def _kept_subsection(heading: str) -> str:
+    """The ``heading`` subsection of the Scale section as RESULTS.md has it now, or ''."""
+    import re
+
+    text = RESULTS.read_text() if RESULTS.exists() else ""
+    found = re.search(
+        rf"^{re.escape(heading)}\n.*?(?=^### |^## |\Z)", text, re.MULTILINE | re.DOTALL
+    )
+    return found.group(0).rstrip("\n") if found else ""
+
+
 INTERVAL = timedelta(minutes=15)
 T0 = datetime(2026, 6, 1, tzinfo=UTC)  # the tick part's clock (an interval boundary)
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
@@ -122,7 +137,7 @@ def timed_tick(now: datetime, *, old: bool = False, repeats: int = 5) -> tuple[f
 
     ``old``: the tick as it was before, opening every community's horizon every time.
     """
-    from django.db import connection
+    from django.db import connection, reset_queries
     from django.test.utils import CaptureQueriesContext
 
     from marketplace.models import Community
@@ -131,6 +146,8 @@ def timed_tick(now: datetime, *, old: bool = False, repeats: int = 5) -> tuple[f
 
     best, queries, due = float("inf"), 0, 0
     for _ in range(repeats):
+        # Django keeps the last 9,000 queries; once that log is full a capture counts nothing.
+        reset_queries()
         with CaptureQueriesContext(connection) as captured:
             started = time.perf_counter()
             if old:
@@ -389,7 +406,7 @@ def write_results(about: str, members: int, ticks: list[Any], plans: str, worker
     if ticks:
         lines += [
             "",
-            "### Beat's tick",
+            TICK_HEADING,
             "",
             "*tick*: a tick with ten steps due (best of 5); *first after a boundary*: the tick "
             "in which every community opens its next interval (once per interval length); "
@@ -407,10 +424,12 @@ def write_results(about: str, members: int, ticks: list[Any], plans: str, worker
         ]
         lines += ["", f"Query plans at {ticks[-1]['communities']:,} communities:", "", "```",
                   plans, "```"]  # fmt: skip
+    elif kept := _kept_subsection(TICK_HEADING):
+        lines += ["", kept]  # not run this time: the last run's results stay
     if workers:
         lines += [
             "",
-            "### Worker processes",
+            WORKERS_HEADING,
             "",
             f"{workers[0]['intervals']:,} communities, one interval each with one order per "
             "member, all gates closing at once; K solo worker processes, each on its own queue "
@@ -425,6 +444,8 @@ def write_results(about: str, members: int, ticks: list[Any], plans: str, worker
             f"{r['worst_s']:.1f} | {r['load']} |"
             for r in workers
         ]
+    elif kept := _kept_subsection(WORKERS_HEADING):
+        lines += ["", kept]
     if ticks or workers:
         replace_section(HEADING, "\n".join(lines) + "\n")
     if month:

@@ -65,6 +65,11 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     PARSE_ERROR = "parse_error"
     THROTTLED = "throttled"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    BAD_REQUEST = "bad_request"
+    NOT_CSV = "not_csv"
+    SERVER_ERROR = "server_error"
+    SERVICE_UNAVAILABLE = "service_unavailable"
     INVALID_CHOICE = "invalid_choice"
     NULL = "null"
     BLANK = "blank"
@@ -158,6 +163,13 @@ MEANINGS: dict[ErrorCode, str] = {
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: "Only application/json request bodies are accepted.",
     ErrorCode.PARSE_ERROR: "The request body is not valid JSON.",
     ErrorCode.THROTTLED: "Too many requests; see Retry-After.",
+    ErrorCode.PAYLOAD_TOO_LARGE: "The request body is larger than the server accepts.",
+    ErrorCode.BAD_REQUEST: "The request is malformed and was refused before the endpoint saw it.",
+    ErrorCode.NOT_CSV: "The file is not CSV the import can read (a NUL byte, an endless cell).",
+    ErrorCode.SERVER_ERROR: "An error on the server; nothing was stored. Retrying may help.",
+    ErrorCode.SERVICE_UNAVAILABLE: (
+        "The database or the task broker is unreachable; nothing was stored. See Retry-After."
+    ),
     ErrorCode.INVALID_CHOICE: "Not one of the field's choices.",
     ErrorCode.NULL: "The field may not be null.",
     ErrorCode.BLANK: "The field may not be blank.",
@@ -201,6 +213,9 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.IDEMPOTENCY_KEY_REUSED: 409,
     ErrorCode.NOT_AUTHENTICATED: 401,
     ErrorCode.AUTHENTICATION_FAILED: 401,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.SERVER_ERROR: 500,
+    ErrorCode.SERVICE_UNAVAILABLE: 503,
 }
 
 
@@ -230,3 +245,24 @@ class ObjectNotFoundError(ApplicationError, Http404):
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(ErrorCode.NOT_FOUND, message, field=field)
+
+
+# --- Outages --------------------------------------------------------------------------------
+RETRY_AFTER_SECONDS = 30
+UNAVAILABLE_MESSAGE = (
+    "The service is briefly unavailable (its database or task broker cannot be reached); "
+    "nothing was stored. Retry later."
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database or the broker is down, not a bug: a 503, not a 500."""
+    from django.db import InterfaceError, OperationalError
+    from kombu.exceptions import OperationalError as BrokerError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return isinstance(
+        exc,
+        OperationalError | InterfaceError | BrokerError | RedisConnectionError | RedisTimeoutError,
+    )

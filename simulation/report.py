@@ -16,7 +16,6 @@ Definitions (per run, over every simulated interval):
 
 from __future__ import annotations
 
-import csv
 import html
 import io
 import json
@@ -29,6 +28,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt
 
+from config.csv_export import csv_writer
 from marketplace.services.rules import current_rules
 from simulation.engine import SimulationOutcome, member_totals
 from simulation.selectors import member_balances
@@ -227,7 +227,7 @@ def _charts(report: Report, directory: Path) -> list[tuple[str, str]]:
 
 def _csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
+        writer = csv_writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
 

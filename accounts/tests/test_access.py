@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from accounts import access, permissions
+from accounts.models import Membership, MeterPoint
 from accounts.tests import factories
 from accounts.tests.conftest import World
 from config.errors import ErrorCode, ObjectNotFoundError
@@ -38,6 +39,18 @@ def test_meter_point_is_the_callers_own(world: World) -> None:
     )
     # A manager reaches the members' meter points through the admin, not as their own.
     _not_found(lambda: access.access_meter_point(world.manager, world.meter_point.pk))
+
+
+def test_meter_point_fields_equal_the_orms(world: World, django_assert_num_queries: object) -> None:
+    # The lookup is hand-written SQL; every field must come back as the ORM would give it.
+    with django_assert_num_queries(1):  # type: ignore[operator]
+        own = access.access_meter_point(world.prosumer, world.meter_point.pk)
+        membership = own.membership
+    orm = MeterPoint.objects.select_related("membership").get(pk=world.meter_point.pk)
+    for field in MeterPoint._meta.concrete_fields:
+        assert getattr(own, field.attname) == getattr(orm, field.attname), field.name
+    for field in Membership._meta.concrete_fields:
+        assert getattr(membership, field.attname) == getattr(orm.membership, field.attname)
 
 
 def test_meter_point_within_one_membership(world: World) -> None:

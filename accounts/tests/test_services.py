@@ -6,6 +6,8 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts import services
@@ -238,3 +240,35 @@ def test_regulator_grant_is_superuser_only_and_audited(world: World) -> None:
     assert user.is_regulator
     assert AuditEvent.objects.filter(kind="user.regulator_granted", actor=world.superuser).exists()
     assert not services.regulator_revoke(user=user, revoked_by=world.superuser).is_regulator
+
+
+@pytest.mark.parametrize("scopes", [["trade"], ["read", "trade"], ["meter"], ["manage"]])
+def test_a_regulator_cannot_hold_a_trading_scope(world: World, scopes: list[str]) -> None:
+    with pytest.raises(ApplicationError) as error:
+        services.api_token_create(user=world.regulator, name="x", scopes=scopes)
+    assert (error.value.code, error.value.field) == (ErrorCode.PERMISSION_DENIED, "scopes")
+    assert not ApiToken.objects.filter(user=world.regulator).exists()
+    token, _raw = services.api_token_create(user=world.regulator, name="read", scopes=["read"])
+    assert token.scopes == ["read"]
+
+
+def test_a_regulator_token_given_trade_in_the_database_still_cannot_trade(world: World) -> None:
+    from rest_framework.test import APIClient
+
+    token, raw = services.api_token_create(user=world.regulator, name="read", scopes=["read"])
+    ApiToken.objects.filter(pk=token.pk).update(scopes=["read", "trade", "meter"])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    response = client.post("/api/v1/postings/", {}, format="json")
+    assert response.status_code == 403
+    assert response.json()["code"] == "permission_denied"
+    session = APIClient()
+    session.force_login(world.regulator)
+    assert session.post("/api/v1/postings/", {}, format="json").status_code == 403
+    page = Client()
+    page.force_login(world.regulator)
+    refused = page.post(
+        reverse("accounts:api_tokens"), {"name": "bot", "scopes": ["trade"], "expires_in_days": 30}
+    )
+    assert refused.status_code == 400
+    assert ApiToken.objects.filter(user=world.regulator).count() == 1

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from typing import Any
 
 import pytest
 import time_machine
+from django.conf import settings
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts import signin
 from accounts.models import AuditEvent
 from accounts.tests import factories
 
@@ -89,3 +93,42 @@ def test_admin_sign_in_is_throttled_too() -> None:
         url, {"username": user.email, "password": factories.PASSWORD}, REMOTE_ADDR="10.0.0.8"
     )
     assert LOCKED in response.content.decode()
+
+
+@pytest.mark.skipif(
+    not settings.REDIS_URL, reason="needs Redis: the file cache's incr is not atomic across threads"
+)
+@pytest.mark.django_db(transaction=True)
+def test_racing_guesses_never_check_more_passwords_than_the_limit() -> None:
+    user = factories.UserFactory.create()
+    racers = 16
+    barrier = threading.Barrier(racers)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def guess(number: int) -> None:
+        try:
+            barrier.wait()
+            # Each from its own IP, so only the email's limit holds them back.
+            response = _sign_in(Client(), user.email, f"guess {number}", ip=f"10.7.0.{number}")
+        finally:
+            connection.close()
+        with lock:
+            statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * racers
+    reasons = list(
+        AuditEvent.objects.filter(kind="auth.sign_in_failed").values_list(
+            "detail__reason", flat=True
+        )
+    )
+    checked = [reason for reason in reasons if reason != "throttled"]
+    assert len(checked) <= signin.MAX_FAILURES, reasons
+    assert len(reasons) == racers
+    # And the email is locked now, even for the right password.
+    assert LOCKED in _sign_in(Client(), user.email, factories.PASSWORD).content.decode()

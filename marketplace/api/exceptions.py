@@ -11,13 +11,20 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from config.errors import ApplicationError, ErrorCode
+from config.errors import (
+    RETRY_AFTER_SECONDS,
+    UNAVAILABLE_MESSAGE,
+    ApplicationError,
+    ErrorCode,
+    is_unavailable,
+)
 
 NON_FIELD = "non_field_errors"
 
@@ -97,7 +104,17 @@ def _validation_error(exc: exceptions.ValidationError) -> dict[str, Any]:
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """Render every known error in the one format; unknown exceptions stay 500s (and get fixed)."""
+    """Render every known error in the one format; unknown exceptions stay 500s (and get fixed,
+    rendered as JSON by ``config.middleware.ApiErrorsMiddleware``)."""
+    if isinstance(exc, RequestDataTooBig | TooManyFieldsSent):
+        message = "The request body is larger than the server accepts."
+        return Response(error_body(ErrorCode.PAYLOAD_TOO_LARGE, message), status=413)
+    if is_unavailable(exc):
+        return Response(
+            error_body(ErrorCode.SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE),
+            status=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     if isinstance(exc, ApplicationError):
         fields = {exc.field: [exc.message]} if exc.field else {}
         return Response(error_body(exc.code, exc.message, fields), status=exc.http_status)

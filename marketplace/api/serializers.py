@@ -16,6 +16,7 @@ from rest_framework import serializers
 
 from accounts.models import MeterPointStatus, TokenScope
 from config.fields import DecimalInput
+from marketplace.ledger.models import ReadingStatus
 from marketplace.ledger.services.readings import MAX_ROWS
 from marketplace.models import (
     BidStatus,
@@ -452,6 +453,9 @@ class PostingSerializer(serializers.Serializer):
     auto_accept_best_bids = serializers.BooleanField()
     flexible = serializers.BooleanField()
     status = serializers.ChoiceField(choices=PostingStatus.choices)
+    exclusion_reason = serializers.CharField(
+        help_text="Why clearing left it out (status `excluded`); empty otherwise."
+    )
     submitted_at = serializers.DateTimeField()
     pending_bids = serializers.IntegerField(default=0)
 
@@ -620,11 +624,16 @@ class ReadingRowSerializer(serializers.Serializer):
     reading_id = serializers.IntegerField(allow_null=True)
     version = serializers.IntegerField(allow_null=True)
     unchanged = serializers.BooleanField(help_text="Identical to the stored reading; not stored.")
+    flagged = serializers.BooleanField(
+        help_text="Stored but not counted (a jump against the meter's history, `reading_jump`): "
+        "it settles once a manager accepts it."
+    )
 
 
 class ReadingReportSerializer(serializers.Serializer):
-    accepted = serializers.IntegerField()
+    accepted = serializers.IntegerField(help_text="Rows stored, flagged ones included.")
     refused = serializers.IntegerField()
+    flagged = serializers.IntegerField(help_text="Rows stored but awaiting a manager.")
     rows = ReadingRowSerializer(many=True)
     adjustment_ids = serializers.ListField(
         child=serializers.IntegerField(),
@@ -642,6 +651,10 @@ class MeterReadingSerializer(serializers.Serializer):
     source = serializers.CharField()  # type: ignore[assignment]
     received_at = serializers.DateTimeField()
     version = serializers.IntegerField()
+    status = serializers.ChoiceField(
+        choices=ReadingStatus.choices, help_text="A flagged reading settles nothing yet."
+    )
+    flag_reason = serializers.CharField()
 
 
 # --- Settlements and statements ---------------------------------------------------------------

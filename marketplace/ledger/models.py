@@ -33,11 +33,17 @@ class ReadingSource(models.TextChoices):
     SIMULATED = "simulated", "Simulated (demo)"
 
 
+class ReadingStatus(models.TextChoices):
+    ACCEPTED = "accepted", "Accepted"
+    FLAGGED = "flagged", "Flagged: awaits a manager"
+
+
 class MeterReading(models.Model):
     """What a meter point imported and exported in one interval.
 
     A correction is a new version that names the one it supersedes; old versions stay, so a
-    settlement can always say which reading it used.
+    settlement can always say which reading it used. A reading the plausibility checks flag
+    (a jump against the meter's history) is kept but settles nothing until a manager accepts it.
     """
 
     meter_point = models.ForeignKey(
@@ -57,6 +63,17 @@ class MeterReading(models.Model):
     supersedes = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="superseded_by"
     )
+    status = models.CharField(
+        max_length=10,
+        choices=ReadingStatus.choices,
+        default=ReadingStatus.ACCEPTED,
+        db_default=ReadingStatus.ACCEPTED,
+    )
+    flag_reason = models.CharField(max_length=300, blank=True, db_default="")
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ("interval", "meter_point", "version")
@@ -311,3 +328,51 @@ class LedgerVerification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {'ok' if self.ok else 'BROKEN'}"
+
+
+class ReadingImportStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+
+
+class ReadingImport(models.Model):
+    """A manager's CSV file of meter readings, imported by a worker in chunks with progress.
+
+    The file is kept here so the import runs outside the upload's request (a month of readings
+    is tens of thousands of rows) and resumes after a crashed worker: each chunk's readings and
+    the counters below commit together, so ``rows_done`` is exactly what was imported.
+    """
+
+    community = models.ForeignKey(
+        "marketplace.Community", on_delete=models.PROTECT, related_name="reading_imports"
+    )
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    file_name = models.CharField(max_length=255, blank=True)
+    content = models.TextField()
+    status = models.CharField(
+        max_length=8, choices=ReadingImportStatus.choices, default=ReadingImportStatus.QUEUED
+    )
+    rows_total = models.PositiveIntegerField()
+    rows_done = models.PositiveIntegerField(default=0)
+    accepted = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    refused = models.PositiveIntegerField(default=0)
+    adjustments = models.PositiveIntegerField(default=0)
+    # The first refused rows with their line, code and reason (the counts cover them all).
+    refused_rows = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-pk")
+
+    def __str__(self) -> str:
+        return f"{self.file_name or 'readings.csv'}: {self.rows_done}/{self.rows_total} rows"
+
+    @property
+    def percent_done(self) -> int:
+        return 100 if not self.rows_total else self.rows_done * 100 // self.rows_total

@@ -17,6 +17,7 @@ from marketplace.ledger.models import (
     LedgerAccount,
     LedgerEntry,
     LedgerVerification,
+    ReadingImport,
     Settlement,
     TransactionKind,
 )
@@ -259,3 +260,10 @@ def statement_months(*, membership: Membership) -> list[tuple[int, int]]:
 
 def interval_settlements(*, interval: Interval) -> QuerySet[Settlement]:
     return Settlement.objects.filter(interval=interval).select_related("membership")
+
+
+def reading_imports_visible(user: User) -> QuerySet[ReadingImport]:
+    """Readings imports of the communities the user manages (all for a superuser), newest first."""
+    return ReadingImport.objects.filter(
+        community__in=permissions.managed_communities(user)
+    ).select_related("community", "submitted_by")

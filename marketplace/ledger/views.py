@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from decimal import Decimal
 
 from django.contrib.auth.decorators import login_required
@@ -11,6 +10,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from accounts.models import Membership, User
+from config.csv_export import csv_writer
 from config.errors import ApplicationError
 from marketplace.ledger.selectors import (
     Statement,
@@ -100,7 +100,7 @@ def statement_csv(request: HttpRequest, slug: str, year: int, month: int) -> Htt
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     name = f"statement-{slug}-{statement.membership.pseudonym}-{year:04d}-{month:02d}.csv"
     response["Content-Disposition"] = f'attachment; filename="{name}"'
-    writer = csv.writer(response)
+    writer = csv_writer(response)
     writer.writerow(CSV_HEADER)
     for row in statement.rows:
         writer.writerow(

@@ -6,7 +6,6 @@ chart in a table under it, and a CSV link per chart that exports the same select
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,6 +20,7 @@ from django.shortcuts import redirect, render
 from django.utils.safestring import SafeString
 
 from accounts import permissions
+from config.csv_export import csv_writer
 from marketplace.oversight import selectors
 from marketplace.oversight.charts import Series, bar_chart, line_chart
 from marketplace.oversight.selectors import Scope, Table
@@ -507,7 +507,7 @@ def chart_csv(request: HttpRequest, name: str, chart: str) -> HttpResponse:
     community = scope.community.slug if scope.community else "all"
     filename = f"peergrid-{chart}-{community}-{scope.first_day}-{scope.last_day}.csv"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    writer = csv.writer(response)
+    writer = csv_writer(response)
     writer.writerow(table.columns)
     for row in table.rows:
         writer.writerow(["" if v is None else v for v in row])

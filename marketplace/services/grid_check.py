@@ -71,8 +71,8 @@ from grid.services import grid_network
 from grid.studies import grid_model_short_circuit
 from marketplace.models import Interval, Trade
 from marketplace.selectors.forecasts import net_export_forecast_kw
+from units import KWH
 
-KWH_STEP = Decimal("0.001")
 # Rows per UPDATE: SQLite allows 32,766 parameters, three per row.
 _UPDATE_ROWS = 10_000
 
@@ -161,7 +161,7 @@ def _baselines(interval: Interval, meter_points: list[int]) -> dict[int, float]:
 
 
 def _ceil_kwh(kw: float, hours: float) -> Decimal:
-    return Decimal(repr(kw * hours)).quantize(KWH_STEP, rounding=ROUND_UP)
+    return Decimal(repr(kw * hours)).quantize(KWH, rounding=ROUND_UP)
 
 
 def interval_grid_check(*, interval: Interval) -> GridCheckResult:

@@ -101,6 +101,7 @@ def _clear(interval: Interval, now: datetime) -> StepResult:
     return {
         "mechanism": summary.mechanism,
         "postings": summary.postings,
+        "excluded_postings": summary.excluded_postings,
         "trades": summary.bilateral_trades + summary.pool_trades + summary.grid_trades,
         "peer_kwh": str(summary.peer_kwh),
         "clearing_price": None if summary.clearing_price is None else str(summary.clearing_price),
@@ -337,20 +338,15 @@ def intervals_open_all(*, now: datetime, communities: Iterable[Community] | None
     """Open the rolling horizon of every community that is due (of ``communities``, or all).
 
     A community is due once per interval length (``Community.horizon_due_at``), so a tick visits
-    a few communities, not all of them. One community's failure does not stop the rest.
+    a few communities, not all of them; at a boundary, when all are due, they open together in a
+    fixed number of statements.
     """
-    from marketplace.services.intervals import intervals_open_horizon
+    from marketplace.services.intervals import intervals_open_horizons
 
     queryset = Community.objects.filter(horizon_due_condition(now)).order_by("pk")
     if communities is not None:
         queryset = queryset.filter(pk__in=[c.pk for c in communities])
-    opened = 0
-    for community in queryset:
-        try:
-            opened += intervals_open_horizon(community=community, now=now)
-        except Exception:
-            logger.exception("community %s: could not open its intervals", community.slug)
-    return opened
+    return intervals_open_horizons(communities=list(queryset.only("pk")), now=now)
 
 
 def pipeline_tick(

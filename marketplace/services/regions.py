@@ -51,6 +51,7 @@ from marketplace.models import (
     Trade,
     TradeSource,
 )
+from marketplace.services.clearing import order_key
 
 ZERO = Decimal("0")
 
@@ -91,7 +92,8 @@ def region_communities_set(*, region: Region, communities: Iterable[Community]) 
 
 
 def _order_id(community_id: int) -> str:
-    return f"c{community_id}"
+    # Padded like the communities' own books, so exact ties break by community in id order.
+    return order_key("c", community_id)
 
 
 def _ready(intervals: list[tuple[str, str]], start: datetime, now: datetime) -> bool:

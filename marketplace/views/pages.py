@@ -7,7 +7,6 @@ says what state their application is in.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
@@ -22,6 +21,7 @@ from django.views.decorators.http import require_GET
 
 from accounts import permissions
 from accounts.models import MembershipStatus
+from config.csv_export import csv_writer
 from marketplace.ledger.selectors import member_balance
 from marketplace.models import BidStatus, PostingStatus
 from marketplace.selectors.board import intervals_upcoming, my_bids, my_postings
@@ -217,7 +217,7 @@ def trades_csv(request: HttpRequest, slug: str) -> StreamingHttpResponse | HttpR
                 "yes" if trade.by_autopilot else "no",
             ]
 
-    writer = csv.writer(_Echo())
+    writer = csv_writer(_Echo())
     name = f"trades-{slug}-{membership.pseudonym}.csv"
     response = StreamingHttpResponse(
         (writer.writerow(row) for row in rows()), content_type="text/csv; charset=utf-8"

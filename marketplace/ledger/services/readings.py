@@ -11,7 +11,7 @@ import contextlib
 import csv
 import io
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,20 +21,24 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from accounts.models import Membership, MembershipRole, MembershipStatus, MeterPoint, User
+from accounts import permissions
+from accounts.models import Membership, MeterPoint, MeterPointStatus, User
+from accounts.services.audit import audit_record
 from config.errors import ApplicationError, ErrorCode
-from marketplace.ledger.models import MeterReading, ReadingSource
+from marketplace.ledger.models import MeterReading, ReadingSource, ReadingStatus
+from marketplace.ledger.plausibility import HISTORY_READINGS, Outcome, reading_check
 from marketplace.ledger.services.ledger import ZERO
 from marketplace.ledger.services.settlement import (
     confirmed_trades,
     expected_meter_points,
-    latest_readings,
     settlement_adjust,
 )
 from marketplace.models import Community, Interval
-from units import KWH, UnitError, parse_decimal
+from units import KWH, KWH_DIGITS, UnitError, parse_decimal, places
 
 CSV_COLUMNS = ("meter_point", "interval_start", "imported_kwh", "exported_kwh")
+# What the readings' energy columns can store (KWH_DIGITS digits, KWH's places of them decimals).
+MAX_KWH = Decimal(10) ** (KWH_DIGITS - places(KWH))
 MAX_ROWS = 50_000  # one month of 15-minute readings for about 17 meter points
 
 
@@ -49,6 +53,9 @@ class ReadingRow:
     reading_id: int | None = None
     version: int | None = None
     unchanged: bool = False
+    # Stored but not counted: the plausibility checks flagged it (``code``/``reason`` say why);
+    # it settles once a manager accepts it.
+    flagged: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,10 @@ class ReadingReport:
     @property
     def refused(self) -> list[ReadingRow]:
         return [row for row in self.rows if not row.accepted]
+
+    @property
+    def flagged(self) -> list[ReadingRow]:
+        return [row for row in self.rows if row.flagged]
 
 
 class _RefusedError(Exception):
@@ -86,7 +97,11 @@ def _energy(value: object, name: str) -> Decimal:
         )
         raise _RefusedError(ErrorCode(exc.code), reason) from None
     if number < 0:
-        raise _RefusedError(ErrorCode.OUT_OF_RANGE, f"{name} must not be negative ({number}).")
+        raise _RefusedError(ErrorCode.NEGATIVE_READING, f"{name} must not be negative ({number}).")
+    if number >= MAX_KWH:  # also beyond what quantize can hold (1e30, 200 digits)
+        raise _RefusedError(
+            ErrorCode.MAX_DIGITS, f"{name} is too large: at most {KWH_DIGITS} digits in all."
+        )
     return number.quantize(KWH)
 
 
@@ -109,18 +124,16 @@ def _start(value: object) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _may_submit(user: User, meter_point: MeterPoint, managed: set[int]) -> bool:
-    membership = meter_point.membership
-    if user.is_superuser or membership.community_id in managed:
-        return True
-    return membership.user_id == user.pk and membership.status == MembershipStatus.APPROVED
-
-
-def _managed_communities(user: User) -> set[int]:
-    return set(
-        Membership.objects.filter(
-            user=user, role=MembershipRole.MANAGER, status=MembershipStatus.APPROVED
-        ).values_list("community_id", flat=True)
+def _history(meter_point_id: int) -> list[tuple[Decimal, Decimal]]:
+    """The meter's most recent accepted readings (imported, exported), newest first."""
+    return list(
+        MeterReading.objects.filter(
+            meter_point_id=meter_point_id,
+            status=ReadingStatus.ACCEPTED,
+            superseded_by__isnull=True,
+        )
+        .order_by("-interval__start")
+        .values_list("imported_kwh", "exported_kwh")[:HISTORY_READINGS]
     )
 
 
@@ -131,6 +144,7 @@ def _record(
     source: ReadingSource,
     community: Community | None,
     now: datetime,
+    token_community_id: int | None = None,
 ) -> ReadingReport:
     """Check and store rows; the caller holds the transaction."""
     rows = list(rows)
@@ -138,7 +152,13 @@ def _record(
         raise ApplicationError(
             ErrorCode.OUT_OF_RANGE, f"At most {MAX_ROWS} readings at a time.", field="readings"
         )
-    managed = _managed_communities(submitted_by) if submitted_by else set()
+    # One rule for every channel: which communities this submitter is a metering source for.
+    allowed = (
+        permissions.meter_reading_community_ids(submitted_by, token_community_id=token_community_id)
+        if submitted_by is not None
+        else None
+    )
+    histories: dict[int, list[tuple[Decimal, Decimal]]] = {}
     mp_ids = set()
     for _, data in rows:
         with contextlib.suppress(ValueError):  # a bad id is reported row by row below
@@ -187,28 +207,34 @@ def _record(
                 community is not None and meter_point.membership.community_id != community.pk
             ):
                 raise _RefusedError(ErrorCode.NOT_FOUND, "Unknown meter point.")
-            if submitted_by is not None and not _may_submit(submitted_by, meter_point, managed):
+            if allowed is not None and meter_point.membership.community_id not in allowed:
                 raise _RefusedError(
-                    ErrorCode.PERMISSION_DENIED,
-                    "Only the meter point's member or the community manager may send readings.",
+                    ErrorCode.NOT_METERING_SOURCE,
+                    "Readings for this meter point come only from its community's metering "
+                    "source (the manager's import or the community's meter_data token).",
+                )
+            if meter_point.status != MeterPointStatus.APPROVED:
+                raise _RefusedError(
+                    ErrorCode.METER_POINT_NOT_APPROVED,
+                    "The meter point awaits its manager's approval; its readings settle nothing.",
                 )
             interval = find_interval(meter_point.membership.community_id, data)
             imported = _energy(data.get("imported_kwh"), "imported_kwh")
             exported = _energy(data.get("exported_kwh"), "exported_kwh")
             if interval.end > now:
                 raise _RefusedError(ErrorCode.INVALID_STATE, "The interval has not ended yet.")
-            hours = interval.hours
-            for name, value, capacity_kw in (
-                ("imported_kwh", imported, meter_point.import_capacity_kw),
-                ("exported_kwh", exported, meter_point.export_capacity_kw),
-            ):
-                if value > capacity_kw * hours:
-                    raise _RefusedError(
-                        ErrorCode.OVER_CAPACITY,
-                        f"{name} {value} is beyond the meter point's capacity "
-                        f"({capacity_kw} kW x {hours.normalize()} h = "
-                        f"{(capacity_kw * hours).quantize(KWH)} kWh).",
-                    )
+            if meter_point.pk not in histories:
+                histories[meter_point.pk] = _history(meter_point.pk)
+            finding = reading_check(
+                imported_kwh=imported,
+                exported_kwh=exported,
+                import_capacity_kw=meter_point.import_capacity_kw,
+                export_capacity_kw=meter_point.export_capacity_kw,
+                hours=interval.hours,
+                history=histories[meter_point.pk],
+            )
+            if finding is not None and finding.outcome == Outcome.REFUSED:
+                raise _RefusedError(finding.code, finding.reason)
         except _RefusedError as refused:
             report.append(ReadingRow(number, False, str(refused.code), refused.reason))
             continue
@@ -220,12 +246,22 @@ def _record(
             source=source,
             submitted_by=submitted_by,
             now=now,
+            flag_reason=finding.reason if finding is not None else "",
         )
-        if created:
+        flagged = reading.status == ReadingStatus.FLAGGED
+        if created and not flagged:
             touched.add((interval.pk, meter_point.membership_id))
+            histories[meter_point.pk].insert(0, (imported, exported))
         report.append(
             ReadingRow(
-                number, True, reading_id=reading.pk, version=reading.version, unchanged=not created
+                number,
+                True,
+                code=str(ErrorCode.READING_JUMP) if flagged else "",
+                reason=reading.flag_reason if flagged else "",
+                reading_id=reading.pk,
+                version=reading.version,
+                unchanged=not created,
+                flagged=flagged,
             )
         )
     adjustments = []
@@ -249,6 +285,7 @@ def _store(
     source: ReadingSource,
     submitted_by: User | None,
     now: datetime,
+    flag_reason: str = "",
 ) -> tuple[MeterReading, bool]:
     current = (
         MeterReading.objects.filter(meter_point=meter_point, interval=interval)
@@ -270,6 +307,8 @@ def _store(
         submitted_by=submitted_by,
         version=current.version + 1 if current else 1,
         supersedes=current,
+        status=ReadingStatus.FLAGGED if flag_reason else ReadingStatus.ACCEPTED,
+        flag_reason=flag_reason[:300],
     )
     return reading, True
 
@@ -280,16 +319,30 @@ def meter_readings_submit(
     readings: Iterable[Mapping[str, Any]],
     source: ReadingSource = ReadingSource.API,
     now: datetime | None = None,
+    token_community_id: int | None = None,
 ) -> ReadingReport:
     """Store a batch of readings and report each row.
 
     Each reading is a mapping with ``meter_point`` (id), either ``interval`` (id) or
     ``interval_start`` (aware datetime or ISO 8601 text with a zone), ``imported_kwh`` and
-    ``exported_kwh`` (kWh, >= 0, at most 3 places; text or Decimal). The submitter must be the
-    meter point's approved member or an approved manager of its community (the API checks the
-    token's ``meter`` scope before calling). Rows that arrive after their interval was settled
-    book adjustment transactions, listed in the report.
+    ``exported_kwh`` (kWh, >= 0, at most 3 places; text or Decimal). The submitter must be a
+    metering source of the meter point's community (``permissions.meter_reading_community_ids``:
+    its manager, or a ``meter_data`` token bound to it, ``token_community_id``); a member cannot
+    report their own meter (``not_metering_source``). Every row passes the plausibility checks
+    (``marketplace.ledger.plausibility``): refused rows say why; flagged rows are stored but
+    settle nothing until a manager accepts them. Rows that arrive after their interval was
+    settled book adjustment transactions, listed in the report.
     """
+    allowed = permissions.meter_reading_community_ids(
+        submitted_by, token_community_id=token_community_id
+    )
+    if allowed is not None and not allowed:
+        raise ApplicationError(
+            ErrorCode.NOT_METERING_SOURCE,
+            "Meter readings come only from a metering source: the community manager's CSV "
+            "import or a 'meter_data' token a manager issued for the community.",
+            field="readings",
+        )
     with transaction.atomic(durable=True):
         return _record(
             rows=enumerate(readings, start=1),
@@ -297,7 +350,75 @@ def meter_readings_submit(
             source=source,
             community=None,
             now=now or timezone.now(),
+            token_community_id=token_community_id,
         )
+
+
+def csv_rows(file: IO[bytes] | IO[str]) -> list[tuple[int, dict[str, Any]]]:
+    """A readings CSV file as (line number, row) pairs; a file that is not UTF-8 or lacks the
+    ``CSV_COLUMNS`` header raises ``ApplicationError`` on ``file``. Cells are checked later,
+    row by row, so one bad cell refuses only its row."""
+    raw = file.read()
+    try:
+        text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as exc:
+        raise ApplicationError(
+            ErrorCode.NOT_UTF8, "The file is not UTF-8 text.", field="file"
+        ) from exc
+    if "\x00" in text:  # no CSV writer puts one there, and PostgreSQL text cannot hold it
+        raise ApplicationError(
+            ErrorCode.FORBIDDEN_CHARACTER,
+            "The file is not CSV: it has a NUL character.",
+            field="file",
+        )
+    reader = csv.DictReader(io.StringIO(text))
+    try:
+        header = [name.strip() for name in reader.fieldnames or []]
+        if not set(CSV_COLUMNS) <= set(header):
+            raise ApplicationError(
+                ErrorCode.BAD_CSV_HEADER,
+                f"The first line must name the columns {', '.join(CSV_COLUMNS)}.",
+                field="file",
+            )
+        reader.fieldnames = header
+        return [(reader.line_num, dict(row)) for row in reader]
+    except csv.Error as exc:  # e.g. a NUL byte or a cell beyond the field size limit
+        raise ApplicationError(
+            ErrorCode.NOT_CSV, f"The file is not CSV: {exc}.", field="file"
+        ) from None
+
+
+def check_may_import(*, community: Community, submitted_by: User) -> None:
+    """Only the community's metering source may import its readings: its approved managers
+    (and superusers), by the one rule ``permissions.meter_reading_community_ids``."""
+    allowed = permissions.meter_reading_community_ids(submitted_by)
+    if allowed is not None and community.pk not in allowed:
+        raise ApplicationError(
+            ErrorCode.PERMISSION_DENIED, "Only the community's managers may import readings."
+        )
+
+
+def meter_readings_import_rows(
+    *,
+    community: Community,
+    rows: Iterable[tuple[int, Mapping[str, Any]]],
+    submitted_by: User,
+    now: datetime | None = None,
+    within: Callable[[ReadingReport], None] | None = None,
+) -> ReadingReport:
+    """Store one batch of a community's CSV rows in one transaction; ``within`` runs inside it
+    with the report (an import's progress commits with its readings)."""
+    with transaction.atomic(durable=True):
+        report = _record(
+            rows=rows,
+            submitted_by=submitted_by,
+            source=ReadingSource.CSV,
+            community=community,
+            now=now or timezone.now(),
+        )
+        if within is not None:
+            within(report)
+        return report
 
 
 def meter_readings_import_csv(
@@ -307,40 +428,17 @@ def meter_readings_import_csv(
     submitted_by: User,
     now: datetime | None = None,
 ) -> ReadingReport:
-    """Import a whole community's readings from CSV (columns: see ``CSV_COLUMNS``).
+    """Import a whole community's readings from CSV (columns: see ``CSV_COLUMNS``) at once.
 
     Only the community's approved managers (and superusers) may import; rows naming another
     community's meter point are refused as unknown. ``row`` in the report is the CSV line number.
+    The admin's upload runs large files in the background instead (``reading_imports``).
     """
-    if not submitted_by.is_superuser and community.pk not in _managed_communities(submitted_by):
-        raise ApplicationError(
-            ErrorCode.PERMISSION_DENIED, "Only the community's managers may import readings."
-        )
-    raw = file.read()
-    try:
-        text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
-    except UnicodeDecodeError as exc:
-        raise ApplicationError(
-            ErrorCode.NOT_UTF8, "The file is not UTF-8 text.", field="file"
-        ) from exc
-    reader = csv.DictReader(io.StringIO(text))
-    header = [name.strip() for name in reader.fieldnames or []]
-    if not set(CSV_COLUMNS) <= set(header):
-        raise ApplicationError(
-            ErrorCode.BAD_CSV_HEADER,
-            f"The first line must name the columns {', '.join(CSV_COLUMNS)}.",
-            field="file",
-        )
-    reader.fieldnames = header
-    rows = [(reader.line_num, dict(row)) for row in reader]
-    with transaction.atomic(durable=True):
-        return _record(
-            rows=rows,
-            submitted_by=submitted_by,
-            source=ReadingSource.CSV,
-            community=community,
-            now=now or timezone.now(),
-        )
+    check_may_import(community=community, submitted_by=submitted_by)
+    rows = csv_rows(file)
+    return meter_readings_import_rows(
+        community=community, rows=rows, submitted_by=submitted_by, now=now
+    )
 
 
 def readings_simulate(
@@ -355,7 +453,10 @@ def readings_simulate(
     rng = random.Random(interval.pk if seed is None else seed)  # noqa: S311 - demo noise
     trades = confirmed_trades(interval)
     meter_points = expected_meter_points(interval, trades)
-    existing = latest_readings(interval)
+    # Any reading, flagged ones too: the demo never adds a version beside a real one.
+    existing = set(
+        MeterReading.objects.filter(interval=interval).values_list("meter_point_id", flat=True)
+    )
     scheduled: dict[int, list[Decimal]] = {mp: [ZERO, ZERO] for mp in meter_points}
     first_of_member: dict[int, int] = {}
     for mp, membership_id in sorted(meter_points.items()):
@@ -396,3 +497,48 @@ def readings_simulate(
                 )
             )
     return created
+
+
+def meter_reading_accept(
+    *, reading: MeterReading, accepted_by: User | None, now: datetime | None = None
+) -> ReadingReport:
+    """A manager of the meter point's community accepts a flagged reading: it counts from now
+    on. If its interval was settled already, the difference is booked as an adjustment (in the
+    report); otherwise the interval's settlement will read it.
+    """
+    now = now or timezone.now()
+    with transaction.atomic(durable=True):
+        locked = (
+            MeterReading.objects.select_for_update(of=("self",))
+            .select_related("meter_point__membership__community", "interval")
+            .get(pk=reading.pk)
+        )
+        community = locked.meter_point.membership.community
+        if accepted_by is not None:
+            permissions.require_manage(accepted_by, community)
+        if locked.status != ReadingStatus.FLAGGED:
+            raise ApplicationError(
+                ErrorCode.INVALID_STATE, "Only a flagged reading can be accepted.", field="reading"
+            )
+        locked.status = ReadingStatus.ACCEPTED
+        locked.reviewed_by = accepted_by
+        locked.reviewed_at = now
+        locked.save(update_fields=["status", "reviewed_by", "reviewed_at"])
+        # A settlement waiting for readings looks only at newer ones: make it see this one.
+        Interval.objects.filter(
+            pk=locked.interval_id, settlement_seen_reading__gte=locked.pk
+        ).update(settlement_seen_reading=locked.pk - 1)
+        audit_record(
+            kind="meter_reading.accepted",
+            actor=accepted_by,
+            community=community,
+            reading=locked.pk,
+            meter_point=locked.meter_point_id,
+            interval=locked.interval_id,
+            flag_reason=locked.flag_reason,
+        )
+        adjustment = settlement_adjust(
+            interval=locked.interval, membership=locked.meter_point.membership, now=now
+        )
+    row = ReadingRow(1, True, reading_id=locked.pk, version=locked.version)
+    return ReadingReport((row,), (adjustment.pk,) if adjustment is not None else ())

