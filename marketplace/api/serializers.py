@@ -290,6 +290,15 @@ class ViolationSerializer(serializers.Serializer):
 _VIOLATION_KEYS = ("kind", "element", "value", "limit", "caused_by_trades", "needs_grid_action")
 
 
+class StrengthEventSerializer(serializers.Serializer):
+    bus = serializers.IntegerField()
+    short_circuit_mva = serializers.FloatField(help_text="IEC 60909 maximum S''k of the bus.")
+    export_kw = serializers.FloatField(help_text="The inverter export scheduled at the bus.")
+    ratio = serializers.FloatField(help_text="Short-circuit power over that export.")
+    min_ratio = serializers.FloatField()
+    hostable_kw = serializers.FloatField(help_text="The export the bus can take.")
+
+
 class GridCheckSerializer(serializers.Serializer):
     """Anonymised: no per-trade curtailments, no per-bus values, no meter points."""
 
@@ -305,6 +314,19 @@ class GridCheckSerializer(serializers.Serializer):
     max_line_loading_percent = serializers.FloatField(allow_null=True)
     max_trafo_loading_percent = serializers.FloatField(allow_null=True)
     losses_kw = serializers.FloatField(allow_null=True)
+    losses_kwh = serializers.DecimalField(
+        max_digits=14,
+        decimal_places=3,
+        allow_null=True,
+        help_text="The final state's losses in the interval, shared by the meter points that "
+        "cause them (by normalised marginal loss factors) and settled at the loss price.",
+    )
+    strength_events = StrengthEventSerializer(
+        many=True, help_text="Buses whose scheduled export broke the minimum short-circuit ratio."
+    )
+    strength_curtailed_kwh = serializers.DecimalField(
+        max_digits=14, decimal_places=3, help_text="Export curtailed for system strength."
+    )
     violations = serializers.SerializerMethodField()
     curtailments = serializers.SerializerMethodField(help_text="How many trades were curtailed.")
     trades_checked = serializers.IntegerField()
