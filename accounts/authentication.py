@@ -89,6 +89,7 @@ class BearerTokenAuthentication(BaseAuthentication):
             name=token.name,
             scopes=frozenset(token.scopes),
             role_scopes=scopes_allowed_for(token.user, manages=user_manages),
+            community_id=token.community_id,
         )
 
     def authenticate_header(self, request: Request) -> str:

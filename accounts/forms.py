@@ -11,7 +11,7 @@ from django.http import HttpRequest
 
 from accounts import signin
 from accounts.models import Membership, TokenScope, User
-from accounts.permissions import scopes_allowed_for
+from accounts.permissions import managed_communities, scopes_allowed_for
 from config.errors import ApplicationError
 from config.fields import DecimalFormField
 from marketplace.models import Community
@@ -170,12 +170,25 @@ class ApiTokenForm(forms.Form):
         help_text="Leave empty for a token that does not expire.",
     )
 
+    community = forms.ModelChoiceField(
+        queryset=Community.objects.none(),
+        required=False,
+        help_text="For a 'meter_data' token only: the community whose meter readings it sends "
+        "(for your metering operator's meter data service).",
+    )
+
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         allowed = scopes_allowed_for(user)
         field = self.fields["scopes"]
         assert isinstance(field, forms.MultipleChoiceField)
         field.choices = [(value, label) for value, label in TokenScope.choices if value in allowed]
+        community = self.fields["community"]
+        assert isinstance(community, forms.ModelChoiceField)
+        if TokenScope.METER_DATA in allowed:
+            community.queryset = managed_communities(user)
+        else:
+            del self.fields["community"]
 
 
 class ReasonForm(forms.Form):

@@ -192,7 +192,8 @@ class MeterPoint(models.Model):
 class TokenScope(models.TextChoices):
     READ = "read", "Read market data and my own data"
     TRADE = "trade", "Post orders and bids, accept and cancel"
-    METER = "meter", "Send meter readings"
+    METER = "meter", "Register and read my meter points"
+    METER_DATA = "meter_data", "Send a community's meter readings (its metering operator)"
     MANAGE = "manage", "Manage my communities (managers only)"
 
 
@@ -204,6 +205,15 @@ class ApiToken(models.Model):
     prefix = models.CharField(max_length=12, db_index=True)
     digest = models.CharField(max_length=64, unique=True)
     scopes = models.JSONField(default=list)
+    # The community whose meter readings a ``meter_data`` token sends (its manager issued it
+    # for the metering operator's meter data service); null for every other token.
+    community = models.ForeignKey(
+        "marketplace.Community",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="meter_data_tokens",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)

@@ -20,8 +20,11 @@ trades and statements; "identities" is who stands behind a pseudonym.
 terms as everyone else. \\*\\* operators run the platform; they trade only through a membership.
 
 Tokens narrow, never widen: a request authenticated by a personal access token may do what the
-token's user may do *and* what its scopes allow (`read`, `trade`, `meter`, `manage`). Scopes are
-independent; `trade` does not imply `read`. A session has every scope its user's role allows.
+token's user may do *and* what its scopes allow (`read`, `trade`, `meter`, `manage`,
+`meter_data`). Scopes are independent; `trade` does not imply `read`. A session has every scope
+its user's role allows. `manage` and `meter_data` are managers' only: meter readings settle
+money, so they come from a metering source (``meter_reading_community_ids``), never from the
+member they bill.
 
 Object level: a prosumer sees only their own memberships, meter points and tokens; a manager sees
 the memberships, meter points and audit events of the communities they manage; a regulator sees
@@ -159,13 +162,36 @@ def can_read_own_history(user: AnyUser | None, community: Community) -> bool:
     return membership_reads_history(membership_of(user, community))
 
 
-def can_send_meter_readings(user: AnyUser | None, meter_point: MeterPoint) -> bool:
-    """Readings for a meter point come from its own (approved or suspended) member only."""
-    return (
-        _active(user)
-        and meter_point.membership.user_id == _uid(user)
-        and meter_point.membership.status in HISTORY_STATUSES
-    )
+def meter_reading_community_ids(
+    user: AnyUser | None, *, token_community_id: int | None = None
+) -> frozenset[int] | None:
+    """The communities whose meter readings the user may send; None: every community.
+
+    Readings move money, so they come from a metering source only: a manager of the meter
+    point's community (the CSV import, their session) or a ``meter_data`` token a manager
+    issued for that community (``token_community_id``), never the member whose bill they make.
+    A token bound to a community sends that community's readings and no other's; an operator
+    (superuser) may send any.
+    """
+    if not _active(user):
+        return frozenset()
+    if is_superuser(user):
+        return None if token_community_id is None else frozenset({token_community_id})
+    if is_regulator(user):  # observes the market, never feeds it
+        return frozenset()
+    managed = frozenset(managed_communities(user).values_list("pk", flat=True))
+    if token_community_id is not None:
+        managed &= {token_community_id}
+    return managed
+
+
+def can_send_meter_readings(
+    user: AnyUser | None, meter_point: MeterPoint, *, token_community_id: int | None = None
+) -> bool:
+    """Readings for a meter point come from a metering source of its community only
+    (``meter_reading_community_ids``): its own member's word is not a measurement."""
+    allowed = meter_reading_community_ids(user, token_community_id=token_community_id)
+    return allowed is None or meter_point.membership.community_id in allowed
 
 
 def can_edit_meter_point(user: AnyUser | None, meter_point: MeterPoint) -> bool:
@@ -444,12 +470,25 @@ class IsRegulator(BasePermission):
 
 
 class CanSendMeterReadings(BasePermission):
-    """Send readings for one's own meter points (`meter` scope)."""
+    """Send a community's meter readings: a metering source only (`meter_data` scope, which
+    only managers hold; a member's own token or session cannot)."""
 
-    message = "You can send readings only for your own meter points, with the 'meter' scope."
+    message = (
+        "Meter readings come only from a metering source: the community manager's CSV import "
+        "or a 'meter_data' token a manager issued for the community."
+    )
+    code = ErrorCode.NOT_METERING_SOURCE.value
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        return _active(request.user) and TokenScope.METER.value in request_scopes(request)
+        return _active(request.user) and TokenScope.METER_DATA.value in request_scopes(request)
 
     def has_object_permission(self, request: Request, view: APIView, obj: Any) -> bool:
-        return isinstance(obj, MeterPoint) and can_send_meter_readings(request.user, obj)
+        return isinstance(obj, MeterPoint) and can_send_meter_readings(
+            request.user, obj, token_community_id=token_community_id(request)
+        )
+
+
+def token_community_id(request: HttpRequest | Request) -> int | None:
+    """The community a bearer token is bound to (a ``meter_data`` token), else None."""
+    auth = getattr(request, "auth", None)
+    return auth.community_id if isinstance(auth, TokenAuth) else None

@@ -33,7 +33,7 @@ class TokenAuth:
     allowed at that moment (see `accounts.permissions.request_scopes`).
     """
 
-    __slots__ = ("name", "role_scopes", "scopes", "token_id")
+    __slots__ = ("community_id", "name", "role_scopes", "scopes", "token_id")
 
     def __init__(
         self,
@@ -42,7 +42,9 @@ class TokenAuth:
         name: str,
         scopes: frozenset[str],
         role_scopes: frozenset[str] | None = None,
+        community_id: int | None = None,
     ) -> None:
+        self.community_id = community_id
         self.token_id = token_id
         self.name = name
         self.scopes = scopes

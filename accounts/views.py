@@ -179,6 +179,7 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
                     name=form.cleaned_data["name"],
                     scopes=form.cleaned_data["scopes"],
                     expires_at=timezone.now() + dt.timedelta(days=days) if days else None,
+                    community=form.cleaned_data.get("community"),
                 )
             except ApplicationError as error:
                 add_application_error(form, error)

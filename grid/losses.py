@@ -49,10 +49,10 @@ import numpy as np
 
 from grid.linearisation import Linearisation, linearise
 from grid.powerflow import PowerFlowState
+from units import KWH
 
 K = TypeVar("K", bound=Hashable)
 
-KWH_STEP = Decimal("0.001")
 # Below this (kW) the sum of marginal charges is numerical noise, not a flow to scale by.
 _MIN_MARGINAL_SUM_KW = 1e-9
 
@@ -254,7 +254,7 @@ def _apportion(total: Decimal, keys: list[K], kwh: np.ndarray) -> dict[K, Decima
     wh = kwh * 1000.0
     floors = np.floor(wh)
     remainders = wh - floors
-    target = int(total.quantize(KWH_STEP).scaleb(3))
+    target = int(total.quantize(KWH).scaleb(3))
     missing = target - int(floors.sum())
     positions = np.arange(len(keys))
     if missing >= 0:

@@ -14,6 +14,7 @@ from accounts.models import ApiToken, TokenScope, User
 from accounts.services.audit import audit_record
 from accounts.tokens import token_digest, token_display_prefix, token_generate
 from config.errors import ApplicationError, ErrorCode
+from marketplace.models import Community
 
 # How often a token's last use is written, and how often its use is audited: every request
 # would turn each API read into a write.
@@ -21,7 +22,9 @@ TOKEN_LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 TOKEN_USE_AUDIT_SECONDS = 3600
 
 
-def _check_scopes(*, user: User, scopes: Iterable[str]) -> list[str]:
+def _check_scopes(
+    *, user: User, scopes: Iterable[str], community: Community | None = None
+) -> list[str]:
     requested = sorted(set(scopes))
     if not requested:
         raise ApplicationError(ErrorCode.REQUIRED, "Choose at least one scope.", field="scopes")
@@ -46,6 +49,26 @@ def _check_scopes(*, user: User, scopes: Iterable[str]) -> list[str]:
             "The 'manage' scope is only for community managers.",
             field="scopes",
         )
+    if TokenScope.METER_DATA in requested:
+        # The metering operator's meter data service sends one community's readings.
+        if community is None:
+            raise ApplicationError(
+                ErrorCode.REQUIRED,
+                "A 'meter_data' token sends one community's readings: choose the community.",
+                field="community",
+            )
+        if not permissions.can_manage(user, community):
+            raise ApplicationError(
+                ErrorCode.PERMISSION_DENIED,
+                "Only a manager of the community can issue a 'meter_data' token for it.",
+                field="scopes",
+            )
+    elif community is not None:
+        raise ApplicationError(
+            ErrorCode.NOT_EDITABLE,
+            "Only a 'meter_data' token is bound to a community.",
+            field="community",
+        )
     return requested
 
 
@@ -56,14 +79,19 @@ def api_token_create(
     scopes: Iterable[str],
     expires_at: dt.datetime | None = None,
     created_by: User | None = None,
+    community: Community | None = None,
 ) -> tuple[ApiToken, str]:
-    """Create a personal access token; returns it with the plaintext, which is never stored."""
+    """Create a personal access token; returns it with the plaintext, which is never stored.
+
+    ``community``: for a ``meter_data`` token only (required there), the community whose meter
+    readings it sends; only that community's managers may issue it.
+    """
     name = name.strip()
     if not name:
         raise ApplicationError(ErrorCode.REQUIRED, "Give the token a name.", field="name")
     if not user.is_active:
         raise ApplicationError(ErrorCode.INACTIVE_USER, "The user is not active.", field="user")
-    checked = _check_scopes(user=user, scopes=scopes)
+    checked = _check_scopes(user=user, scopes=scopes, community=community)
     if expires_at is not None and expires_at <= timezone.now():
         raise ApplicationError(
             ErrorCode.OUT_OF_RANGE, "The expiry must be in the future.", field="expires_at"
@@ -77,6 +105,7 @@ def api_token_create(
             digest=token_digest(raw),
             scopes=checked,
             expires_at=expires_at,
+            community=community,
         )
         audit_record(
             kind="api_token.created",
@@ -85,6 +114,7 @@ def api_token_create(
             owner=user.pk,
             scopes=checked,
             name=name,
+            community=community,
         )
     return token, raw
 

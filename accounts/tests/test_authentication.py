@@ -111,7 +111,7 @@ def test_request_scopes_for_sessions_follow_the_role(world: World) -> None:
     request.user = world.prosumer
     assert request_scopes(request) == frozenset({"read", "trade", "meter"})
     request.user = world.manager
-    assert request_scopes(request) == frozenset({"read", "trade", "meter", "manage"})
+    assert request_scopes(request) == frozenset({"read", "trade", "meter", "manage", "meter_data"})
 
 
 def test_a_manage_token_loses_manage_when_its_user_stops_managing(world: World) -> None:

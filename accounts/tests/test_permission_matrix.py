@@ -372,21 +372,23 @@ API: dict[str, tuple[str, list[BasePermission | type[BasePermission]], bool, dic
             token_manage=DENIED,
         ),
     ),
+    # Readings settle money: a metering source only (the community's manager or its
+    # meter_data token, tested in test_metering_source), never the member's own word.
     "meter readings for the prosumer's meter point (POST)": (
         "post",
         [CanSendMeterReadings],
         True,
         _row(
             anonymous=UNAUTH,
-            prosumer=OK,
+            prosumer=DENIED,
             other_prosumer=DENIED,
             suspended=DENIED,
-            manager=DENIED,
+            manager=OK,
             other_manager=DENIED,
             regulator=DENIED,
             token_read=DENIED,
             token_trade=DENIED,
-            token_meter=OK,
+            token_meter=DENIED,
             token_manage=DENIED,
         ),
     ),

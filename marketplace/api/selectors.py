@@ -111,6 +111,13 @@ def managed_meter_points(*, user: User) -> QuerySet[MeterPoint]:
     )
 
 
+def managed_readings(*, user: User) -> QuerySet[MeterReading]:
+    """The readings of every community the user manages."""
+    return MeterReading.objects.filter(
+        meter_point__membership__community__in=managed_communities(user)
+    ).select_related("interval")
+
+
 def own_readings(*, user: User) -> QuerySet[MeterReading]:
     return (
         MeterReading.objects.filter(meter_point__in=meter_points_of_user(user=user))

@@ -16,6 +16,7 @@ from rest_framework import serializers
 
 from accounts.models import MeterPointStatus, TokenScope
 from config.fields import DecimalInput
+from marketplace.ledger.models import ReadingStatus
 from marketplace.ledger.services.readings import MAX_ROWS
 from marketplace.models import (
     BidStatus,
@@ -289,6 +290,15 @@ class ViolationSerializer(serializers.Serializer):
 _VIOLATION_KEYS = ("kind", "element", "value", "limit", "caused_by_trades", "needs_grid_action")
 
 
+class StrengthEventSerializer(serializers.Serializer):
+    bus = serializers.IntegerField()
+    short_circuit_mva = serializers.FloatField(help_text="IEC 60909 maximum S''k of the bus.")
+    export_kw = serializers.FloatField(help_text="The inverter export scheduled at the bus.")
+    ratio = serializers.FloatField(help_text="Short-circuit power over that export.")
+    min_ratio = serializers.FloatField()
+    hostable_kw = serializers.FloatField(help_text="The export the bus can take.")
+
+
 class GridCheckSerializer(serializers.Serializer):
     """Anonymised: no per-trade curtailments, no per-bus values, no meter points."""
 
@@ -304,6 +314,19 @@ class GridCheckSerializer(serializers.Serializer):
     max_line_loading_percent = serializers.FloatField(allow_null=True)
     max_trafo_loading_percent = serializers.FloatField(allow_null=True)
     losses_kw = serializers.FloatField(allow_null=True)
+    losses_kwh = serializers.DecimalField(
+        max_digits=14,
+        decimal_places=3,
+        allow_null=True,
+        help_text="The final state's losses in the interval, shared by the meter points that "
+        "cause them (by normalised marginal loss factors) and settled at the loss price.",
+    )
+    strength_events = StrengthEventSerializer(
+        many=True, help_text="Buses whose scheduled export broke the minimum short-circuit ratio."
+    )
+    strength_curtailed_kwh = serializers.DecimalField(
+        max_digits=14, decimal_places=3, help_text="Export curtailed for system strength."
+    )
     violations = serializers.SerializerMethodField()
     curtailments = serializers.SerializerMethodField(help_text="How many trades were curtailed.")
     trades_checked = serializers.IntegerField()
@@ -429,7 +452,13 @@ class PostingSerializer(serializers.Serializer):
     limit_price_per_kwh = price_field()
     auto_accept_best_bids = serializers.BooleanField()
     flexible = serializers.BooleanField()
+    autopilot = serializers.BooleanField(
+        help_text="Posted by the member's autopilot (switched on on its page), not by hand."
+    )
     status = serializers.ChoiceField(choices=PostingStatus.choices)
+    exclusion_reason = serializers.CharField(
+        help_text="Why clearing left it out (status `excluded`); empty otherwise."
+    )
     submitted_at = serializers.DateTimeField()
     pending_bids = serializers.IntegerField(default=0)
 
@@ -598,11 +627,16 @@ class ReadingRowSerializer(serializers.Serializer):
     reading_id = serializers.IntegerField(allow_null=True)
     version = serializers.IntegerField(allow_null=True)
     unchanged = serializers.BooleanField(help_text="Identical to the stored reading; not stored.")
+    flagged = serializers.BooleanField(
+        help_text="Stored but not counted (a jump against the meter's history, `reading_jump`): "
+        "it settles once a manager accepts it."
+    )
 
 
 class ReadingReportSerializer(serializers.Serializer):
-    accepted = serializers.IntegerField()
+    accepted = serializers.IntegerField(help_text="Rows stored, flagged ones included.")
     refused = serializers.IntegerField()
+    flagged = serializers.IntegerField(help_text="Rows stored but awaiting a manager.")
     rows = ReadingRowSerializer(many=True)
     adjustment_ids = serializers.ListField(
         child=serializers.IntegerField(),
@@ -620,6 +654,10 @@ class MeterReadingSerializer(serializers.Serializer):
     source = serializers.CharField()  # type: ignore[assignment]
     received_at = serializers.DateTimeField()
     version = serializers.IntegerField()
+    status = serializers.ChoiceField(
+        choices=ReadingStatus.choices, help_text="A flagged reading settles nothing yet."
+    )
+    flag_reason = serializers.CharField()
 
 
 # --- Settlements and statements ---------------------------------------------------------------

@@ -85,6 +85,11 @@ urlpatterns = [
         name="meter-point-reject",
     ),
     path("meter-readings/", meter_points.MeterReadingListView.as_view(), name="meter-reading-list"),
+    path(
+        "meter-readings/<int:pk>/accept/",
+        meter_points.MeterReadingAcceptView.as_view(),
+        name="meter-reading-accept",
+    ),
     path("settlements/", settlements.SettlementListView.as_view(), name="settlement-list"),
     path(
         "statements/<slug:slug>/", settlements.StatementIndexView.as_view(), name="statement-index"

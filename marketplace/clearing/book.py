@@ -22,8 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
+from itertools import repeat
+from operator import attrgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -125,49 +127,92 @@ def validate_order(order: Order, index: int = 0) -> tuple[int, int, float]:
     return qty, price, at.timestamp()
 
 
-def _fast_columns(
-    orders: Sequence[Order],
-) -> tuple[IntArray, IntArray, npt.NDArray[np.float64], npt.NDArray[np.bool_]] | None:
-    """Validate and convert with list comprehensions (C speed) for the common all-valid case.
+_FIELDS = tuple(map(attrgetter, ("quantity", "price", "submitted_at", "side", "id")))
+_Columns = tuple[IntArray, IntArray, npt.NDArray[np.float64], npt.NDArray[np.bool_], list[str]]
 
+
+def _fast_columns(orders: Sequence[Order]) -> _Columns | None:
+    """Validate and convert column by column in C loops (``map``) for the common all-valid case.
+
+    Each field is read into a list of its own (``map(attrgetter)``): a row tuple per order
+    would be cheaper to read but allocates 200,000 tuples the cyclic garbage collector then
+    walks, which costs more. The columns are converted with ``map`` over unbound methods.
     Returns None on anything unusual (non-Decimal numbers, a bad value, a naive datetime); the
     caller then takes the per-order path, which accepts ints and names the offending order.
     """
+    n = len(orders)
     try:
+        quantities, prices, moments, sides, ids = (list(map(get, orders)) for get in _FIELDS)
         # Decimal arithmetic errors (e.g. scaling 1E+999999) and int64 overflow in np.array all
-        # derive from ArithmeticError; the per-order path then reports them properly.
-        q_scaled = [o.quantity.scaleb(KWH_PLACES) for o in orders]
-        p_scaled = [o.price.scaleb(PRICE_PLACES) for o in orders]
+        # derive from ArithmeticError; a non-Decimal raises TypeError: the per-order path then
+        # reports them properly.
+        q_scaled = list(map(Decimal.scaleb, quantities, repeat(KWH_PLACES)))
+        p_scaled = list(map(Decimal.scaleb, prices, repeat(PRICE_PLACES)))
         q_units = list(map(int, q_scaled))  # NaN/inf raise here
         p_units = list(map(int, p_scaled))
         # Elementwise Decimal == int in C: false if any value is off the 0.001 / 0.0001 grid.
         if q_scaled != q_units or p_scaled != p_units:
             return None
-        offsets = [o.submitted_at.utcoffset() for o in orders]
-        if None in offsets:
+        # A fixed-offset zone (datetime.timezone, UTC among them) always has an offset; any
+        # other tzinfo is asked per order, as it may answer None (naive) for some moments.
+        zones = set(map(attrgetter("tzinfo"), moments))
+        if not all(isinstance(zone, timezone) for zone in zones) and None in map(
+            datetime.utcoffset, moments
+        ):
             return None
         # float64 POSIX timestamps order submissions exactly as the datetimes do, ties included:
         # distinct datetimes are at least 1e-6 s apart and float64 spacing stays below 5e-7 s
         # until 2106, and timestamp() rounds the exact microsecond count once.
-        times = np.array([o.submitted_at.timestamp() for o in orders], dtype=np.float64)
-        sides = [o.side for o in orders]
+        times = np.fromiter(map(datetime.timestamp, moments), dtype=np.float64, count=n)
         if not set(sides) <= {Side.BUY, Side.SELL}:
             return None
-        if not all(isinstance(o.id, str) and o.id for o in orders):
+        # str.__len__ refuses a non-string id; an empty one has length 0.
+        if not all(map(str.__len__, ids)):
             return None
         qty = np.array(q_units, dtype=np.int64)
         price = np.array(p_units, dtype=np.int64)
     except (AttributeError, TypeError, ValueError, ArithmeticError):
         return None
-    if len(orders) and (
+    if n and (
         qty.min() <= 0
         or qty.max() > int(MAX_QUANTITY_KWH) * 10**KWH_PLACES
         or price.min() < 0
         or price.max() > int(MAX_PRICE) * 10**PRICE_PLACES
     ):
         return None
-    is_buy = np.array([s == Side.BUY for s in sides], dtype=np.bool_)
-    return qty, price, times, is_buy
+    is_buy = np.fromiter(map(Side.BUY.__eq__, sides), dtype=np.bool_, count=n)
+    return qty, price, times, is_buy, ids
+
+
+def _priority(time: npt.NDArray[np.float64], ids: list[str]) -> IntArray:
+    """Rank of each order by (submission time, id): a dense time priority, like a sequence."""
+    n = len(ids)
+    priority = np.empty(n, dtype=np.int64)
+    if not n:
+        return priority
+    by_time = np.argsort(time, kind="stable")
+    ordered = time[by_time]
+    tied = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if tied.size * 8 > n:
+        # Many orders share a time: rank the ids (a sort of strings) and sort on both keys.
+        id_rank = np.empty(n, dtype=np.int64)
+        id_rank[np.argsort(np.array(ids), kind="stable")] = np.arange(n, dtype=np.int64)
+        priority[np.lexsort((id_rank, time))] = np.arange(n, dtype=np.int64)
+        return priority
+    if tied.size:
+        # A few ties: only the runs of equal times (in time order) need the id, and ranking
+        # every id would cost more than the rest of the conversion. A run may join two groups
+        # of different times; sorting it on (time, id) keeps them apart.
+        mark = np.zeros(n, dtype=np.bool_)
+        mark[tied] = True
+        mark[tied + 1] = True
+        positions = np.flatnonzero(mark)
+        for run in np.split(positions, np.flatnonzero(np.diff(positions) != 1) + 1):
+            members = by_time[run].tolist()
+            members.sort(key=lambda j: (float(time[j]), ids[j]))
+            by_time[run] = members
+    priority[by_time] = np.arange(n, dtype=np.int64)
+    return priority
 
 
 def book_from_orders(orders: Sequence[Order]) -> Book:
@@ -182,9 +227,9 @@ def book_from_orders(orders: Sequence[Order]) -> Book:
         for i, order in enumerate(orders):
             qty[i], price[i], time[i] = validate_order(order, i)
             is_buy[i] = order.side == Side.BUY
+        ids = [o.id for o in orders]
     else:
-        qty, price, time, is_buy = columns
-    ids = [o.id for o in orders]
+        qty, price, time, is_buy, ids = columns
     if len(set(ids)) != n:
         seen: set[str] = set()
         dup = next(x for x in ids if x in seen or seen.add(x))  # type: ignore[func-returns-value]
@@ -192,17 +237,13 @@ def book_from_orders(orders: Sequence[Order]) -> Book:
     # Time priority (submission time, then id for exact ties) is the same on both sides, so it is
     # ranked once here into a dense integer, like a submission sequence number; the merit-order
     # sort then needs a single int64 key per side.
-    priority = np.empty(n, dtype=np.int64)
-    if n:
-        id_rank = np.empty(n, dtype=np.int64)
-        id_rank[np.argsort(np.array(ids), kind="stable")] = np.arange(n, dtype=np.int64)
-        priority[np.lexsort((id_rank, time))] = np.arange(n, dtype=np.int64)
+    priority = _priority(time, ids)
     buy_idx = np.flatnonzero(is_buy)
     sell_idx = np.flatnonzero(~is_buy)
 
     def side(idx: npt.NDArray[np.intp]) -> SideBook:
         return SideBook(
-            orders=[orders[j] for j in idx.tolist()],
+            orders=list(map(orders.__getitem__, idx.tolist())),
             price=price[idx],
             quantity=qty[idx],
             priority=priority[idx],
@@ -339,8 +380,7 @@ def build_matches(
 
     Prices are whole ticks, either one for all segments or one per segment; ``seller_price_ticks``
     defaults to the buyer's price. Returns the matches and the realised welfare in currency.
-    This is the only per-trade Python loop; Decimals are cached because prices and quantities
-    repeat a lot in real books.
+    No per-trade Python loop: ``map`` and ``zip`` build the columns and the matches in C.
     """
     n = len(crossing.seg_quantity) if keep is None else keep
     quantities = crossing.seg_quantity[:n].tolist()
@@ -358,20 +398,21 @@ def build_matches(
     else:
         sell_prices = list(seller_price_ticks)[:n]
 
-    qty_cache: dict[int, Decimal] = {}
-    price_cache: dict[int, Decimal] = {}
-    buy_orders = book.buy.orders
-    sell_orders = book.sell.orders
-    matches = []
-    for q, bi, si, pb, ps in zip(quantities, buyers, sellers, buy_prices, sell_prices, strict=True):
-        qd = qty_cache.get(q)
-        if qd is None:
-            qd = qty_cache[q] = quantity_decimal(q)
-        pbd = price_cache.get(pb)
-        if pbd is None:
-            pbd = price_cache[pb] = price_decimal(pb)
-        psd = price_cache.get(ps)
-        if psd is None:
-            psd = price_cache[ps] = price_decimal(ps)
-        matches.append(Match(buy_orders[bi].id, sell_orders[si].id, qd, pbd, psd))
+    # Decimals once per distinct quantity and price (they repeat a lot in real books), then
+    # every column by C loops and the matches as tuples (``Match._make``).
+    qty_of = {q: quantity_decimal(q) for q in set(quantities)}
+    price_of = {p: price_decimal(p) for p in {*buy_prices, *sell_prices}}
+    buyer_ids = map(attrgetter("id"), map(book.buy.orders.__getitem__, buyers))
+    seller_ids = map(attrgetter("id"), map(book.sell.orders.__getitem__, sellers))
+    matches = map(
+        Match._make,
+        zip(
+            buyer_ids,
+            seller_ids,
+            map(qty_of.__getitem__, quantities),
+            map(price_of.__getitem__, buy_prices),
+            map(price_of.__getitem__, sell_prices),
+            strict=True,
+        ),
+    )
     return tuple(matches), Decimal(welfare_units).scaleb(-(KWH_PLACES + PRICE_PLACES))

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -27,10 +28,11 @@ from marketplace.ledger.models import (
     LedgerVerification,
     MeterReading,
     ReadingImportStatus,
+    ReadingStatus,
     Settlement,
 )
 from marketplace.ledger.selectors import reading_imports_visible
-from marketplace.ledger.services import CSV_COLUMNS
+from marketplace.ledger.services import CSV_COLUMNS, meter_reading_accept
 from marketplace.ledger.services.reading_imports import reading_import_create
 from marketplace.models import Community
 
@@ -67,11 +69,28 @@ class MeterReadingAdmin(ReadOnlyAdmin):
     community_lookup = "interval__community"
     list_display = (
         "interval", "meter_point", "version", "imported_kwh", "exported_kwh", "source",
-        "received_at",
+        "status", "flag_reason", "received_at",
     )  # fmt: skip
-    list_filter = ("source", ("interval__community", admin.RelatedOnlyFieldListFilter))
+    list_filter = (
+        "status", "source", ("interval__community", admin.RelatedOnlyFieldListFilter),
+    )  # fmt: skip
     list_select_related = ("interval", "meter_point")
     change_list_template = "ledger/admin/meterreading_change_list.html"
+    actions = ("accept_flagged",)
+
+    @admin.action(description="Accept the selected flagged readings (they settle from now on)")
+    def accept_flagged(self, request: HttpRequest, queryset: QuerySet[MeterReading]) -> None:
+        user = request.user
+        assert isinstance(user, User)
+        accepted = 0
+        for reading in queryset.filter(status=ReadingStatus.FLAGGED).order_by("pk"):
+            try:
+                meter_reading_accept(reading=reading, accepted_by=user)
+            except ApplicationError as error:
+                self.message_user(request, f"Reading {reading.pk}: {error.message}", messages.ERROR)
+            else:
+                accepted += 1
+        self.message_user(request, f"Accepted {accepted} flagged reading(s).")
 
     def get_urls(self) -> list[URLPattern]:
         return [

@@ -33,11 +33,17 @@ class ReadingSource(models.TextChoices):
     SIMULATED = "simulated", "Simulated (demo)"
 
 
+class ReadingStatus(models.TextChoices):
+    ACCEPTED = "accepted", "Accepted"
+    FLAGGED = "flagged", "Flagged: awaits a manager"
+
+
 class MeterReading(models.Model):
     """What a meter point imported and exported in one interval.
 
     A correction is a new version that names the one it supersedes; old versions stay, so a
-    settlement can always say which reading it used.
+    settlement can always say which reading it used. A reading the plausibility checks flag
+    (a jump against the meter's history) is kept but settles nothing until a manager accepts it.
     """
 
     meter_point = models.ForeignKey(
@@ -57,6 +63,17 @@ class MeterReading(models.Model):
     supersedes = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="superseded_by"
     )
+    status = models.CharField(
+        max_length=10,
+        choices=ReadingStatus.choices,
+        default=ReadingStatus.ACCEPTED,
+        db_default=ReadingStatus.ACCEPTED,
+    )
+    flag_reason = models.CharField(max_length=300, blank=True, db_default="")
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ("interval", "meter_point", "version")

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from marketplace.ledger.models import MeterReading
+from marketplace.ledger.models import MeterReading, ReadingStatus
 
 # How many past weeks the same quarter-hour (same weekday and time of day) is read from.
 FORECAST_WEEKS = 4
@@ -36,6 +36,7 @@ def net_export_forecast_kw(
             interval__community_id=community_id,
             interval__start__in=starts,
             superseded_by__isnull=True,
+            status=ReadingStatus.ACCEPTED,  # a flagged reading is no measurement yet
         )
         .order_by()
         .values_list(

@@ -249,6 +249,12 @@ def bid_accept(
         locked = lock_bid(bid.pk)
         _check_poster_may_decide(interval, posting, by_membership, "accept", now)
         _check_pending(locked, posting)
+        # Both sides' meter points must still be approved: a member who changed a capacity
+        # since waits for the manager again, and a trade would settle on it.
+        for party in MeterPoint.objects.filter(
+            pk__in=[posting.meter_point_id, locked.meter_point_id]
+        ).order_by("pk"):
+            check_meter_point_approved(party)
         check_bid_price_meets_posting(posting, locked.price_per_kwh)
         remaining = posting.remaining_kwh
         quantity = wanted if wanted is not None else min(locked.quantity_kwh, remaining)

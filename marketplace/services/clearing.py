@@ -30,6 +30,12 @@ Per the rules version the interval opened under:
 In pool and composite markets every posting ends ``filled``: whatever peers did not take, the
 grid did. The community fee is not in trade prices; settlement books it per peer-traded kWh.
 
+One bad order never blocks an interval: a posting or pending bid the clearing cannot take (its
+meter point not approved, or more than its approved capacity x the interval's hours: posting
+refuses both, so only a row written some other way gets here) is left out with its reason
+(``exclusion_reason``): the posting ends ``excluded`` with ``exclusion_reason`` set, the bid
+expires, and the rest of the book clears.
+
 The pipeline calls ``interval_clear`` inside its own transaction after a compare-and-set on the
 interval's state, so it runs once per interval; as a second guard it refuses to run if the
 interval already has pool, community or grid trades (a unique constraint on trade sequences is
@@ -48,7 +54,9 @@ from typing import Any
 from django.db.models import F
 from django.utils import timezone
 
+from accounts.models import MeterPoint, MeterPointStatus
 from config.errors import ApplicationError, ErrorCode
+from config.sql import update_rows
 from marketplace.clearing import (
     COMMUNITY_RULES,
     K_MECHANISMS,
@@ -78,7 +86,7 @@ from marketplace.models import (
     TradeSource,
 )
 from marketplace.services.bids import next_trade_sequence
-from units import PRICE
+from units import KWH, PRICE
 
 ZERO = Decimal("0")
 _POSTING_FIELDS = (
@@ -108,6 +116,7 @@ class ClearingSummary:
     grid_export_kwh: Decimal  # members' energy sold to the grid
     surplus: Decimal  # budget surplus of trade reduction (buyers paid more than sellers got)
     seconds: float
+    excluded_postings: int = 0  # left out with their reason (``Posting.exclusion_reason``)
 
     @property
     def peer_kwh(self) -> Decimal:
@@ -297,6 +306,7 @@ class _Book:
     postings: dict[int, _Open]
     bids_by_posting: dict[int, list[tuple[Any, ...]]]
     bilateral_sequence: int  # the next free sequence number of a bilateral trade
+    excluded: dict[int, str] = field(default_factory=dict)  # posting id -> why it was left out
 
 
 @dataclass(slots=True)
@@ -314,6 +324,80 @@ class _Outcome:
     grid_export: Decimal = ZERO
     pooled: bool = False  # every open posting went to the pool (and is filled)
     pooled_bids: list[Bid] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """What clearing needs to know of a meter point: approved, and its approved capacities."""
+
+    approved: bool
+    import_capacity_kw: Decimal
+    export_capacity_kw: Decimal
+
+
+def exclusion_reason(
+    *, side: str, quantity_kwh: Decimal, connection: Connection | None, hours: Decimal
+) -> str:
+    """Why clearing cannot take an order (a plain function of plain data), or "" if it can.
+
+    ``side`` is the order's own side (a bid on an offer buys). Only what posting would have
+    refused reaches here, so any row written around the services is kept out, never trusted.
+    """
+    if connection is None or not connection.approved:
+        return "Its meter point is not approved by the community manager."
+    capacity_kw = (
+        connection.export_capacity_kw
+        if side == ClearingSide.SELL
+        else connection.import_capacity_kw
+    )
+    limit = (capacity_kw * hours).quantize(KWH)
+    if quantity_kwh > limit:
+        return (
+            f"{quantity_kwh} kWh is beyond its meter point's approved capacity for the interval "
+            f"({capacity_kw} kW = {limit} kWh)."
+        )
+    return ""
+
+
+def _connections(ids: set[int]) -> dict[int, Connection]:
+    return {
+        pk: Connection(status == MeterPointStatus.APPROVED, imported, exported)
+        for pk, status, imported, exported in MeterPoint.objects.filter(pk__in=ids)
+        .order_by()
+        .values_list("pk", "status", "import_capacity_kw", "export_capacity_kw")
+    }
+
+
+def _exclude(locked: Interval, book: _Book) -> None:
+    """Take out of the book every order clearing cannot take (see ``exclusion_reason``)."""
+    ids = {p.meter_point_id for p in book.postings.values()} | {
+        row[3] for rows in book.bids_by_posting.values() for row in rows
+    }
+    connections = _connections(ids)
+    hours = locked.hours
+    for pk, posting in list(book.postings.items()):
+        reason = exclusion_reason(
+            side=posting.side,
+            quantity_kwh=posting.quantity,
+            connection=connections.get(posting.meter_point_id),
+            hours=hours,
+        )
+        if reason:
+            book.excluded[pk] = reason
+            del book.postings[pk]
+            book.bids_by_posting.pop(pk, None)  # its pending bids expire with the others
+    for posting_id, rows in book.bids_by_posting.items():
+        # row: pk, posting, membership, meter point, quantity, price, submitted, posting side
+        book.bids_by_posting[posting_id] = [
+            row
+            for row in rows
+            if not exclusion_reason(
+                side=ClearingSide.BUY if row[7] == ClearingSide.SELL else ClearingSide.SELL,
+                quantity_kwh=row[4],
+                connection=connections.get(row[3]),
+                hours=hours,
+            )
+        ]
 
 
 def _fetch(interval: Interval) -> _Book:
@@ -342,7 +426,9 @@ def _fetch(interval: Interval) -> _Book:
         ):  # fmt: skip
             bids_by_posting[row[1]].append(row)
         sequence = next_trade_sequence(locked.pk, TradeSource.BILATERAL)
-    return _Book(locked, locked.rules, postings, bids_by_posting, sequence)
+    book = _Book(locked, locked.rules, postings, bids_by_posting, sequence)
+    _exclude(locked, book)
+    return book
 
 
 def _clear(book: _Book, now: datetime) -> _Outcome:
@@ -534,12 +620,19 @@ def _community_step(
 def _write(book: _Book, outcome: _Outcome, now: datetime) -> int:
     """Save the outcome: bids decided, postings closed, trades created. Returns bids expired."""
     interval_id = book.interval.pk
-    if outcome.accepted or outcome.pooled_bids:
-        Bid.objects.bulk_update(
-            outcome.accepted + outcome.pooled_bids,
-            ["accepted_kwh", "status", "decided_at"],
-            batch_size=_BATCH,
+    if book.excluded:
+        # First, so the updates of the open postings below leave them alone.
+        update_rows(
+            Posting,
+            ["status", "exclusion_reason"],
+            [(pk, PostingStatus.EXCLUDED, reason[:300]) for pk, reason in book.excluded.items()],
         )
+    decided = outcome.accepted + outcome.pooled_bids
+    update_rows(
+        Bid,
+        ["accepted_kwh", "status", "decided_at"],
+        [(bid.pk, bid.accepted_kwh, bid.status, bid.decided_at) for bid in decided],
+    )
     # Anything still pending lapses at gate closure (in a pool market there are none; in a
     # composite one, the bids the pool filled are ``pooled`` by now).
     expired = Bid.objects.filter(posting__interval_id=interval_id, status=BidStatus.PENDING).update(
@@ -552,16 +645,11 @@ def _write(book: _Book, outcome: _Outcome, now: datetime) -> int:
         )
     else:
         changed = [
-            Posting(
-                pk=p.pk,
-                allocated_kwh=p.allocated,
-                status=PostingStatus.FILLED if p.remaining == 0 else PostingStatus.CLOSED,
-            )
+            (p.pk, p.allocated, PostingStatus.FILLED if p.remaining == 0 else PostingStatus.CLOSED)
             for p in book.postings.values()
             if p.allocated or p.remaining == 0
         ]
-        if changed:
-            Posting.objects.bulk_update(changed, ["allocated_kwh", "status"], batch_size=_BATCH)
+        update_rows(Posting, ["allocated_kwh", "status"], changed)
         Posting.objects.filter(interval_id=interval_id, status=PostingStatus.OPEN).update(
             status=PostingStatus.CLOSED
         )
@@ -598,4 +686,5 @@ def interval_clear(*, interval: Interval, now: datetime | None = None) -> Cleari
         grid_export_kwh=outcome.grid_export,
         surplus=outcome.surplus,
         seconds=time.perf_counter() - started,
+        excluded_postings=len(book.excluded),
     )

@@ -101,6 +101,7 @@ def _clear(interval: Interval, now: datetime) -> StepResult:
     return {
         "mechanism": summary.mechanism,
         "postings": summary.postings,
+        "excluded_postings": summary.excluded_postings,
         "trades": summary.bilateral_trades + summary.pool_trades + summary.grid_trades,
         "peer_kwh": str(summary.peer_kwh),
         "clearing_price": None if summary.clearing_price is None else str(summary.clearing_price),

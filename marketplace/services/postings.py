@@ -208,6 +208,7 @@ def posting_modify(
                 field="quantity_kwh",
             )
         if new_quantity > locked.quantity_kwh:
+            check_meter_point_approved(meter_point)  # more needs an approved connection
             # Its current quantity is among the meter point's commitments already.
             check_capacity(
                 meter_point=meter_point,

@@ -11,6 +11,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.services import api_token_create
 from config.errors import ApplicationError
+from marketplace.models import Community
 
 
 class Command(BaseCommand):
@@ -22,7 +23,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--user", required=True, help="The user's email address.")
         parser.add_argument(
-            "--scopes", required=True, help="Comma-separated: read, trade, meter, manage."
+            "--scopes",
+            required=True,
+            help="Comma-separated: read, trade, meter, manage, meter_data.",
+        )
+        parser.add_argument(
+            "--community",
+            default=None,
+            help="For a meter_data token: the slug of the community whose readings it sends.",
         )
         parser.add_argument("--name", default="created from the shell")
         parser.add_argument("--expires-days", type=int, default=None, dest="expires_days")
@@ -37,9 +45,18 @@ class Command(BaseCommand):
         if days is not None and days < 1:
             raise CommandError("--expires-days must be at least 1.")
         expires_at = timezone.now() + dt.timedelta(days=days) if days else None
+        community = None
+        if options["community"]:
+            community = Community.objects.filter(slug=options["community"].strip()).first()
+            if community is None:
+                raise CommandError(f"No community with the slug {options['community']!r}.")
         try:
             _, raw = api_token_create(
-                user=user, name=options["name"], scopes=scopes, expires_at=expires_at
+                user=user,
+                name=options["name"],
+                scopes=scopes,
+                expires_at=expires_at,
+                community=community,
             )
         except ApplicationError as error:
             raise CommandError(error.message) from error

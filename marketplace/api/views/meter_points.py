@@ -13,15 +13,20 @@ from rest_framework.response import Response
 
 from accounts.access import access_own_membership
 from accounts.models import MeterPoint, TokenScope, User
-from accounts.permissions import CanSendMeterReadings, visible_meter_points
+from accounts.permissions import CanSendMeterReadings, token_community_id, visible_meter_points
 from accounts.services import meter_point_approve, meter_point_register, meter_point_reject
 from marketplace.api import filters, schema
 from marketplace.api import serializers as s
 from marketplace.api.idempotency import idempotent
-from marketplace.api.selectors import managed_meter_points, own_meter_points, own_readings
+from marketplace.api.selectors import (
+    managed_meter_points,
+    managed_readings,
+    own_meter_points,
+    own_readings,
+)
 from marketplace.api.views.base import IDEMPOTENT, ApiView, FilteredListView, request_user
 from marketplace.ledger.models import MeterReading
-from marketplace.ledger.services.readings import meter_readings_submit
+from marketplace.ledger.services.readings import meter_reading_accept, meter_readings_submit
 
 
 class MeterPointListView(FilteredListView):
@@ -176,10 +181,16 @@ class MeterReadingListView(FilteredListView):
 
     @extend_schema(
         operation_id="meter_readings_upload",
-        summary="Upload readings in bulk (`meter` scope); each row is reported",
-        description="A malformed body is a 400 and stores nothing. Otherwise every row is "
-        "checked on its own: good rows are stored even when others are refused, an identical "
-        "re-upload stores nothing (`unchanged`), and a changed reading becomes a new version.",
+        summary="Upload a community's readings in bulk (`meter_data` scope: its metering "
+        "source); each row is reported",
+        description="Only a metering source sends readings: a manager of the community, or a "
+        "`meter_data` token a manager issued for it; a member's own token is refused with 403 "
+        "`not_metering_source`. A malformed body is a 400 and stores nothing. Otherwise every "
+        "row is checked on its own: refused rows (`negative_reading`, `over_capacity` beyond "
+        "the approved capacity x interval hours, `meter_point_not_approved`, ...) say why; a "
+        "row far above the meter's history is stored but `flagged` (`reading_jump`) and settles "
+        "nothing until a manager accepts it; an identical re-upload stores nothing "
+        "(`unchanged`), and a changed reading becomes a new version.",
         parameters=IDEMPOTENT, request=s.ReadingsUploadSerializer,
         responses=schema.responses(s.ReadingReportSerializer, *schema.WRITE_ERRORS),
         tags=["metering"],
@@ -189,11 +200,43 @@ class MeterReadingListView(FilteredListView):
         body = s.ReadingsUploadSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         report = meter_readings_submit(
-            submitted_by=request_user(request), readings=body.validated_data["readings"]
+            submitted_by=request_user(request),
+            readings=body.validated_data["readings"],
+            token_community_id=token_community_id(request),
         )
         data = {
             "accepted": len(report.accepted),
             "refused": len(report.refused),
+            "flagged": len(report.flagged),
+            "rows": [row.__dict__ for row in report.rows],
+            "adjustment_ids": list(report.adjustment_ids),
+        }
+        return Response(s.ReadingReportSerializer(data).data)
+
+
+class MeterReadingAcceptView(ApiView):
+    serializer_class = s.ReadingReportSerializer
+    model = MeterReading
+    scopes: ClassVar[dict[str, str]] = {"POST": TokenScope.MANAGE.value}
+
+    def visible_queryset(self, user: User) -> QuerySet[Any]:
+        return managed_readings(user=user)
+
+    @extend_schema(
+        operation_id="meter_readings_accept",
+        summary="Accept a flagged reading (managers, `manage` scope): it settles from now on",
+        description="Books an adjustment when its interval was settled already.",
+        parameters=IDEMPOTENT, request=None,
+        responses=schema.responses(s.ReadingReportSerializer, *schema.WRITE_ERRORS),
+        tags=["metering"],
+    )  # fmt: skip
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        report = meter_reading_accept(reading=self.get_object(), accepted_by=request_user(request))
+        data = {
+            "accepted": len(report.accepted),
+            "refused": 0,
+            "flagged": 0,
             "rows": [row.__dict__ for row in report.rows],
             "adjustment_ids": list(report.adjustment_ids),
         }

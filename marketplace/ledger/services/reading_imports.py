@@ -97,8 +97,15 @@ def reading_import_run(*, import_id: int, now: datetime | None = None) -> Readin
             refused = [
                 {"row": row.row, "code": row.code, "reason": row.reason} for row in report.refused
             ]
+            # Flagged rows are stored but settle nothing until a manager accepts them: the
+            # report lists them with their reason beside the refused ones.
+            flagged = [
+                {"row": row.row, "code": row.code, "reason": row.reason, "flagged": True}
+                for row in report.flagged
+            ]
+            reported = sorted(refused + flagged, key=lambda item: int(str(item["row"])))
             room = MAX_REPORTED_REFUSALS - len(locked.refused_rows)
-            locked.refused_rows = locked.refused_rows + refused[: max(room, 0)]
+            locked.refused_rows = locked.refused_rows + reported[: max(room, 0)]
             locked.rows_done = start + size
             locked.accepted += sum(1 for row in report.accepted if not row.unchanged)
             locked.unchanged += sum(1 for row in report.accepted if row.unchanged)

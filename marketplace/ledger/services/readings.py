@@ -21,15 +21,24 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from accounts.models import Membership, MembershipRole, MembershipStatus, MeterPoint, User
+from accounts import permissions
+from accounts.models import Membership, MeterPoint, MeterPointStatus, User
+from accounts.services.audit import audit_record
 from config.errors import ApplicationError, ErrorCode
-from marketplace.ledger.models import MeterReading, ReadingSource
+from marketplace.ledger.lock_objects import lock_ledger_chain
+from marketplace.ledger.models import (
+    LedgerTransaction,
+    MeterReading,
+    ReadingSource,
+    ReadingStatus,
+)
+from marketplace.ledger.plausibility import HISTORY_READINGS, Outcome, reading_check
 from marketplace.ledger.services.ledger import ZERO
 from marketplace.ledger.services.settlement import (
     confirmed_trades,
     expected_meter_points,
-    latest_readings,
     settlement_adjust,
+    settlement_key,
 )
 from marketplace.models import Community, Interval
 from units import KWH, KWH_DIGITS, UnitError, parse_decimal, places
@@ -51,6 +60,9 @@ class ReadingRow:
     reading_id: int | None = None
     version: int | None = None
     unchanged: bool = False
+    # Stored but not counted: the plausibility checks flagged it (``code``/``reason`` say why);
+    # it settles once a manager accepts it.
+    flagged: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,10 @@ class ReadingReport:
     @property
     def refused(self) -> list[ReadingRow]:
         return [row for row in self.rows if not row.accepted]
+
+    @property
+    def flagged(self) -> list[ReadingRow]:
+        return [row for row in self.rows if row.flagged]
 
 
 class _RefusedError(Exception):
@@ -88,7 +104,7 @@ def _energy(value: object, name: str) -> Decimal:
         )
         raise _RefusedError(ErrorCode(exc.code), reason) from None
     if number < 0:
-        raise _RefusedError(ErrorCode.OUT_OF_RANGE, f"{name} must not be negative ({number}).")
+        raise _RefusedError(ErrorCode.NEGATIVE_READING, f"{name} must not be negative ({number}).")
     if number >= MAX_KWH:  # also beyond what quantize can hold (1e30, 200 digits)
         raise _RefusedError(
             ErrorCode.MAX_DIGITS, f"{name} is too large: at most {KWH_DIGITS} digits in all."
@@ -115,18 +131,16 @@ def _start(value: object) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _may_submit(user: User, meter_point: MeterPoint, managed: set[int]) -> bool:
-    membership = meter_point.membership
-    if user.is_superuser or membership.community_id in managed:
-        return True
-    return membership.user_id == user.pk and membership.status == MembershipStatus.APPROVED
-
-
-def _managed_communities(user: User) -> set[int]:
-    return set(
-        Membership.objects.filter(
-            user=user, role=MembershipRole.MANAGER, status=MembershipStatus.APPROVED
-        ).values_list("community_id", flat=True)
+def _history(meter_point_id: int) -> list[tuple[Decimal, Decimal]]:
+    """The meter's most recent accepted readings (imported, exported), newest first."""
+    return list(
+        MeterReading.objects.filter(
+            meter_point_id=meter_point_id,
+            status=ReadingStatus.ACCEPTED,
+            superseded_by__isnull=True,
+        )
+        .order_by("-interval__start")
+        .values_list("imported_kwh", "exported_kwh")[:HISTORY_READINGS]
     )
 
 
@@ -137,6 +151,7 @@ def _record(
     source: ReadingSource,
     community: Community | None,
     now: datetime,
+    token_community_id: int | None = None,
 ) -> ReadingReport:
     """Check and store rows; the caller holds the transaction."""
     rows = list(rows)
@@ -144,7 +159,13 @@ def _record(
         raise ApplicationError(
             ErrorCode.OUT_OF_RANGE, f"At most {MAX_ROWS} readings at a time.", field="readings"
         )
-    managed = _managed_communities(submitted_by) if submitted_by else set()
+    # One rule for every channel: which communities this submitter is a metering source for.
+    allowed = (
+        permissions.meter_reading_community_ids(submitted_by, token_community_id=token_community_id)
+        if submitted_by is not None
+        else None
+    )
+    histories: dict[int, list[tuple[Decimal, Decimal]]] = {}
     mp_ids = set()
     for _, data in rows:
         with contextlib.suppress(ValueError):  # a bad id is reported row by row below
@@ -183,6 +204,7 @@ def _record(
 
     report: list[ReadingRow] = []
     touched: set[tuple[int, int]] = set()
+    latest: dict[int, dict[int, MeterReading]] = {}
     for number, data in rows:
         try:
             try:
@@ -193,32 +215,47 @@ def _record(
                 community is not None and meter_point.membership.community_id != community.pk
             ):
                 raise _RefusedError(ErrorCode.NOT_FOUND, "Unknown meter point.")
-            if submitted_by is not None and not _may_submit(submitted_by, meter_point, managed):
+            if allowed is not None and meter_point.membership.community_id not in allowed:
                 raise _RefusedError(
-                    ErrorCode.PERMISSION_DENIED,
-                    "Only the meter point's member or the community manager may send readings.",
+                    ErrorCode.NOT_METERING_SOURCE,
+                    "Readings for this meter point come only from its community's metering "
+                    "source (the manager's import or the community's meter_data token).",
+                )
+            if meter_point.status != MeterPointStatus.APPROVED:
+                raise _RefusedError(
+                    ErrorCode.METER_POINT_NOT_APPROVED,
+                    "The meter point awaits its manager's approval; its readings settle nothing.",
                 )
             interval = find_interval(meter_point.membership.community_id, data)
             imported = _energy(data.get("imported_kwh"), "imported_kwh")
             exported = _energy(data.get("exported_kwh"), "exported_kwh")
             if interval.end > now:
                 raise _RefusedError(ErrorCode.INVALID_STATE, "The interval has not ended yet.")
-            hours = interval.hours
-            for name, value, capacity_kw in (
-                ("imported_kwh", imported, meter_point.import_capacity_kw),
-                ("exported_kwh", exported, meter_point.export_capacity_kw),
-            ):
-                if value > capacity_kw * hours:
-                    raise _RefusedError(
-                        ErrorCode.OVER_CAPACITY,
-                        f"{name} {value} is beyond the meter point's capacity "
-                        f"({capacity_kw} kW x {hours.normalize()} h = "
-                        f"{(capacity_kw * hours).quantize(KWH)} kWh).",
-                    )
+            if meter_point.pk not in histories:
+                histories[meter_point.pk] = _history(meter_point.pk)
+            finding = reading_check(
+                imported_kwh=imported,
+                exported_kwh=exported,
+                import_capacity_kw=meter_point.import_capacity_kw,
+                export_capacity_kw=meter_point.export_capacity_kw,
+                hours=interval.hours,
+                history=histories[meter_point.pk],
+            )
+            if finding is not None and finding.outcome == Outcome.REFUSED:
+                raise _RefusedError(finding.code, finding.reason)
         except _RefusedError as refused:
             report.append(ReadingRow(number, False, str(refused.code), refused.reason))
             continue
+        if interval.pk not in latest:
+            # Every batch meter point's latest reading of this interval in one query, not one
+            # query per row.
+            latest[interval.pk] = {}
+            for existing in MeterReading.objects.filter(
+                interval=interval, meter_point_id__in=mp_ids
+            ).order_by("version"):
+                latest[interval.pk][existing.meter_point_id] = existing
         reading, created = _store(
+            current=latest[interval.pk].get(meter_point.pk),
             meter_point=meter_point,
             interval=interval,
             imported=imported,
@@ -226,28 +263,52 @@ def _record(
             source=source,
             submitted_by=submitted_by,
             now=now,
+            flag_reason=finding.reason if finding is not None else "",
         )
         if created:
+            # A flagged version is the latest too: the next row for it supersedes this one.
+            latest[interval.pk][meter_point.pk] = reading
+        flagged = reading.status == ReadingStatus.FLAGGED
+        if created and not flagged:
             touched.add((interval.pk, meter_point.membership_id))
+            histories[meter_point.pk].insert(0, (imported, exported))
         report.append(
             ReadingRow(
-                number, True, reading_id=reading.pk, version=reading.version, unchanged=not created
+                number,
+                True,
+                code=str(ErrorCode.READING_JUMP) if flagged else "",
+                reason=reading.flag_reason if flagged else "",
+                reading_id=reading.pk,
+                version=reading.version,
+                unchanged=not created,
+                flagged=flagged,
             )
         )
     adjustments = []
-    for interval_pk, membership_id in sorted(touched):
-        adjustment = settlement_adjust(
-            interval=Interval(pk=interval_pk),
-            membership=Membership.objects.get(pk=membership_id),
-            now=now,
-        )
-        if adjustment is not None:
-            adjustments.append(adjustment.pk)
+    if touched:
+        # Only a settled interval needs an adjustment; an unsettled one's settlement reads these
+        # readings itself. One query for the batch instead of one settlement_adjust per row
+        # (most batches are readings of intervals not settled yet). Under the chain lock, as
+        # settlement_adjust checks it, so a settlement that commits meanwhile is seen.
+        lock_ledger_chain()
+        keys = {settlement_key(Interval(pk=interval_pk)) for interval_pk, _ in touched}
+        settled = set(LedgerTransaction.objects.filter(key__in=keys).values_list("key", flat=True))
+        for interval_pk, membership_id in sorted(touched):
+            if settlement_key(Interval(pk=interval_pk)) not in settled:
+                continue
+            adjustment = settlement_adjust(
+                interval=Interval(pk=interval_pk),
+                membership=Membership.objects.get(pk=membership_id),
+                now=now,
+            )
+            if adjustment is not None:
+                adjustments.append(adjustment.pk)
     return ReadingReport(tuple(report), tuple(adjustments))
 
 
 def _store(
     *,
+    current: MeterReading | None,
     meter_point: MeterPoint,
     interval: Interval,
     imported: Decimal,
@@ -255,12 +316,9 @@ def _store(
     source: ReadingSource,
     submitted_by: User | None,
     now: datetime,
+    flag_reason: str = "",
 ) -> tuple[MeterReading, bool]:
-    current = (
-        MeterReading.objects.filter(meter_point=meter_point, interval=interval)
-        .order_by("-version")
-        .first()
-    )
+    """Store the reading as a new version of ``current`` (its latest one), unless it is equal."""
     if current is not None and (current.imported_kwh, current.exported_kwh) == (
         imported,
         exported,
@@ -276,6 +334,8 @@ def _store(
         submitted_by=submitted_by,
         version=current.version + 1 if current else 1,
         supersedes=current,
+        status=ReadingStatus.FLAGGED if flag_reason else ReadingStatus.ACCEPTED,
+        flag_reason=flag_reason[:300],
     )
     return reading, True
 
@@ -286,16 +346,30 @@ def meter_readings_submit(
     readings: Iterable[Mapping[str, Any]],
     source: ReadingSource = ReadingSource.API,
     now: datetime | None = None,
+    token_community_id: int | None = None,
 ) -> ReadingReport:
     """Store a batch of readings and report each row.
 
     Each reading is a mapping with ``meter_point`` (id), either ``interval`` (id) or
     ``interval_start`` (aware datetime or ISO 8601 text with a zone), ``imported_kwh`` and
-    ``exported_kwh`` (kWh, >= 0, at most 3 places; text or Decimal). The submitter must be the
-    meter point's approved member or an approved manager of its community (the API checks the
-    token's ``meter`` scope before calling). Rows that arrive after their interval was settled
-    book adjustment transactions, listed in the report.
+    ``exported_kwh`` (kWh, >= 0, at most 3 places; text or Decimal). The submitter must be a
+    metering source of the meter point's community (``permissions.meter_reading_community_ids``:
+    its manager, or a ``meter_data`` token bound to it, ``token_community_id``); a member cannot
+    report their own meter (``not_metering_source``). Every row passes the plausibility checks
+    (``marketplace.ledger.plausibility``): refused rows say why; flagged rows are stored but
+    settle nothing until a manager accepts them. Rows that arrive after their interval was
+    settled book adjustment transactions, listed in the report.
     """
+    allowed = permissions.meter_reading_community_ids(
+        submitted_by, token_community_id=token_community_id
+    )
+    if allowed is not None and not allowed:
+        raise ApplicationError(
+            ErrorCode.NOT_METERING_SOURCE,
+            "Meter readings come only from a metering source: the community manager's CSV "
+            "import or a 'meter_data' token a manager issued for the community.",
+            field="readings",
+        )
     with transaction.atomic(durable=True):
         return _record(
             rows=enumerate(readings, start=1),
@@ -303,6 +377,7 @@ def meter_readings_submit(
             source=source,
             community=None,
             now=now or timezone.now(),
+            token_community_id=token_community_id,
         )
 
 
@@ -341,8 +416,10 @@ def csv_rows(file: IO[bytes] | IO[str]) -> list[tuple[int, dict[str, Any]]]:
 
 
 def check_may_import(*, community: Community, submitted_by: User) -> None:
-    """Only the community's approved managers (and superusers) may import its readings."""
-    if not submitted_by.is_superuser and community.pk not in _managed_communities(submitted_by):
+    """Only the community's metering source may import its readings: its approved managers
+    (and superusers), by the one rule ``permissions.meter_reading_community_ids``."""
+    allowed = permissions.meter_reading_community_ids(submitted_by)
+    if allowed is not None and community.pk not in allowed:
         raise ApplicationError(
             ErrorCode.PERMISSION_DENIED, "Only the community's managers may import readings."
         )
@@ -403,7 +480,10 @@ def readings_simulate(
     rng = random.Random(interval.pk if seed is None else seed)  # noqa: S311 - demo noise
     trades = confirmed_trades(interval)
     meter_points = expected_meter_points(interval, trades)
-    existing = latest_readings(interval)
+    # Any reading, flagged ones too: the demo never adds a version beside a real one.
+    existing = set(
+        MeterReading.objects.filter(interval=interval).values_list("meter_point_id", flat=True)
+    )
     scheduled: dict[int, list[Decimal]] = {mp: [ZERO, ZERO] for mp in meter_points}
     first_of_member: dict[int, int] = {}
     for mp, membership_id in sorted(meter_points.items()):
@@ -444,3 +524,48 @@ def readings_simulate(
                 )
             )
     return created
+
+
+def meter_reading_accept(
+    *, reading: MeterReading, accepted_by: User | None, now: datetime | None = None
+) -> ReadingReport:
+    """A manager of the meter point's community accepts a flagged reading: it counts from now
+    on. If its interval was settled already, the difference is booked as an adjustment (in the
+    report); otherwise the interval's settlement will read it.
+    """
+    now = now or timezone.now()
+    with transaction.atomic(durable=True):
+        locked = (
+            MeterReading.objects.select_for_update(of=("self",))
+            .select_related("meter_point__membership__community", "interval")
+            .get(pk=reading.pk)
+        )
+        community = locked.meter_point.membership.community
+        if accepted_by is not None:
+            permissions.require_manage(accepted_by, community)
+        if locked.status != ReadingStatus.FLAGGED:
+            raise ApplicationError(
+                ErrorCode.INVALID_STATE, "Only a flagged reading can be accepted.", field="reading"
+            )
+        locked.status = ReadingStatus.ACCEPTED
+        locked.reviewed_by = accepted_by
+        locked.reviewed_at = now
+        locked.save(update_fields=["status", "reviewed_by", "reviewed_at"])
+        # A settlement waiting for readings looks only at newer ones: make it see this one.
+        Interval.objects.filter(
+            pk=locked.interval_id, settlement_seen_reading__gte=locked.pk
+        ).update(settlement_seen_reading=locked.pk - 1)
+        audit_record(
+            kind="meter_reading.accepted",
+            actor=accepted_by,
+            community=community,
+            reading=locked.pk,
+            meter_point=locked.meter_point_id,
+            interval=locked.interval_id,
+            flag_reason=locked.flag_reason,
+        )
+        adjustment = settlement_adjust(
+            interval=locked.interval, membership=locked.meter_point.membership, now=now
+        )
+    row = ReadingRow(1, True, reading_id=locked.pk, version=locked.version)
+    return ReadingReport((row,), (adjustment.pk,) if adjustment is not None else ())

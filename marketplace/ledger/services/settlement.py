@@ -52,6 +52,7 @@ from marketplace.ledger.models import (
     LedgerEntry,
     LedgerTransaction,
     MeterReading,
+    ReadingStatus,
     Settlement,
     TransactionKind,
 )
@@ -160,9 +161,11 @@ def expected_meter_points(interval: Interval, trades: list[Trade]) -> dict[int, 
 
 
 def latest_readings(interval: Interval) -> dict[int, MeterReading]:
-    """Meter point id -> its newest reading version for the interval."""
+    """Meter point id -> its newest accepted reading version for the interval (a flagged one
+    settles nothing until a manager accepts it)."""
     latest: dict[int, MeterReading] = {}
-    for reading in MeterReading.objects.filter(interval=interval).order_by("version"):
+    readings = MeterReading.objects.filter(interval=interval, status=ReadingStatus.ACCEPTED)
+    for reading in readings.order_by("version"):
         latest[reading.meter_point_id] = reading
     return latest
 

@@ -58,6 +58,16 @@ def reading(who: Member, imported: str, exported: str) -> dict[str, object]:
     return {"meter_point": who.meter_point.pk, "imported_kwh": imported, "exported_kwh": exported}
 
 
+def meter_operator(who: Member) -> User:
+    """The metering source of the member's community (its manager): readings come from it, never
+    from the member they bill."""
+    community = who.membership.community
+    user, created = User.objects.get_or_create(email=f"meter-data@{community.slug}.test")
+    if created:
+        community_manager_add(user=user, community=community, added_by=None)
+    return user
+
+
 def after_end(interval: Interval, minutes: int = 1) -> datetime:
     return interval.end + timedelta(minutes=minutes)
 

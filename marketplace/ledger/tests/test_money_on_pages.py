@@ -15,7 +15,13 @@ from django.urls import reverse
 
 from marketplace.ledger.selectors import member_statement
 from marketplace.ledger.services import interval_settle, meter_readings_submit
-from marketplace.ledger.tests.conftest import AFTER_WINDOW, after_end, make_trade, reading
+from marketplace.ledger.tests.conftest import (
+    AFTER_WINDOW,
+    after_end,
+    make_trade,
+    meter_operator,
+    reading,
+)
 from marketplace.selectors.prosumer import money_summary, traded_per_day
 from marketplace.tests.factories import T0, Member
 
@@ -23,7 +29,7 @@ from marketplace.tests.factories import T0, Member
 def _settle(interval, rows):
     for who, imported, exported in rows:
         meter_readings_submit(
-            submitted_by=who.membership.user,
+            submitted_by=meter_operator(who),
             readings=[{**reading(who, imported, exported), "interval": interval.pk}],
             now=after_end(interval),
         )

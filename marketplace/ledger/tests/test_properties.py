@@ -17,6 +17,7 @@ from marketplace.ledger.tests.conftest import (
     confirmed_intervals,
     make_trade,
     member_before,
+    meter_operator,
 )
 from marketplace.models import Community
 from marketplace.tests.factories import CommunityFactory
@@ -68,7 +69,7 @@ def test_settlement_keeps_the_books_balanced(db, trades, metered, late):
     for who, values in zip(members, metered, strict=True):
         if values is not None:
             meter_readings_submit(
-                submitted_by=who.membership.user,
+                submitted_by=meter_operator(who),
                 readings=[
                     {
                         "meter_point": who.meter_point.pk,
@@ -99,7 +100,7 @@ def test_settlement_keeps_the_books_balanced(db, trades, metered, late):
     index, imported, exported = late
     who = members[index]
     meter_readings_submit(
-        submitted_by=who.membership.user,
+        submitted_by=meter_operator(who),
         readings=[
             {
                 "meter_point": who.meter_point.pk,

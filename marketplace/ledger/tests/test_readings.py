@@ -14,7 +14,13 @@ from marketplace.ledger.services import (
     meter_readings_submit,
     readings_simulate,
 )
-from marketplace.ledger.tests.conftest import after_end, make_trade, member_before, reading
+from marketplace.ledger.tests.conftest import (
+    after_end,
+    make_trade,
+    member_before,
+    meter_operator,
+    reading,
+)
 from marketplace.tests.factories import CommunityFactory
 
 
@@ -53,7 +59,7 @@ def test_csv_reports_bad_rows_and_keeps_good_ones(community, intervals, alice, b
         3: (True, ""),
         4: (False, "not_found"),  # unknown meter point
         5: (False, "not_found"),  # another community's meter point is unknown here
-        6: (False, "out_of_range"),  # negative
+        6: (False, "negative_reading"),
         7: (False, "not_a_number"),
         8: (False, "not_found"),  # no such interval
         9: (False, "over_capacity"),  # beyond 20 kW x 0.25 h
@@ -88,7 +94,7 @@ def test_csv_without_the_columns_is_refused_whole(community, manager):
 
 
 def test_a_correction_is_a_new_version_and_the_old_one_stays(interval, alice):
-    user = alice.membership.user
+    user = meter_operator(alice)
     row = {**reading(alice, "1.000", "0"), "interval": interval.pk}
     meter_readings_submit(submitted_by=user, readings=[row], now=after_end(interval))
     report = meter_readings_submit(
@@ -102,13 +108,24 @@ def test_a_correction_is_a_new_version_and_the_old_one_stays(interval, alice):
     assert first.imported_kwh == Decimal("1.000")
 
 
-def test_members_send_only_their_own_readings(interval, alice, bob, manager):
+def test_readings_come_only_from_a_metering_source(interval, alice, bob, manager):
+    for member in (alice, bob):  # neither one's own meter nor another's
+        with pytest.raises(ApplicationError) as refused:
+            meter_readings_submit(
+                submitted_by=member.membership.user,
+                readings=[{**reading(alice, "1", "0"), "interval": interval.pk}],
+                now=after_end(interval),
+            )
+        assert refused.value.code == "not_metering_source"
+    elsewhere = CommunityFactory()
+    other_manager = meter_operator(member_before(elsewhere))  # type: ignore[arg-type]
     report = meter_readings_submit(
-        submitted_by=bob.membership.user,
+        submitted_by=other_manager,
         readings=[{**reading(alice, "1", "0"), "interval": interval.pk}],
         now=after_end(interval),
     )
-    assert report.rows[0].code == "permission_denied"
+    assert report.rows[0].code == "not_metering_source"
+    assert not MeterReading.objects.exists()
     report = meter_readings_submit(
         submitted_by=manager,
         readings=[{**reading(alice, "1", "0"), "interval_start": interval.start}],
@@ -119,7 +136,7 @@ def test_members_send_only_their_own_readings(interval, alice, bob, manager):
 
 def test_readings_for_an_interval_not_yet_over_are_refused(interval, alice):
     report = meter_readings_submit(
-        submitted_by=alice.membership.user,
+        submitted_by=meter_operator(alice),
         readings=[{**reading(alice, "1", "0"), "interval": interval.pk}],
         now=interval.start,
     )

@@ -18,7 +18,13 @@ from marketplace.ledger.models import (
 )
 from marketplace.ledger.selectors import account_balance, member_balance
 from marketplace.ledger.services import interval_settle, ledger_verify, meter_readings_submit
-from marketplace.ledger.tests.conftest import AFTER_WINDOW, after_end, make_trade, reading
+from marketplace.ledger.tests.conftest import (
+    AFTER_WINDOW,
+    after_end,
+    make_trade,
+    meter_operator,
+    reading,
+)
 from marketplace.models import IntervalState
 
 
@@ -36,17 +42,17 @@ def test_a_hand_worked_interval(community, interval, alice, bob, carol):
     make_trade(interval, buyer=bob, seller=None, kwh="1.000", price="0.3200")
     make_trade(interval, buyer=None, seller=alice, kwh="0.500", price="0.0800")
     meter_readings_submit(
-        submitted_by=alice.membership.user,
+        submitted_by=meter_operator(alice),
         readings=[{**reading(alice, "0", "2.700"), "interval": interval.pk}],
         now=after_end(interval),
     )
     meter_readings_submit(
-        submitted_by=bob.membership.user,
+        submitted_by=meter_operator(bob),
         readings=[{**reading(bob, "3.100", "0"), "interval": interval.pk}],
         now=after_end(interval),
     )
     meter_readings_submit(
-        submitted_by=carol.membership.user,
+        submitted_by=meter_operator(carol),
         readings=[{**reading(carol, "0.500", "0"), "interval": interval.pk}],
         now=after_end(interval),
     )
@@ -115,7 +121,7 @@ def test_settling_twice_changes_nothing(interval, alice, bob):
 def test_waits_for_readings_inside_the_window(interval, alice, bob):
     make_trade(interval, buyer=bob, seller=alice, kwh="1.000", price="0.1500")
     meter_readings_submit(
-        submitted_by=alice.membership.user,
+        submitted_by=meter_operator(alice),
         readings=[{**reading(alice, "0", "1.000"), "interval": interval.pk}],
         now=after_end(interval),
     )
@@ -143,7 +149,7 @@ def test_a_late_reading_books_an_adjustment_and_edits_nothing(interval, alice, b
     balance_before = member_balance(membership=bob.membership)
 
     report = meter_readings_submit(
-        submitted_by=bob.membership.user,
+        submitted_by=meter_operator(bob),
         readings=[{**reading(bob, "1.500", "0"), "interval": interval.pk}],
         now=interval.end + AFTER_WINDOW * 2,
     )
@@ -161,7 +167,7 @@ def test_a_late_reading_books_an_adjustment_and_edits_nothing(interval, alice, b
     # A correction to a surplus reverses the shortfall and books the surplus; again only appended.
     middle = _snapshot()
     meter_readings_submit(
-        submitted_by=bob.membership.user,
+        submitted_by=meter_operator(bob),
         readings=[{**reading(bob, "0.800", "0"), "interval": interval.pk}],
         now=interval.end + AFTER_WINDOW * 2,
     )
@@ -171,7 +177,7 @@ def test_a_late_reading_books_an_adjustment_and_edits_nothing(interval, alice, b
     # The same reading again is unchanged and books nothing.
     count = LedgerEntry.objects.count()
     report = meter_readings_submit(
-        submitted_by=bob.membership.user,
+        submitted_by=meter_operator(bob),
         readings=[{**reading(bob, "0.800", "0"), "interval": interval.pk}],
         now=interval.end + AFTER_WINDOW * 2,
     )
@@ -198,7 +204,7 @@ def test_no_one_is_worse_off_for_posting(community, interval, alice, bob, carol)
     now = after_end(interval)
     for who, imported, exported in ((alice, "2", "0"), (bob, "0", "1"), (carol, "2", "0")):
         meter_readings_submit(
-            submitted_by=who.membership.user,
+            submitted_by=meter_operator(who),
             readings=[{**reading(who, imported, exported), "interval": interval.pk}],
             now=now,
         )

@@ -12,7 +12,13 @@ from marketplace.ledger.models import MeterReading, ReadingImport
 from marketplace.ledger.selectors import member_statement
 from marketplace.ledger.services import interval_settle, meter_readings_submit
 from marketplace.ledger.tasks import reading_import_run_task
-from marketplace.ledger.tests.conftest import AFTER_WINDOW, after_end, make_trade, reading
+from marketplace.ledger.tests.conftest import (
+    AFTER_WINDOW,
+    after_end,
+    make_trade,
+    meter_operator,
+    reading,
+)
 
 
 def _settle_two_intervals(intervals, alice, bob):
@@ -25,7 +31,7 @@ def _settle_two_intervals(intervals, alice, bob):
     ):
         for who, imported, exported in rows:
             meter_readings_submit(
-                submitted_by=who.membership.user,
+                submitted_by=meter_operator(who),
                 readings=[{**reading(who, imported, exported), "interval": interval.pk}],
                 now=after_end(interval),
             )

@@ -34,6 +34,8 @@ class Api:
     bob_meter_point: MeterPoint
     bob_token: str
     full_token: str  # the prosumer's token with read, trade and meter
+    # The community's metering source: a meter_data token its manager issued for it.
+    meter_data_token: str
 
     def client(self, role: str) -> APIClient:
         client = APIClient()
@@ -75,6 +77,7 @@ def api(world: World) -> Api:
     bob_mp = factories.meter_point_for(bob)
     _, bob_token = factories.token_for(bob.user, ["read", "trade", "meter"])
     _, full = factories.token_for(world.prosumer, ["read", "trade", "meter"])
+    _, meter_data = factories.token_for(world.manager, ["meter_data"], community=world.community)
 
     def first_open(community: Any) -> Interval:
         # A margin before gate closure, so a slow run never sees its interval close mid-test.
@@ -90,6 +93,7 @@ def api(world: World) -> Api:
         bob_meter_point=bob_mp,
         bob_token=bob_token,
         full_token=full,
+        meter_data_token=meter_data,
     )
 
 

@@ -172,3 +172,25 @@ def test_the_maximum_connection_is_a_market_rule(api: Api) -> None:
     )
     created = _register(api, export_capacity_kw="50.000")
     assert created["status"] == "pending"
+
+
+def test_a_bid_whose_meter_point_went_back_to_pending_cannot_be_accepted(api: Api) -> None:
+    offer = api.bearer(api.full_token).post("/api/v1/postings/", posting_body(api), format="json")
+    bid = api.bearer(api.bob_token).post(
+        "/api/v1/bids/",
+        {
+            "posting": offer.json()["id"],
+            "meter_point": api.bob_meter_point.pk,
+            "quantity_kwh": "0.500",
+            "price_per_kwh": "0.1500",
+        },
+        format="json",
+    )
+    assert bid.status_code == 201
+    meter_point_update(
+        meter_point=api.bob_meter_point, updated_by=api.bob.user, export_capacity_kw=Decimal("29")
+    )
+    accepted = api.bearer(api.full_token).post(
+        f"/api/v1/bids/{bid.json()['id']}/accept/", {}, format="json"
+    )
+    assert (accepted.status_code, accepted.json()["code"]) == (400, "meter_point_not_approved")

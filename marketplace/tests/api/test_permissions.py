@@ -173,14 +173,15 @@ def test_readings_upload_for_every_role(api: Api) -> None:
         return api.client(role).post("/api/v1/meter-readings/", body, format="json").status_code
 
     got = {role: upload(role) for role in ROLES}
-    # The upload itself is allowed with the `meter` scope; rows are judged one by one.
-    assert got == dict.fromkeys(ROLES, 200) | {
-        A: 401,
-        "token_read": 403,
-        "token_trade": 403,
-        "token_manage": 403,
-        "regulator": 403,  # a regulator sends no readings
-    }
+    # Only a metering source uploads: a manager (another community's gets its rows refused
+    # one by one); no member, not even for their own meter, and no token without `meter_data`.
+    assert got == dict.fromkeys(ROLES, 403) | {A: 401, "manager": 200, "other_manager": 200}
+    refused = api.client("token_meter").post(
+        "/api/v1/meter-readings/",
+        {"readings": [{"meter_point": 1, "interval": 1, "imported_kwh": "0", "exported_kwh": "0"}]},
+        format="json",
+    )
+    assert refused.json()["code"] == "not_metering_source"
 
 
 def test_statistics_use_the_dashboard_definitions(api: Api) -> None:

@@ -223,7 +223,7 @@ def test_readings_upload_reports_each_row(api: Api) -> None:
             {"meter_point": mp, "interval": past.pk, "imported_kwh": "0.4", "exported_kwh": "0"},
             {"meter_point": mp, "interval": past.pk, "imported_kwh": "99", "exported_kwh": "0"},
             {
-                "meter_point": api.bob_meter_point.pk,
+                "meter_point": api.world.other_meter_point.pk,  # another community's meter
                 "interval": past.pk,
                 "imported_kwh": "0.1",
                 "exported_kwh": "0",
@@ -236,7 +236,7 @@ def test_readings_upload_reports_each_row(api: Api) -> None:
             },
         ]
     }
-    client = api.client("token_meter")
+    client = api.bearer(api.meter_data_token)
     report = client.post("/api/v1/meter-readings/", body, format="json")
     assert report.status_code == 200, report.json()
     data = report.json()
@@ -244,7 +244,7 @@ def test_readings_upload_reports_each_row(api: Api) -> None:
     assert [r["code"] for r in data["rows"]] == [
         "",
         "over_capacity",
-        "permission_denied",
+        "not_metering_source",
         "invalid_state",
     ]
     listed = api.client("token_read").get(f"/api/v1/meter-readings/?interval={past.pk}").json()
@@ -347,6 +347,7 @@ def test_flexible_purchase_through_the_api(api: Api) -> None:
     )
     assert bought.status_code == 201, bought.json()
     assert bought.json()["flexible"] is True
+    assert bought.json()["autopilot"] is False  # posted by hand
     assert Posting.objects.get(pk=bought.json()["id"]).flexible
     offer = alice.post("/api/v1/postings/", posting_body(api, flexible=True), format="json")
     assert offer.status_code == 400

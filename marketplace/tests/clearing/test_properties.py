@@ -6,6 +6,7 @@ import random
 from collections import defaultdict
 from decimal import Decimal
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -242,3 +243,18 @@ def test_fast_and_per_order_conversion_agree(mechanism: str, orders: list[Order]
     finally:
         book._fast_columns = original
     assert slow == fast
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    times=st.lists(st.integers(min_value=0, max_value=400), min_size=1, max_size=300),
+    spread=st.sampled_from([1, 3, 1_000, 10**6]),
+)
+def test_time_priority_ranks_by_submission_time_then_id(times: list[int], spread: int) -> None:
+    """Few ties take the runs-only path, many the full id ranking; both rank (time, id)."""
+    rng = random.Random(len(times))
+    moments = np.array([float(t * spread % 7919) for t in times])
+    ids = [f"o{rng.randrange(10**6)}-{i}" for i in range(len(times))]
+    expected = np.empty(len(ids), dtype=np.int64)
+    expected[sorted(range(len(ids)), key=lambda j: (moments[j], ids[j]))] = np.arange(len(ids))
+    assert (book._priority(moments, ids) == expected).all()

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from accounts.models import MeterPoint
 from config.errors import ErrorCode
 from marketplace.clearing import MECHANISMS
 from marketplace.models import (
@@ -24,7 +25,7 @@ from marketplace.models import (
     TradeSource,
 )
 from marketplace.services.bids import bid_accept
-from marketplace.services.clearing import interval_clear
+from marketplace.services.clearing import Connection, exclusion_reason, interval_clear
 from marketplace.tests.factories import T0, member, new_community, open_interval
 from marketplace.tests.fixtures import bid, post, refused
 
@@ -349,3 +350,57 @@ def test_order_ids_sort_as_the_rows_were_inserted() -> None:
 
     keys = [order_key("p", pk) for pk in (9, 10, 99, 100, 2**62)]
     assert sorted(keys) == keys
+
+
+# --- One bad order never blocks an interval ---------------------------------------------------
+@pytest.mark.django_db
+@pytest.mark.parametrize("structure", ["pool", "composite", "bilateral"])
+def test_an_order_clearing_cannot_take_is_excluded_and_the_rest_clears(structure):
+    interval, (a, b, c, _d) = pool_book(structure, close=False)
+    fraud = member(interval.community)
+    # Written around the services (posting refuses both): 2,000,000 kWh on a 20 kW meter, and
+    # an offer from a meter point its manager has not approved.
+    huge = Posting.objects.create(
+        interval=interval, membership=fraud.membership, meter_point=fraud.meter_point,
+        side="sell", quantity_kwh=D("2000000"), limit_price_per_kwh=D("0.0100"),
+        submitted_at=T0,
+    )  # fmt: skip
+    unapproved = member(interval.community)
+    MeterPoint.objects.filter(pk=unapproved.meter_point.pk).update(status="pending")
+    pending = Posting.objects.create(
+        interval=interval, membership=unapproved.membership, meter_point=unapproved.meter_point,
+        side="sell", quantity_kwh=D("1"), limit_price_per_kwh=D("0.0100"), submitted_at=T0,
+    )  # fmt: skip
+    summary = interval_clear(interval=close_gate(interval), now=AFTER_GATE)
+    huge.refresh_from_db()
+    pending.refresh_from_db()
+    assert (huge.status, pending.status) == (PostingStatus.EXCLUDED, PostingStatus.EXCLUDED)
+    assert "approved capacity" in huge.exclusion_reason
+    assert "5.000 kWh" in huge.exclusion_reason
+    assert "not approved" in pending.exclusion_reason
+    assert summary.excluded_postings == 2
+    assert Posting.objects.filter(status=PostingStatus.EXCLUDED).count() == 2  # only those
+    assert not Trade.objects.filter(posting__in=[huge, pending]).exists()
+    assert not Trade.objects.filter(seller=fraud.membership).exists()
+    if structure != "bilateral":
+        # The others clear exactly as they would have without the two.
+        assert trades(TradeSource.POOL) == [
+            (c, a, D("2"), D("0.20"), D("0.20")),
+            (c, b, D("2"), D("0.20"), D("0.20")),
+        ]
+
+
+def test_exclusion_reason_is_a_plain_function():
+    ok = Connection(True, D("10"), D("4"))
+    assert exclusion_reason(side="sell", quantity_kwh=D("1"), connection=ok, hours=D("0.25")) == ""
+    assert exclusion_reason(side="buy", quantity_kwh=D("2.5"), connection=ok, hours=D("0.25")) == ""
+    assert "1.000 kWh" in exclusion_reason(
+        side="sell", quantity_kwh=D("1.001"), connection=ok, hours=D("0.25")
+    )
+    assert "not approved" in exclusion_reason(
+        side="buy", quantity_kwh=D("1"), connection=Connection(False, D("10"), D("4")),
+        hours=D("0.25"),
+    )  # fmt: skip
+    assert "not approved" in exclusion_reason(
+        side="buy", quantity_kwh=D("1"), connection=None, hours=D("0.25")
+    )

@@ -170,3 +170,24 @@ def test_the_default_minimum_ratio_leaves_the_same_exports_alone():
     assert result.strength_events == []
     assert result.strength_curtailed_kwh == 0
     assert not Trade.objects.filter(interval=interval, curtailed_kwh__gt=0).exists()
+
+
+def test_the_api_shows_the_intervals_losses_and_system_strength_events():
+    from rest_framework.test import APIClient
+
+    community, homes = community_with_homes(
+        homes=2, network="1-LV-rural1--0-sw", min_short_circuit_ratio=Decimal("30")
+    )
+    _on_buses(homes, [WEAK, STRONG])
+    interval = interval_at(community, NOON, state=IntervalState.CLEARED)
+    trade(interval, seller=homes[0], buyer=homes[1], kwh="20.000", sequence=1)
+    result = interval_grid_check(interval=interval)
+    client = APIClient()
+    client.force_authenticate(user=homes[1].membership.user)
+
+    body = client.get(f"/api/v1/intervals/{interval.pk}/grid-check/").json()
+
+    assert Decimal(body["losses_kwh"]) == result.losses_kwh
+    assert [e["bus"] for e in body["strength_events"]] == [WEAK]
+    assert Decimal(body["strength_curtailed_kwh"]) == result.strength_curtailed_kwh > 0
+    assert "loss_allocation" not in body  # who bears which share is not for the board
