@@ -94,11 +94,18 @@ def make_interval(community: Any, start: datetime) -> Any:
     )  # fmt: skip
 
 
+# The reference feeders carry about a thousand homes' exchange; a bigger community on them shares
+# that exchange (flats behind one connection each), so the grid check sees a physical schedule.
+FEEDER_HOMES = 1000
+
+
 def order_book(n: int, rng: random.Random) -> list[tuple[str, Decimal, Decimal]]:
-    """Household-sized orders: 45 % PV surplus offers, 55 % requests, 0.05-1.5 kWh a quarter."""
+    """Household-sized orders: 45 % PV surplus offers, 55 % requests, 0.05-1.5 kWh a quarter;
+    above ``FEEDER_HOMES`` prosumers each order is that share of a household's."""
     book = []
+    share = min(1.0, FEEDER_HOMES / max(n, 1))
     for _ in range(n):
-        quantity = Decimal(rng.randint(50, 1500)).scaleb(-3)
+        quantity = max(Decimal(round(rng.randint(50, 1500) * share)), Decimal(1)).scaleb(-3)
         if rng.random() < 0.45:
             book.append(("sell", quantity, Decimal(rng.randint(800, 2400)).scaleb(-4)))
         else:
@@ -237,7 +244,9 @@ def write_results(
         f"Machine: {about}; {backend}. Script: `bench/bench_pipeline.py`.",
         "",
         "One interval of one community (composite market, uniform price), every prosumer one "
-        "household-sized order (0.05-1.5 kWh, 45 % offers). *orders* = one `posting_create` per "
+        "household-sized order (0.05-1.5 kWh, 45 % offers; above 1,000 prosumers each order "
+        "is 1,000/N of that, so the feeder carries the exchange of a thousand homes, shared). "
+        "*orders* = one `posting_create` per "
         "prosumer (above 1,000: the measured mean of the first 1,000 times the count); the "
         "stage columns are each pipeline step's own transaction (`Interval.timings`); "
         "*pipeline* = gate closure to confirmed.",

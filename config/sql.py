@@ -65,3 +65,54 @@ class ModelSelect:
 
 def table_name(model: type[Model]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
+
+
+# SQLite allows 32,766 parameters in one statement; PostgreSQL 65,535.
+_MAX_PARAMETERS = 32_000
+
+
+def update_rows(model: type[Model], fields: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Set ``fields`` of many rows, each ``(pk, value, ...)``, in one statement per chunk.
+
+    ``UPDATE t SET f = v.f, ... FROM (VALUES ...) v WHERE t.id = v.id``:
+    ``bulk_update`` writes a CASE with a branch per row and field, which Django compiles and the
+    database evaluates row by row (most of clearing 10,000 postings). Values are prepared by the
+    fields themselves, as an ordinary save would.
+    """
+    if not rows:
+        return
+    meta = model._meta
+    by_name = {field.name: field for field in meta.concrete_fields}
+    targets = [by_name[name] for name in fields]
+    assert meta.pk is not None
+    assert meta.pk.column is not None
+    table = table_name(model)
+    pk_column = connection.ops.quote_name(meta.pk.column)
+    names = ["id", *(f"v{i}" for i in range(len(targets)))]
+    # PostgreSQL types a VALUES column from its values (a NULL in the first row makes it text),
+    # so each is cast to its column's type; SQLite stores what it gets, and its CAST to a type
+    # it does not know (datetime) would keep only a leading number, so there none is applied.
+    cast = connection.vendor != "sqlite"
+    assignments = ", ".join(
+        f"{connection.ops.quote_name(field.column or field.name)} = "
+        + (f"CAST(v.v{i} AS {field.db_type(connection)})" if cast else f"v.v{i}")
+        for i, field in enumerate(targets)
+    )
+    per_statement = max(1, _MAX_PARAMETERS // len(names))
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        params: list[Any] = []
+        for row in chunk:
+            pk, *values = row
+            params.append(pk)
+            params += [
+                field.get_db_prep_save(value, connection)
+                for field, value in zip(targets, values, strict=True)
+            ]
+        placeholders = ", ".join(["(" + ", ".join(["%s"] * len(names)) + ")"] * len(chunk))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH v({', '.join(names)}) AS (VALUES {placeholders}) "  # noqa: S608 - names only
+                f"UPDATE {table} SET {assignments} FROM v WHERE {table}.{pk_column} = v.id",
+                params,
+            )

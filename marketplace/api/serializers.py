@@ -452,6 +452,9 @@ class PostingSerializer(serializers.Serializer):
     limit_price_per_kwh = price_field()
     auto_accept_best_bids = serializers.BooleanField()
     flexible = serializers.BooleanField()
+    autopilot = serializers.BooleanField(
+        help_text="Posted by the member's autopilot (switched on on its page), not by hand."
+    )
     status = serializers.ChoiceField(choices=PostingStatus.choices)
     exclusion_reason = serializers.CharField(
         help_text="Why clearing left it out (status `excluded`); empty otherwise."

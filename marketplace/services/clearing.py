@@ -56,6 +56,7 @@ from django.utils import timezone
 
 from accounts.models import MeterPoint, MeterPointStatus
 from config.errors import ApplicationError, ErrorCode
+from config.sql import update_rows
 from marketplace.clearing import (
     COMMUNITY_RULES,
     K_MECHANISMS,
@@ -621,20 +622,17 @@ def _write(book: _Book, outcome: _Outcome, now: datetime) -> int:
     interval_id = book.interval.pk
     if book.excluded:
         # First, so the updates of the open postings below leave them alone.
-        Posting.objects.bulk_update(
-            [
-                Posting(pk=pk, status=PostingStatus.EXCLUDED, exclusion_reason=reason[:300])
-                for pk, reason in book.excluded.items()
-            ],
+        update_rows(
+            Posting,
             ["status", "exclusion_reason"],
-            batch_size=_BATCH,
+            [(pk, PostingStatus.EXCLUDED, reason[:300]) for pk, reason in book.excluded.items()],
         )
-    if outcome.accepted or outcome.pooled_bids:
-        Bid.objects.bulk_update(
-            outcome.accepted + outcome.pooled_bids,
-            ["accepted_kwh", "status", "decided_at"],
-            batch_size=_BATCH,
-        )
+    decided = outcome.accepted + outcome.pooled_bids
+    update_rows(
+        Bid,
+        ["accepted_kwh", "status", "decided_at"],
+        [(bid.pk, bid.accepted_kwh, bid.status, bid.decided_at) for bid in decided],
+    )
     # Anything still pending lapses at gate closure (in a pool market there are none; in a
     # composite one, the bids the pool filled are ``pooled`` by now).
     expired = Bid.objects.filter(posting__interval_id=interval_id, status=BidStatus.PENDING).update(
@@ -647,16 +645,11 @@ def _write(book: _Book, outcome: _Outcome, now: datetime) -> int:
         )
     else:
         changed = [
-            Posting(
-                pk=p.pk,
-                allocated_kwh=p.allocated,
-                status=PostingStatus.FILLED if p.remaining == 0 else PostingStatus.CLOSED,
-            )
+            (p.pk, p.allocated, PostingStatus.FILLED if p.remaining == 0 else PostingStatus.CLOSED)
             for p in book.postings.values()
             if p.allocated or p.remaining == 0
         ]
-        if changed:
-            Posting.objects.bulk_update(changed, ["allocated_kwh", "status"], batch_size=_BATCH)
+        update_rows(Posting, ["allocated_kwh", "status"], changed)
         Posting.objects.filter(interval_id=interval_id, status=PostingStatus.OPEN).update(
             status=PostingStatus.CLOSED
         )

@@ -25,13 +25,20 @@ from accounts import permissions
 from accounts.models import Membership, MeterPoint, MeterPointStatus, User
 from accounts.services.audit import audit_record
 from config.errors import ApplicationError, ErrorCode
-from marketplace.ledger.models import MeterReading, ReadingSource, ReadingStatus
+from marketplace.ledger.lock_objects import lock_ledger_chain
+from marketplace.ledger.models import (
+    LedgerTransaction,
+    MeterReading,
+    ReadingSource,
+    ReadingStatus,
+)
 from marketplace.ledger.plausibility import HISTORY_READINGS, Outcome, reading_check
 from marketplace.ledger.services.ledger import ZERO
 from marketplace.ledger.services.settlement import (
     confirmed_trades,
     expected_meter_points,
     settlement_adjust,
+    settlement_key,
 )
 from marketplace.models import Community, Interval
 from units import KWH, KWH_DIGITS, UnitError, parse_decimal, places
@@ -197,6 +204,7 @@ def _record(
 
     report: list[ReadingRow] = []
     touched: set[tuple[int, int]] = set()
+    latest: dict[int, dict[int, MeterReading]] = {}
     for number, data in rows:
         try:
             try:
@@ -238,7 +246,16 @@ def _record(
         except _RefusedError as refused:
             report.append(ReadingRow(number, False, str(refused.code), refused.reason))
             continue
+        if interval.pk not in latest:
+            # Every batch meter point's latest reading of this interval in one query, not one
+            # query per row.
+            latest[interval.pk] = {}
+            for existing in MeterReading.objects.filter(
+                interval=interval, meter_point_id__in=mp_ids
+            ).order_by("version"):
+                latest[interval.pk][existing.meter_point_id] = existing
         reading, created = _store(
+            current=latest[interval.pk].get(meter_point.pk),
             meter_point=meter_point,
             interval=interval,
             imported=imported,
@@ -248,6 +265,9 @@ def _record(
             now=now,
             flag_reason=finding.reason if finding is not None else "",
         )
+        if created:
+            # A flagged version is the latest too: the next row for it supersedes this one.
+            latest[interval.pk][meter_point.pk] = reading
         flagged = reading.status == ReadingStatus.FLAGGED
         if created and not flagged:
             touched.add((interval.pk, meter_point.membership_id))
@@ -265,19 +285,30 @@ def _record(
             )
         )
     adjustments = []
-    for interval_pk, membership_id in sorted(touched):
-        adjustment = settlement_adjust(
-            interval=Interval(pk=interval_pk),
-            membership=Membership.objects.get(pk=membership_id),
-            now=now,
-        )
-        if adjustment is not None:
-            adjustments.append(adjustment.pk)
+    if touched:
+        # Only a settled interval needs an adjustment; an unsettled one's settlement reads these
+        # readings itself. One query for the batch instead of one settlement_adjust per row
+        # (most batches are readings of intervals not settled yet). Under the chain lock, as
+        # settlement_adjust checks it, so a settlement that commits meanwhile is seen.
+        lock_ledger_chain()
+        keys = {settlement_key(Interval(pk=interval_pk)) for interval_pk, _ in touched}
+        settled = set(LedgerTransaction.objects.filter(key__in=keys).values_list("key", flat=True))
+        for interval_pk, membership_id in sorted(touched):
+            if settlement_key(Interval(pk=interval_pk)) not in settled:
+                continue
+            adjustment = settlement_adjust(
+                interval=Interval(pk=interval_pk),
+                membership=Membership.objects.get(pk=membership_id),
+                now=now,
+            )
+            if adjustment is not None:
+                adjustments.append(adjustment.pk)
     return ReadingReport(tuple(report), tuple(adjustments))
 
 
 def _store(
     *,
+    current: MeterReading | None,
     meter_point: MeterPoint,
     interval: Interval,
     imported: Decimal,
@@ -287,11 +318,7 @@ def _store(
     now: datetime,
     flag_reason: str = "",
 ) -> tuple[MeterReading, bool]:
-    current = (
-        MeterReading.objects.filter(meter_point=meter_point, interval=interval)
-        .order_by("-version")
-        .first()
-    )
+    """Store the reading as a new version of ``current`` (its latest one), unless it is equal."""
     if current is not None and (current.imported_kwh, current.exported_kwh) == (
         imported,
         exported,

@@ -347,6 +347,7 @@ def test_flexible_purchase_through_the_api(api: Api) -> None:
     )
     assert bought.status_code == 201, bought.json()
     assert bought.json()["flexible"] is True
+    assert bought.json()["autopilot"] is False  # posted by hand
     assert Posting.objects.get(pk=bought.json()["id"]).flexible
     offer = alice.post("/api/v1/postings/", posting_body(api, flexible=True), format="json")
     assert offer.status_code == 400

@@ -321,7 +321,7 @@ def test_a_settlement_waiting_for_readings_is_due_again_only_for_a_new_reading_o
     assert not interval_advance(interval_id=interval.pk, to_state="settled", now=end)
     assert settlement_due(end + timedelta(minutes=1)) == []
     # A reading arrives: due again (and still waiting, for the other meter points' readings).
-    meter_point = MeterPoint.objects.filter(membership__community=community).first()
+    meter_point = MeterPoint.objects.filter(membership__community=community).earliest("pk")
     MeterReading.objects.create(
         meter_point=meter_point, interval=interval, imported_kwh=Decimal("0.5"),
         exported_kwh=Decimal(0), source=ReadingSource.API,

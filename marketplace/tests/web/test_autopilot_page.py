@@ -115,6 +115,8 @@ def test_shows_what_it_did_and_my_trades_marks_it(alice, bob, carol, community, 
     assert trade.posting_id == offer.pk
     page = client.get(url(community)).content.decode()
     assert f"autopilot-posting-{offer.pk}" in page
+    listed = client.get("/api/v1/postings/").json()["results"]
+    assert [(p["id"], p["autopilot"]) for p in listed] == [(offer.pk, True)]
     assert "0.500 kWh traded so far" in page
     trades = client.get(reverse("marketplace:trades", args=[community.slug])).content.decode()
     assert 'class="badge autopilot"' in trades
