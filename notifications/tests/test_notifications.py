@@ -200,6 +200,7 @@ def test_last_months_statement_is_announced_once(alice: Member, bob: Member) -> 
         after_end,
         confirmed_intervals,
         make_trade,
+        meter_operator,
         reading,
     )
     from notifications.messages import statements_due
@@ -209,7 +210,7 @@ def test_last_months_statement_is_announced_once(alice: Member, bob: Member) -> 
     make_trade(first, buyer=bob, seller=alice, kwh="1.000", price="0.2000")
     for who, imported, exported in ((alice, "0", "1.000"), (bob, "1.000", "0")):
         meter_readings_submit(
-            submitted_by=who.membership.user,
+            submitted_by=meter_operator(who),
             readings=[{**reading(who, imported, exported), "interval": first.pk}],
             now=after_end(first),
         )

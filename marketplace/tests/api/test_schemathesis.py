@@ -8,6 +8,8 @@ operation keeps the run to well under a minute.
 
 from __future__ import annotations
 
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -26,6 +28,8 @@ from schemathesis.specs.openapi.checks import (
 from accounts.tests import factories
 from grid.models import GridCheckResult
 from marketplace.api.throttling import ApiRateThrottle
+from marketplace.ledger.models import MeterReading
+from marketplace.models import Interval
 from marketplace.tests.api.conftest import Api
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -53,7 +57,13 @@ def test_api_against_its_live_schema(
     assert len(operations) >= 25
     failures: list[str] = []
     for operation in operations:
-        managing = ("/rules/", "/approve/", "/reject/", "/managed/")
+        managing = (
+            "/rules/",
+            "/approve/",
+            "/meter-points/{id}/reject/",
+            "/managed/",
+            "/meter-readings/{id}/accept/",
+        )
         token = manager_token if any(p in operation.path for p in managing) else api.full_token
         headers = {"Authorization": f"Bearer {token}"}
         names = {p.name for p in operation.path_parameters}
@@ -143,6 +153,15 @@ def _real_objects(api: Api) -> dict[tuple[str, str], Any]:
         curtailments=[{"trade": trade["id"], "curtailed_kwh": "0.050", "reason": "voltage"}],
     )  # fmt: skip
     pending_meter_point = factories.meter_point_for(api.world.membership, approve=False)
+    past = Interval.objects.create(
+        community=api.world.community, rules=api.interval.rules,
+        start=api.interval.start - timedelta(days=1), end=api.interval.end - timedelta(days=1),
+        gate_closure_at=api.interval.gate_closure_at - timedelta(days=1), state="confirmed",
+    )  # fmt: skip
+    flagged = MeterReading.objects.create(
+        meter_point=api.world.meter_point, interval=past, imported_kwh=Decimal("0.100"),
+        exported_kwh=Decimal("0"), source="api", status="flagged", flag_reason="a jump",
+    )  # fmt: skip
     slug, interval = "sonnenfeld", api.interval.pk
     out: dict[tuple[str, str], Any] = {}
     for path, value in (
@@ -158,6 +177,7 @@ def _real_objects(api: Api) -> dict[tuple[str, str], Any]:
         ("/statements/{slug}/", slug),
         ("/meter-points/{id}/approve/", pending_meter_point.pk),
         ("/meter-points/{id}/reject/", pending_meter_point.pk),
+        ("/meter-readings/{id}/accept/", flagged.pk),
     ):  # fmt: skip
         name = "slug" if "{slug}" in path else "id"
         out[(f"/api/v1{path}", name)] = value
