@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from accounts.models import MeterPoint
+from config.sql import update_rows
 from grid.models import GridModel
 from grid.network_use import NetworkUse
 from grid.studies import grid_model_network_use
@@ -108,7 +109,11 @@ def trade_network_uses_set(*, interval: Interval) -> int:
     )
     for trade, (buyer_use, seller_use) in zip(trades, uses, strict=True):
         trade.buyer_network_use, trade.seller_network_use = buyer_use, seller_use
-    Trade.objects.bulk_update(trades, ["buyer_network_use", "seller_network_use"], batch_size=1000)
+    update_rows(
+        Trade,
+        ["buyer_network_use", "seller_network_use"],
+        [(t.pk, t.buyer_network_use, t.seller_network_use) for t in trades],
+    )
     return sum(1 for t in trades if t.buyer_network_use is not None or t.seller_network_use)
 
 
