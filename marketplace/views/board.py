@@ -477,6 +477,18 @@ def posting_cancel_view(request: HttpRequest, slug: str, pk: int) -> HttpRespons
     return _row_action(request, member, f"posting-{pk}", cancel)
 
 
+def _priority_note(before: tuple[Decimal, Decimal], after: tuple[Decimal, Decimal]) -> str:
+    """What a modification did to an order's time priority: (quantity, price) before and after.
+
+    Lowering only the quantity keeps the place in the queue; any other change takes a new one.
+    """
+    if after == before:
+        return "nothing changed"
+    if after[0] < before[0] and after[1] == before[1]:
+        return "it keeps its place in the queue"
+    return "it queues again from now"
+
+
 @login_required
 @require_POST
 def posting_modify_view(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
@@ -503,12 +515,7 @@ def posting_modify_view(request: HttpRequest, slug: str, pk: int) -> HttpRespons
         add_service_error(form, error)
         return _render_board(request, member, given, status=400)
     after = (changed.quantity_kwh, changed.limit_price_per_kwh)
-    if after == before:
-        priority = "nothing changed"
-    elif after[0] < before[0] and after[1] == before[1]:
-        priority = "it keeps its place in the queue"
-    else:
-        priority = "it queues again from now"
+    priority = _priority_note(before, after)
     return _done(
         request,
         member,
@@ -543,12 +550,7 @@ def bid_modify_view(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
         add_service_error(form, error)
         return _render_board(request, member, given, status=400)
     after = (changed.quantity_kwh, changed.price_per_kwh)
-    if after == before:
-        priority = "nothing changed"
-    elif after[0] < before[0] and after[1] == before[1]:
-        priority = "it keeps its place in the queue"
-    else:
-        priority = "it queues again from now"
+    priority = _priority_note(before, after)
     return _done(
         request,
         member,
