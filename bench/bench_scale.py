@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import statistics
 import sys
 import time
@@ -67,8 +68,6 @@ WORKERS_HEADING = "### Worker processes"
 
 def _kept_subsection(heading: str) -> str:
     """The ``heading`` subsection of the Scale section as RESULTS.md has it now, or ''."""
-    import re
-
     text = RESULTS.read_text() if RESULTS.exists() else ""
     found = re.search(
         rf"^{re.escape(heading)}\n.*?(?=^### |^## |\Z)", text, re.MULTILINE | re.DOTALL

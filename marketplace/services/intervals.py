@@ -97,11 +97,11 @@ def intervals_open_horizons(*, communities: Sequence[Community], now: datetime) 
             logger.warning("community %s has no market rules; no intervals opened", community_id)
             due_at[community_id] = now + timedelta(minutes=15)
             continue
-        opened = _horizon(rules, last_of.get(community_id), now)
+        last = last_of.get(community_id)
+        opened = _horizon(rules, last, now)
         new += opened
         length = timedelta(minutes=rules.interval_minutes)
         horizon = timedelta(hours=rules.opening_horizon_hours)
-        last = last_of.get(community_id)
         last_end = opened[-1].end if opened else (last[1] if last is not None else None)
         # Nothing more to open until `now + horizon` passes the last interval's end.
         due_at[community_id] = last_end - horizon if last_end is not None else now + length
