@@ -382,7 +382,7 @@ def run_month(
     first, last = min(i.pk for i in intervals), max(i.pk for i in intervals)
     ours = Interval.objects.filter(pk__gte=first, pk__lte=last)
     target = datetime.now(UTC).isoformat()
-    environment = dict(os.environ, PEERGRID_DATABASE_NAME=database)
+    environment = dict(os.environ, PEERGRID_DATABASE_NAME=database, LOG_LEVEL="WARNING")
     logs = [Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-month-{RUN_ID}-{k}.log"  # noqa: S108
             for k in range(processes)]  # fmt: skip
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -391,9 +391,11 @@ def run_month(
     for k in range(processes):
         shard = ["--shard", f"{k}/{processes}"] if processes > 1 else []
         command = [sys.executable, "manage.py", "advance_intervals", "--now", target, *shard]
-        log = logs[k].open("w")
+        errors = logs[k].with_suffix(".err").open("w")
         children.append(
-            subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=log)
+            subprocess.Popen(
+                command, cwd=ROOT, env=environment, stdout=logs[k].open("w"), stderr=errors
+            )
         )
     while any(child.poll() is None for child in children):
         time.sleep(15)
@@ -402,7 +404,8 @@ def run_month(
         seconds = time.perf_counter() - started
         progress(
             f"month: {settled:,} of {len(intervals):,} settled after {seconds:.0f} s "
-            f"({settled / seconds:.1f}/s); clock at {clock:%Y-%m-%d %H:%M}; {load_now()}"
+            f"({settled / seconds:.1f}/s); clock at {clock or start:%Y-%m-%d %H:%M}; "
+            f"{load_now()}"
         )
     seconds = time.perf_counter() - started
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -410,6 +413,10 @@ def run_month(
     failed = [k for k, child in enumerate(children) if child.returncode != 0]
     not_settled = ours.exclude(state=IntervalState.SETTLED).count()
     verification = ledger_verify()
+    if failed:
+        for k in failed:
+            print(logs[k].with_suffix(".err").read_text()[-4000:], file=sys.stderr)
+        raise SystemExit(f"month: replaying process(es) {failed} failed; nothing written")
     result = {
         "communities": len(communities), "days": days, "intervals": len(intervals),
         "seconds": seconds, "cpu_s": cpu, "processes": processes, "failed": failed,
@@ -419,8 +426,8 @@ def run_month(
     }  # fmt: skip
     progress(
         f"month: replayed in {seconds:.0f} s, {cpu:.0f} s CPU in the replaying processes "
-        f"({len(intervals) / seconds:.1f} intervals/s); {not_settled} not settled; processes "
-        f"failed: {failed or 'none'}; ledger {'verified' if verification.ok else 'BROKEN'} "
+        f"({(len(intervals) - not_settled) / seconds:.1f} intervals settled/s); {not_settled} "
+        f"not settled; ledger {'verified' if verification.ok else 'BROKEN'} "
         f"({verification.entries_checked:,} entries)"
     )
     return result
@@ -490,23 +497,40 @@ def write_results(about: str, members: int, ticks: list[Any], plans: str, worker
                 MONTH_HEADING,
                 "",
                 f"`python bench/bench_scale.py --parts month` on PostgreSQL and Redis. Machine: "
-                f"{about}. {month['communities']} communities x {month['days']} days = "
+                f"{about}. {month['communities']} communities x {month['days']:g} days = "
                 f"{month['intervals']:,} intervals of 15 minutes, two matching orders each, "
                 f"replayed by `advance_intervals` in {month['processes']} process(es) (one "
                 f"`--shard` of the communities each) in {month['seconds']:.0f} s wall, "
                 f"{month['cpu_s']:.0f} s CPU of the replaying processes (PostgreSQL's not "
-                f"counted): {month['intervals'] / month['seconds']:.1f} intervals/s (real time "
+                f"counted): {_settled_rate(month):.1f} intervals settled/s (real time "
                 f"needs {month['communities'] / 900:.2f}/s); {month['load']} at the start, "
                 f"{month['load_end']} at the end. Intervals "
                 f"not settled at the end: **{month['not_settled']}**; `ledger_verify`: "
                 f"**{'verified' if month['ledger_ok'] else 'FAILED'}** over "
-                f"{month['entries']:,} entries.",
+                f"{month['entries']:,} entries.{_month_extrapolation(month)}",
                 "",
                 "```",
                 month["report"],
                 "```",
             ]) + "\n",
         )  # fmt: skip
+
+
+def _settled_rate(month: dict[str, Any]) -> float:
+    return float(month["intervals"] - month["not_settled"]) / month["seconds"]
+
+
+def _month_extrapolation(month: dict[str, Any]) -> str:
+    """For a complete run shorter than 30 days: what a month would take at the rate measured."""
+    if month["days"] >= 30 or month["not_settled"] or not _settled_rate(month):
+        return ""
+    intervals = month["communities"] * 30 * 96
+    hours = intervals / _settled_rate(month) / 3600
+    return (
+        f" **Not a month**: {month['days']:g} of 30 days ran. *Extrapolated, not measured*: "
+        f"a month for {month['communities']} communities ({intervals:,} intervals) at this "
+        f"rate would take about {hours:.1f} h on this machine at this load."
+    )
 
 
 def main() -> int:
