@@ -61,6 +61,7 @@ from marketplace.ledger.services.ledger import (
     LedgerLine,
     ledger_account_for_community,
     ledger_account_for_member,
+    ledger_accounts_for_members,
     ledger_post,
 )
 from marketplace.ledger.services.region import region_lines
@@ -397,10 +398,7 @@ def interval_settle(*, interval: Interval, now: datetime) -> SettlementResult:
         for membership_id in shares:
             energy.setdefault(membership_id, MemberEnergy())
         memberships = Membership.objects.in_bulk(list(energy))
-        member_account = {
-            pk: ledger_account_for_member(membership=membership)
-            for pk, membership in memberships.items()
-        }
+        member_account = ledger_accounts_for_members(memberships=memberships.values())
         grid = ledger_account_for_community(community=interval.community, kind=AccountKind.GRID)
         fee = ledger_account_for_community(community=interval.community, kind=AccountKind.FEE)
         lines = _trade_lines(
