@@ -47,10 +47,12 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from itertools import repeat
 from typing import Any, NamedTuple
 
+import numpy as np
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -60,11 +62,14 @@ from config.sql import insert_rows, update_rows
 from marketplace.clearing import (
     COMMUNITY_RULES,
     K_MECHANISMS,
-    ClearingResult,
+    KWH_PLACES,
+    PRICE_PLACES,
     Order,
+    OrderColumns,
     bilateral_accept,
-    clear,
-    grid_residual,
+    clear_columns,
+    price_decimal,
+    quantity_decimal,
 )
 from marketplace.clearing import Side as ClearingSide
 from marketplace.lock_objects import (
@@ -475,16 +480,29 @@ def _clear(book: _Book, now: datetime) -> _Outcome:
         return outcome
     if structure == MarketStructure.COMPOSITE:
         parties.update(_pending_bids(book, outcome))
-    orders = [party.order(party.remaining) for party in parties.values()]
     k = (
         rules.pricing_k
         if rules.pricing_rule == PricingRule.K_PRICING and mechanism in K_MECHANISMS
         else None
     )
-    result = clear(mechanism, orders, k=k)
-    outcome.price, outcome.surplus = result.price, result.surplus
-    for sequence, match in enumerate(result.trades, start=1):
-        buyer, seller = parties[match.buyer], parties[match.seller]
+    members = list(parties.values())
+    columns = _order_columns(members, list(parties))
+    matched = clear_columns(mechanism, columns, k=k)
+    outcome.price = matched.price_decimal
+    outcome.surplus = Decimal(
+        int((matched.quantity * (matched.price - matched.seller_price)).sum())
+    ).scaleb(-(KWH_PLACES + PRICE_PLACES))
+    # Decimals only for what is written: once per distinct quantity and price of the trades.
+    kwh = {q: quantity_decimal(q) for q in set(matched.quantity.tolist())}
+    price_of = {
+        t: price_decimal(t) for t in {*matched.price.tolist(), *matched.seller_price.tolist()}
+    }
+    for sequence, (b, s, q, price, seller_price) in enumerate(
+        zip(matched.buyer.tolist(), matched.seller.tolist(), matched.quantity.tolist(),
+            matched.price.tolist(), matched.seller_price.tolist(), strict=True),
+        start=1,
+    ):  # fmt: skip
+        buyer, seller = members[b], members[s]
         outcome.pool.append(
             _trade(
                 interval=interval,
@@ -492,24 +510,61 @@ def _clear(book: _Book, now: datetime) -> _Outcome:
                 sequence=sequence,
                 buyer=buyer,
                 seller=seller,
-                quantity=match.quantity,
-                price=match.price,
-                seller_price=match.seller_price,
+                quantity=kwh[q],
+                price=price_of[price],
+                seller_price=price_of[seller_price],
                 now=now,
                 submitted_at=max(buyer.submitted_at, seller.submitted_at),
             )
         )
-    outcome.pooled_bids = _pooled_bid_fills(parties, result, now)
-    residual = grid_residual(
-        orders, result, retail=rules.retail_tariff, feed_in=rules.feed_in_tariff
-    )
-    # Only postings go to the grid: a bid's limit stands, so its unfilled rest lapses.
-    residual = tuple(rest for rest in residual if rest.order_id.startswith("p"))
-    for sequence, rest in enumerate(residual, start=1):
-        member = parties[rest.order_id]
-        buying = rest.side == ClearingSide.BUY
-        _grid_trade(outcome, interval, sequence, member, buying, rest.quantity, rest.price, now)
+    filled = matched.filled(len(members)).tolist()
+    outcome.pooled_bids = [
+        Bid(pk=m.pk, accepted_kwh=quantity_decimal(f), status=BidStatus.POOLED, decided_at=now)
+        for m, f in sorted(
+            ((m, f) for m, f in zip(members, filled, strict=True) if isinstance(m, _PooledBid)),
+            key=lambda pair: pair[0].pk,
+        )
+        if f > 0
+    ]
+    # What peers did not take goes to the grid, in input order (``grid_residual``'s rule) and
+    # only for postings: a bid's limit stands, so its unfilled rest lapses.
+    sequence = 0
+    for m, total, f in zip(members, columns.quantity.tolist(), filled, strict=True):
+        if total > f and not isinstance(m, _PooledBid):
+            sequence += 1
+            buying = m.side == ClearingSide.BUY
+            tariff = rules.retail_tariff if buying else rules.feed_in_tariff
+            left = quantity_decimal(total - f)
+            _grid_trade(outcome, interval, sequence, m, buying, left, tariff, now)
     return outcome
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _order_columns(members: list[_Open], keys: list[str]) -> OrderColumns:
+    """The pool's book as integer columns, converted once: remaining kWh and limits are exact
+    multiples of 0.001 and 0.0001 (the database columns' places), so scaling is exact.
+
+    The tiebreak among equal submission times is the order of the keys (``order_key``: bids
+    before postings, then by pk), as the Decimal API would break it by id.
+    """
+    n = len(members)
+    remaining = [m.quantity - m.allocated for m in members]
+    limits = [m.limit for m in members]
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.argsort(np.array(keys, dtype=str), kind="stable")] = np.arange(n, dtype=np.int64)
+    return OrderColumns(
+        is_buy=np.fromiter((m.side == ClearingSide.BUY for m in members), np.bool_, count=n),
+        quantity=np.fromiter(map(int, map(Decimal.scaleb, remaining, repeat(KWH_PLACES))),
+                             np.int64, count=n),
+        price=np.fromiter(map(int, map(Decimal.scaleb, limits, repeat(PRICE_PLACES))),
+                          np.int64, count=n),
+        submitted_us=np.fromiter(((m.submitted_at - _EPOCH) // _MICROSECOND for m in members),
+                                 np.int64, count=n),
+        tiebreak=rank,
+    )  # fmt: skip
 
 
 def _grid_trade(
@@ -554,20 +609,6 @@ def _pending_bids(book: _Book, outcome: _Outcome) -> dict[str, _Open]:
                 side = ClearingSide.BUY if row[7] == ClearingSide.SELL else ClearingSide.SELL
                 pending[order_key("b", row[0])] = _PooledBid(row, side)
     return pending
-
-
-def _pooled_bid_fills(
-    parties: dict[str, _Open], result: ClearingResult, now: datetime
-) -> list[Bid]:
-    filled: dict[int, Decimal] = defaultdict(lambda: ZERO)
-    for match in result.trades:
-        for key in (match.buyer, match.seller):
-            if key.startswith("b"):
-                filled[parties[key].pk] += match.quantity
-    return [
-        Bid(pk=pk, accepted_kwh=kwh, status=BidStatus.POOLED, decided_at=now)
-        for pk, kwh in sorted(filled.items())
-    ]
 
 
 def _tick(price: Decimal | None, rounding: str) -> Decimal:
