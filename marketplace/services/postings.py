@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from accounts.models import Membership, MeterPoint
 from config.errors import ApplicationError, ErrorCode
+from config.sql import insert_rows
 from marketplace.lock_objects import (
     lock_interval,
     lock_meter_point_with_membership,
@@ -266,10 +267,53 @@ def postings_create_batch(
                     ),
                 )
             )
-        created = Posting.objects.bulk_create([posting for _, posting in new])
-        for (index, _), posting in zip(new, created, strict=True):
+        _insert_postings([posting for _, posting in new], interval_id=locked_interval.pk)
+        for index, posting in new:
             outcomes[index] = PostingOutcome(requests[index], posting=posting)
     return [outcome for outcome in outcomes if outcome is not None]
+
+
+_POSTING_COLUMNS = (
+    "interval_id",
+    "membership_id",
+    "meter_point_id",
+    "side",
+    "quantity_kwh",
+    "limit_price_per_kwh",
+    "auto_accept_best_bids",
+    "flexible",
+    "autopilot",
+    "submitted_at",
+)
+
+
+def _insert_postings(postings: list[Posting], *, interval_id: int) -> None:
+    """Insert new postings in one statement (``config.sql.insert_rows``) and give them their ids.
+
+    The instances' own fields are written; every other column gets its default, as a save
+    would give it. The ids are read back as the interval's newest postings of these meter
+    points: the caller holds every one of their locks, so no one else can have posted for them
+    since, and the inserted rows draw their ids in order.
+    """
+    if not postings:
+        return
+    insert_rows(
+        Posting,
+        _POSTING_COLUMNS,
+        [[getattr(posting, name) for name in _POSTING_COLUMNS] for posting in postings],
+    )
+    ids = list(
+        Posting.objects.filter(
+            interval_id=interval_id,
+            meter_point_id__in={posting.meter_point_id for posting in postings},
+        )
+        .order_by("-pk")
+        .values_list("pk", flat=True)[: len(postings)]
+    )
+    for posting, pk in zip(postings, reversed(ids), strict=True):
+        posting.pk = pk
+        posting.exclusion_reason = ""  # the column's database default
+        posting._state.adding = False
 
 
 def posting_cancel(

@@ -26,7 +26,7 @@ from accounts import permissions
 from accounts.models import Membership, MeterPoint, MeterPointStatus, User
 from accounts.services.audit import audit_record
 from config.errors import ApplicationError, ErrorCode
-from config.sql import table_name
+from config.sql import insert_rows, table_name
 from marketplace.ledger.lock_objects import lock_ledger_chain
 from marketplace.ledger.models import (
     LedgerTransaction,
@@ -425,11 +425,42 @@ def _store(
     return reading, True
 
 
+_READING_COLUMNS = (
+    "meter_point_id",
+    "interval_id",
+    "imported_kwh",
+    "exported_kwh",
+    "source",
+    "received_at",
+    "submitted_by_id",
+    "version",
+    "supersedes_id",
+    "status",
+    "flag_reason",
+)
+
+
 def _flush(waiting: list[MeterReading]) -> None:
-    """Insert the waiting readings in one statement (they get their ids) and empty the list."""
-    if waiting:
-        MeterReading.objects.bulk_create(waiting)
-        waiting.clear()
+    """Insert the waiting readings in one statement and empty the list; each gets its id, read
+    back by its (meter point, interval, version), which is unique."""
+    if not waiting:
+        return
+    insert_rows(
+        MeterReading,
+        _READING_COLUMNS,
+        [[getattr(reading, name) for name in _READING_COLUMNS] for reading in waiting],
+    )
+    by_key = {(r.meter_point_id, r.interval_id, r.version): r for r in waiting}
+    found = MeterReading.objects.filter(
+        meter_point_id__in={r.meter_point_id for r in waiting},
+        interval_id__in={r.interval_id for r in waiting},
+    ).values_list("pk", "meter_point_id", "interval_id", "version")
+    for pk, meter_point_id, interval_id, version in found:
+        reading = by_key.get((meter_point_id, interval_id, version))
+        if reading is not None:
+            reading.pk = pk
+            reading._state.adding = False
+    waiting.clear()
 
 
 def meter_readings_submit(

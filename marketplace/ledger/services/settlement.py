@@ -43,6 +43,7 @@ from django.db.models import Q, Sum
 
 from accounts.models import Membership, MembershipStatus, MeterPoint, MeterPointStatus
 from config.errors import ApplicationError, ErrorCode
+from config.sql import insert_rows
 from grid.models import GridCheckResult
 from marketplace.ledger.lock_objects import lock_ledger_chain
 from marketplace.ledger.models import (
@@ -433,22 +434,36 @@ def interval_settle(*, interval: Interval, now: datetime) -> SettlementResult:
             interval=interval,
             now=now,
         )
-        Settlement.objects.bulk_create(
+        # One COPY for a thousand members' rows (config.sql.insert_rows), not bulk_create.
+        insert_rows(
+            Settlement,
+            (
+                "interval_id",
+                "membership_id",
+                "transaction_id",
+                "confirmed_bought_kwh",
+                "confirmed_sold_kwh",
+                "metered_import_kwh",
+                "metered_export_kwh",
+                "imbalance_kwh",
+                "estimated",
+                "settled_at",
+            ),
             [
-                Settlement(
-                    interval=interval,
-                    membership_id=membership_id,
-                    transaction=ledger_transaction,
-                    confirmed_bought_kwh=member.bought_kwh,
-                    confirmed_sold_kwh=member.sold_kwh,
-                    metered_import_kwh=member.imported_kwh,
-                    metered_export_kwh=member.exported_kwh,
-                    imbalance_kwh=member.imbalance_kwh,
-                    estimated=member.estimated,
-                    settled_at=now,
-                )
+                [
+                    interval.pk,
+                    membership_id,
+                    ledger_transaction.pk,
+                    member.bought_kwh,
+                    member.sold_kwh,
+                    member.imported_kwh,
+                    member.exported_kwh,
+                    member.imbalance_kwh,
+                    member.estimated,
+                    now,
+                ]
                 for membership_id, member in sorted(energy.items())
-            ]
+            ],
         )
     return SettlementResult(
         interval.pk,
