@@ -2,7 +2,8 @@
 
 The simulation is a set of members like any other: it creates a community with the scenario's
 rules and network, signs its households up, registers and maps their meter points, and then,
-interval by interval on a virtual clock, lets each agent post through ``posting_create``, runs
+interval by interval on a virtual clock, lets the agents post through ``postings_create_batch``
+(``posting_create``'s rules and locks, one transaction for the interval's postings), runs
 gate closure, clearing, the grid check and confirmation with the pipeline's own
 ``intervals_advance_due``, meters what the households physically did (their plan, less what the
 grid check curtailed) through ``meter_readings_submit`` as the community's meter data source,
@@ -35,14 +36,13 @@ from accounts.services import (
     meter_point_approve,
     meter_point_register,
 )
-from config.errors import ApplicationError
 from grid.services import grid_model_use_reference
 from marketplace.ledger.models import ReadingSource
 from marketplace.ledger.services import ledger_verify, meter_readings_submit
 from marketplace.models import Community, Interval
 from marketplace.services.communities import community_create
 from marketplace.services.pipeline import intervals_advance_due, intervals_open_all
-from marketplace.services.postings import posting_create
+from marketplace.services.postings import PostingRequest, postings_create_batch
 from marketplace.services.rules import current_rules, market_rules_update
 from simulation import selectors
 from simulation.agents import (
@@ -309,8 +309,10 @@ class Simulation:
     # --- the events ----------------------------------------------------------------------
 
     def post(self, interval: Interval, now: datetime) -> None:
-        orders: dict[int, Order] = {}
+        """Each agent's order for the interval, all in one batch through the posting rules."""
         physical: dict[int, tuple[float, float]] = {}
+        requests: list[PostingRequest] = []
+        pending: list[tuple[Participant, Order]] = []
         for participant in self.outcome.participants:
             net_kw, flexible_kw = participant.agent.act()
             physical[participant.meter_point.pk] = (net_kw, flexible_kw)
@@ -327,21 +329,24 @@ class Simulation:
             )
             if quantity <= 0:
                 continue
-            try:
-                posting_create(
+            requests.append(
+                PostingRequest(
                     membership=participant.membership,
                     meter_point=participant.meter_point,
-                    interval=interval,
                     side=order.side,
                     quantity_kwh=quantity,
                     limit_price_per_kwh=limit,
                     auto_accept_best_bids=True,
                     flexible=order.flexible,
-                    now=now,
                 )
-            except ApplicationError as exc:
+            )
+            pending.append((participant, order))
+        orders: dict[int, Order] = {}
+        outcomes = postings_create_batch(interval=interval, requests=requests, now=now)
+        for (participant, order), outcome in zip(pending, outcomes, strict=True):
+            if outcome.error is not None:
                 self.outcome.errors.append(
-                    f"{interval.start:%Y-%m-%d %H:%M} {participant.agent.key}: {exc}"
+                    f"{interval.start:%Y-%m-%d %H:%M} {participant.agent.key}: {outcome.error}"
                 )
                 continue
             orders[participant.meter_point.pk] = order
