@@ -19,6 +19,7 @@ network (each its own grid model), ``--rounds`` rounds of one lookup per communi
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -66,6 +67,7 @@ def run(communities: int, rounds: int, network: str) -> dict[str, Any]:
     for size in (32, DEFAULT_NETWORK_CACHE_SIZE):
         settings.PEERGRID_NETWORK_CACHE_SIZE = size
         grid_services._NETWORK_CACHE.clear()
+        gc.unfreeze()
         grid_services._NET_CACHE.clear()
         models = [
             GridModel.objects.filter(community_id=c).defer(*GRID_MODEL_HEAVY_FIELDS).get()
