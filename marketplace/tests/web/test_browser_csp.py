@@ -98,9 +98,16 @@ def watched(browser: Any, live_server: Any) -> Any:
 
 
 @pytest.mark.browser
-def test_a_prosumers_pages_run_under_the_policy(
+def test_every_main_page_runs_under_the_policy(
     watched: Any, demo: tuple[Community, Interval]
 ) -> None:
+    """One demo community (seeding it is most of the time) for the three roles' pages."""
+    _a_prosumers_pages(watched, demo)
+    _the_regulators_dashboards(watched)
+    _the_admin(watched, demo)
+
+
+def _a_prosumers_pages(watched: Any, demo: tuple[Community, Interval]) -> None:
     from playwright.sync_api import expect
 
     community, _ = demo
@@ -197,10 +204,7 @@ def test_a_prosumers_pages_run_under_the_policy(
     w.settle("404 page")
 
 
-@pytest.mark.browser
-def test_the_regulators_dashboards_run_under_the_policy(
-    watched: Any, demo: tuple[Community, Interval]
-) -> None:
+def _the_regulators_dashboards(watched: Any) -> None:
     from playwright.sync_api import expect
 
     w = watched()
@@ -216,8 +220,7 @@ def test_the_regulators_dashboards_run_under_the_policy(
         w.settle(path)
 
 
-@pytest.mark.browser
-def test_the_admin_runs_under_the_policy(watched: Any, demo: tuple[Community, Interval]) -> None:
+def _the_admin(watched: Any, demo: tuple[Community, Interval]) -> None:
     from playwright.sync_api import expect
 
     community, curtailed = demo
