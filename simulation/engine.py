@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import Membership, MeterPoint, User
 from accounts.services import (
@@ -153,6 +154,9 @@ def simulation_setup(*, scenario: Scenario, slug: str | None = None) -> Simulati
         hours = rules.interval_minutes / 60
         slots = 24 * 60 // rules.interval_minutes
         participants: list[Participant] = []
+        # The homes are connected before the simulated period starts (it may lie in the past):
+        # settlement expects readings of every meter point that existed when an interval ended.
+        installed = min(scenario.start - timedelta(days=1), timezone.now())
         number = 0
         for group in scenario.households:
             for _ in range(group.count):
@@ -177,7 +181,7 @@ def simulation_setup(*, scenario: Scenario, slug: str | None = None) -> Simulati
                         export_kw=pv_kwp + battery_kw,
                         pv_kwp=pv_kwp,
                         battery=group.battery,
-                        flexible_kw=heater_kw + ev_kw,
+                        flexible_kw=heater_kw + ev_kw, installed=installed,
                     )
                 )  # fmt: skip
         for index, plant in enumerate(scenario.plants, start=1):
@@ -187,6 +191,7 @@ def simulation_setup(*, scenario: Scenario, slug: str | None = None) -> Simulati
             participant = _member(
                 community, manager, buses, number, key, plant_agent,
                 import_kw=1.0, export_kw=plant.kw, pv_kwp=0.0, battery=None, flexible_kw=0.0,
+                installed=installed,
             )  # fmt: skip
             participant.is_plant = True
             participants.append(participant)
@@ -211,6 +216,7 @@ def _member(
     pv_kwp: float,
     battery: object,
     flexible_kw: float,
+    installed: datetime,
 ) -> Participant:
     user = _user(f"{community.slug}-{key}", key)
     membership = membership_request(user=user, community=community)
@@ -224,9 +230,13 @@ def _member(
         battery_kwh=_decimal(getattr(battery, "capacity_kwh", 0.0), KWH),
         battery_kw=_decimal(getattr(battery, "power_kw", 0.0), KWH),
         flexible_load_kw=_decimal(flexible_kw, KWH),
+        now=installed,
     )
     meter_point = meter_point_approve(
-        meter_point=meter_point, bus=buses[(number - 1) % len(buses)], approved_by=manager
+        meter_point=meter_point,
+        bus=buses[(number - 1) % len(buses)],
+        approved_by=manager,
+        now=installed,
     )
     return Participant(agent=agent, membership=membership, meter_point=meter_point)
 
