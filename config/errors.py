@@ -88,6 +88,9 @@ class ErrorCode(StrEnum):
     NOT_METERING_SOURCE = "not_metering_source"
     NEGATIVE_READING = "negative_reading"
     READING_JUMP = "reading_jump"
+    LINK_INVALID = "link_invalid"
+    LINK_EXPIRED = "link_expired"
+    LINK_USED = "link_used"
 
 
 MEANINGS: dict[ErrorCode, str] = {
@@ -199,6 +202,9 @@ MEANINGS: dict[ErrorCode, str] = {
         "A reading far above the meter's history: stored but flagged, it settles only once a "
         "manager accepts it."
     ),
+    ErrorCode.LINK_INVALID: "The link is not one PeerGrid made (mistyped, cut off or altered).",
+    ErrorCode.LINK_EXPIRED: "The link is older than it may be; ask for a new one.",
+    ErrorCode.LINK_USED: "The link was used already; each works once.",
 }
 
 
