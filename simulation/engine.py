@@ -57,6 +57,7 @@ from simulation.agents import (
 from simulation.profiles import (
     hot_water_draws,
     household_profile,
+    outdoor_temperature,
     plant_profile,
     pv_profile,
     values_at,
@@ -171,6 +172,8 @@ def simulation_setup(*, scenario: Scenario, slug: str | None = None) -> Simulati
                     memory=PriceMemory(slots),
                 )
                 heater_kw = group.water_heater.power_kw if group.water_heater else 0.0
+                # The heat pump counts with the water heater: flexible, as the EV.
+                heater_kw += group.heat_pump.power_kw if group.heat_pump else 0.0
                 ev_kw = group.ev.charger_kw if group.ev else 0.0
                 battery_kw = group.battery.power_kw if group.battery else 0.0
                 pv_kwp = group.pv.kwp if group.pv else 0.0
@@ -263,6 +266,7 @@ class Simulation:
         ).user
         self.posted: dict[datetime, dict[int, Order]] = {}
         self.physical: dict[datetime, dict[int, tuple[float, float]]] = {}
+        self._outdoor_day: tuple[datetime, np.ndarray] | None = None
 
     def _slot(self, start: datetime) -> int:
         """The interval's place in its UTC day (the agents' price memory is by slot)."""
@@ -282,7 +286,21 @@ class Simulation:
             pv_kw=np.clip(pv, 0.0, 1.0) * pv_kwp,
             draws_l=hot_water_draws(litres, local_hours, self.minutes),
             local_hours=local_hours,
+            outdoor_c=self._outdoor(start),
         )
+
+    def _outdoor(self, start: datetime) -> np.ndarray:
+        """The outdoor temperature at the middle of each of the day's intervals (once a day)."""
+        if self._outdoor_day is not None and self._outdoor_day[0] == start:
+            return self._outdoor_day[1]
+        mids = [start + self.step * t + self.step / 2 for t in range(self.per_day)]
+        local = [m.astimezone(self.zone) for m in mids]
+        outdoor = outdoor_temperature(
+            np.asarray([m.timetuple().tm_yday - 1 + m.hour / 24 for m in local], dtype=float),
+            np.asarray([m.hour + m.minute / 60 for m in local], dtype=float),
+        )
+        self._outdoor_day = (start, outdoor)
+        return outdoor
 
     def plan_day(self, start: datetime) -> None:
         first_slot = self._slot(start)
