@@ -79,8 +79,14 @@ class Priced:
     clearing_price: int | None  # the one price every match has, if the mechanism sets one
 
     def welfare_units(self, book: Book) -> int:
-        """Realised gains from trade in milli-kWh x ticks, as a Python int (no overflow)."""
+        """Realised gains from trade in milli-kWh x ticks, exactly (a Python int)."""
         gaps = book.buy.price[self.buyer] - book.sell.price[self.seller]
+        n = len(gaps)
+        if not n:
+            return 0
+        # One int64 dot product where no product or partial sum can overflow, else Python ints.
+        if int(self.quantity.max()) * int(np.abs(gaps).max()) * n < 2**63:
+            return int(np.dot(self.quantity, gaps))
         return sum(q * d for q, d in zip(self.quantity.tolist(), gaps.tolist(), strict=True))
 
 

@@ -114,6 +114,19 @@ def _int_column(name: str, values: Any, n: int) -> IntArray:
     return array.astype(np.int64, copy=False)
 
 
+def _time_order(submitted: IntArray, tiebreak: IntArray) -> IntArray:
+    if not len(submitted):
+        return np.zeros(0, dtype=np.int64)
+    t_low, b_low = int(submitted.min()), int(tiebreak.min())
+    t_span = int(submitted.max()) - t_low + 1
+    b_span = int(tiebreak.max()) - b_low + 1
+    if t_span * b_span < 2**62:
+        key = (submitted - t_low) * b_span + (tiebreak - b_low)
+        # The keys are distinct (checked below), so any sort gives the one order.
+        return np.argsort(key).astype(np.int64)
+    return np.lexsort((tiebreak, submitted)).astype(np.int64)
+
+
 def book_from_columns(columns: OrderColumns) -> Book:
     """Validate ``columns`` with array operations and split them into the core's book."""
     n = len(columns.quantity)
@@ -134,7 +147,9 @@ def book_from_columns(columns: OrderColumns) -> Book:
             i = int(bad[0])
             raise ClearingError(f"order #{i}: price {int(price[i])} ticks out of range")
     # Time priority: by submission time, then tiebreak; a dense rank, like a sequence number.
-    by_time = np.lexsort((tiebreak, submitted))
+    # One int64 key where the pair fits (an argsort of one key is several times faster than a
+    # lexsort of two), else the lexsort.
+    by_time = _time_order(submitted, tiebreak)
     same = (submitted[by_time][1:] == submitted[by_time][:-1]) & (
         tiebreak[by_time][1:] == tiebreak[by_time][:-1]
     )
