@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import Membership, MeterPoint, User
 from accounts.services import (
@@ -56,6 +57,7 @@ from simulation.agents import (
 from simulation.profiles import (
     hot_water_draws,
     household_profile,
+    outdoor_temperature,
     plant_profile,
     pv_profile,
     values_at,
@@ -153,6 +155,9 @@ def simulation_setup(*, scenario: Scenario, slug: str | None = None) -> Simulati
         hours = rules.interval_minutes / 60
         slots = 24 * 60 // rules.interval_minutes
         participants: list[Participant] = []
+        # The homes are connected before the simulated period starts (it may lie in the past):
+        # settlement expects readings of every meter point that existed when an interval ended.
+        installed = min(scenario.start - timedelta(days=1), timezone.now())
         number = 0
         for group in scenario.households:
             for _ in range(group.count):
@@ -167,6 +172,8 @@ def simulation_setup(*, scenario: Scenario, slug: str | None = None) -> Simulati
                     memory=PriceMemory(slots),
                 )
                 heater_kw = group.water_heater.power_kw if group.water_heater else 0.0
+                # The heat pump counts with the water heater: flexible, as the EV.
+                heater_kw += group.heat_pump.power_kw if group.heat_pump else 0.0
                 ev_kw = group.ev.charger_kw if group.ev else 0.0
                 battery_kw = group.battery.power_kw if group.battery else 0.0
                 pv_kwp = group.pv.kwp if group.pv else 0.0
@@ -177,7 +184,7 @@ def simulation_setup(*, scenario: Scenario, slug: str | None = None) -> Simulati
                         export_kw=pv_kwp + battery_kw,
                         pv_kwp=pv_kwp,
                         battery=group.battery,
-                        flexible_kw=heater_kw + ev_kw,
+                        flexible_kw=heater_kw + ev_kw, installed=installed,
                     )
                 )  # fmt: skip
         for index, plant in enumerate(scenario.plants, start=1):
@@ -187,6 +194,7 @@ def simulation_setup(*, scenario: Scenario, slug: str | None = None) -> Simulati
             participant = _member(
                 community, manager, buses, number, key, plant_agent,
                 import_kw=1.0, export_kw=plant.kw, pv_kwp=0.0, battery=None, flexible_kw=0.0,
+                installed=installed,
             )  # fmt: skip
             participant.is_plant = True
             participants.append(participant)
@@ -211,6 +219,7 @@ def _member(
     pv_kwp: float,
     battery: object,
     flexible_kw: float,
+    installed: datetime,
 ) -> Participant:
     user = _user(f"{community.slug}-{key}", key)
     membership = membership_request(user=user, community=community)
@@ -224,9 +233,13 @@ def _member(
         battery_kwh=_decimal(getattr(battery, "capacity_kwh", 0.0), KWH),
         battery_kw=_decimal(getattr(battery, "power_kw", 0.0), KWH),
         flexible_load_kw=_decimal(flexible_kw, KWH),
+        now=installed,
     )
     meter_point = meter_point_approve(
-        meter_point=meter_point, bus=buses[(number - 1) % len(buses)], approved_by=manager
+        meter_point=meter_point,
+        bus=buses[(number - 1) % len(buses)],
+        approved_by=manager,
+        now=installed,
     )
     return Participant(agent=agent, membership=membership, meter_point=meter_point)
 
@@ -253,6 +266,7 @@ class Simulation:
         ).user
         self.posted: dict[datetime, dict[int, Order]] = {}
         self.physical: dict[datetime, dict[int, tuple[float, float]]] = {}
+        self._outdoor_day: tuple[datetime, np.ndarray] | None = None
 
     def _slot(self, start: datetime) -> int:
         """The interval's place in its UTC day (the agents' price memory is by slot)."""
@@ -272,7 +286,21 @@ class Simulation:
             pv_kw=np.clip(pv, 0.0, 1.0) * pv_kwp,
             draws_l=hot_water_draws(litres, local_hours, self.minutes),
             local_hours=local_hours,
+            outdoor_c=self._outdoor(start),
         )
+
+    def _outdoor(self, start: datetime) -> np.ndarray:
+        """The outdoor temperature at the middle of each of the day's intervals (once a day)."""
+        if self._outdoor_day is not None and self._outdoor_day[0] == start:
+            return self._outdoor_day[1]
+        mids = [start + self.step * t + self.step / 2 for t in range(self.per_day)]
+        local = [m.astimezone(self.zone) for m in mids]
+        outdoor = outdoor_temperature(
+            np.asarray([m.timetuple().tm_yday - 1 + m.hour / 24 for m in local], dtype=float),
+            np.asarray([m.hour + m.minute / 60 for m in local], dtype=float),
+        )
+        self._outdoor_day = (start, outdoor)
+        return outdoor
 
     def plan_day(self, start: datetime) -> None:
         first_slot = self._slot(start)

@@ -126,6 +126,25 @@ def values_at(profile: np.ndarray, start: datetime, steps: int, minutes: int) ->
     return profile[index].reshape(steps, per).mean(axis=1)
 
 
+# Outdoor air temperature: SimBench has no weather, so a standard year of the shape of the German
+# test reference years (DWD TRY 2015, region 4, Potsdam): annual mean 9.5 °C, monthly means from
+# about 0 °C in mid-January to 19 °C in mid-July, a daily swing of ±4 °C with its minimum at 05:00
+# and its maximum at 15:00 local time. A smooth profile, not measured weather: it drives the
+# heat pumps' COP and heat loss, not a weather study.
+OUTDOOR_MEAN_C = 9.5
+OUTDOOR_ANNUAL_AMPLITUDE_C = 9.5
+OUTDOOR_COLDEST_DAY = 15  # day of the year (mid-January)
+OUTDOOR_DAILY_AMPLITUDE_C = 4.0
+OUTDOOR_WARMEST_HOUR = 15.0
+
+
+def outdoor_temperature(day_of_year: np.ndarray, local_hour: np.ndarray) -> np.ndarray:
+    """Outdoor air temperature (°C) at fractional days of the year and local hours of the day."""
+    annual = -np.cos(2 * np.pi * (day_of_year - OUTDOOR_COLDEST_DAY) / 365.0)
+    daily = np.cos(2 * np.pi * (local_hour - OUTDOOR_WARMEST_HOUR) / 24.0)
+    return OUTDOOR_MEAN_C + OUTDOOR_ANNUAL_AMPLITUDE_C * annual + OUTDOOR_DAILY_AMPLITUDE_C * daily
+
+
 def hot_water_draws(litres_per_day: float, local_hours: np.ndarray, minutes: int) -> np.ndarray:
     """Litres drawn in each interval (by its local hour of day) for ``litres_per_day``."""
     share = np.asarray(HOT_WATER_SHARE_BY_HOUR)[local_hours.astype(int) % 24]
