@@ -72,16 +72,21 @@ class AdminSignInForm(ThrottledSignInMixin, AdminAuthenticationForm):
 
 
 class SignUpForm(forms.Form):
+    """Only the address: the name and password are chosen from the mailed link."""
+
     email = forms.EmailField(
-        label="Email", widget=forms.EmailInput(attrs={"autocomplete": "email"})
+        label="Email", widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True})
     )
+
+
+class SignUpConfirmForm(forms.Form):
     display_name = forms.CharField(
         label="Your name", max_length=150, required=False, help_text="Only your managers see it."
     )
     password1 = forms.CharField(
         label="Password",
         strip=False,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password", "autofocus": True}),
     )
     password2 = forms.CharField(
         label="Password again",

@@ -251,6 +251,28 @@ class AuditEvent(models.Model):
         return f"{self.at:%Y-%m-%d %H:%M} {self.kind}"
 
 
+class SignUpRequest(models.Model):
+    """A sign-up waiting for its address to be confirmed.
+
+    The sign-up form takes only an address, so it stores nothing secret and answers the same
+    whether the address has an account; the account (name, password) is made from the mailed
+    link by whoever controls the address. Used once (``confirmed_at``), expiring with the link.
+    """
+
+    email = models.EmailField()
+    requested_at = models.DateTimeField(default=timezone.now, db_index=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ("-requested_at", "-pk")
+
+    def __str__(self) -> str:
+        return f"sign-up of {self.email} at {self.requested_at:%Y-%m-%d %H:%M}"
+
+
 class RateCounter(models.Model):
     """A counter with an expiry, for the sign-in and password-reset limits (``accounts.signin``).
 

@@ -145,22 +145,34 @@ def success_register(*, email: str, ip_address: str | None) -> None:
         )
 
 
-# Password-reset mails: a few per address and per IP an hour, so the form cannot flood a
+# Password-reset and sign-up mails: a few per address and per IP an hour, so the form cannot flood a
 # mailbox or be used to mail every address on a list.
 RESET_WINDOW_SECONDS = 3600
 RESET_PER_EMAIL = 3
 RESET_PER_IP = 10
 
 
-def password_reset_allowed(*, email: str, ip_address: str | None) -> bool:
-    """Take one of this hour's reset mails for the email and the IP (one atomic increment
-    each); False when either has none left."""
+def _hourly_mail_allowed(kind_prefix: str, *, email: str, ip_address: str | None) -> bool:
+    """Take one of this hour's mails for the email and the IP (one atomic increment each);
+    False when either has none left."""
     now = time.time()
     bucket = int(now // RESET_WINDOW_SECONDS)
     allowed = True
     limits = {"email": RESET_PER_EMAIL, "ip": RESET_PER_IP}
     for kind, value in _subjects(email, ip_address):
-        key = f"accounts:reset:{kind}:{_digest(value)}:{bucket}"
+        key = f"accounts:{kind_prefix}:{kind}:{_digest(value)}:{bucket}"
         if _increment(key, ttl=RESET_WINDOW_SECONDS, now=now) > limits[kind]:
             allowed = False
     return allowed
+
+
+def password_reset_allowed(*, email: str, ip_address: str | None) -> bool:
+    """Take one of this hour's reset mails for the email and the IP (atomic ``add`` + ``incr``);
+    False when either has none left."""
+    return _hourly_mail_allowed("reset", email=email, ip_address=ip_address)
+
+
+def sign_up_mail_allowed(*, email: str, ip_address: str | None) -> bool:
+    """The same limits for the sign-up form's mails (a confirmation link, or "you have an
+    account"), counted apart from password resets."""
+    return _hourly_mail_allowed("signup", email=email, ip_address=ip_address)

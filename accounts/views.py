@@ -28,12 +28,13 @@ from accounts.forms import (
     MeterPointForm,
     RegisterMeterPointForm,
     SignInForm,
+    SignUpConfirmForm,
     SignUpForm,
     add_application_error,
     request_ip,
 )
 from accounts.models import User
-from config.errors import ApplicationError
+from config.errors import ApplicationError, ErrorCode
 
 
 def _user(request: HttpRequest) -> User:
@@ -49,25 +50,85 @@ class SignInView(auth_views.LoginView):
 @never_cache
 @require_http_methods(["GET", "POST"])
 def sign_up(request: HttpRequest) -> HttpResponse:
+    """The address only; every valid one gets the same redirect, whether it has an account."""
     if request.user.is_authenticated:
         return redirect("accounts:account")
     form = SignUpForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            user = services.user_sign_up(
-                email=form.cleaned_data["email"],
-                password=form.cleaned_data["password1"],
-                display_name=form.cleaned_data["display_name"],
-            )
-        except ApplicationError as error:
-            if error.field == "password":
-                error.field = "password1"
-            add_application_error(form, error)
-        else:
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            messages.success(request, "Welcome to PeerGrid. Join a community to start trading.")
-            return redirect("accounts:account")
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                services.sign_up_request(
+                    email=form.cleaned_data["email"], ip_address=request_ip(request)
+                )
+            except ApplicationError as error:
+                add_application_error(form, error)
+            else:
+                return redirect("accounts:signup_sent")
+        return render(request, "accounts/sign_up.html", {"form": form}, status=400)
     return render(request, "accounts/sign_up.html", {"form": form})
+
+
+@require_http_methods(["GET"])
+def sign_up_sent(request: HttpRequest) -> HttpResponse:
+    return render(request, "accounts/sign_up_sent.html")
+
+
+# A refused link's page names what went wrong; the codes a link check raises.
+_LINK_REFUSALS = {
+    ErrorCode.LINK_INVALID,
+    ErrorCode.LINK_EXPIRED,
+    ErrorCode.LINK_USED,
+    ErrorCode.DUPLICATE,
+}
+
+
+def _link_refused(request: HttpRequest, error: ApplicationError) -> HttpResponse:
+    return render(
+        request,
+        "accounts/sign_up_link.html",
+        {"code": error.code.value, "reason": error.message},
+        status=400,
+    )
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def sign_up_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """The mailed link: choose a name and password, and the account is made and signed in."""
+    if request.user.is_authenticated:
+        messages.info(request, "You are signed in already; sign out to open a sign-up link.")
+        return redirect("accounts:account")
+    try:
+        pending = services.sign_up_link_check(token=token)
+    except ApplicationError as error:
+        return _link_refused(request, error)
+    form = SignUpConfirmForm(request.POST or None)
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                user = services.user_sign_up_confirm(
+                    token=token,
+                    password=form.cleaned_data["password1"],
+                    display_name=form.cleaned_data["display_name"],
+                )
+            except ApplicationError as error:
+                if error.code in _LINK_REFUSALS:
+                    return _link_refused(request, error)
+                if error.field == "password":
+                    error.field = "password1"
+                add_application_error(form, error)
+            else:
+                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+                messages.success(
+                    request, "Your account is ready. Join a community to start trading."
+                )
+                return redirect("accounts:account")
+        status = 400
+    else:
+        status = 200
+    return render(
+        request, "accounts/sign_up_confirm.html", {"form": form, "sign_up": pending}, status=status
+    )
 
 
 @login_required

@@ -160,8 +160,11 @@ def run_one(network: str, prosumers: int) -> dict[str, Any]:
     interval = make_interval(community, T0)
     per_post = post_orders(interval, members, rng, TIMED_POSTS)
     at = interval.gate_closure_at
+    # With the commits, which the steps' own timings (inside their transactions) leave out.
+    wall_started, cpu_started = time.perf_counter(), time.process_time()
     for stage in STAGES:
         assert interval_advance(interval_id=interval.pk, to_state=stage, now=at), stage
+    wall_s, cpu_s = time.perf_counter() - wall_started, time.process_time() - cpu_started
     interval = Interval.objects.get(pk=interval.pk)
     result = GridCheckResult.objects.get(interval=interval)
     seconds = {stage: interval.timings[stage]["seconds"] for stage in STAGES}
@@ -172,6 +175,8 @@ def run_one(network: str, prosumers: int) -> dict[str, Any]:
         "post_ms": per_post * 1000,
         **seconds,
         "pipeline_s": sum(seconds.values()),
+        "wall_s": wall_s,
+        "cpu_s": cpu_s,
         "trades": Trade.objects.filter(interval=interval).count(),
         "power_flows": result.power_flows,
         "curtailed_kwh": float(result.curtailed_kwh),
@@ -249,22 +254,26 @@ def write_results(
         "*orders* = one `posting_create` per "
         "prosumer (above 1,000: the measured mean of the first 1,000 times the count); the "
         "stage columns are each pipeline step's own transaction (`Interval.timings`); "
-        "*pipeline* = gate closure to confirmed.",
+        "*pipeline* = gate closure to confirmed, the sum of the steps; *with commits* = the "
+        "same measured around the four steps, commits included, and this process's CPU time "
+        "beside it (the database server's CPU per stage: `bench/profile_pipeline.py`).",
         "",
         "*first interval* is the same community's first interval of 10 orders, run just before: "
         "it includes the one-off parse of the stored network, which each worker process then "
         "keeps in its cache.",
         "",
         "| network | prosumers | orders s (ms each) | gate s | clear s | grid check s | "
-        "confirm s | pipeline s | trades | power flows | curtailed / scheduled kWh | "
-        "first interval s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "confirm s | pipeline s | with commits: wall s / CPU s | trades | power flows | "
+        "curtailed / scheduled kWh | first interval s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: |",
     ]
     for r in rows:
         lines.append(
             f"| {r['network']} | {r['prosumers']:,} | {r['orders_s']:.2f} ({r['post_ms']:.1f}) "
             f"| {r['gate_closed']:.3f} | {r['cleared']:.3f} | {r['grid_checked']:.3f} "
-            f"| {r['confirmed']:.3f} | **{r['pipeline_s']:.2f}** | {r['trades']:,} "
+            f"| {r['confirmed']:.3f} | **{r['pipeline_s']:.2f}** "
+            f"| {r['wall_s']:.2f} / {r['cpu_s']:.2f} | {r['trades']:,} "
             f"| {r['power_flows']} | {r['curtailed_kwh']:,.1f} / {r['scheduled_kwh']:,.1f} "
             f"| {r['first_interval_s']:.2f} |"
         )

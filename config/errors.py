@@ -89,6 +89,9 @@ class ErrorCode(StrEnum):
     NEGATIVE_READING = "negative_reading"
     READING_JUMP = "reading_jump"
     BAD_RANGE = "bad_range"
+    LINK_INVALID = "link_invalid"
+    LINK_EXPIRED = "link_expired"
+    LINK_USED = "link_used"
 
 
 MEANINGS: dict[ErrorCode, str] = {
@@ -203,6 +206,9 @@ MEANINGS: dict[ErrorCode, str] = {
         "A reading far above the meter's history: stored but flagged, it settles only once a "
         "manager accepts it."
     ),
+    ErrorCode.LINK_INVALID: "The link is not one PeerGrid made (mistyped, cut off or altered).",
+    ErrorCode.LINK_EXPIRED: "The link is older than it may be; ask for a new one.",
+    ErrorCode.LINK_USED: "The link was used already; each works once.",
 }
 
 

@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "csp",
     "accounts",
     "marketplace",
     "marketplace.ledger",
@@ -78,7 +79,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    # Outermost but security: the API's errors from any layer below become its JSON body.
+    # Outside the API's error middleware, so the JSON errors it writes carry the policy too.
+    "csp.middleware.CSPMiddleware",
+    # Outermost but security and the policy: the API's errors from any layer below become its
+    # JSON body.
     "config.middleware.ApiErrorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -347,6 +351,29 @@ SPECTACULAR_SETTINGS = {
         "ClearingMechanismEnum": "marketplace.models.ClearingMechanism",
         "RegionMechanismEnum": "marketplace.models.RegionMechanism",
     },
+}
+
+# --- Content-Security-Policy -------------------------------------------------------------
+# Every response carries it (django-csp's middleware; README, "Security"). Scripts, styles,
+# images, fonts and connections come from this site only: no inline script, no event-handler
+# attribute, no eval (htmx's is switched off in base.html), no inline style (the templates use
+# classes, and our htmx config turns off the indicator style htmx would inject). Django's admin
+# needs nothing more: its one inline <style> (admin/change_list.html) is written only when a
+# ModelAdmin turns off both action bars, which config/tests/test_csp.py keeps every one from
+# doing. The API's documentation pages add only what Swagger UI and Redoc need (config/urls.py).
+CONTENT_SECURITY_POLICY: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
 }
 
 # --- Ledger integrity -----------------------------------------------------------------------

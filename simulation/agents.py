@@ -2,7 +2,8 @@
 
 A household plans each day ahead from its profiles (perfect foresight of its own demand and PV,
 as in Elecbay's day-ahead game) and from the prices it has seen: the battery by price
-(``strategies.battery_plan``), the EV in its cheapest parked hours, and the water heater by its
+(``strategies.battery_plan``), the EV in its cheapest parked hours, the heat pump by price within
+its comfort band (``strategies.heat_pump_plan``), and the water heater by its
 thermostat or by Elecbay's game, which the community-wide ``plan_water_heaters`` solves for all
 heaters at once. In each interval the plan gives its net power; it posts the net energy as one
 offer or request priced by its strategy, and learns from what was filled.
@@ -24,7 +25,16 @@ from simulation.games import (
     thermostat_schedule,
 )
 from simulation.scenario import HouseholdSpec, PlantSpec
-from simulation.strategies import BUY, SELL, Strategy, Tariffs, Truthful, battery_plan, ev_plan
+from simulation.strategies import (
+    BUY,
+    SELL,
+    Strategy,
+    Tariffs,
+    Truthful,
+    battery_plan,
+    ev_plan,
+    heat_pump_plan,
+)
 
 MIN_ORDER_KWH = 0.001
 # κ of the water-heater game's WH-2: a kWh heated while the microgrid imports 10 kW counts
@@ -50,6 +60,7 @@ class DayInputs:
     pv_kw: np.ndarray
     draws_l: np.ndarray
     local_hours: np.ndarray
+    outdoor_c: np.ndarray | None = None  # for a heat pump; None: no heating today
 
 
 @dataclass
@@ -90,10 +101,12 @@ class HouseholdAgent:
     memory: PriceMemory
     stored_kwh: float = 0.0
     tank_c: float = 0.0
+    indoor_c: float = 0.0
     plan_net_kw: list[float] = field(default_factory=list)
     plan_battery_kw: list[float] = field(default_factory=list)
     plan_heater_on: list[bool] = field(default_factory=list)
     plan_ev_kw: list[float] = field(default_factory=list)
+    plan_heat_pump_kw: list[float] = field(default_factory=list)
     day: DayInputs | None = None
     step: int = 0
 
@@ -102,6 +115,8 @@ class HouseholdAgent:
             self.stored_kwh = self.spec.battery.initial_soc * self.spec.battery.capacity_kwh
         if self.spec.water_heater is not None:
             self.tank_c = self.spec.water_heater.initial_c
+        if self.spec.heat_pump is not None:
+            self.indoor_c = self.spec.heat_pump.initial_c
 
     @property
     def base_kw(self) -> np.ndarray:
@@ -140,10 +155,21 @@ class HouseholdAgent:
             if self.spec.ev is not None
             else [0.0] * steps
         )
+        pump = self.spec.heat_pump
+        self.plan_heat_pump_kw = (
+            heat_pump_plan(pump, self.indoor_c, day.outdoor_c.tolist(), buy, self.hours)
+            if pump is not None and day.outdoor_c is not None
+            else [0.0] * steps
+        )
         heater_kw = np.asarray(self.plan_heater_on, dtype=float) * (
             self.spec.water_heater.power_kw if self.spec.water_heater else 0.0
         )
-        net = self.base_kw + heater_kw + np.asarray(self.plan_ev_kw)
+        net = (
+            self.base_kw
+            + heater_kw
+            + np.asarray(self.plan_ev_kw)
+            + np.asarray(self.plan_heat_pump_kw)
+        )
         if self.spec.battery is not None:
             self.plan_battery_kw = battery_plan(
                 self.spec.battery, self.stored_kwh, net.tolist(), buy, sell, self.hours
@@ -171,8 +197,17 @@ class HouseholdAgent:
             flexible += heater_kwh / self.hours
         ev_kw = self.plan_ev_kw[t]
         flexible += ev_kw
+        pump_kw = 0.0
+        pump = self.spec.heat_pump
+        if pump is not None and self.day.outdoor_c is not None:
+            # The house is warm enough to wait: its heating is a flexible purchase.
+            self.indoor_c, pump_kwh = pump.step(
+                self.indoor_c, self.plan_heat_pump_kw[t], float(self.day.outdoor_c[t]), self.hours
+            )
+            pump_kw = pump_kwh / self.hours
+            flexible += pump_kw
         self.step += 1
-        net = float(self.base_kw[t]) + battery_kw + heater_kwh / self.hours + ev_kw
+        net = float(self.base_kw[t]) + battery_kw + heater_kwh / self.hours + ev_kw + pump_kw
         return net, min(flexible, max(net, 0.0))
 
     def order(self, net_kw: float, flexible_kw: float, tariffs: Tariffs) -> Order | None:

@@ -1,4 +1,5 @@
-"""A household's physical assets (PV, battery, water heater, EV) with validated limits (pure).
+"""A household's physical assets (PV, battery, water heater, EV, heat pump) with validated limits
+(pure).
 
 Powers are kW, energies kWh, temperatures °C, times hours. Each asset is a frozen dataclass that
 refuses impossible limits when built (``AssetInvalid`` names the field), and whose step
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 # Specific heat of water times its density: kWh per litre and kelvin (4.186 kJ/(kg K), 1 kg/l).
 WATER_KWH_PER_L_K = 4.186 / 3600.0
+KELVIN = 273.15
 
 
 class AssetInvalid(ValueError):  # noqa: N818 - reads like grid.networks.NetworkInvalid
@@ -194,3 +196,90 @@ class ElectricVehicle:
 
     def parked(self, hour_of_day: float) -> bool:
         return (hour_of_day - self.arrival_hour) % 24 < self.parked_hours
+
+
+@dataclass(frozen=True, slots=True)
+class HeatPump:
+    """An air-source heat pump heating a house, the house as one thermal node (1R1C).
+
+    The house loses ``heat_loss_kw_per_k`` (H, kW/K: its fabric and ventilation) to the outdoor
+    air and stores ``thermal_capacity_kwh_per_k`` (C, kWh/K). With heat Q = COP · P from an
+    electrical power P held over a step of Δt hours, the indoor temperature moves exactly
+    (the linear ODE C·dθ/dt = Q - H·(θ - θ_out) solved over the step, stable at any Δt):
+
+        θ' = θ_eq + (θ - θ_eq) · exp(-H·Δt / C),   θ_eq = θ_out + Q / H
+
+    COP is a fixed share of the Carnot COP at the heating supply temperature (the usual
+    second-law model; ``carnot_share`` 0.4 gives about 2.9 at -7 °C, 3.7 at 2 °C and 4.4 at
+    7 °C outdoors for 35 °C floor heating, in the range of EN 14511 ratings), never below 1
+    (the pump then heats like a resistance) nor above ``max_cop``. The inverter modulates P
+    anywhere in ``[0, power_kw]``. Comfort is ``min_c ≤ θ ≤ max_c``.
+    """
+
+    power_kw: float = 3.0
+    heat_loss_kw_per_k: float = 0.2  # a 1990s detached house: 8 kW of heat at -12 °C for 28 K
+    thermal_capacity_kwh_per_k: float = 8.0  # time constant C/H of 40 hours
+    min_c: float = 19.5
+    max_c: float = 22.5
+    initial_c: float = 20.5
+    supply_c: float = 35.0
+    carnot_share: float = 0.4
+    max_cop: float = 6.0
+
+    def __post_init__(self) -> None:
+        _positive("power_kw", self.power_kw)
+        if self.power_kw > 50:
+            raise AssetInvalid("power_kw", "must be at most 50 kW for a household")
+        _positive("heat_loss_kw_per_k", self.heat_loss_kw_per_k)
+        _positive("thermal_capacity_kwh_per_k", self.thermal_capacity_kwh_per_k)
+        _fraction("carnot_share", self.carnot_share, open_low=True)
+        if not (math.isfinite(self.max_cop) and self.max_cop >= 1):
+            raise AssetInvalid("max_cop", f"must be 1 or more, not {self.max_cop!r}")
+        if not 5.0 <= self.min_c < self.max_c <= 30.0:
+            raise AssetInvalid("min_c", "need 5 °C ≤ min_c < max_c ≤ 30 °C")
+        if not self.max_c < self.supply_c <= 75.0:
+            raise AssetInvalid("supply_c", "must be above max_c and at most 75 °C")
+        if not self.min_c <= self.initial_c <= self.max_c:
+            raise AssetInvalid("initial_c", "must be within min_c and max_c")
+
+    def cop(self, outdoor_c: float) -> float:
+        """Heat delivered per unit of electricity at this outdoor temperature."""
+        lift = self.supply_c - outdoor_c
+        if lift <= 0:
+            return self.max_cop
+        carnot = (self.supply_c + KELVIN) / lift
+        return min(max(self.carnot_share * carnot, 1.0), self.max_cop)
+
+    def _decay(self, hours: float) -> float:
+        return math.exp(-self.heat_loss_kw_per_k * hours / self.thermal_capacity_kwh_per_k)
+
+    def step(
+        self, indoor_c: float, power_kw: float, outdoor_c: float, hours: float
+    ) -> tuple[float, float]:
+        """The house after one step: (new indoor temperature, electric energy used in kWh).
+
+        ``power_kw`` is clipped to ``[0, power_kw]`` and to what keeps the house at or below
+        ``max_c`` (the pump's controller stops there)."""
+        room = self.power_for(indoor_c, self.max_c, outdoor_c, hours)
+        power = min(max(power_kw, 0.0), self.power_kw, room)
+        heat_kw = self.cop(outdoor_c) * power
+        decay = self._decay(hours)
+        equilibrium = outdoor_c + heat_kw / self.heat_loss_kw_per_k
+        return equilibrium + (indoor_c - equilibrium) * decay, power * hours
+
+    def power_for(self, indoor_c: float, target_c: float, outdoor_c: float, hours: float) -> float:
+        """The constant electrical power that brings the house from ``indoor_c`` to ``target_c``
+        over the step (0 if it gets there unheated; not clipped to ``power_kw``)."""
+        decay = self._decay(hours)
+        equilibrium = (target_c - indoor_c * decay) / (1.0 - decay)
+        heat_kw = (equilibrium - outdoor_c) * self.heat_loss_kw_per_k
+        return max(heat_kw, 0.0) / self.cop(outdoor_c)
+
+    def simulate(self, power_kw: list[float], outdoor_c: list[float], hours: float) -> list[float]:
+        """Indoor temperature after each step of a power schedule (from ``initial_c``)."""
+        temps: list[float] = []
+        temp = self.initial_c
+        for power, outdoor in zip(power_kw, outdoor_c, strict=True):
+            temp, _ = self.step(temp, power, outdoor, hours)
+            temps.append(temp)
+        return temps

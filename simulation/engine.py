@@ -2,7 +2,8 @@
 
 The simulation is a set of members like any other: it creates a community with the scenario's
 rules and network, signs its households up, registers and maps their meter points, and then,
-interval by interval on a virtual clock, lets each agent post through ``posting_create``, runs
+interval by interval on a virtual clock, lets the agents post through ``postings_create_batch``
+(``posting_create``'s rules and locks, one transaction for the interval's postings), runs
 gate closure, clearing, the grid check and confirmation with the pipeline's own
 ``intervals_advance_due``, meters what the households physically did (their plan, less what the
 grid check curtailed) through ``meter_readings_submit`` as the community's meter data source,
@@ -26,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import Membership, MeterPoint, User
 from accounts.services import (
@@ -35,14 +37,13 @@ from accounts.services import (
     meter_point_approve,
     meter_point_register,
 )
-from config.errors import ApplicationError
 from grid.services import grid_model_use_reference
 from marketplace.ledger.models import ReadingSource
 from marketplace.ledger.services import ledger_verify, meter_readings_submit
 from marketplace.models import Community, Interval
 from marketplace.services.communities import community_create
 from marketplace.services.pipeline import intervals_advance_due, intervals_open_all
-from marketplace.services.postings import posting_create
+from marketplace.services.postings import PostingRequest, postings_create_batch
 from marketplace.services.rules import current_rules, market_rules_update
 from simulation import selectors
 from simulation.agents import (
@@ -56,6 +57,7 @@ from simulation.agents import (
 from simulation.profiles import (
     hot_water_draws,
     household_profile,
+    outdoor_temperature,
     plant_profile,
     pv_profile,
     values_at,
@@ -153,6 +155,9 @@ def simulation_setup(*, scenario: Scenario, slug: str | None = None) -> Simulati
         hours = rules.interval_minutes / 60
         slots = 24 * 60 // rules.interval_minutes
         participants: list[Participant] = []
+        # The homes are connected before the simulated period starts (it may lie in the past):
+        # settlement expects readings of every meter point that existed when an interval ended.
+        installed = min(scenario.start - timedelta(days=1), timezone.now())
         number = 0
         for group in scenario.households:
             for _ in range(group.count):
@@ -167,6 +172,8 @@ def simulation_setup(*, scenario: Scenario, slug: str | None = None) -> Simulati
                     memory=PriceMemory(slots),
                 )
                 heater_kw = group.water_heater.power_kw if group.water_heater else 0.0
+                # The heat pump counts with the water heater: flexible, as the EV.
+                heater_kw += group.heat_pump.power_kw if group.heat_pump else 0.0
                 ev_kw = group.ev.charger_kw if group.ev else 0.0
                 battery_kw = group.battery.power_kw if group.battery else 0.0
                 pv_kwp = group.pv.kwp if group.pv else 0.0
@@ -177,7 +184,7 @@ def simulation_setup(*, scenario: Scenario, slug: str | None = None) -> Simulati
                         export_kw=pv_kwp + battery_kw,
                         pv_kwp=pv_kwp,
                         battery=group.battery,
-                        flexible_kw=heater_kw + ev_kw,
+                        flexible_kw=heater_kw + ev_kw, installed=installed,
                     )
                 )  # fmt: skip
         for index, plant in enumerate(scenario.plants, start=1):
@@ -187,6 +194,7 @@ def simulation_setup(*, scenario: Scenario, slug: str | None = None) -> Simulati
             participant = _member(
                 community, manager, buses, number, key, plant_agent,
                 import_kw=1.0, export_kw=plant.kw, pv_kwp=0.0, battery=None, flexible_kw=0.0,
+                installed=installed,
             )  # fmt: skip
             participant.is_plant = True
             participants.append(participant)
@@ -211,6 +219,7 @@ def _member(
     pv_kwp: float,
     battery: object,
     flexible_kw: float,
+    installed: datetime,
 ) -> Participant:
     user = _user(f"{community.slug}-{key}", key)
     membership = membership_request(user=user, community=community)
@@ -224,9 +233,13 @@ def _member(
         battery_kwh=_decimal(getattr(battery, "capacity_kwh", 0.0), KWH),
         battery_kw=_decimal(getattr(battery, "power_kw", 0.0), KWH),
         flexible_load_kw=_decimal(flexible_kw, KWH),
+        now=installed,
     )
     meter_point = meter_point_approve(
-        meter_point=meter_point, bus=buses[(number - 1) % len(buses)], approved_by=manager
+        meter_point=meter_point,
+        bus=buses[(number - 1) % len(buses)],
+        approved_by=manager,
+        now=installed,
     )
     return Participant(agent=agent, membership=membership, meter_point=meter_point)
 
@@ -253,6 +266,7 @@ class Simulation:
         ).user
         self.posted: dict[datetime, dict[int, Order]] = {}
         self.physical: dict[datetime, dict[int, tuple[float, float]]] = {}
+        self._outdoor_day: tuple[datetime, np.ndarray] | None = None
 
     def _slot(self, start: datetime) -> int:
         """The interval's place in its UTC day (the agents' price memory is by slot)."""
@@ -272,7 +286,21 @@ class Simulation:
             pv_kw=np.clip(pv, 0.0, 1.0) * pv_kwp,
             draws_l=hot_water_draws(litres, local_hours, self.minutes),
             local_hours=local_hours,
+            outdoor_c=self._outdoor(start),
         )
+
+    def _outdoor(self, start: datetime) -> np.ndarray:
+        """The outdoor temperature at the middle of each of the day's intervals (once a day)."""
+        if self._outdoor_day is not None and self._outdoor_day[0] == start:
+            return self._outdoor_day[1]
+        mids = [start + self.step * t + self.step / 2 for t in range(self.per_day)]
+        local = [m.astimezone(self.zone) for m in mids]
+        outdoor = outdoor_temperature(
+            np.asarray([m.timetuple().tm_yday - 1 + m.hour / 24 for m in local], dtype=float),
+            np.asarray([m.hour + m.minute / 60 for m in local], dtype=float),
+        )
+        self._outdoor_day = (start, outdoor)
+        return outdoor
 
     def plan_day(self, start: datetime) -> None:
         first_slot = self._slot(start)
@@ -309,8 +337,10 @@ class Simulation:
     # --- the events ----------------------------------------------------------------------
 
     def post(self, interval: Interval, now: datetime) -> None:
-        orders: dict[int, Order] = {}
+        """Each agent's order for the interval, all in one batch through the posting rules."""
         physical: dict[int, tuple[float, float]] = {}
+        requests: list[PostingRequest] = []
+        pending: list[tuple[Participant, Order]] = []
         for participant in self.outcome.participants:
             net_kw, flexible_kw = participant.agent.act()
             physical[participant.meter_point.pk] = (net_kw, flexible_kw)
@@ -327,21 +357,24 @@ class Simulation:
             )
             if quantity <= 0:
                 continue
-            try:
-                posting_create(
+            requests.append(
+                PostingRequest(
                     membership=participant.membership,
                     meter_point=participant.meter_point,
-                    interval=interval,
                     side=order.side,
                     quantity_kwh=quantity,
                     limit_price_per_kwh=limit,
                     auto_accept_best_bids=True,
                     flexible=order.flexible,
-                    now=now,
                 )
-            except ApplicationError as exc:
+            )
+            pending.append((participant, order))
+        orders: dict[int, Order] = {}
+        outcomes = postings_create_batch(interval=interval, requests=requests, now=now)
+        for (participant, order), outcome in zip(pending, outcomes, strict=True):
+            if outcome.error is not None:
                 self.outcome.errors.append(
-                    f"{interval.start:%Y-%m-%d %H:%M} {participant.agent.key}: {exc}"
+                    f"{interval.start:%Y-%m-%d %H:%M} {participant.agent.key}: {outcome.error}"
                 )
                 continue
             orders[participant.meter_point.pk] = order

@@ -24,6 +24,8 @@ Everything in a scenario file is untrusted: ``scenario_parse`` checks every fiel
     battery = { capacity_kwh = 10.0, power_kw = 5.0 }
     water_heater = { volume_l = 200.0, power_kw = 3.0, litres_per_day = 150.0 }
     ev = { charger_kw = 11.0, energy_need_kwh = 12.0, arrival_hour = 18.0, departure_hour = 7.0 }
+    heat_pump = { power_kw = 3.0, heat_loss_kw_per_k = 0.2, thermal_capacity_kwh_per_k = 8.0,
+                  min_c = 19.5, max_c = 22.5 }  # space heating by price within the comfort band
 
     [[plants]]                       # community plants selling to the members
     kind = "wind"                    # wind, chp, pv (SimBench profiles)
@@ -42,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from grid.networks import REFERENCE_NETWORKS
-from simulation.assets import PV, AssetInvalid, Battery, ElectricVehicle, WaterHeater
+from simulation.assets import PV, AssetInvalid, Battery, ElectricVehicle, HeatPump, WaterHeater
 from simulation.profiles import HOUSEHOLD_PROFILES, PLANT_PROFILES
 from simulation.strategies import STRATEGIES
 
@@ -89,6 +91,7 @@ class HouseholdSpec:
     litres_per_day: float
     ev: ElectricVehicle | None
     label: str
+    heat_pump: HeatPump | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +241,7 @@ def household_spec(data: Any, path: str = "", label: str = "households") -> Hous
         water_heater=_asset(WaterHeater, heater_data, f"{path}water_heater"),
         litres_per_day=float(litres),
         ev=_asset(ElectricVehicle, data.get("ev"), f"{path}ev"),
+        heat_pump=_asset(HeatPump, data.get("heat_pump"), f"{path}heat_pump"),
         label=_get(data, "label", path, str, label)[:40],
     )
 

@@ -14,6 +14,9 @@ its limit price inside that range, so no agent ever posts to lose money against 
 - ``battery_plan``: a battery's schedule for a horizon, by price: the cheapest import and dearest
   export given forecast prices, as a linear programme (HiGHS through SciPy).
 - ``ev_plan``: an EV charges its energy need in the cheapest parked steps.
+- ``heat_pump_plan``: a heat pump's power per step that keeps the house in its comfort band at
+  the least cost for the forecast prices (a linear programme over the house's thermal model);
+  ``heat_pump_thermostat`` holds the middle of the band whatever the price, the baseline.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Protocol
 import numpy as np
 from scipy.optimize import linprog
 
-from simulation.assets import Battery, ElectricVehicle
+from simulation.assets import Battery, ElectricVehicle, HeatPump
 
 BUY = "buy"
 SELL = "sell"
@@ -262,6 +265,68 @@ def ev_plan(
         plan[t] = kw
         remaining -= kw * hours
     return plan
+
+
+def heat_pump_thermostat(
+    pump: HeatPump, indoor_c: float, outdoor_c: Sequence[float], hours: float
+) -> list[float]:
+    """Power per step that holds the middle of the comfort band (as far as ``power_kw`` can)."""
+    setpoint = (pump.min_c + pump.max_c) / 2
+    plan: list[float] = []
+    temp = indoor_c
+    for outdoor in outdoor_c:
+        power = min(pump.power_for(temp, setpoint, outdoor, hours), pump.power_kw)
+        temp, _ = pump.step(temp, power, outdoor, hours)
+        plan.append(power)
+    return plan
+
+
+def heat_pump_plan(
+    pump: HeatPump,
+    indoor_c: float,
+    outdoor_c: Sequence[float],
+    buy_price: Sequence[float],
+    hours: float,
+) -> list[float]:
+    """The heat pump's power per step that keeps the house comfortable at the least cost.
+
+    With ``a = exp(-H·h/C)`` and COP_t from the outdoor temperature, the step of ``HeatPump``
+    makes the indoor temperature after step ``t`` linear in the powers ``P``:
+
+        θ_t = a^(t+1)·θ_0 + Σ_{τ≤t} a^(t-τ)·(1 - a)·(θ_out,τ + COP_τ·P_τ / H)
+
+    so the cheapest schedule is the linear programme
+
+        min Σ_t buy_t · P_t · h + ε Σ_t P_t
+        s.t. min_c ≤ θ_t ≤ max_c,   0 ≤ P_t ≤ power_kw,   θ_T ≥ θ_0
+
+    (the end condition keeps the plan from letting the house cool off just because the horizon
+    ends; ``θ_0`` is clipped into the band). The house is pre-heated in cheap steps and coasts
+    through dear ones. If no schedule can hold the band (the pump too small for the cold), the
+    thermostat's schedule is returned: full power wherever the band is lost.
+    """
+    steps = len(outdoor_c)
+    if len(buy_price) != steps or steps == 0:
+        raise ValueError("outdoor_c and buy_price need the same, non-zero length")
+    start = min(max(indoor_c, pump.min_c), pump.max_c)
+    a = math.exp(-pump.heat_loss_kw_per_k * hours / pump.thermal_capacity_kwh_per_k)
+    t = np.arange(steps)
+    # powers[t, τ] = a^(t-τ) for τ ≤ t, else 0.
+    lag = t[:, None] - t[None, :]
+    powers = np.where(lag >= 0, a ** np.maximum(lag, 0), 0.0)
+    outdoor = np.asarray(outdoor_c, dtype=float)
+    cop = np.asarray([pump.cop(float(v)) for v in outdoor])
+    free = a ** (t + 1) * start + powers @ ((1 - a) * outdoor)
+    gain = powers * ((1 - a) * cop / pump.heat_loss_kw_per_k)[None, :]
+    a_ub = np.vstack([gain, -gain, -gain[-1:]])
+    b_ub = np.concatenate([pump.max_c - free, free - pump.min_c, [free[-1] - start]])
+    cost = np.asarray(buy_price, dtype=float) * hours + 1e-6
+    result = linprog(
+        cost, A_ub=a_ub, b_ub=b_ub, bounds=[(0, pump.power_kw)] * steps, method="highs"
+    )
+    if not result.success:
+        return heat_pump_thermostat(pump, indoor_c, outdoor_c, hours)
+    return [round(float(v), 6) for v in result.x]
 
 
 def gini(values: list[float]) -> float:

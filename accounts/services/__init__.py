@@ -34,10 +34,17 @@ from accounts.services.meter_points import (
     meter_point_reject,
     meter_point_update,
 )
-from accounts.services.users import regulator_grant, regulator_revoke, user_sign_up
+from accounts.services.sign_up import (
+    SIGN_UP_LINK_MAX_AGE,
+    sign_up_link_check,
+    sign_up_request,
+    user_sign_up_confirm,
+)
+from accounts.services.users import regulator_grant, regulator_revoke, user_create
 
 __all__ = [
     "METER_POINT_EDITABLE",
+    "SIGN_UP_LINK_MAX_AGE",
     "TOKEN_LAST_USED_RESOLUTION",
     "TOKEN_USE_AUDIT_SECONDS",
     "api_token_create",
@@ -61,5 +68,8 @@ __all__ = [
     "regulator_grant",
     "regulator_revoke",
     "sign_in_failure_record",
-    "user_sign_up",
+    "sign_up_link_check",
+    "sign_up_request",
+    "user_create",
+    "user_sign_up_confirm",
 ]

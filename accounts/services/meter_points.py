@@ -93,9 +93,15 @@ def meter_point_register(
     battery_kw: Decimal = Decimal("0"),
     flexible_load_kw: Decimal = Decimal("0"),
     registered_by: User | None = None,
+    now: datetime | None = None,
 ) -> MeterPoint:
     """A member registers a grid connection; it is pending until a manager approves it
-    (``meter_point_approve``) with its capacities and its place on the network."""
+    (``meter_point_approve``) with its capacities and its place on the network.
+
+    ``now``: when the connection was registered (default: now). Settlement expects readings
+    of every meter point that existed when an interval ended, so a simulation of a past
+    period registers its homes before the period starts.
+    """
     if registered_by is not None and not permissions.can_register_meter_point(
         registered_by, membership
     ):
@@ -134,6 +140,7 @@ def meter_point_register(
             battery_kwh=battery_kwh,
             battery_kw=battery_kw,
             flexible_load_kw=flexible_load_kw,
+            created_at=now or timezone.now(),
         )
         audit_record(
             kind="meter_point.registered",

@@ -1,4 +1,4 @@
-"""Writes for users: sign-up and the global regulator role."""
+"""Writes for users: making an account and the global regulator role."""
 
 from __future__ import annotations
 
@@ -13,9 +13,13 @@ from accounts.services.audit import audit_record
 from config.errors import ApplicationError, ErrorCode
 
 
-def user_sign_up(*, email: str, password: str, display_name: str = "") -> User:
+def user_create(*, email: str, password: str, display_name: str = "") -> User:
     """Create a user who signs in with their email address; the password must pass the
-    project's validators."""
+    project's validators.
+
+    The sign-up pages call it only once the address is confirmed (``accounts.services.sign_up``),
+    so its "already exists" answer only ever reaches the address's owner.
+    """
     email = User.objects.normalize_email(email.strip()).lower()
     try:
         validate_email(email)

@@ -29,7 +29,7 @@ class UserFactory(factory.django.DjangoModelFactory[User]):
     def _create(cls, model_class: type[User], *args: Any, **kwargs: Any) -> User:
         extra = {key: kwargs.pop(key) for key in ("is_staff", "is_superuser") if key in kwargs}
         is_regulator = kwargs.pop("is_regulator", False)
-        user = services.user_sign_up(
+        user = services.user_create(
             email=kwargs["email"],
             password=kwargs.get("password", PASSWORD),
             display_name=kwargs.get("display_name", ""),

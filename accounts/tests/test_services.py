@@ -20,16 +20,16 @@ from config.errors import ApplicationError, ErrorCode
 pytestmark = pytest.mark.django_db
 
 
-def test_sign_up_lowercases_email_and_checks_password() -> None:
-    user = services.user_sign_up(email="Ada@Example.TEST", password=factories.PASSWORD)
+def test_user_create_lowercases_email_and_checks_password() -> None:
+    user = services.user_create(email="Ada@Example.TEST", password=factories.PASSWORD)
     assert user.email == "ada@example.test"
     assert user.check_password(factories.PASSWORD)
 
 
-def test_sign_up_duplicate_email_is_a_clear_error_on_email() -> None:
-    services.user_sign_up(email="ada@example.test", password=factories.PASSWORD)
+def test_user_create_duplicate_email_is_a_clear_error_on_email() -> None:
+    services.user_create(email="ada@example.test", password=factories.PASSWORD)
     with pytest.raises(ApplicationError) as error:
-        services.user_sign_up(email="ADA@example.test", password=factories.PASSWORD)
+        services.user_create(email="ADA@example.test", password=factories.PASSWORD)
     assert error.value.code == ErrorCode.DUPLICATE
     assert error.value.field == "email"
     assert "already exists" in error.value.message
@@ -39,16 +39,16 @@ def test_sign_up_duplicate_email_is_a_clear_error_on_email() -> None:
     ("password", "fragment"),
     [("short1", "too short"), ("password123", "too common"), ("8675309912", "entirely numeric")],
 )
-def test_sign_up_weak_password_is_a_clear_error_on_password(password: str, fragment: str) -> None:
+def test_user_create_weak_password_is_an_error_on_password(password: str, fragment: str) -> None:
     with pytest.raises(ApplicationError) as error:
-        services.user_sign_up(email="bob@example.test", password=password)
+        services.user_create(email="bob@example.test", password=password)
     assert error.value.field == "password"
     assert fragment in error.value.message
 
 
-def test_sign_up_invalid_email() -> None:
+def test_user_create_invalid_email() -> None:
     with pytest.raises(ApplicationError) as error:
-        services.user_sign_up(email="not-an-email", password=factories.PASSWORD)
+        services.user_create(email="not-an-email", password=factories.PASSWORD)
     assert error.value.field == "email"
 
 

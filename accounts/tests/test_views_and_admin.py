@@ -34,29 +34,6 @@ def _client(user: object) -> Client:
 
 
 # --- pages -------------------------------------------------------------------------------------
-def test_sign_up_page_shows_errors_inline_and_signs_in(world: World) -> None:
-    client = Client()
-    url = reverse("accounts:signup")
-    response = client.post(url, {"email": world.prosumer.email, "password1": "x", "password2": "x"})
-    assert response.status_code == 200
-    content = response.content.decode()
-    assert "An account with this email address already exists." in content
-    response = client.post(
-        url, {"email": "new@example.test", "password1": "short", "password2": "short"}
-    )
-    assert "too short" in response.content.decode()
-    response = client.post(
-        url,
-        {
-            "email": "new@example.test",
-            "password1": factories.PASSWORD,
-            "password2": factories.PASSWORD,
-        },
-    )
-    assert response.status_code == 302
-    assert client.get(reverse("accounts:account")).status_code == 200
-
-
 def test_join_and_account_page(world: World) -> None:
     user = factories.UserFactory.create()
     client = _client(user)

@@ -4,7 +4,9 @@ Pooled double auctions (``uniform_price``, the k-double auction; ``pay_as_bid``;
 ``discriminatory``; McAfee's ``trade_reduction``; ``order_trade_reduction``), automatic
 acceptance on the bilateral board (``bilateral_accept``), quantity-only community pricing rules
 (``mid_market_rate``, ``supply_demand_ratio``, ``bill_sharing``) and the grid residual of a pooled
-market (``grid_residual``). Each mechanism's pricing rule is documented in its module docstring.
+market (``grid_residual``). A caller holding its book as integer columns clears it with
+``clear_columns`` (``columns``: no Decimal per order, the same trades). Each mechanism's
+pricing rule is documented in its module docstring.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from marketplace.clearing.bilateral import bilateral_accept
+from marketplace.clearing.book import price_decimal, quantity_decimal
+from marketplace.clearing.columns import MatchColumns, OrderColumns, clear_columns
 from marketplace.clearing.community_pricing import (
     COMMUNITY_RULES,
     CommunitySettlement,
@@ -27,6 +31,8 @@ from marketplace.clearing.order_reduction import order_trade_reduction
 from marketplace.clearing.pay_as_bid import pay_as_bid
 from marketplace.clearing.trade_reduction import trade_reduction
 from marketplace.clearing.types import (
+    KWH_PLACES,
+    PRICE_PLACES,
     ClearingError,
     ClearingResult,
     GridTrade,
@@ -38,25 +44,32 @@ from marketplace.clearing.uniform import uniform_price
 
 __all__ = [
     "COMMUNITY_RULES",
+    "KWH_PLACES",
     "K_MECHANISMS",
     "MECHANISMS",
+    "PRICE_PLACES",
     "TRUTHFUL",
     "ClearingError",
     "ClearingResult",
     "CommunitySettlement",
     "GridTrade",
     "Match",
+    "MatchColumns",
     "MemberSettlement",
     "Order",
+    "OrderColumns",
     "Side",
     "bilateral_accept",
     "bill_sharing",
     "clear",
+    "clear_columns",
     "discriminatory",
     "grid_residual",
     "mid_market_rate",
     "order_trade_reduction",
     "pay_as_bid",
+    "price_decimal",
+    "quantity_decimal",
     "supply_demand_ratio",
     "trade_reduction",
     "uniform_price",

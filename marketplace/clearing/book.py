@@ -36,6 +36,7 @@ from marketplace.clearing.types import (
     MAX_QUANTITY_KWH,
     PRICE_PLACES,
     ClearingError,
+    ClearingResult,
     Match,
     Order,
     Side,
@@ -46,9 +47,9 @@ IntArray = npt.NDArray[np.int64]
 
 @dataclass(frozen=True, slots=True)
 class SideBook:
-    """One side of the book in input order, as integer arrays plus the original orders."""
+    """One side of the book in input order, as integer arrays."""
 
-    orders: Sequence[Order]
+    index: IntArray  # each order's position in the whole book as the caller gave it
     price: IntArray  # ticks of 0.0001
     quantity: IntArray  # milli-kWh
     priority: IntArray  # time priority: rank by (submitted_at, id) among all orders of the book
@@ -58,6 +59,35 @@ class SideBook:
 class Book:
     buy: SideBook
     sell: SideBook
+    # The orders' ids in input order (``Order.id``); None for a book of columns, whose matches
+    # name positions instead.
+    ids: Sequence[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Priced:
+    """A mechanism's trades before any Decimal exists: one row per match, in merit order.
+
+    ``buyer`` and ``seller`` index ``book.buy`` and ``book.sell``; prices are whole ticks.
+    """
+
+    quantity: IntArray  # milli-kWh
+    buyer: IntArray
+    seller: IntArray
+    price: IntArray  # what the buyer pays per kWh, ticks
+    seller_price: IntArray  # what the seller receives per kWh, ticks
+    clearing_price: int | None  # the one price every match has, if the mechanism sets one
+
+    def welfare_units(self, book: Book) -> int:
+        """Realised gains from trade in milli-kWh x ticks, exactly (a Python int)."""
+        gaps = book.buy.price[self.buyer] - book.sell.price[self.seller]
+        n = len(gaps)
+        if not n:
+            return 0
+        # One int64 dot product where no product or partial sum can overflow, else Python ints.
+        if int(self.quantity.max()) * int(np.abs(gaps).max()) * n < 2**63:
+            return int(np.dot(self.quantity, gaps))
+        return sum(q * d for q, d in zip(self.quantity.tolist(), gaps.tolist(), strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,13 +273,10 @@ def book_from_orders(orders: Sequence[Order]) -> Book:
 
     def side(idx: npt.NDArray[np.intp]) -> SideBook:
         return SideBook(
-            orders=list(map(orders.__getitem__, idx.tolist())),
-            price=price[idx],
-            quantity=qty[idx],
-            priority=priority[idx],
+            index=idx.astype(np.int64), price=price[idx], quantity=qty[idx], priority=priority[idx]
         )
 
-    return Book(buy=side(buy_idx), sell=side(sell_idx))
+    return Book(buy=side(buy_idx), sell=side(sell_idx), ids=ids)
 
 
 def merit_order(side: SideBook, *, descending: bool) -> npt.NDArray[np.intp]:
@@ -300,7 +327,7 @@ def walk_segments(
 def cross(book: Book) -> Cross:
     """Find the efficient traded volume and the merit-order segments (see module docstring)."""
     empty = np.zeros(0, dtype=np.int64)
-    if len(book.buy.orders) == 0 or len(book.sell.orders) == 0:
+    if len(book.buy.price) == 0 or len(book.sell.price) == 0:
         return Cross(0, empty, empty, empty, 0, 0, None, None)
     b_perm = merit_order(book.buy, descending=True)
     s_perm = merit_order(book.sell, descending=False)
@@ -368,42 +395,54 @@ def midpoint_ticks(a: int | np.int64, b: int | np.int64) -> int:
     return round_to_tick(Decimal(int(a) + int(b)) / 2)
 
 
-def build_matches(
-    book: Book,
+def price_segments(
     crossing: Cross,
     *,
     keep: int | None = None,
-    price_ticks: int | Sequence[int],
-    seller_price_ticks: int | Sequence[int] | None = None,
-) -> tuple[tuple[Match, ...], Decimal]:
-    """Turn the first ``keep`` segments (default all) into ``Match`` objects.
+    price_ticks: int | IntArray,
+    seller_price_ticks: int | IntArray | None = None,
+    clearing_price: int | None = None,
+) -> Priced:
+    """The first ``keep`` segments (default all) of ``crossing`` with their prices in ticks:
+    one for all segments or one per segment; ``seller_price_ticks`` defaults to the buyer's.
+    ``clearing_price`` is the single price the mechanism reports, if it has one."""
+    n = len(crossing.seg_quantity) if keep is None else keep
 
-    Prices are whole ticks, either one for all segments or one per segment; ``seller_price_ticks``
-    defaults to the buyer's price. Returns the matches and the realised welfare in currency.
+    def column(ticks: int | IntArray) -> IntArray:
+        if isinstance(ticks, int):
+            return np.full(n, ticks, dtype=np.int64)
+        return np.asarray(ticks, dtype=np.int64)[:n]
+
+    buy_prices = column(price_ticks)
+    sell_prices = buy_prices if seller_price_ticks is None else column(seller_price_ticks)
+    return Priced(
+        quantity=crossing.seg_quantity[:n],
+        buyer=crossing.seg_buyer[:n],
+        seller=crossing.seg_seller[:n],
+        price=buy_prices,
+        seller_price=sell_prices,
+        clearing_price=clearing_price,
+    )
+
+
+def priced_matches(book: Book, priced: Priced) -> tuple[tuple[Match, ...], Decimal]:
+    """Turn priced segments into ``Match`` objects (by order id) and the realised welfare.
+
     No per-trade Python loop: ``map`` and ``zip`` build the columns and the matches in C.
     """
-    n = len(crossing.seg_quantity) if keep is None else keep
-    quantities = crossing.seg_quantity[:n].tolist()
-    buyers = crossing.seg_buyer[:n].tolist()
-    sellers = crossing.seg_seller[:n].tolist()
-    bids = book.buy.price[crossing.seg_buyer[:n]]
-    asks = book.sell.price[crossing.seg_seller[:n]]
-    # Python ints: milli-kWh * ticks can exceed int64 when summed over a large book.
-    welfare_units = sum(q * d for q, d in zip(quantities, (bids - asks).tolist(), strict=True))
-    buy_prices = [price_ticks] * n if isinstance(price_ticks, int) else list(price_ticks)[:n]
-    if seller_price_ticks is None:
-        sell_prices = buy_prices
-    elif isinstance(seller_price_ticks, int):
-        sell_prices = [seller_price_ticks] * n
-    else:
-        sell_prices = list(seller_price_ticks)[:n]
-
+    if book.ids is None:
+        raise ClearingError("a book of columns has no order ids; use its match columns")
+    ids = book.ids
+    quantities = priced.quantity.tolist()
+    buy_prices = priced.price.tolist()
+    same = priced.seller_price is priced.price
+    sell_prices = buy_prices if same else priced.seller_price.tolist()
     # Decimals once per distinct quantity and price (they repeat a lot in real books), then
     # every column by C loops and the matches as tuples (``Match._make``).
     qty_of = {q: quantity_decimal(q) for q in set(quantities)}
     price_of = {p: price_decimal(p) for p in {*buy_prices, *sell_prices}}
-    buyer_ids = map(attrgetter("id"), map(book.buy.orders.__getitem__, buyers))
-    seller_ids = map(attrgetter("id"), map(book.sell.orders.__getitem__, sellers))
+    buyer_ids = map(ids.__getitem__, book.buy.index[priced.buyer].tolist())
+    seller_ids = map(ids.__getitem__, book.sell.index[priced.seller].tolist())
     matches = map(
         Match._make,
         zip(
@@ -415,4 +454,29 @@ def build_matches(
             strict=True,
         ),
     )
-    return tuple(matches), Decimal(welfare_units).scaleb(-(KWH_PLACES + PRICE_PLACES))
+    welfare = Decimal(priced.welfare_units(book)).scaleb(-(KWH_PLACES + PRICE_PLACES))
+    return tuple(matches), welfare
+
+
+def build_matches(
+    book: Book,
+    crossing: Cross,
+    *,
+    keep: int | None = None,
+    price_ticks: int | IntArray,
+    seller_price_ticks: int | IntArray | None = None,
+) -> tuple[tuple[Match, ...], Decimal]:
+    """``priced_matches`` of ``price_segments``: the first ``keep`` segments as ``Match``es."""
+    priced = price_segments(
+        crossing, keep=keep, price_ticks=price_ticks, seller_price_ticks=seller_price_ticks
+    )
+    return priced_matches(book, priced)
+
+
+def result_of(mechanism: str, book: Book, priced: Priced | None) -> ClearingResult:
+    """The Decimal ``ClearingResult`` of a mechanism's priced segments (None: no trade)."""
+    if priced is None or len(priced.quantity) == 0:
+        return ClearingResult(mechanism, None, ())
+    matches, welfare = priced_matches(book, priced)
+    price = None if priced.clearing_price is None else price_decimal(priced.clearing_price)
+    return ClearingResult(mechanism, price, matches, welfare)

@@ -17,7 +17,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 
-from marketplace.clearing.book import Book, book_from_orders, build_matches, cross
+import numpy as np
+
+from marketplace.clearing.book import (
+    Book,
+    IntArray,
+    Priced,
+    book_from_orders,
+    cross,
+    price_segments,
+    result_of,
+)
 from marketplace.clearing.types import ClearingResult, Order
 from marketplace.clearing.uniform import DEFAULT_K, check_k
 
@@ -33,18 +43,37 @@ def _half_even(numerator: int, denominator: int) -> int:
     return quotient
 
 
-def discriminatory_from_book(book: Book, *, k: Decimal = DEFAULT_K) -> ClearingResult:
-    """Clear an already converted book."""
-    crossing = cross(book)
-    if crossing.volume == 0:
-        return ClearingResult(MECHANISM, None, ())
-    bids = book.buy.price[crossing.seg_buyer].tolist()
-    asks = book.sell.price[crossing.seg_seller].tolist()
+def pair_prices(bids: IntArray, asks: IntArray, k: Decimal) -> IntArray:
+    """ask + k (bid - ask) per pair in ticks, rounded half to even, exactly (bid >= ask)."""
     # Exact in integers: k = num / den, so ask + k (bid - ask) = ask + num (bid - ask) / den.
     num, den = k.as_integer_ratio()
-    prices = [a + _half_even(num * (b - a), den) for b, a in zip(bids, asks, strict=True)]
-    matches, welfare = build_matches(book, crossing, price_ticks=prices)
-    return ClearingResult(MECHANISM, None, matches, welfare)
+    gaps = bids - asks
+    if len(gaps) and int(gaps.max()) * num < 2**62 and den < 2**62:
+        quotient, remainder = np.divmod(gaps * num, den)
+        twice = 2 * remainder
+        quotient += (twice > den) | ((twice == den) & (quotient % 2 == 1))
+        return asks + quotient
+    # A k with a long decimal expansion: Python integers, which cannot overflow.
+    prices = [
+        a + _half_even(num * (b - a), den)
+        for b, a in zip(bids.tolist(), asks.tolist(), strict=True)
+    ]
+    return np.array(prices, dtype=np.int64)
+
+
+def discriminatory_priced(book: Book, *, k: Decimal = DEFAULT_K) -> Priced | None:
+    """The trades of an already converted book in integer columns; None if nothing trades."""
+    crossing = cross(book)
+    if crossing.volume == 0:
+        return None
+    bids = book.buy.price[crossing.seg_buyer]
+    asks = book.sell.price[crossing.seg_seller]
+    return price_segments(crossing, price_ticks=pair_prices(bids, asks, k))
+
+
+def discriminatory_from_book(book: Book, *, k: Decimal = DEFAULT_K) -> ClearingResult:
+    """Clear an already converted book."""
+    return result_of(MECHANISM, book, discriminatory_priced(book, k=k))
 
 
 def discriminatory(orders: Sequence[Order], *, k: Decimal = DEFAULT_K) -> ClearingResult:

@@ -36,11 +36,12 @@ import numpy as np
 from marketplace.clearing.book import (
     Book,
     Cross,
+    Priced,
     book_from_orders,
-    build_matches,
     cross,
     merit_order,
-    price_decimal,
+    price_segments,
+    result_of,
     walk_segments,
 )
 from marketplace.clearing.types import ClearingResult, Order
@@ -48,11 +49,11 @@ from marketplace.clearing.types import ClearingResult, Order
 MECHANISM = "order-trade-reduction"
 
 
-def order_trade_reduction_from_book(book: Book) -> ClearingResult:
-    """Clear an already converted book."""
+def order_trade_reduction_priced(book: Book) -> Priced | None:
+    """The trades of an already converted book in integer columns; None if nothing trades."""
     crossing = cross(book)
     if crossing.volume == 0:
-        return ClearingResult(MECHANISM, None, ())
+        return None
     marginal_buyer = int(crossing.seg_buyer[-1])
     marginal_seller = int(crossing.seg_seller[-1])
     b_perm = merit_order(book.buy, descending=True)
@@ -60,7 +61,7 @@ def order_trade_reduction_from_book(book: Book) -> ClearingResult:
     buyers = b_perm[: int(np.flatnonzero(b_perm == marginal_buyer)[0])]
     sellers = s_perm[: int(np.flatnonzero(s_perm == marginal_seller)[0])]
     if len(buyers) == 0 or len(sellers) == 0:
-        return ClearingResult(MECHANISM, None, ())
+        return None
     # Ration by time priority only, so an included order's price never changes what it gets.
     buyers = buyers[np.argsort(book.buy.priority[buyers])]
     sellers = sellers[np.argsort(book.sell.priority[sellers])]
@@ -80,8 +81,14 @@ def order_trade_reduction_from_book(book: Book) -> ClearingResult:
         next_bid=None,
         next_ask=None,
     )
-    matches, welfare = build_matches(book, pairing, price_ticks=bid, seller_price_ticks=ask)
-    return ClearingResult(MECHANISM, price_decimal(bid) if bid == ask else None, matches, welfare)
+    return price_segments(
+        pairing, price_ticks=bid, seller_price_ticks=ask, clearing_price=bid if bid == ask else None
+    )
+
+
+def order_trade_reduction_from_book(book: Book) -> ClearingResult:
+    """Clear an already converted book."""
+    return result_of(MECHANISM, book, order_trade_reduction_priced(book))
 
 
 def order_trade_reduction(orders: Sequence[Order]) -> ClearingResult:

@@ -15,20 +15,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from marketplace.clearing.book import Book, book_from_orders, build_matches, cross
+from marketplace.clearing.book import (
+    Book,
+    Priced,
+    book_from_orders,
+    cross,
+    price_segments,
+    result_of,
+)
 from marketplace.clearing.types import ClearingResult, Order
 
 MECHANISM = "pay-as-bid"
 
 
-def pay_as_bid_from_book(book: Book) -> ClearingResult:
-    """Clear an already converted book."""
+def pay_as_bid_priced(book: Book) -> Priced | None:
+    """The trades of an already converted book in integer columns; None if nothing trades."""
     crossing = cross(book)
     if crossing.volume == 0:
-        return ClearingResult(MECHANISM, None, ())
-    prices = book.buy.price[crossing.seg_buyer].tolist()
-    matches, welfare = build_matches(book, crossing, price_ticks=prices)
-    return ClearingResult(MECHANISM, None, matches, welfare)
+        return None
+    return price_segments(crossing, price_ticks=book.buy.price[crossing.seg_buyer])
+
+
+def pay_as_bid_from_book(book: Book) -> ClearingResult:
+    """Clear an already converted book."""
+    return result_of(MECHANISM, book, pay_as_bid_priced(book))
 
 
 def pay_as_bid(orders: Sequence[Order]) -> ClearingResult:

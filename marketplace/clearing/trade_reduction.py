@@ -41,10 +41,11 @@ from decimal import Decimal
 
 from marketplace.clearing.book import (
     Book,
+    Priced,
     book_from_orders,
-    build_matches,
     cross,
-    price_decimal,
+    price_segments,
+    result_of,
     round_to_tick,
 )
 from marketplace.clearing.types import ClearingResult, Order
@@ -52,30 +53,31 @@ from marketplace.clearing.types import ClearingResult, Order
 MECHANISM = "trade-reduction"
 
 
-def trade_reduction_from_book(book: Book) -> ClearingResult:
-    """Clear an already converted book."""
+def trade_reduction_priced(book: Book) -> Priced | None:
+    """The trades of an already converted book in integer columns; None if nothing trades."""
     crossing = cross(book)
     if crossing.volume == 0:
-        return ClearingResult(MECHANISM, None, ())
+        return None
     b_k, s_k = crossing.marginal_bid, crossing.marginal_ask
     if crossing.next_bid is not None and crossing.next_ask is not None:
         p0 = Decimal(crossing.next_bid + crossing.next_ask) / 2
         if s_k <= p0 <= b_k:
             ticks = round_to_tick(p0)
-            matches, welfare = build_matches(book, crossing, price_ticks=ticks)
-            return ClearingResult(MECHANISM, price_decimal(ticks), matches, welfare)
+            return price_segments(crossing, price_ticks=ticks, clearing_price=ticks)
     # Drop the marginal step: one milli-kWh off the last segment of the merit-order walk.
     quantities = crossing.seg_quantity.copy()
     quantities[-1] -= 1
     keep = len(quantities) if quantities[-1] > 0 else len(quantities) - 1
     if keep == 0:
-        return ClearingResult(MECHANISM, None, ())
+        return None
     reduced = dataclasses.replace(crossing, volume=crossing.volume - 1, seg_quantity=quantities)
     # Two prices (buyers b_k, sellers s_k), so there is no single clearing price to report.
-    matches, welfare = build_matches(
-        book, reduced, keep=keep, price_ticks=b_k, seller_price_ticks=s_k
-    )
-    return ClearingResult(MECHANISM, None, matches, welfare)
+    return price_segments(reduced, keep=keep, price_ticks=b_k, seller_price_ticks=s_k)
+
+
+def trade_reduction_from_book(book: Book) -> ClearingResult:
+    """Clear an already converted book."""
+    return result_of(MECHANISM, book, trade_reduction_priced(book))
 
 
 def trade_reduction(orders: Sequence[Order]) -> ClearingResult:

@@ -37,10 +37,11 @@ from decimal import Decimal
 from marketplace.clearing.book import (
     Book,
     Cross,
+    Priced,
     book_from_orders,
-    build_matches,
     cross,
-    price_decimal,
+    price_segments,
+    result_of,
     round_to_tick,
 )
 from marketplace.clearing.types import ClearingError, ClearingResult, Order
@@ -76,14 +77,18 @@ def uniform_price_ticks(crossing: Cross, *, k: Decimal) -> int:
     return round_to_tick(low + k * (high - low))
 
 
-def uniform_from_book(book: Book, *, k: Decimal = DEFAULT_K) -> ClearingResult:
-    """Clear an already converted book (the benchmark times this separately from conversion)."""
+def uniform_priced(book: Book, *, k: Decimal = DEFAULT_K) -> Priced | None:
+    """The trades of an already converted book in integer columns; None if nothing trades."""
     crossing = cross(book)
     if crossing.volume == 0:
-        return ClearingResult(MECHANISM, None, ())
+        return None
     ticks = uniform_price_ticks(crossing, k=k)
-    matches, welfare = build_matches(book, crossing, price_ticks=ticks)
-    return ClearingResult(MECHANISM, price_decimal(ticks), matches, welfare)
+    return price_segments(crossing, price_ticks=ticks, clearing_price=ticks)
+
+
+def uniform_from_book(book: Book, *, k: Decimal = DEFAULT_K) -> ClearingResult:
+    """Clear an already converted book (the benchmark times this separately from conversion)."""
+    return result_of(MECHANISM, book, uniform_priced(book, k=k))
 
 
 def uniform_price(orders: Sequence[Order], *, k: Decimal = DEFAULT_K) -> ClearingResult:

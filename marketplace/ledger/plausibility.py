@@ -31,6 +31,26 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class ReadingHistory:
+    """What the checks use of a meter's recent accepted readings: how many, and the highest of
+    each column (a database can compute it without sending the readings themselves)."""
+
+    count: int
+    highest_imported_kwh: Decimal
+    highest_exported_kwh: Decimal
+
+    @classmethod
+    def of(cls, rows: Sequence[tuple[Decimal, Decimal]]) -> ReadingHistory:
+        """The summary of (imported, exported) readings."""
+        zero = Decimal("0")
+        return cls(
+            count=len(rows),
+            highest_imported_kwh=max((row[0] for row in rows), default=zero),
+            highest_exported_kwh=max((row[1] for row in rows), default=zero),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Finding:
     outcome: Outcome
     code: ErrorCode
@@ -44,12 +64,14 @@ def reading_check(
     import_capacity_kw: Decimal,
     export_capacity_kw: Decimal,
     hours: Decimal,
-    history: Sequence[tuple[Decimal, Decimal]],
+    history: Sequence[tuple[Decimal, Decimal]] | ReadingHistory,
 ) -> Finding | None:
     """The first thing wrong with a reading, or None if it may settle.
 
-    ``history``: the meter's recent accepted (imported, exported) readings, newest first.
+    ``history``: the meter's recent accepted (imported, exported) readings, newest first, or
+    their ``ReadingHistory``.
     """
+    summary = history if isinstance(history, ReadingHistory) else ReadingHistory.of(history)
     for name, value in (("imported_kwh", imported_kwh), ("exported_kwh", exported_kwh)):
         if value < 0:
             return Finding(
@@ -58,8 +80,8 @@ def reading_check(
                 f"{name} must not be negative ({value}).",
             )
     checks = (
-        ("imported_kwh", imported_kwh, import_capacity_kw, 0),
-        ("exported_kwh", exported_kwh, export_capacity_kw, 1),
+        ("imported_kwh", imported_kwh, import_capacity_kw, summary.highest_imported_kwh),
+        ("exported_kwh", exported_kwh, export_capacity_kw, summary.highest_exported_kwh),
     )
     for name, value, capacity_kw, _ in checks:
         limit = (capacity_kw * hours).quantize(KWH)
@@ -70,16 +92,15 @@ def reading_check(
                 f"{name} {value} is beyond the meter point's approved capacity "
                 f"({capacity_kw} kW x {hours.normalize()} h = {limit} kWh).",
             )
-    if len(history) < MIN_HISTORY:
+    if summary.count < MIN_HISTORY:
         return None
-    for name, value, capacity_kw, column in checks:
-        highest = max(row[column] for row in history)
+    for name, value, capacity_kw, highest in checks:
         floor = (capacity_kw * hours * JUMP_FLOOR_SHARE).quantize(KWH)
         if value > floor and value > highest * JUMP_FACTOR:
             return Finding(
                 Outcome.FLAGGED,
                 ErrorCode.READING_JUMP,
                 f"{name} {value} jumps above this meter's history (at most {highest} kWh in its "
-                f"last {len(history)} readings); it settles once a manager accepts it.",
+                f"last {summary.count} readings); it settles once a manager accepts it.",
             )
     return None

@@ -47,24 +47,29 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Any
+from itertools import repeat
+from typing import Any, NamedTuple
 
-from django.db.models import F
+import numpy as np
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import MeterPoint, MeterPointStatus
 from config.errors import ApplicationError, ErrorCode
-from config.sql import update_rows
+from config.sql import insert_rows, update_rows
 from marketplace.clearing import (
     COMMUNITY_RULES,
     K_MECHANISMS,
-    ClearingResult,
+    KWH_PLACES,
+    PRICE_PLACES,
     Order,
+    OrderColumns,
     bilateral_accept,
-    clear,
-    grid_residual,
+    clear_columns,
+    price_decimal,
+    quantity_decimal,
 )
 from marketplace.clearing import Side as ClearingSide
 from marketplace.lock_objects import (
@@ -93,7 +98,6 @@ _POSTING_FIELDS = (
     "pk", "membership_id", "meter_point_id", "side", "quantity_kwh", "allocated_kwh",
     "limit_price_per_kwh", "auto_accept_best_bids", "submitted_at", "flexible",
 )  # fmt: skip
-_BATCH = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +182,27 @@ class _Open:
         )
 
 
+class NewTrade(NamedTuple):
+    """A trade clearing decided, as the row it inserts (``Trade``'s attribute names): thousands
+    are written per interval, and a model instance each would cost more than the insert."""
+
+    interval_id: int
+    source: str
+    sequence: int
+    buyer_id: int | None
+    seller_id: int | None
+    buyer_meter_point_id: int | None
+    seller_meter_point_id: int | None
+    posting_id: int | None
+    bid_id: int | None
+    buyer_flexible: bool
+    quantity_kwh: Decimal
+    price_per_kwh: Decimal
+    seller_price_per_kwh: Decimal
+    orders_submitted_at: datetime
+    created_at: datetime
+
+
 def _trade(
     *,
     interval: Interval,
@@ -192,24 +217,24 @@ def _trade(
     submitted_at: datetime,
     bid: tuple[Any, ...] | None = None,
     posting_id: int | None = None,
-) -> Trade:
-    return Trade(
-        interval=interval,
-        source=source,
-        sequence=sequence,
-        buyer_id=buyer.membership_id if buyer else None,
-        seller_id=seller.membership_id if seller else None,
-        buyer_meter_point_id=buyer.meter_point_id if buyer else None,
-        seller_meter_point_id=seller.meter_point_id if seller else None,
-        posting_id=posting_id,
-        bid_id=bid[0] if bid else None,
+) -> NewTrade:
+    return NewTrade(
+        interval.pk,
+        source,
+        sequence,
+        buyer.membership_id if buyer else None,
+        seller.membership_id if seller else None,
+        buyer.meter_point_id if buyer else None,
+        seller.meter_point_id if seller else None,
+        posting_id,
+        bid[0] if bid else None,
         # A bid is never a flexible purchase; a buy posting says whether it is.
-        buyer_flexible=bool(buyer is not None and buyer.flexible),
-        quantity_kwh=quantity,
-        price_per_kwh=price,
-        seller_price_per_kwh=seller_price,
-        orders_submitted_at=submitted_at,
-        created_at=now,
+        bool(buyer is not None and buyer.flexible),
+        quantity,
+        price,
+        seller_price,
+        submitted_at,
+        now,
     )
 
 
@@ -250,9 +275,9 @@ def _bilateral_step(
     bids_by_posting: dict[int, list[tuple[Any, ...]]],
     first_sequence: int,
     now: datetime,
-) -> tuple[list[Trade], list[Bid]]:
+) -> tuple[list[NewTrade], list[Bid]]:
     """Auto-accept the best pending bids on postings that asked for it."""
-    trades: list[Trade] = []
+    trades: list[NewTrade] = []
     accepted: list[Bid] = []
     sequence = first_sequence
     for posting_id, rows in bids_by_posting.items():
@@ -313,10 +338,10 @@ class _Book:
 class _Outcome:
     """What clearing decided, before anything is written."""
 
-    bilateral: list[Trade]
+    bilateral: list[NewTrade]
     accepted: list[Bid]
-    pool: list[Trade] = field(default_factory=list)
-    grid: list[Trade] = field(default_factory=list)
+    pool: list[NewTrade] = field(default_factory=list)
+    grid: list[NewTrade] = field(default_factory=list)
     mechanism: str | None = None
     price: Decimal | None = None
     surplus: Decimal = ZERO
@@ -359,10 +384,16 @@ def exclusion_reason(
     return ""
 
 
-def _connections(ids: set[int]) -> dict[int, Connection]:
+def _connections(interval_id: int) -> dict[int, Connection]:
+    """The meter points of the interval's open postings and pending bids: one query with
+    subqueries, since a list of 10,000 ids as parameters costs the driver a second to send."""
+    postings = Posting.objects.filter(interval_id=interval_id, status=PostingStatus.OPEN)
+    bids = Bid.objects.filter(posting__interval_id=interval_id, status=BidStatus.PENDING)
     return {
         pk: Connection(status == MeterPointStatus.APPROVED, imported, exported)
-        for pk, status, imported, exported in MeterPoint.objects.filter(pk__in=ids)
+        for pk, status, imported, exported in MeterPoint.objects.filter(
+            Q(pk__in=postings.values("meter_point_id")) | Q(pk__in=bids.values("meter_point_id"))
+        )
         .order_by()
         .values_list("pk", "status", "import_capacity_kw", "export_capacity_kw")
     }
@@ -370,10 +401,7 @@ def _connections(ids: set[int]) -> dict[int, Connection]:
 
 def _exclude(locked: Interval, book: _Book) -> None:
     """Take out of the book every order clearing cannot take (see ``exclusion_reason``)."""
-    ids = {p.meter_point_id for p in book.postings.values()} | {
-        row[3] for rows in book.bids_by_posting.values() for row in rows
-    }
-    connections = _connections(ids)
+    connections = _connections(locked.pk)
     hours = locked.hours
     for pk, posting in list(book.postings.items()):
         reason = exclusion_reason(
@@ -452,16 +480,29 @@ def _clear(book: _Book, now: datetime) -> _Outcome:
         return outcome
     if structure == MarketStructure.COMPOSITE:
         parties.update(_pending_bids(book, outcome))
-    orders = [party.order(party.remaining) for party in parties.values()]
     k = (
         rules.pricing_k
         if rules.pricing_rule == PricingRule.K_PRICING and mechanism in K_MECHANISMS
         else None
     )
-    result = clear(mechanism, orders, k=k)
-    outcome.price, outcome.surplus = result.price, result.surplus
-    for sequence, match in enumerate(result.trades, start=1):
-        buyer, seller = parties[match.buyer], parties[match.seller]
+    members = list(parties.values())
+    columns = _order_columns(members, list(parties))
+    matched = clear_columns(mechanism, columns, k=k)
+    outcome.price = matched.price_decimal
+    outcome.surplus = Decimal(
+        int((matched.quantity * (matched.price - matched.seller_price)).sum())
+    ).scaleb(-(KWH_PLACES + PRICE_PLACES))
+    # Decimals only for what is written: once per distinct quantity and price of the trades.
+    kwh = {q: quantity_decimal(q) for q in set(matched.quantity.tolist())}
+    price_of = {
+        t: price_decimal(t) for t in {*matched.price.tolist(), *matched.seller_price.tolist()}
+    }
+    for sequence, (b, s, q, price, seller_price) in enumerate(
+        zip(matched.buyer.tolist(), matched.seller.tolist(), matched.quantity.tolist(),
+            matched.price.tolist(), matched.seller_price.tolist(), strict=True),
+        start=1,
+    ):  # fmt: skip
+        buyer, seller = members[b], members[s]
         outcome.pool.append(
             _trade(
                 interval=interval,
@@ -469,24 +510,61 @@ def _clear(book: _Book, now: datetime) -> _Outcome:
                 sequence=sequence,
                 buyer=buyer,
                 seller=seller,
-                quantity=match.quantity,
-                price=match.price,
-                seller_price=match.seller_price,
+                quantity=kwh[q],
+                price=price_of[price],
+                seller_price=price_of[seller_price],
                 now=now,
                 submitted_at=max(buyer.submitted_at, seller.submitted_at),
             )
         )
-    outcome.pooled_bids = _pooled_bid_fills(parties, result, now)
-    residual = grid_residual(
-        orders, result, retail=rules.retail_tariff, feed_in=rules.feed_in_tariff
-    )
-    # Only postings go to the grid: a bid's limit stands, so its unfilled rest lapses.
-    residual = tuple(rest for rest in residual if rest.order_id.startswith("p"))
-    for sequence, rest in enumerate(residual, start=1):
-        member = parties[rest.order_id]
-        buying = rest.side == ClearingSide.BUY
-        _grid_trade(outcome, interval, sequence, member, buying, rest.quantity, rest.price, now)
+    filled = matched.filled(len(members)).tolist()
+    outcome.pooled_bids = [
+        Bid(pk=m.pk, accepted_kwh=quantity_decimal(f), status=BidStatus.POOLED, decided_at=now)
+        for m, f in sorted(
+            ((m, f) for m, f in zip(members, filled, strict=True) if isinstance(m, _PooledBid)),
+            key=lambda pair: pair[0].pk,
+        )
+        if f > 0
+    ]
+    # What peers did not take goes to the grid, in input order (``grid_residual``'s rule) and
+    # only for postings: a bid's limit stands, so its unfilled rest lapses.
+    sequence = 0
+    for m, total, f in zip(members, columns.quantity.tolist(), filled, strict=True):
+        if total > f and not isinstance(m, _PooledBid):
+            sequence += 1
+            buying = m.side == ClearingSide.BUY
+            tariff = rules.retail_tariff if buying else rules.feed_in_tariff
+            left = quantity_decimal(total - f)
+            _grid_trade(outcome, interval, sequence, m, buying, left, tariff, now)
     return outcome
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _order_columns(members: list[_Open], keys: list[str]) -> OrderColumns:
+    """The pool's book as integer columns, converted once: remaining kWh and limits are exact
+    multiples of 0.001 and 0.0001 (the database columns' places), so scaling is exact.
+
+    The tiebreak among equal submission times is the order of the keys (``order_key``: bids
+    before postings, then by pk), as the Decimal API would break it by id.
+    """
+    n = len(members)
+    remaining = [m.quantity - m.allocated for m in members]
+    limits = [m.limit for m in members]
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.argsort(np.array(keys, dtype=str), kind="stable")] = np.arange(n, dtype=np.int64)
+    return OrderColumns(
+        is_buy=np.fromiter((m.side == ClearingSide.BUY for m in members), np.bool_, count=n),
+        quantity=np.fromiter(map(int, map(Decimal.scaleb, remaining, repeat(KWH_PLACES))),
+                             np.int64, count=n),
+        price=np.fromiter(map(int, map(Decimal.scaleb, limits, repeat(PRICE_PLACES))),
+                          np.int64, count=n),
+        submitted_us=np.fromiter(((m.submitted_at - _EPOCH) // _MICROSECOND for m in members),
+                                 np.int64, count=n),
+        tiebreak=rank,
+    )  # fmt: skip
 
 
 def _grid_trade(
@@ -531,20 +609,6 @@ def _pending_bids(book: _Book, outcome: _Outcome) -> dict[str, _Open]:
                 side = ClearingSide.BUY if row[7] == ClearingSide.SELL else ClearingSide.SELL
                 pending[order_key("b", row[0])] = _PooledBid(row, side)
     return pending
-
-
-def _pooled_bid_fills(
-    parties: dict[str, _Open], result: ClearingResult, now: datetime
-) -> list[Bid]:
-    filled: dict[int, Decimal] = defaultdict(lambda: ZERO)
-    for match in result.trades:
-        for key in (match.buyer, match.seller):
-            if key.startswith("b"):
-                filled[parties[key].pk] += match.quantity
-    return [
-        Bid(pk=pk, accepted_kwh=kwh, status=BidStatus.POOLED, decided_at=now)
-        for pk, kwh in sorted(filled.items())
-    ]
 
 
 def _tick(price: Decimal | None, rounding: str) -> Decimal:
@@ -653,7 +717,7 @@ def _write(book: _Book, outcome: _Outcome, now: datetime) -> int:
         Posting.objects.filter(interval_id=interval_id, status=PostingStatus.OPEN).update(
             status=PostingStatus.CLOSED
         )
-    Trade.objects.bulk_create(outcome.bilateral + outcome.pool + outcome.grid, batch_size=_BATCH)
+    insert_rows(Trade, NewTrade._fields, outcome.bilateral + outcome.pool + outcome.grid)
     return expired
 
 

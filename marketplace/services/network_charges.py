@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from accounts.models import MeterPoint
 from config.sql import update_rows
 from grid.models import GridModel
 from grid.network_use import NetworkUse
@@ -84,37 +83,33 @@ def trade_network_uses_set(*, interval: Interval) -> int:
     if grid_model is None:
         return 0
     use = grid_model_network_use(grid_model)
+    # Plain rows with the meter points' buses joined in: no model instance per trade and no
+    # list of meter point ids sent back as parameters.
     trades = list(
-        Trade.objects.filter(interval=interval).only(
-            "pk", "source", "buyer_id", "seller_id", "buyer_meter_point_id", "seller_meter_point_id"
+        Trade.objects.filter(interval=interval)
+        .order_by()
+        .values_list(
+            "pk", "source", "buyer_id", "seller_id", "buyer_meter_point__bus",
+            "seller_meter_point__bus",
         )
-    )
-    meter_ids = {
-        mp for t in trades for mp in (t.buyer_meter_point_id, t.seller_meter_point_id) if mp
-    }
-    bus_of = {
-        pk: bus if bus in use.position else None
-        for pk, bus in MeterPoint.objects.filter(pk__in=meter_ids).values_list("pk", "bus")
-    }
+    )  # fmt: skip
+
+    def bus(value: int | None) -> int | None:
+        return value if value in use.position else None
+
     uses = side_uses_many(
         use,
         [
-            (
-                t.source,
-                (t.buyer_id is not None, bus_of.get(t.buyer_meter_point_id or 0)),
-                (t.seller_id is not None, bus_of.get(t.seller_meter_point_id or 0)),
-            )
-            for t in trades
+            (source, (buyer is not None, bus(buyer_bus)), (seller is not None, bus(seller_bus)))
+            for _, source, buyer, seller, buyer_bus, seller_bus in trades
         ],
     )
-    for trade, (buyer_use, seller_use) in zip(trades, uses, strict=True):
-        trade.buyer_network_use, trade.seller_network_use = buyer_use, seller_use
     update_rows(
         Trade,
         ["buyer_network_use", "seller_network_use"],
-        [(t.pk, t.buyer_network_use, t.seller_network_use) for t in trades],
+        [(row[0], *pair) for row, pair in zip(trades, uses, strict=True)],
     )
-    return sum(1 for t in trades if t.buyer_network_use is not None or t.seller_network_use)
+    return sum(1 for buyer_use, seller_use in uses if buyer_use is not None or seller_use)
 
 
 def network_charge_per_kwh(rules: MarketRules, use: Decimal | None) -> Decimal:

@@ -3,6 +3,8 @@ and modifying them before gate closure."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -10,15 +12,18 @@ from django.utils import timezone
 
 from accounts.models import Membership, MeterPoint
 from config.errors import ApplicationError, ErrorCode
+from config.sql import insert_rows
 from config.transactions import action_transaction
 from marketplace.lock_objects import (
     lock_interval,
     lock_meter_point_with_membership,
+    lock_meter_points_with_membership,
     lock_posting,
     share_lock_interval,
 )
 from marketplace.models import Bid, BidStatus, Interval, Posting, PostingStatus, Side
 from marketplace.services.board_checks import (
+    ZERO,
     check_capacity,
     check_interval_open,
     check_member_may_trade,
@@ -29,9 +34,54 @@ from marketplace.services.board_checks import (
     check_price_in_band,
     check_quantity_positive,
     check_same_community,
+    committed_kwh_of_interval,
     to_decimal,
 )
 from units import KWH, PRICE
+
+
+def _parse_posting(
+    *,
+    side: str,
+    quantity_kwh: Decimal | str | int,
+    limit_price_per_kwh: Decimal | str | int,
+    flexible: bool,
+) -> tuple[Decimal, Decimal]:
+    """The checks a posting passes before any lock: its side, quantity, price and flexibility."""
+    if side not in Side.values:
+        raise ApplicationError(ErrorCode.UNKNOWN_CHOICE, "Choose buy or sell.", field="side")
+    quantity = to_decimal(quantity_kwh, field="quantity_kwh", quantum=KWH)
+    price = to_decimal(limit_price_per_kwh, field="limit_price_per_kwh", quantum=PRICE)
+    check_quantity_positive(quantity)
+    if flexible and side == Side.SELL:
+        raise ApplicationError(
+            ErrorCode.NOT_FLEXIBLE,
+            "Only a request (buy) can be flexible; an offer can always be curtailed.",
+            field="flexible",
+        )
+    return quantity, price
+
+
+def _check_locked(
+    *,
+    membership: Membership,
+    meter_point: MeterPoint,
+    member: Membership,
+    has_grid: bool,
+    interval: Interval,
+    price: Decimal,
+    now: datetime,
+) -> None:
+    """The checks a posting passes under the interval's and its meter point's locks (all but
+    the capacity, which needs what the meter point already committed)."""
+    # The membership read is the meter point's; it must still be the caller's.
+    check_meter_point(membership, meter_point)
+    check_meter_point_approved(meter_point)
+    check_placed(meter_point, community_has_grid=has_grid)
+    check_member_may_trade(member)
+    check_same_community(member, interval)
+    check_interval_open(interval, now)
+    check_price_in_band(price, interval.rules, field="limit_price_per_kwh")
 
 
 def posting_create(
@@ -63,18 +113,13 @@ def posting_create(
     interval nor next to what the member posted themselves.
     """
     now = now or timezone.now()
-    if side not in Side.values:
-        raise ApplicationError(ErrorCode.UNKNOWN_CHOICE, "Choose buy or sell.", field="side")
-    quantity = to_decimal(quantity_kwh, field="quantity_kwh", quantum=KWH)
-    price = to_decimal(limit_price_per_kwh, field="limit_price_per_kwh", quantum=PRICE)
-    check_quantity_positive(quantity)
+    quantity, price = _parse_posting(
+        side=side,
+        quantity_kwh=quantity_kwh,
+        limit_price_per_kwh=limit_price_per_kwh,
+        flexible=flexible,
+    )
     check_meter_point(membership, meter_point)
-    if flexible and side == Side.SELL:
-        raise ApplicationError(
-            ErrorCode.NOT_FLEXIBLE,
-            "Only a request (buy) can be flexible; an offer can always be curtailed.",
-            field="flexible",
-        )
     with action_transaction():
         # Lock order: interval, then meter point. The interval lock orders us against the
         # pipeline's gate closure, so a posting is either in before the gate or refused; it is
@@ -82,14 +127,15 @@ def posting_create(
         # lock serialises its own postings and bids, which the capacity check needs.
         locked_interval = share_lock_interval(interval.pk)
         locked_meter_point, member, has_grid = lock_meter_point_with_membership(meter_point.pk)
-        # The membership read is the meter point's; it must still be the caller's.
-        check_meter_point(membership, locked_meter_point)
-        check_meter_point_approved(locked_meter_point)
-        check_placed(locked_meter_point, community_has_grid=has_grid)
-        check_member_may_trade(member)
-        check_same_community(member, locked_interval)
-        check_interval_open(locked_interval, now)
-        check_price_in_band(price, locked_interval.rules, field="limit_price_per_kwh")
+        _check_locked(
+            membership=membership,
+            meter_point=locked_meter_point,
+            member=member,
+            has_grid=has_grid,
+            interval=locked_interval,
+            price=price,
+            now=now,
+        )
         if autopilot:
             check_no_orders_yet(meter_point_id=locked_meter_point.pk, interval=locked_interval)
         check_capacity(
@@ -110,6 +156,164 @@ def posting_create(
             autopilot=autopilot,
             submitted_at=now,
         )
+
+
+@dataclass(frozen=True)
+class PostingRequest:
+    """One posting of a batch: the arguments ``posting_create`` takes for it."""
+
+    membership: Membership
+    meter_point: MeterPoint
+    side: str
+    quantity_kwh: Decimal | str | int
+    limit_price_per_kwh: Decimal | str | int
+    auto_accept_best_bids: bool = True
+    flexible: bool = False
+
+
+@dataclass(frozen=True)
+class PostingOutcome:
+    """What became of one request: its posting, or the error ``posting_create`` would raise."""
+
+    request: PostingRequest
+    posting: Posting | None = None
+    error: ApplicationError | None = None
+
+
+def postings_create_batch(
+    *,
+    interval: Interval,
+    requests: Sequence[PostingRequest],
+    now: datetime | None = None,
+) -> list[PostingOutcome]:
+    """Many postings into one interval in one transaction, by ``posting_create``'s rules.
+
+    For a program that posts for many meter points at once (the simulation's households):
+    each request passes exactly the checks ``posting_create`` makes, in the same order and under
+    the same locks (the interval shared, then every meter point of the batch by ascending id),
+    and is refused on its own with the error ``posting_create`` would raise; the others are
+    kept. Requests for the same meter point count against its capacity in turn, as separate
+    calls would. The postings go in with one bulk insert, submitted at ``now``, in the order of
+    ``requests``. An autopilot does not post through here: it posts one meter point at a time,
+    with its own check (``posting_create(autopilot=True)``).
+    """
+    now = now or timezone.now()
+    outcomes: list[PostingOutcome | None] = [None] * len(requests)
+    parsed: dict[int, tuple[Decimal, Decimal]] = {}
+    for index, request in enumerate(requests):
+        try:
+            parsed[index] = _parse_posting(
+                side=request.side,
+                quantity_kwh=request.quantity_kwh,
+                limit_price_per_kwh=request.limit_price_per_kwh,
+                flexible=request.flexible,
+            )
+            check_meter_point(request.membership, request.meter_point)
+        except ApplicationError as exc:
+            outcomes[index] = PostingOutcome(request, error=exc)
+    with action_transaction():
+        locked_interval = share_lock_interval(interval.pk)
+        locked = lock_meter_points_with_membership(
+            {requests[index].meter_point.pk for index in parsed}
+        )
+        committed = committed_kwh_of_interval(
+            meter_point_ids=list(locked), interval_id=locked_interval.pk
+        )
+        new: list[tuple[int, Posting]] = []
+        for index, (quantity, price) in parsed.items():
+            request = requests[index]
+            try:
+                if request.meter_point.pk not in locked:
+                    raise ApplicationError(
+                        ErrorCode.NOT_FOUND, "Unknown meter point.", field="meter_point"
+                    )
+                locked_meter_point, member, has_grid = locked[request.meter_point.pk]
+                _check_locked(
+                    membership=request.membership,
+                    meter_point=locked_meter_point,
+                    member=member,
+                    has_grid=has_grid,
+                    interval=locked_interval,
+                    price=price,
+                    now=now,
+                )
+                key = (locked_meter_point.pk, request.side)
+                used = committed.get(key, ZERO)
+                check_capacity(
+                    meter_point=locked_meter_point,
+                    interval=locked_interval,
+                    side=request.side,
+                    quantity_kwh=quantity,
+                    used_kwh=used,
+                )
+            except ApplicationError as exc:
+                outcomes[index] = PostingOutcome(request, error=exc)
+                continue
+            committed[key] = used + quantity
+            new.append(
+                (
+                    index,
+                    Posting(
+                        interval=locked_interval,
+                        membership_id=member.pk,
+                        meter_point_id=locked_meter_point.pk,
+                        side=request.side,
+                        quantity_kwh=quantity,
+                        limit_price_per_kwh=price,
+                        auto_accept_best_bids=request.auto_accept_best_bids,
+                        flexible=request.flexible,
+                        autopilot=False,
+                        submitted_at=now,
+                    ),
+                )
+            )
+        _insert_postings([posting for _, posting in new], interval_id=locked_interval.pk)
+        for index, posting in new:
+            outcomes[index] = PostingOutcome(requests[index], posting=posting)
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+_POSTING_COLUMNS = (
+    "interval_id",
+    "membership_id",
+    "meter_point_id",
+    "side",
+    "quantity_kwh",
+    "limit_price_per_kwh",
+    "auto_accept_best_bids",
+    "flexible",
+    "autopilot",
+    "submitted_at",
+)
+
+
+def _insert_postings(postings: list[Posting], *, interval_id: int) -> None:
+    """Insert new postings in one statement (``config.sql.insert_rows``) and give them their ids.
+
+    The instances' own fields are written; every other column gets its default, as a save
+    would give it. The ids are read back as the interval's newest postings of these meter
+    points: the caller holds every one of their locks, so no one else can have posted for them
+    since, and the inserted rows draw their ids in order.
+    """
+    if not postings:
+        return
+    insert_rows(
+        Posting,
+        _POSTING_COLUMNS,
+        [[getattr(posting, name) for name in _POSTING_COLUMNS] for posting in postings],
+    )
+    ids = list(
+        Posting.objects.filter(
+            interval_id=interval_id,
+            meter_point_id__in={posting.meter_point_id for posting in postings},
+        )
+        .order_by("-pk")
+        .values_list("pk", flat=True)[: len(postings)]
+    )
+    for posting, pk in zip(postings, reversed(ids), strict=True):
+        posting.pk = pk
+        posting.exclusion_reason = ""  # the column's database default
+        posting._state.adding = False
 
 
 def posting_cancel(

@@ -98,7 +98,8 @@ def test_the_form_and_the_api_refuse_like_the_parser() -> None:
     for written in (0.1, " 2.500 ", "2.5000", "02.5", "1e3", ".5"):
         with pytest.raises(serializers.ValidationError) as in_api:
             api_field.run_validation(written)
-        assert in_api.value.get_codes()[0] in {"not_a_number", "max_decimal_places"}, written
+        codes = in_api.value.get_codes()
+        assert codes in (["not_a_number"], ["max_decimal_places"]), written
 
 
 @settings(max_examples=400, deadline=None)

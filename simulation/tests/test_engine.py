@@ -63,6 +63,32 @@ def test_report_totals_equal_the_ledger(outcome, tmp_path) -> None:
     assert (tmp_path / "members.csv").read_text().count("\n") == 5
 
 
+def test_every_home_is_settled_on_its_readings_even_without_a_posting(outcome) -> None:
+    """The homes exist before the simulated period, so settlement expects every one's readings
+    (a home that posted nothing in an interval still pays for what it metered)."""
+    from django.db.models import Sum
+
+    from marketplace.ledger.models import MeterReading, Settlement
+
+    ran = Interval.objects.filter(
+        community=outcome.community, start__in=[r.start for r in outcome.records]
+    )
+    homes = len(outcome.participants)
+    for interval in ran:
+        settled = Settlement.objects.filter(interval=interval)
+        assert settled.count() == homes
+        read = MeterReading.objects.filter(interval=interval).aggregate(
+            i=Sum("imported_kwh"), e=Sum("exported_kwh")
+        )
+        booked = settled.aggregate(i=Sum("metered_import_kwh"), e=Sum("metered_export_kwh"))
+        assert (booked["i"], booked["e"]) == (read["i"], read["e"])
+    # A home with nothing to post in an interval (a flat whose battery covers it) is settled.
+    posted = Posting.objects.filter(interval__in=ran).count()
+    assert posted <= homes * ran.count()
+    for participant in outcome.participants:
+        assert participant.meter_point.created_at < outcome.scenario.start
+
+
 def test_the_same_seed_gives_the_same_report(outcome) -> None:
     again = simulation_run(scenario=scenario_parse(NOON))
     first, second = report_build(outcome), report_build(again)

@@ -46,7 +46,14 @@
   }
   document.addEventListener("htmx:beforeRequest", function (event) {
     var source = event.detail.elt;
-    if (!source || !source.hasAttribute("data-board-poll")) { return; }
+    if (!source) { return; }
+    // A page in a background tab does not poll ([data-poll-visible]); here rather than as an
+    // htmx trigger filter, which htmx would evaluate as code the Content-Security-Policy refuses.
+    if (source.hasAttribute("data-poll-visible") && document.visibilityState !== "visible") {
+      event.preventDefault();
+      return;
+    }
+    if (!source.hasAttribute("data-board-poll")) { return; }
     var board = document.getElementById("board-main");
     if (board && editing(board)) { event.preventDefault(); }
   });

@@ -43,6 +43,7 @@ from django.db.models import Q, Sum
 
 from accounts.models import Membership, MembershipStatus, MeterPoint, MeterPointStatus
 from config.errors import ApplicationError, ErrorCode
+from config.sql import insert_rows
 from grid.models import GridCheckResult
 from marketplace.ledger.lock_objects import lock_ledger_chain
 from marketplace.ledger.models import (
@@ -61,6 +62,7 @@ from marketplace.ledger.services.ledger import (
     LedgerLine,
     ledger_account_for_community,
     ledger_account_for_member,
+    ledger_accounts_for_members,
     ledger_post,
 )
 from marketplace.ledger.services.region import region_lines
@@ -397,10 +399,7 @@ def interval_settle(*, interval: Interval, now: datetime) -> SettlementResult:
         for membership_id in shares:
             energy.setdefault(membership_id, MemberEnergy())
         memberships = Membership.objects.in_bulk(list(energy))
-        member_account = {
-            pk: ledger_account_for_member(membership=membership)
-            for pk, membership in memberships.items()
-        }
+        member_account = ledger_accounts_for_members(memberships=memberships.values())
         grid = ledger_account_for_community(community=interval.community, kind=AccountKind.GRID)
         fee = ledger_account_for_community(community=interval.community, kind=AccountKind.FEE)
         lines = _trade_lines(
@@ -435,22 +434,36 @@ def interval_settle(*, interval: Interval, now: datetime) -> SettlementResult:
             interval=interval,
             now=now,
         )
-        Settlement.objects.bulk_create(
+        # One COPY for a thousand members' rows (config.sql.insert_rows), not bulk_create.
+        insert_rows(
+            Settlement,
+            (
+                "interval_id",
+                "membership_id",
+                "transaction_id",
+                "confirmed_bought_kwh",
+                "confirmed_sold_kwh",
+                "metered_import_kwh",
+                "metered_export_kwh",
+                "imbalance_kwh",
+                "estimated",
+                "settled_at",
+            ),
             [
-                Settlement(
-                    interval=interval,
-                    membership_id=membership_id,
-                    transaction=ledger_transaction,
-                    confirmed_bought_kwh=member.bought_kwh,
-                    confirmed_sold_kwh=member.sold_kwh,
-                    metered_import_kwh=member.imported_kwh,
-                    metered_export_kwh=member.exported_kwh,
-                    imbalance_kwh=member.imbalance_kwh,
-                    estimated=member.estimated,
-                    settled_at=now,
-                )
+                [
+                    interval.pk,
+                    membership_id,
+                    ledger_transaction.pk,
+                    member.bought_kwh,
+                    member.sold_kwh,
+                    member.imported_kwh,
+                    member.exported_kwh,
+                    member.imbalance_kwh,
+                    member.estimated,
+                    now,
+                ]
                 for membership_id, member in sorted(energy.items())
-            ]
+            ],
         )
     return SettlementResult(
         interval.pk,

@@ -151,3 +151,51 @@ def test_simulated_readings_follow_the_schedule_and_are_stored_once(interval, al
     assert Decimal("1.8") <= by_member[alice.meter_point.pk].exported_kwh <= Decimal("2.2")
     assert Decimal("1.8") <= by_member[bob.meter_point.pk].imported_kwh <= Decimal("2.2")
     assert readings_simulate(interval=interval, noise=Decimal("0.1"), seed=7) == []
+
+
+def test_the_batch_history_summary_is_the_listed_history_summarised(
+    community, intervals, alice, bob, manager, monkeypatch
+):
+    from marketplace.ledger.plausibility import ReadingHistory
+    from marketplace.ledger.services import readings
+
+    # A short window so that it is full: only the newest HISTORY_READINGS count.
+    monkeypatch.setattr(readings, "HISTORY_READINGS", 4)
+    ordered = sorted(intervals, key=lambda i: i.start)[:7]
+    for k, interval in enumerate(ordered):
+        meter_readings_submit(
+            submitted_by=manager,
+            readings=[
+                {**reading(alice, f"{0.5 * k + 0.5}", "0.1"), "interval": interval.pk},
+                {**reading(bob, "0.2", f"{0.5 * (7 - k)}"), "interval": interval.pk},
+            ],
+            now=after_end(ordered[-1]),
+        )
+    # A correction supersedes alice's newest reading: the old version leaves her history.
+    meter_readings_submit(
+        submitted_by=manager,
+        readings=[{**reading(alice, "0.3", "0.1"), "interval": ordered[-1].pk}],
+        now=after_end(ordered[-1]),
+    )
+    summaries = readings._history_summaries([alice.meter_point.pk, bob.meter_point.pk])
+    for who in (alice, bob):
+        listed = readings._history(who.meter_point.pk)
+        assert len(listed) == 4
+        assert summaries[who.meter_point.pk] == ReadingHistory.of(listed)
+    # Alice's newest four: 0.3 (the correction of 3.5), 3.0, 2.5, 2.0; bob's 2.0 down to 0.5.
+    assert summaries[alice.meter_point.pk].highest_imported_kwh == Decimal("3.0")
+    assert summaries[bob.meter_point.pk].highest_exported_kwh == Decimal("2.0")
+
+
+def test_a_batch_of_many_meters_costs_a_few_statements(
+    community, intervals, manager, django_assert_max_num_queries
+):
+    homes = [member_before(community) for _ in range(12)]
+    first, second = sorted(intervals, key=lambda i: i.start)[:2]
+    rows = [{**reading(h, "0.5", "0"), "interval": first.pk} for h in homes]
+    meter_readings_submit(submitted_by=manager, readings=rows, now=after_end(second))
+    rows = [{**reading(h, "0.4", "0.1"), "interval": second.pk} for h in homes]
+    with django_assert_max_num_queries(12):
+        report = meter_readings_submit(submitted_by=manager, readings=rows, now=after_end(second))
+    assert len(report.accepted) == 12
+    assert MeterReading.objects.filter(interval=second).count() == 12

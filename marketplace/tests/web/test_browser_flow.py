@@ -1,19 +1,22 @@
 """End to end in Debian's chromium: join, get approved, post, bid, accept, advance, see the trade.
 
-The first prosumer does everything a newcomer does through the pages (sign up, ask to join, meter
-point, post an offer); the manager's approval is the service call the admin action makes. A
-second prosumer, set up through the services, bids in the browser; the first accepts; the
-pipeline's own command advances the interval past delivery; both see the confirmed trade.
+The first prosumer does everything a newcomer does through the pages (sign up and follow the
+mailed link, ask to join, meter point, post an offer); the manager's approval is the service call
+the admin action makes. A second prosumer, set up through the services, bids in the browser; the
+first accepts; the pipeline's own command advances the interval past delivery; both see the
+confirmed trade.
 Screenshots of the main pages go to test-artifacts/screenshots/ for review.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.core import mail
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -32,6 +35,14 @@ from marketplace.services.postings import posting_create
 
 PASSWORD = "Sunny-roof-2026!"
 SLUG = "sonnenweg"
+
+
+def sign_up_link_from_mail(email: str) -> str:
+    """The path of the confirmation link in the last mail to ``email`` (the test's mailbox)."""
+    message = [m for m in mail.outbox if email in m.to][-1]
+    match = re.search(r"https?://[^/\s]+(/accounts/signup/confirm/\S+/)", str(message.body))
+    assert match, message.body
+    return match.group(1)
 
 
 def _sign_in(page: Any, email: str) -> None:
@@ -61,6 +72,9 @@ def test_two_prosumers_trade_through_the_pages(browser: Any, live_server: Any, p
     # --- The first prosumer joins through the pages ------------------------------------------
     page.goto("/accounts/signup/")
     page.fill("#id_email", "anna@sonnenweg.test")
+    page.click("main button[type=submit]")
+    page.wait_for_url("**/accounts/signup/sent/")
+    page.goto(sign_up_link_from_mail("anna@sonnenweg.test"))
     page.fill("#id_display_name", "Anna Example")
     page.fill("#id_password1", PASSWORD)
     page.fill("#id_password2", PASSWORD)

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0005_metering_source'),
+        ('accounts', '0006_sign_up_request'),
     ]
 
     operations = [
