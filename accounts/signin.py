@@ -53,7 +53,13 @@ def _count(key: str, now: float) -> int:
 
 
 def _lock(key: str, until: float) -> None:
-    RateCounter.objects.update_or_create(key=key, defaults={"count": 0, "expires_at": until})
+    # One upsert: two failures locking at once must not collide on the unique key.
+    sql = (
+        f"INSERT INTO {_table()} (key, count, expires_at) VALUES (%s, 0, %s) "  # noqa: S608
+        "ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key, until])
 
 
 def _locked_until(key: str, now: float) -> float | None:
@@ -115,7 +121,9 @@ def attempt_begin(*, email: str, ip_address: str | None) -> bool:
         taken = _increment(current, ttl=2 * WINDOW_SECONDS, now=now) + _count(previous, now)
         if taken > MAX_FAILURES:
             allowed = False
-    return allowed
+    # A lock set while this slot was taken: its failure cleared the counters after setting the
+    # lock, so a slot taken from the fresh count must still see the lock and not be used.
+    return allowed and not locked_for_seconds(email=email, ip_address=ip_address)
 
 
 def failure_register(*, email: str, ip_address: str | None) -> bool:
@@ -126,7 +134,7 @@ def failure_register(*, email: str, ip_address: str | None) -> bool:
         current, previous = _count_keys(kind, value, now)
         if _count(current, now) + _count(previous, now) >= MAX_FAILURES:
             _lock(_lock_key(kind, value), now + LOCK_SECONDS)
-            # A fresh count once the lock ends.
+            # A fresh count once the lock ends (the lock first: see ``attempt_begin``).
             RateCounter.objects.filter(key__in=[current, previous]).delete()
             locked = True
     return locked
