@@ -256,7 +256,9 @@ class SignUpRequest(models.Model):
 
     The sign-up form takes only an address, so it stores nothing secret and answers the same
     whether the address has an account; the account (name, password) is made from the mailed
-    link by whoever controls the address. Used once (``confirmed_at``), expiring with the link.
+    link by whoever controls the address. Used once (``confirmed_at``, and ``user`` the account
+    it made), expiring with the link. A sign-up for an address that had an account already is
+    recorded too (``user`` that account, never confirmed), so both cases write the same rows.
     """
 
     email = models.EmailField()

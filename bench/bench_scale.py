@@ -21,8 +21,10 @@ confirmed. The lag per interval is its confirmation moment minus its gate closur
 
 *month*: ``--month-communities`` communities, ``--month-days`` of 15-minute intervals with two
 matching orders in every interval, replayed through ``advance_intervals`` (gate closure, clearing,
-grid check, confirmation, settlement after the settlement window); then every interval must be
-settled and ``ledger_verify`` must pass.
+grid check, confirmation, settlement after the settlement window) in ``--month-processes``
+processes, each replaying one ``--shard`` of the communities, with progress every 15 s; then
+every interval must be settled and ``ledger_verify`` must pass. ``--month-members`` gives the
+replay small communities of its own.
 
 The communities have no grid model, so the grid step records "no grid model" without a power
 flow: this benchmark measures the platform's own work (tick, queues, locks, clearing,
@@ -50,6 +52,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 from bench.common import (  # noqa: E402
     RESULTS,
+    RUN_ID,
     BenchWorker,
     load_now,
     machine,
@@ -327,10 +330,13 @@ def run_workers(
 
 
 # --- Part 3: a month replayed --------------------------------------------------------------------
-def run_month(communities: list[Any], days: int) -> dict[str, Any]:
-    from io import StringIO
+def run_month(
+    communities: list[Any], days: float, database: str, processes: int = 1
+) -> dict[str, Any]:
+    import resource
+    import subprocess
 
-    from django.core.management import call_command
+    from django.db.models import Max
 
     from accounts.models import MeterPoint
     from marketplace.ledger.services.verification import ledger_verify
@@ -368,24 +374,60 @@ def run_month(communities: list[Any], days: int) -> dict[str, Any]:
                         submitted_at=interval.gate_closure_at - timedelta(minutes=10))
             )  # fmt: skip
     Posting.objects.bulk_create(postings, batch_size=5000)
-    progress(f"month: {len(intervals):,} intervals, {len(postings):,} postings; replaying ...")
+    progress(
+        f"month: {len(intervals):,} intervals, {len(postings):,} postings; replaying in "
+        f"{processes} process(es), one shard of the communities each ..."
+    )
     load = load_now()
+    first, last = min(i.pk for i in intervals), max(i.pk for i in intervals)
+    ours = Interval.objects.filter(pk__gte=first, pk__lte=last)
+    target = datetime.now(UTC).isoformat()
+    environment = dict(os.environ, PEERGRID_DATABASE_NAME=database, LOG_LEVEL="WARNING")
+    logs = [Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-month-{RUN_ID}-{k}.log"  # noqa: S108
+            for k in range(processes)]  # fmt: skip
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    out = StringIO()
-    call_command("advance_intervals", "--now", datetime.now(UTC).isoformat(), stdout=out)
+    children = []
+    for k in range(processes):
+        shard = ["--shard", f"{k}/{processes}"] if processes > 1 else []
+        command = [sys.executable, "manage.py", "advance_intervals", "--now", target, *shard]
+        errors = logs[k].with_suffix(".err").open("w")
+        children.append(
+            subprocess.Popen(
+                command, cwd=ROOT, env=environment, stdout=logs[k].open("w"), stderr=errors
+            )
+        )
+    while any(child.poll() is None for child in children):
+        time.sleep(15)
+        settled = ours.filter(state=IntervalState.SETTLED).count()
+        clock = ours.exclude(state=IntervalState.OPEN).aggregate(at=Max("start"))["at"]
+        seconds = time.perf_counter() - started
+        progress(
+            f"month: {settled:,} of {len(intervals):,} settled after {seconds:.0f} s "
+            f"({settled / seconds:.1f}/s); clock at {clock or start:%Y-%m-%d %H:%M}; "
+            f"{load_now()}"
+        )
     seconds = time.perf_counter() - started
-    pks = [i.pk for i in intervals]
-    not_settled = Interval.objects.filter(pk__in=pks).exclude(state=IntervalState.SETTLED).count()
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    failed = [k for k, child in enumerate(children) if child.returncode != 0]
+    not_settled = ours.exclude(state=IntervalState.SETTLED).count()
     verification = ledger_verify()
+    if failed:
+        for k in failed:
+            print(logs[k].with_suffix(".err").read_text()[-4000:], file=sys.stderr)
+        raise SystemExit(f"month: replaying process(es) {failed} failed; nothing written")
     result = {
         "communities": len(communities), "days": days, "intervals": len(intervals),
-        "seconds": seconds, "not_settled": not_settled, "ledger_ok": verification.ok,
-        "entries": verification.entries_checked, "load": load,
-        "report": out.getvalue().strip(),
+        "seconds": seconds, "cpu_s": cpu, "processes": processes, "failed": failed,
+        "not_settled": not_settled, "ledger_ok": verification.ok,
+        "entries": verification.entries_checked, "load": load, "load_end": load_now(),
+        "report": "\n".join(log.read_text().strip() for log in logs),
     }  # fmt: skip
     progress(
-        f"month: replayed in {seconds:.0f} s ({len(intervals) / seconds:.0f} intervals/s); "
-        f"{not_settled} not settled; ledger {'verified' if verification.ok else 'BROKEN'} "
+        f"month: replayed in {seconds:.0f} s, {cpu:.0f} s CPU in the replaying processes "
+        f"({(len(intervals) - not_settled) / seconds:.1f} intervals settled/s); {not_settled} "
+        f"not settled; ledger {'verified' if verification.ok else 'BROKEN'} "
         f"({verification.entries_checked:,} entries)"
     )
     return result
@@ -455,20 +497,40 @@ def write_results(about: str, members: int, ticks: list[Any], plans: str, worker
                 MONTH_HEADING,
                 "",
                 f"`python bench/bench_scale.py --parts month` on PostgreSQL and Redis. Machine: "
-                f"{about}. {month['communities']} communities x {month['days']} days = "
+                f"{about}. {month['communities']} communities x {month['days']:g} days = "
                 f"{month['intervals']:,} intervals of 15 minutes, two matching orders each, "
-                f"replayed by `advance_intervals` in {month['seconds']:.0f} s "
-                f"({month['intervals'] / month['seconds']:.1f} intervals/s; real time needs "
-                f"{month['communities'] / 900:.2f}/s); {month['load']} at the start. Intervals "
+                f"replayed by `advance_intervals` in {month['processes']} process(es) (one "
+                f"`--shard` of the communities each) in {month['seconds']:.0f} s wall, "
+                f"{month['cpu_s']:.0f} s CPU of the replaying processes (PostgreSQL's not "
+                f"counted): {_settled_rate(month):.1f} intervals settled/s (real time "
+                f"needs {month['communities'] / 900:.2f}/s); {month['load']} at the start, "
+                f"{month['load_end']} at the end. Intervals "
                 f"not settled at the end: **{month['not_settled']}**; `ledger_verify`: "
                 f"**{'verified' if month['ledger_ok'] else 'FAILED'}** over "
-                f"{month['entries']:,} entries.",
+                f"{month['entries']:,} entries.{_month_extrapolation(month)}",
                 "",
                 "```",
                 month["report"],
                 "```",
             ]) + "\n",
         )  # fmt: skip
+
+
+def _settled_rate(month: dict[str, Any]) -> float:
+    return float(month["intervals"] - month["not_settled"]) / month["seconds"]
+
+
+def _month_extrapolation(month: dict[str, Any]) -> str:
+    """For a complete run shorter than 30 days: what a month would take at the rate measured."""
+    if month["days"] >= 30 or month["not_settled"] or not _settled_rate(month):
+        return ""
+    intervals = month["communities"] * 30 * 96
+    hours = intervals / _settled_rate(month) / 3600
+    return (
+        f" **Not a month**: {month['days']:g} of 30 days ran. *Extrapolated, not measured*: "
+        f"a month for {month['communities']} communities ({intervals:,} intervals) at this "
+        f"rate would take about {hours:.1f} h on this machine at this load."
+    )
 
 
 def main() -> int:
@@ -481,7 +543,19 @@ def main() -> int:
         help="communities in the worker part (default: all of the largest size)",
     )  # fmt: skip
     parser.add_argument("--month-communities", type=int, default=100)
-    parser.add_argument("--month-days", type=int, default=30)
+    parser.add_argument("--month-days", type=float, default=30)
+    parser.add_argument(
+        "--month-processes",
+        type=int,
+        default=2,
+        help="replaying processes, each one --shard of the communities",
+    )
+    parser.add_argument(
+        "--month-members",
+        type=int,
+        default=None,
+        help="members per community in the month part (default: --members)",
+    )
     parser.add_argument("--parts", nargs="+", default=["tick", "workers", "month"],
                         choices=["tick", "workers", "month"])  # fmt: skip
     parser.add_argument("--no-write", action="store_true")
@@ -513,7 +587,12 @@ def main() -> int:
             chosen = built[: min(args.worker_communities, sizes[-1])]
             workers = run_workers(database, chosen, args.members, args.workers)
         if "month" in args.parts:
-            month = run_month(built[: args.month_communities], args.month_days)
+            if args.month_members is not None:
+                # Small communities of their own for the replay.
+                chosen = build_communities(len(built), args.month_communities, args.month_members)
+            else:
+                chosen = built[: args.month_communities]
+            month = run_month(chosen, args.month_days, database, args.month_processes)
     if not args.no_write:
         write_results(about, args.members, ticks, plans, workers, month)
         progress(f"wrote {RESULTS.relative_to(ROOT)}")

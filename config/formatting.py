@@ -191,3 +191,34 @@ def curtailment_reason(technical: str) -> Reason:
         "until the network stays within its safe limits.",
         text,
     )
+
+
+# Why clearing left an order out (``marketplace.services.clearing.exclusion_reason``), in a
+# member's words. Posting refuses both cases, so a member meets them only when the manager sent
+# a meter point back to approval, or lowered its capacity, after the order was posted.
+_PLAIN_EXCLUSIONS = (
+    (
+        re.compile(r"not approved"),
+        "your meter point was not approved by your community's manager when the gate closed "
+        "(only approved meter points trade)",
+    ),
+    (
+        re.compile(r"approved capacity"),
+        "it asked for more energy than your meter point's approved connection carries in one "
+        "interval",
+    ),
+)
+
+
+def exclusion_reason(technical: str) -> Reason:
+    """The member-language reason an order was excluded at clearing, with clearing's own words."""
+    text = technical.strip()
+    because = next(
+        (plain for pattern, plain in _PLAIN_EXCLUSIONS if pattern.search(text.lower())),
+        "clearing could not take it",
+    )
+    return Reason(
+        f"This order was left out of clearing because {because}. Nothing was bought or sold "
+        "for it and no money moved; the rest of the interval cleared as usual.",
+        text,
+    )

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections import OrderedDict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -45,9 +47,40 @@ MAX_NETWORK_JSON_CHARS = 50_000_000
 # Parsed nets per worker process, keyed by (grid model pk, uploaded_at): parsing pandapower JSON
 # costs 50-500 ms, more than the power flow itself. A new upload changes uploaded_at, so a stale
 # entry is never used; nothing changes a cached net (the compiled network works on a copy).
-_NET_CACHE: dict[tuple[int, datetime], Any] = {}
+# Least recently used goes first, and the size is a setting: a worker that serves more
+# communities than its cache holds re-parses a network on every interval even though it never
+# changed (with first-in-first-out and 32 entries, every one of 33 communities in turn missed).
+_NET_CACHE: OrderedDict[tuple[int, datetime], Any] = OrderedDict()
 _NET_CACHE_LOCK = threading.Lock()
-_NET_CACHE_SIZE = 32
+DEFAULT_NETWORK_CACHE_SIZE = 128
+# Hits and misses of the prepared networks' cache in this process (for benchmarks and tests).
+NETWORK_CACHE_STATS = {"hits": 0, "misses": 0}
+
+# The columns a grid check needs of a grid model whose network is cached: not the network's
+# JSON nor its profiles (megabytes for a SimBench grid), which load only on a miss.
+GRID_MODEL_HEAVY_FIELDS = ("network_json", "profiles_csv")
+
+
+def network_cache_size() -> int:
+    """How many networks a process keeps parsed and prepared (``PEERGRID_NETWORK_CACHE_SIZE``):
+    at least the communities its queue shard serves."""
+    return max(1, int(getattr(settings, "PEERGRID_NETWORK_CACHE_SIZE", DEFAULT_NETWORK_CACHE_SIZE)))
+
+
+def _lru_get(cache: OrderedDict[Any, Any], key: Any) -> Any:
+    with _NET_CACHE_LOCK:
+        value = cache.get(key)
+        if value is not None:
+            cache.move_to_end(key)
+        return value
+
+
+def _lru_put(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+    with _NET_CACHE_LOCK:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > network_cache_size():
+            cache.popitem(last=False)
 
 
 def network_load_reference(name: str) -> Any:
@@ -128,7 +161,7 @@ def grid_model_save(
             },
         )
     key = (grid_model.pk, grid_model.uploaded_at)
-    _cache_put(key, net)
+    _lru_put(_NET_CACHE, key, net)
     _network_put(key, network)
     return grid_model
 
@@ -148,42 +181,35 @@ def grid_model_upload(*, community: Community, json_text: str, profiles_csv: str
     )
 
 
-def _cache_put(key: tuple[int, datetime], net: Any) -> None:
-    with _NET_CACHE_LOCK:
-        if len(_NET_CACHE) >= _NET_CACHE_SIZE:
-            _NET_CACHE.pop(next(iter(_NET_CACHE)))
-        _NET_CACHE[key] = net
-
-
 def grid_model_net(grid_model: GridModel) -> Any:
     """The parsed pandapower net of a grid model, from this process's cache when possible.
 
     Callers must not modify it.
     """
     key = (grid_model.pk, grid_model.uploaded_at)
-    with _NET_CACHE_LOCK:
-        net = _NET_CACHE.get(key)
+    net = _lru_get(_NET_CACHE, key)
     if net is None:
         net = network_from_json(grid_model.network_json)
         # The check deep-copies the net on every run; an upload's time series would ride along.
         net.pop("profiles", None)
-        _cache_put(key, net)
+        _lru_put(_NET_CACHE, key, net)
     return net
 
 
 # Prepared networks per worker process, keyed like the parsed nets: compiling the admittance
 # matrices and the profile tables costs 20-200 ms, the check itself a few.
-_NETWORK_CACHE: dict[tuple[int, datetime], GridNetwork] = {}
+_NETWORK_CACHE: OrderedDict[tuple[int, datetime], GridNetwork] = OrderedDict()
 
 
 def grid_network(grid_model: GridModel) -> GridNetwork:
     """The grid model's network ready for ``grid_check``: compiled once per upload and process,
     with its profiles (uploaded CSV, SimBench's own, or the standard household and PV ones)."""
     key = (grid_model.pk, grid_model.uploaded_at)
-    with _NET_CACHE_LOCK:
-        network = _NETWORK_CACHE.get(key)
+    network = _lru_get(_NETWORK_CACHE, key)
     if network is not None:
+        NETWORK_CACHE_STATS["hits"] += 1
         return network
+    NETWORK_CACHE_STATS["misses"] += 1
     net = grid_model_net(grid_model)
     network = network_prepare(
         net, reference_name=grid_model.reference_name, profiles_csv=grid_model.profiles_csv
@@ -194,17 +220,17 @@ def grid_network(grid_model: GridModel) -> GridNetwork:
 
 def _network_put(key: tuple[int, datetime], network: GridNetwork) -> None:
     with _NET_CACHE_LOCK:
-        if len(_NETWORK_CACHE) >= _NET_CACHE_SIZE:
-            # The evicted network may be frozen (below): back to the collector, so it is freed.
-            gc.unfreeze()
-            _NETWORK_CACHE.pop(next(iter(_NETWORK_CACHE)))
-        _NETWORK_CACHE[key] = network
-        # A prepared network (hundreds of thousands of pandas and NumPy objects) lives as long
-        # as the process, like the modules loaded before it. Frozen out of the cyclic
-        # collector, they are not walked again by every full collection: at 10,000 prosumers
-        # one such collection in the grid step cost a quarter of a second of CPU. Whatever else
-        # was alive and later becomes cyclic garbage stays until the next eviction unfreezes.
-        gc.freeze()
+        evicting = key not in _NETWORK_CACHE and len(_NETWORK_CACHE) >= network_cache_size()
+    if evicting:
+        # The evicted network may be frozen (below): back to the collector, so it is freed.
+        gc.unfreeze()
+    _lru_put(_NETWORK_CACHE, key, network)
+    # A prepared network (hundreds of thousands of pandas and NumPy objects) lives as long as
+    # the process, like the modules loaded before it. Frozen out of the cyclic collector, they
+    # are not walked again by every full collection: at 10,000 prosumers one such collection in
+    # the grid step cost a quarter of a second of CPU. Whatever else was alive and later
+    # becomes cyclic garbage stays until the next eviction unfreezes.
+    gc.freeze()
 
 
 def network_prepare(net: Any, *, reference_name: str = "", profiles_csv: str = "") -> GridNetwork:

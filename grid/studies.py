@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,14 +20,13 @@ from typing import Any, TypeVar
 from grid.models import GridModel
 from grid.network_use import NetworkUse, network_use
 from grid.networks import bus_labels, connection_buses
-from grid.services import grid_model_net
+from grid.services import grid_model_net, network_cache_size
 from grid.strength import hostable_export_kw, short_circuit_mva
 
 T = TypeVar("T")
-_CACHE: dict[tuple[str, str], Any] = {}
-_DIGESTS: dict[tuple[int, datetime], str] = {}
+_CACHE: OrderedDict[tuple[str, str], Any] = OrderedDict()
+_DIGESTS: OrderedDict[tuple[int, datetime], str] = OrderedDict()
 _LOCK = threading.Lock()
-_CACHE_SIZE = 64
 
 
 def network_version(grid_model: GridModel) -> str:
@@ -34,26 +34,32 @@ def network_version(grid_model: GridModel) -> str:
     key = (grid_model.pk, grid_model.uploaded_at)
     with _LOCK:
         digest = _DIGESTS.get(key)
+        if digest is not None:
+            _DIGESTS.move_to_end(key)
     if digest is None:
         digest = hashlib.sha256(grid_model.network_json.encode()).hexdigest()
-        with _LOCK:
-            if len(_DIGESTS) >= _CACHE_SIZE:
-                _DIGESTS.pop(next(iter(_DIGESTS)))
-            _DIGESTS[key] = digest
+        _put(_DIGESTS, key, digest)
     return digest
+
+
+def _put(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+    # Least recently used first out, sized like the networks' cache (two studies per network).
+    with _LOCK:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > 2 * network_cache_size():
+            cache.popitem(last=False)
 
 
 def _cached(kind: str, grid_model: GridModel, compute: Callable[[], T]) -> T:
     key = (kind, network_version(grid_model))
     with _LOCK:
         if key in _CACHE:
+            _CACHE.move_to_end(key)
             found: T = _CACHE[key]
             return found
     value = compute()  # outside the lock: a slow study must not block other networks' reads
-    with _LOCK:
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = value
+    _put(_CACHE, key, value)
     return value
 
 

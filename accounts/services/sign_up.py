@@ -1,13 +1,14 @@
 """Sign-up by confirmed address: the form tells nobody whether an address has an account.
 
-The sign-up form takes only an email address, and every valid one gets the same page and the
-same kind of work (one audit row, one mail rendered and sent after commit): a new address a
-signed, expiring, single-use link to make its account (its name and password are chosen there,
-by whoever controls the address, so nothing secret is stored before that and nobody can
-pre-register someone else's address with a password they know); an address that has an account
-a mail saying someone tried to sign up with it, with the links to sign in and to reset the
-password. Only the confirmation page, which only the address's owner can open, may say that an
-account exists.
+The sign-up form takes only an email address, and every valid one gets the same page and
+the same work (a sign-up row and an audit row written, one mail rendered and sent after
+commit), so neither the answer nor its time tells. The mail
+differs: a new address gets a signed, expiring, single-use link to make its account (its name
+and password are chosen there, by whoever controls the address, so nothing secret is stored
+before that and nobody can pre-register someone else's address with a password they know); an
+address that has an account gets a mail saying someone tried to sign up with it, with the links
+to sign in and to reset the password. Only the confirmation page, which only the address's
+owner can open, may say that an account exists.
 """
 
 from __future__ import annotations
@@ -92,8 +93,11 @@ def sign_up_request(*, email: str, ip_address: str | None) -> None:
         SignUpRequest.objects.filter(requested_at__lt=now - SIGN_UP_LINK_MAX_AGE).delete()
         user = User.objects.filter(email__iexact=email).first()
         hours = int(SIGN_UP_LINK_MAX_AGE.total_seconds() // 3600)
+        # Both branches write the same rows, so the time taken does not tell them apart: the
+        # sign-up (for an address with an account it records the attempt, with that account,
+        # and no link to it is ever sent) and an audit event.
+        pending = SignUpRequest.objects.create(email=email, requested_at=now, user=user)
         if user is None:
-            pending = SignUpRequest.objects.create(email=email, requested_at=now)
             audit_record(kind="user.sign_up_requested", ip_address=ip_address, email=email)
             subject, body = _mail(
                 "sign_up_confirm", {"link": _absolute(sign_up_link(pending)), "hours": hours}

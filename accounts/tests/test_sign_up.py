@@ -69,6 +69,10 @@ def test_a_taken_and_a_free_address_get_the_same_answer(on_commit: Any) -> None:
     # Nothing was made or changed for the taken address; no account yet for the free one.
     assert User.objects.filter(email="bea@example.test").count() == 0
     assert User.objects.get(pk=taken.pk).check_password(factories.PASSWORD)
+    # The same rows either way (so the time taken tells nothing); the taken address's records
+    # the attempt against its account.
+    rows = dict(SignUpRequest.objects.values_list("email", "user"))
+    assert rows == {"ada@example.test": taken.pk, "bea@example.test": None}
     kinds = set(AuditEvent.objects.values_list("kind", flat=True))
     assert {"user.sign_up_requested", "user.sign_up_existing"} <= kinds
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pandapower as pp
 import pytest
 
 from accounts.services import meter_point_assign_bus
 from config.errors import ApplicationError, ErrorCode
+from grid import services as grid_services
 from grid.models import GridModel, NetworkSource
 from grid.networks import network_to_json, reference_network
 from grid.services import grid_model_net, grid_model_upload
@@ -86,3 +87,49 @@ def test_net_cache_follows_a_new_upload():
     again = grid_model_net(GridModel.objects.get(community=community))
     assert again is not first
     assert again.load.p_mw.sum() == pytest.approx(first.load.p_mw.sum() * 0.5)
+
+
+def test_network_cache_keeps_the_most_recently_used_networks(settings):
+    """More communities than the cache holds: the least recently used network goes, not the
+    oldest one (first-in-first-out evicted a community checked every interval, then re-parsed
+    it although its network never changed); the size is a setting."""
+    settings.PEERGRID_NETWORK_CACHE_SIZE = 2
+    models = [
+        GridModel.objects.get(community=community_with_homes(homes=0)[0]) for _ in range(3)
+    ]  # each saved one into the cache; the first is gone already
+    hot, warm, cold = models
+    stats = grid_services.NETWORK_CACHE_STATS
+    grid_services.grid_network(warm)
+    grid_services.grid_network(cold)
+    misses = stats["misses"]
+    grid_services.grid_network(hot)  # evicted by the third save: parsed again
+    assert stats["misses"] == misses + 1
+    for _ in range(3):  # hot is checked every interval, the others by turns
+        grid_services.grid_network(hot)
+        grid_services.grid_network(warm)
+        grid_services.grid_network(hot)
+        grid_services.grid_network(cold)
+    # Least recently used: hot never misses again; warm and cold take turns in the other place.
+    assert stats["misses"] == misses + 1 + 6
+    assert len(grid_services._NETWORK_CACHE) == 2
+    assert (hot.pk, hot.uploaded_at) in grid_services._NETWORK_CACHE
+
+
+def test_a_cached_network_is_not_read_from_the_database_again():
+    """The grid check reads a grid model's version, not its multi-megabyte JSON, while the
+    process has the network prepared."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from marketplace.services.grid_check import interval_grid_check
+    from marketplace.tests.pipeline.helpers import interval_at
+
+    community, _ = community_with_homes(homes=1)
+    interval_grid_check(interval=interval_at(community, START))  # the studies' first reading
+    interval = interval_at(community, START + timedelta(minutes=15))
+    with CaptureQueriesContext(connection) as queries:
+        interval_grid_check(interval=interval)
+    sql = " ".join(q["sql"] for q in queries)
+    assert "grid_gridmodel" in sql
+    assert "network_json" not in sql
+    assert "profiles_csv" not in sql

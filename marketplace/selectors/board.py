@@ -164,6 +164,21 @@ def my_postings(*, membership: Membership, interval: Interval | None = None) -> 
     )
 
 
+def my_excluded_postings(
+    *, membership: Membership, since: datetime | None = None, limit: int = 50
+) -> list[Posting]:
+    """The member's own postings clearing left out (``excluded``, with the reason), newest
+    interval first; from intervals starting at ``since`` or later when given."""
+    postings = Posting.objects.filter(membership=membership, status=PostingStatus.EXCLUDED)
+    if since is not None:
+        postings = postings.filter(interval__start__gte=since)
+    return list(
+        postings.select_related("interval", "meter_point").order_by(
+            "-interval__start", "-submitted_at", "-pk"
+        )[:limit]
+    )
+
+
 def bids_on_my_posting(*, membership: Membership, posting: Posting) -> QuerySet[Bid]:
     """The bids on one of the member's postings, best first, with the bidders' pseudonyms."""
     if posting.membership_id != membership.pk:

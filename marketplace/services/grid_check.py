@@ -66,7 +66,7 @@ from grid.check import (
 )
 from grid.losses import allocate_state_losses
 from grid.models import GridCheckResult, GridModel
-from grid.services import grid_network
+from grid.services import GRID_MODEL_HEAVY_FIELDS, grid_network
 from grid.studies import grid_model_short_circuit
 from marketplace.models import Interval, Trade
 from marketplace.selectors.forecasts import net_export_forecast_kw
@@ -185,7 +185,11 @@ def interval_grid_check(*, interval: Interval) -> GridCheckResult:
     ]
     scheduled_kwh = sum((row.quantity for row in rows), Decimal(0))
     GridCheckResult.objects.filter(interval=interval).delete()
-    grid_model = GridModel.objects.filter(community_id=interval.community_id).first()
+    grid_model = (
+        GridModel.objects.filter(community_id=interval.community_id)
+        .defer(*GRID_MODEL_HEAVY_FIELDS)
+        .first()
+    )
     if grid_model is None:
         # Nothing to check against: the trades go through uncurtailed and the page says why.
         return GridCheckResult.objects.create(

@@ -21,6 +21,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from config.sql import update_rows
 from grid.models import GridModel
 from grid.network_use import NetworkUse
+from grid.services import GRID_MODEL_HEAVY_FIELDS
 from grid.studies import grid_model_network_use
 from marketplace.models import Interval, MarketRules, NetworkChargeRule, Trade, TradeSource
 
@@ -79,7 +80,11 @@ def trade_network_uses_set(*, interval: Interval) -> int:
     """Set ``buyer_network_use``/``seller_network_use`` on the interval's trades; returns how
     many trades have a use. Does nothing without a grid model. Runs in the caller's transaction
     (the pipeline's grid step)."""
-    grid_model = GridModel.objects.filter(community_id=interval.community_id).first()
+    grid_model = (
+        GridModel.objects.filter(community_id=interval.community_id)
+        .defer(*GRID_MODEL_HEAVY_FIELDS)
+        .first()
+    )
     if grid_model is None:
         return 0
     use = grid_model_network_use(grid_model)

@@ -25,12 +25,17 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, Max, OuterRef, Q
+from django.db.models import Count, Exists, F, Max, OuterRef, Q
 from django.utils import timezone
 
+from config.sql import update_rows
 from marketplace.ledger.models import MeterReading
-from marketplace.ledger.services.settlement import interval_settle, settlement_window
-from marketplace.lock_objects import lock_interval
+from marketplace.ledger.services.settlement import (
+    awaiting_first_reading_condition,
+    interval_settle,
+    settlement_window,
+)
+from marketplace.lock_objects import lock_interval, lock_intervals
 from marketplace.models import Community, Interval, IntervalState, Trade
 from marketplace.services.regions import RegionPeriod, region_periods_due, regions_clear_due
 from notifications.events import Event, announce
@@ -227,6 +232,108 @@ def interval_advance(
         raise
     logger.info("interval %s: %s -> %s in %.3f s", interval_id, expected, to_state, seconds)
     return True
+
+
+# --- The same steps for many intervals at once (the command's replay) --------------------------
+# Gate closure and confirmation do the same small work for every interval, so a tick's worth of
+# them, across all communities, is one transaction of a fixed number of statements instead of a
+# transaction per interval; so is noting the settlements that still wait for their readings.
+# Each keeps ``interval_advance``'s compare-and-set: the intervals are locked (by ascending id)
+# and only those still in the step's starting state, with the step due, move.
+
+_STEP_FIELDS = ["state", "state_changed_at", "timings", "last_error", "failed_attempts"]
+
+
+def _locked_for_step(interval_ids: list[int], to_state: str, now: datetime) -> list[Interval]:
+    expected = PREVIOUS_STATE[to_state]
+    return [
+        interval
+        for interval in lock_intervals(interval_ids)
+        if interval.state == expected and _step_due(interval, to_state, now)
+    ]
+
+
+def _moved_rows(
+    intervals: list[Interval], to_state: str, now: datetime, seconds: float,
+    details: dict[int, dict[str, Any]],
+) -> list[tuple[Any, ...]]:  # fmt: skip
+    rows = []
+    for interval in intervals:
+        timings = dict(interval.timings or {})
+        timings[to_state] = {
+            "at": now.isoformat(), "seconds": seconds, **details.get(interval.pk, {})
+        }  # fmt: skip
+        rows.append((interval.pk, to_state, now, timings, "", 0))
+    return rows
+
+
+def intervals_close_gates(*, interval_ids: list[int], now: datetime) -> list[int]:
+    """Close the gates of these intervals that are open and past their gate closure, in one
+    transaction; returns the ids closed. (``_close_gate``'s work is the state change itself.)"""
+    if not interval_ids:
+        return []
+    started = time.perf_counter()
+    with transaction.atomic(durable=True):
+        closing = _locked_for_step(interval_ids, IntervalState.GATE_CLOSED, now)
+        seconds = round((time.perf_counter() - started) / max(len(closing), 1), 4)
+        rows = _moved_rows(closing, IntervalState.GATE_CLOSED, now, seconds, {})
+        update_rows(Interval, _STEP_FIELDS, rows)
+    return [interval.pk for interval in closing]
+
+
+def intervals_confirm(*, interval_ids: list[int], now: datetime) -> list[int]:
+    """Confirm these grid-checked intervals in one transaction, as ``_confirm`` does one: every
+    trade's confirmed energy is its quantity minus what the grid check curtailed. Returns the
+    ids confirmed."""
+    if not interval_ids:
+        return []
+    started = time.perf_counter()
+    with transaction.atomic(durable=True):
+        confirming = _locked_for_step(interval_ids, IntervalState.CONFIRMED, now)
+        ids = [interval.pk for interval in confirming]
+        counts = dict(
+            Trade.objects.filter(interval_id__in=ids)
+            .values("interval_id")
+            .annotate(trades=Count("pk"))
+            .values_list("interval_id", "trades")
+        )
+        # The intervals are locked, and every writer of a trade locks its interval first.
+        Trade.objects.filter(interval_id__in=ids).update(
+            confirmed_kwh=F("quantity_kwh") - F("curtailed_kwh")
+        )
+        seconds = round((time.perf_counter() - started) / max(len(ids), 1), 4)
+        details = {pk: {"trades": counts.get(pk, 0)} for pk in ids}
+        update_rows(
+            Interval, _STEP_FIELDS,
+            _moved_rows(confirming, IntervalState.CONFIRMED, now, seconds, details),
+        )  # fmt: skip
+        for pk in ids:
+            announce(Event.INTERVAL_CONFIRMED, pk)
+    return ids
+
+
+def settlements_note_waiting(*, interval_ids: list[int], now: datetime) -> set[int]:
+    """Of these confirmed intervals, the ones whose settlement surely waits for readings
+    (``awaiting_first_reading_condition``): noted as ``_settle`` notes them (no reading seen
+    yet), in one statement, without running the settlement. Returns their ids."""
+    if not interval_ids:
+        return set()
+    waiting = Interval.objects.filter(
+        awaiting_first_reading_condition(now),
+        pk__in=interval_ids,
+        state=IntervalState.CONFIRMED,
+        settlement_seen_reading__isnull=True,
+    )
+    with transaction.atomic(durable=True):
+        ids = set(waiting.select_for_update().values_list("pk", flat=True))
+        Interval.objects.filter(pk__in=ids).update(settlement_seen_reading=0)
+    return ids
+
+
+BATCHED_STEPS: dict[str, Callable[..., list[int]]] = {
+    IntervalState.GATE_CLOSED: intervals_close_gates,
+    IntervalState.CONFIRMED: intervals_confirm,
+}
 
 
 def _record_failure(
@@ -433,7 +540,10 @@ def intervals_advance_due(
 ) -> tuple[int, list[str]]:
     """Run every step due at ``now`` synchronously (the command and the tests).
 
-    Returns (steps done, errors). A failing interval is recorded and skipped; the others go on.
+    Gate closures and confirmations due run for all intervals at once, and settlements that
+    surely wait for readings are noted at once (see above); the other steps run one interval
+    at a time. Returns (steps done, errors). A failing interval is recorded and skipped; the
+    others go on.
     """
     done = 0
     errors: list[str] = []
@@ -452,7 +562,23 @@ def intervals_advance_due(
         if not due:
             break
         moved = 0
-        for step in due:
+        single: list[DueStep] = []
+        for to_state in (*BATCHED_STEPS, IntervalState.SETTLED):
+            ids = [s.interval_id for s in due if s.to_state == to_state]
+            try:
+                if to_state == IntervalState.SETTLED:
+                    handled = settlements_note_waiting(interval_ids=ids, now=now)
+                else:
+                    handled = set(BATCHED_STEPS[to_state](interval_ids=ids, now=now))
+                    moved += len(handled)
+            except Exception:
+                # One interval's step one at a time below, where its failure is its own.
+                logger.exception("steps to %s for %s intervals at once failed", to_state, len(ids))
+                handled = set()
+            single += [s for s in due if s.to_state == to_state and s.interval_id not in handled]
+        single += [s for s in due if s.to_state not in (*BATCHED_STEPS, IntervalState.SETTLED)]
+        position = {step: i for i, step in enumerate(due)}
+        for step in sorted(single, key=position.__getitem__):
             try:
                 if interval_advance(interval_id=step.interval_id, to_state=step.to_state, now=now):
                     moved += 1

@@ -75,3 +75,8 @@ def span_short(interval: Any, where: Any = None) -> str:
 @register.filter
 def plain_reason(technical: str) -> formatting.Reason:
     return formatting.curtailment_reason(technical or "")
+
+
+@register.filter
+def plain_exclusion(technical: str) -> formatting.Reason:
+    return formatting.exclusion_reason(technical or "")

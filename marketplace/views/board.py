@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -49,6 +49,7 @@ from marketplace.selectors.board import (
     board_postings,
     intervals_upcoming,
     my_bids,
+    my_excluded_postings,
     my_postings,
     order_book_depth,
 )
@@ -102,6 +103,11 @@ def _board_url(slug: str, interval: str, side: str) -> str:
     query = urlencode({k: v for k, v in (("interval", interval), ("side", side)) if v})
     url = reverse("marketplace:board", args=[slug])
     return f"{url}?{query}" if query else url
+
+
+# The board lists the member's orders clearing left out this long after their interval began
+# (My trades and History keep them longer).
+EXCLUDED_SHOWN_FOR = timedelta(hours=24)
 
 
 def board_context(request: HttpRequest, member: MemberView, given: BoardInput) -> dict[str, Any]:
@@ -271,6 +277,7 @@ def board_context(request: HttpRequest, member: MemberView, given: BoardInput) -
         "rows": rows,
         "own_rows": own_rows,
         "own_bids": own_bids,
+        "excluded": my_excluded_postings(membership=membership, since=now - EXCLUDED_SHOWN_FOR),
         "general_errors": general_errors,
         "posting_form": posting_form,
         "has_meter_point": bool(mp_choices),

@@ -24,7 +24,12 @@ from accounts.models import MembershipStatus
 from config.csv_export import csv_writer
 from marketplace.ledger.selectors import member_balance
 from marketplace.models import BidStatus, PostingStatus
-from marketplace.selectors.board import intervals_upcoming, my_bids, my_postings
+from marketplace.selectors.board import (
+    intervals_upcoming,
+    my_bids,
+    my_excluded_postings,
+    my_postings,
+)
 from marketplace.selectors.prosumer import (
     money_summary,
     my_loss_shares,
@@ -171,6 +176,7 @@ def trades(request: HttpRequest, slug: str) -> HttpResponse:
             "balance": member_balance(membership=member.membership),
             "summary": money_summary(membership=member.membership, today=today),
             "loss_shares": my_loss_shares(membership=member.membership),
+            "excluded": my_excluded_postings(membership=member.membership),
         },
     )
 
@@ -275,6 +281,9 @@ def history(request: HttpRequest, slug: str) -> HttpResponse:
                 feed_in_tariff=rules.feed_in_tariff,
             ),
             "currency": currency,
+            "excluded": my_excluded_postings(
+                membership=membership, since=timezone.now() - timedelta(days=HISTORY_DAYS)
+            ),
         },
     )
 

@@ -39,7 +39,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Exists, OuterRef, Q, Sum
 
 from accounts.models import Membership, MembershipStatus, MeterPoint, MeterPointStatus
 from config.errors import ApplicationError, ErrorCode
@@ -160,6 +160,27 @@ def expected_meter_points(interval: Interval, trades: list[Trade]) -> dict[int, 
             )
         )
     return expected
+
+
+def awaiting_first_reading_condition(now: datetime) -> Q:
+    """Intervals that ``interval_settle`` would surely answer "not yet" at ``now``, as one
+    condition over many intervals: inside the settlement window, no reading of the interval has
+    arrived (accepted or not), and some meter point must report (``expected_meter_points``: an
+    approved one of the community, or one named in a confirmed trade)."""
+    expected = MeterPoint.objects.filter(
+        membership__community_id=OuterRef("community_id"),
+        membership__status__in=[MembershipStatus.APPROVED, MembershipStatus.SUSPENDED],
+        status=MeterPointStatus.APPROVED,
+        created_at__lt=OuterRef("end"),
+    )
+    named = Trade.objects.filter(interval=OuterRef("pk"), confirmed_kwh__gt=0).filter(
+        Q(buyer_meter_point__isnull=False) | Q(seller_meter_point__isnull=False)
+    )
+    return (
+        Q(end__gt=now - settlement_window())
+        & ~Q(Exists(MeterReading.objects.filter(interval=OuterRef("pk"))))
+        & (Q(Exists(expected)) | Q(Exists(named)))
+    )
 
 
 def latest_readings(interval: Interval) -> dict[int, MeterReading]:

@@ -45,11 +45,25 @@ def parse_moment(text: str, *, now: datetime) -> datetime:
     return moment
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> (K, N) with 0 <= K < N."""
+    match = re.match(r"^(\d{1,4})/(\d{1,4})$", text.strip())
+    if not match or not 0 <= int(match.group(1)) < int(match.group(2)):
+        raise CommandError(f"--shard must be K/N with 0 <= K < N (e.g. 0/2), not {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
 class Command(BaseCommand):
     help = "Advance every interval that is due at --now (default: now) through the pipeline."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--community", metavar="SLUG", help="Only this community.")
+        parser.add_argument(
+            "--shard",
+            metavar="K/N",
+            help="Only the communities of shard K of N (community id mod N = K, as "
+            "PEERGRID_QUEUE_SHARDS routes them), so N processes can replay N shards at once.",
+        )
         parser.add_argument(
             "--now",
             metavar="MOMENT",
@@ -65,6 +79,9 @@ class Command(BaseCommand):
             communities = [c for c in communities if c.slug == options["community"]]
             if not communities:
                 raise CommandError(f"no community with slug {options['community']!r}")
+        if options["shard"]:
+            shard, shards = parse_shard(options["shard"])
+            communities = [c for c in communities if c.pk % shards == shard]
         moments = self._moments(target, communities)
         steps = 0
         posted = 0

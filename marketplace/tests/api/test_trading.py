@@ -298,6 +298,29 @@ def test_posting_query_count_is_pinned(api: Api, django_assert_max_num_queries: 
     assert len(sql) <= 6, sql
 
 
+def test_idempotent_posting_query_count_is_pinned(api: Api) -> None:
+    """The post as clients send it, with an ``Idempotency-Key``: the durable record costs one
+    insert before the work and one update after it, and nothing else (no read of the record)."""
+    client = api.bearer(api.full_token)
+    client.get("/api/v1/me/")  # the token's last use is written at most once a minute
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(
+            "/api/v1/postings/",
+            posting_body(api, quantity_kwh="0.100"),
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="pinned-1",
+        )
+    assert response.status_code == 201
+    sql = [q["sql"] for q in queries if "SAVEPOINT" not in q["sql"]]
+    record = [s for s in sql if "idempotencyrecord" in s]
+    assert len(record) == 2, record
+    assert "INSERT INTO" in record[0], record
+    assert record[1].startswith("UPDATE"), record
+    # The token with its user and role, the meter point, the interval lock, the meter point
+    # lock, the capacity sum, the posting's insert; plus the record's insert and update.
+    assert len(sql) == 8, sql
+
+
 def test_board_read_query_count_is_pinned(api: Api, django_assert_max_num_queries: Any) -> None:
     bob = api.bearer(api.bob_token)
     alice = api.bearer(api.full_token)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from io import StringIO
 from unittest import mock
 
 import pytest
-from django.core.management import CommandError
+from django.core.management import CommandError, call_command
 
 from accounts.models import MeterPoint
 from grid.models import GridCheckResult
 from marketplace.ledger.models import MeterReading, ReadingSource
-from marketplace.ledger.services.settlement import settlement_window
-from marketplace.management.commands.advance_intervals import parse_moment
+from marketplace.ledger.services.settlement import interval_settle, settlement_window
+from marketplace.management.commands.advance_intervals import parse_moment, parse_shard
 from marketplace.models import Community, Interval, IntervalState, Trade
 from marketplace.services import grid_check as grid_check_service
 from marketplace.services import pipeline
@@ -210,6 +211,33 @@ def test_advance_intervals_refuses_other_moments(text):
         parse_moment(text, now=datetime(2026, 6, 1, tzinfo=UTC))
 
 
+@pytest.mark.parametrize("text", ["2/2", "1", "a/2", "0/0", "-1/2"])
+def test_advance_intervals_refuses_other_shards(text):
+    with pytest.raises(CommandError, match="--shard"):
+        parse_shard(text)
+
+
+def test_advance_intervals_replays_only_its_shard(market):
+    """Two processes with --shard 0/2 and 1/2 together do what one does: each community is
+    advanced by exactly one of them (community id mod 2)."""
+    community, interval = market
+    other = community_create(name="Other", slug="other")
+    other_interval = interval_at(other, START)
+    shard = community.pk % 2
+    moment = (START + timedelta(minutes=1)).isoformat()
+    call_command("advance_intervals", "--now", moment, "--shard", f"{1 - shard}/2",
+                 stdout=StringIO())  # fmt: skip
+    interval.refresh_from_db()
+    other_interval.refresh_from_db()
+    assert interval.state == IntervalState.OPEN  # not this process's community
+    moved = IntervalState.CONFIRMED if other.pk % 2 != shard else IntervalState.OPEN
+    assert other_interval.state == moved
+    call_command("advance_intervals", "--now", moment, "--shard", f"{shard}/2", stdout=StringIO())
+    interval.refresh_from_db()
+    other_interval.refresh_from_db()
+    assert interval.state == other_interval.state == IntervalState.CONFIRMED
+
+
 # --- Beat's tick at scale: only what is due --------------------------------------------------
 def _communities(count):
     first = Community.objects.count()
@@ -340,5 +368,77 @@ def test_advancing_stops_when_a_round_moves_nothing(market):
     for to_state in ("gate_closed", "cleared", "grid_checked", "confirmed"):
         assert interval_advance(interval_id=interval.pk, to_state=to_state, now=AFTER_GATE)
     with mock.patch.object(pipeline, "interval_advance", return_value=False) as advance:
-        assert intervals_advance_due(now=interval.end) == (0, [])
+        assert intervals_advance_due(now=interval.end + settlement_window()) == (0, [])
     assert advance.call_count == 1  # one round, not max_rounds
+
+
+# --- Many intervals' steps at once (the command's replay) -------------------------------------
+def test_gate_closures_and_confirmations_of_a_tick_run_together(market):
+    """Across communities, the due gate closures are one transaction and the due confirmations
+    another; only clearing and the grid check run per interval; the result is the same."""
+    _, interval = market
+    other = community_create(name="Other", slug="other")
+    other_interval = interval_at(other, START)
+    with mock.patch.object(pipeline, "interval_advance", wraps=interval_advance) as advance:
+        done, errors = intervals_advance_due(now=AFTER_GATE)
+    assert errors == []
+    assert done == 8  # four steps each
+    assert sorted(c.kwargs["to_state"] for c in advance.call_args_list) == [
+        "cleared", "cleared", "grid_checked", "grid_checked",
+    ]  # fmt: skip
+    for each in (interval, other_interval):
+        each.refresh_from_db()
+        assert each.state == IntervalState.CONFIRMED
+        assert each.state_changed_at == AFTER_GATE
+        assert set(each.timings) >= {"gate_closed", "cleared", "grid_checked", "confirmed"}
+    trades = Trade.objects.filter(interval=interval)
+    assert interval.timings["confirmed"]["trades"] == trades.count() > 0
+    assert all(t.confirmed_kwh == t.quantity_kwh - t.curtailed_kwh for t in trades)
+    assert other_interval.timings["confirmed"]["trades"] == 0
+
+
+def test_batched_steps_keep_the_compare_and_set(market):
+    _, interval = market
+    # Before its gate: not closed. Closed twice: the second call closes nothing.
+    assert pipeline.intervals_close_gates(interval_ids=[interval.pk], now=BEFORE_GATE) == []
+    assert pipeline.intervals_close_gates(interval_ids=[interval.pk], now=AFTER_GATE) == [
+        interval.pk
+    ]
+    before = _snapshot(interval.pk)
+    assert pipeline.intervals_close_gates(interval_ids=[interval.pk], now=AFTER_GATE) == []
+    # Not grid-checked yet: not confirmed.
+    assert pipeline.intervals_confirm(interval_ids=[interval.pk], now=AFTER_GATE) == []
+    assert _snapshot(interval.pk) == before
+
+
+def test_settlements_waiting_for_readings_are_noted_together_and_settle_later(market):
+    community, interval = market
+    other = community_create(name="Other", slug="other")
+    other_interval = interval_at(other, START)  # no meter point: nothing to wait for
+    intervals_advance_due(now=AFTER_GATE)
+    end = interval.end
+    with mock.patch.object(pipeline, "interval_settle", wraps=interval_settle) as settle:
+        intervals_advance_due(now=end)
+    # The community with meter points waits (noted without running the settlement); the one
+    # without settles at once.
+    assert [c.kwargs["interval"].pk for c in settle.call_args_list] == [other_interval.pk]
+    interval.refresh_from_db()
+    other_interval.refresh_from_db()
+    assert (interval.state, interval.settlement_seen_reading) == (IntervalState.CONFIRMED, 0)
+    assert other_interval.state == IntervalState.SETTLED
+    assert intervals_due(now=end + timedelta(minutes=1)) == []
+    # A reading arrives: the full check runs (still waiting for the others' readings).
+    meter_point = MeterPoint.objects.filter(membership__community=community).earliest("pk")
+    MeterReading.objects.create(
+        meter_point=meter_point, interval=interval, imported_kwh=Decimal("0.5"),
+        exported_kwh=Decimal(0), source=ReadingSource.API,
+    )  # fmt: skip
+    with mock.patch.object(pipeline, "interval_settle", wraps=interval_settle) as settle:
+        intervals_advance_due(now=end + timedelta(minutes=2))
+    assert settle.call_count == 1
+    interval.refresh_from_db()
+    assert interval.state == IntervalState.CONFIRMED
+    assert interval.settlement_seen_reading > 0
+    intervals_advance_due(now=end + settlement_window())
+    interval.refresh_from_db()
+    assert interval.state == IntervalState.SETTLED

@@ -10,11 +10,14 @@ countdowns tick.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from marketplace.models import Community, Interval
+from accounts.models import Membership
+from conftest import save_screenshot
+from marketplace.models import Community, Interval, Posting, PostingStatus
 from marketplace.services.rules import current_rules
 from simulation.demo import DEMO_SLUG
 from simulation.management.commands.seed_demo import DEMO_PASSWORD, demo_email
@@ -95,9 +98,16 @@ def watched(browser: Any, live_server: Any) -> Any:
 
 
 @pytest.mark.browser
-def test_a_prosumers_pages_run_under_the_policy(
+def test_every_main_page_runs_under_the_policy(
     watched: Any, demo: tuple[Community, Interval]
 ) -> None:
+    """One demo community (seeding it is most of the time) for the three roles' pages."""
+    _a_prosumers_pages(watched, demo)
+    _the_regulators_dashboards(watched)
+    _the_admin(watched, demo)
+
+
+def _a_prosumers_pages(watched: Any, demo: tuple[Community, Interval]) -> None:
     from playwright.sync_api import expect
 
     community, _ = demo
@@ -136,6 +146,25 @@ def test_a_prosumers_pages_run_under_the_policy(
     expect(page.locator(".depth svg").first).to_be_visible()
     w.settle("board")
 
+    # An order clearing left out (what clearing writes; its own tests make it happen) shows on
+    # My trades with the reason, and clearing's words behind a click.
+    _, curtailed = demo
+    one = Membership.objects.get(user__email=demo_email("prosumer", 1), community=community)
+    excluded = Posting.objects.create(
+        interval=curtailed, membership=one, meter_point=one.meter_points.order_by("pk")[0],
+        side="sell", quantity_kwh=Decimal("1.250"), limit_price_per_kwh=Decimal("0.1500"),
+        status=PostingStatus.EXCLUDED,
+        exclusion_reason="Its meter point is not approved by the community manager.",
+    )  # fmt: skip
+    w.visit(f"{C}/trades/")
+    row = page.locator(f"#excluded-{excluded.pk}")
+    expect(row).to_contain_text("excluded")
+    expect(row).to_contain_text("was not approved by your community's manager")
+    row.locator("details.technical summary").click()
+    expect(row.locator("details.technical")).to_contain_text("Its meter point is not approved")
+    save_screenshot(page, "trades-excluded")
+    w.settle("trades with an excluded order")
+
     for path, visible in (
         (f"{C}/trades/", ".trades"),
         (f"{C}/history/", "main svg"),
@@ -148,6 +177,8 @@ def test_a_prosumers_pages_run_under_the_policy(
         (f"/ledger/statements/{DEMO_SLUG}/", "main ul a"),
         ("/help/glossary/", "main h1"),
         ("/api/docs/", "#swagger-ui .info"),
+        # The API answers JSON in a browser too (it has no HTML renderer), with the policy.
+        ("/api/v1/me/", "text=prosumer01@peergrid.local"),
     ):
         w.visit(path)
         expect(page.locator(visible).first).to_be_visible()
@@ -175,10 +206,7 @@ def test_a_prosumers_pages_run_under_the_policy(
     w.settle("404 page")
 
 
-@pytest.mark.browser
-def test_the_regulators_dashboards_run_under_the_policy(
-    watched: Any, demo: tuple[Community, Interval]
-) -> None:
+def _the_regulators_dashboards(watched: Any) -> None:
     from playwright.sync_api import expect
 
     w = watched()
@@ -194,8 +222,7 @@ def test_the_regulators_dashboards_run_under_the_policy(
         w.settle(path)
 
 
-@pytest.mark.browser
-def test_the_admin_runs_under_the_policy(watched: Any, demo: tuple[Community, Interval]) -> None:
+def _the_admin(watched: Any, demo: tuple[Community, Interval]) -> None:
     from playwright.sync_api import expect
 
     community, curtailed = demo
