@@ -273,3 +273,20 @@ class SignUpRequest(models.Model):
 
     def __str__(self) -> str:
         return f"sign-up of {self.email} at {self.requested_at:%Y-%m-%d %H:%M}"
+
+
+class RateCounter(models.Model):
+    """A counter with an expiry, for the sign-in and password-reset limits (``accounts.signin``).
+
+    In the database, not the cache: each attempt is one ``INSERT ... ON CONFLICT DO UPDATE SET
+    count = count + 1 ... RETURNING count``, atomic on PostgreSQL and SQLite alike, which the
+    embedded file cache's read-modify-write ``incr`` is not. A lock is a row whose
+    ``expires_at`` is its end. Times are seconds since the epoch, the throttle's own clock.
+    """
+
+    key = models.CharField(max_length=100, unique=True)
+    count = models.IntegerField(default=0)
+    expires_at = models.FloatField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.key} = {self.count}"

@@ -88,6 +88,7 @@ class ErrorCode(StrEnum):
     NOT_METERING_SOURCE = "not_metering_source"
     NEGATIVE_READING = "negative_reading"
     READING_JUMP = "reading_jump"
+    BAD_RANGE = "bad_range"
     LINK_INVALID = "link_invalid"
     LINK_EXPIRED = "link_expired"
     LINK_USED = "link_used"
@@ -110,6 +111,9 @@ MEANINGS: dict[ErrorCode, str] = {
         "The object is in a state that does not allow this (e.g. a decided bid)."
     ),
     ErrorCode.INTERVAL_CLOSED: "The interval's gate has closed; no more orders or decisions.",
+    ErrorCode.BAD_RANGE: (
+        "A from/to pair (days, times) in the wrong order or spanning more than allowed."
+    ),
     ErrorCode.OUT_OF_RANGE: "A number is outside its allowed range (not above 0, beyond the cap).",
     ErrorCode.OVER_CAPACITY: "The quantity exceeds the meter point's capacity for the interval.",
     ErrorCode.OWN_POSTING: "Members cannot bid on their own posting.",

@@ -292,6 +292,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 3600.0,
         "options": {"expires": 3000},
     },
+    # Sign-in and password-reset counters live for at most half an hour; drop the spent ones.
+    "rate-counters-expire": {
+        "task": "accounts.rate_counters_expire",
+        "schedule": 3600.0,
+        "options": {"expires": 3000},
+    },
     # Last month's statements: checked every six hours, told once per member and month.
     "statements-due": {
         "task": "notifications.statements_due",
@@ -328,6 +334,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Peer-to-peer electricity trading for energy communities.",
     "VERSION": "1.0.0",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "marketplace.api.schema.postprocess_constraints",
+    ],
     "SERVE_INCLUDE_SCHEMA": False,
     # Swagger UI and Redoc from the app's own static files: the docs work offline.
     "SWAGGER_UI_DIST": "SIDECAR",

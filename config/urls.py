@@ -37,6 +37,7 @@ redoc_policy = csp_update(
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("start/", views.landing, name="landing"),
     path("help/glossary/", views.glossary, name="glossary"),
     path("accounts/", include("accounts.urls")),

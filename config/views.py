@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -33,6 +34,12 @@ def landing(request: HttpRequest) -> HttpResponse:
     if not trades and (permissions.is_superuser(user) or permissions.manages_any_community(user)):
         return redirect("admin:index")
     return redirect("marketplace:dashboard_home")
+
+
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico on pages without an icon link (the API's JSON)."""
+    return redirect(static("favicon.svg"))
 
 
 def glossary(request: HttpRequest) -> HttpResponse:

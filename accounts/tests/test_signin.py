@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import sqlite3
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 import time_machine
-from django.conf import settings
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
@@ -17,10 +21,12 @@ from django.utils import timezone
 from accounts import signin
 from accounts.models import AuditEvent
 from accounts.tests import factories
+from conftest import requires_postgres
 
 pytestmark = pytest.mark.django_db
 
 LOCKED = "Too many failed sign-ins"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _sign_in(client: Client, email: str, password: str, ip: str = "10.0.0.1") -> Any:
@@ -95,9 +101,8 @@ def test_admin_sign_in_is_throttled_too() -> None:
     assert LOCKED in response.content.decode()
 
 
-@pytest.mark.skipif(
-    not settings.REDIS_URL, reason="needs Redis: the file cache's incr is not atomic across threads"
-)
+@requires_postgres
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_racing_guesses_never_check_more_passwords_than_the_limit() -> None:
     user = factories.UserFactory.create()
@@ -132,3 +137,60 @@ def test_racing_guesses_never_check_more_passwords_than_the_limit() -> None:
     assert len(reasons) == racers
     # And the email is locked now, even for the right password.
     assert LOCKED in _sign_in(Client(), user.email, factories.PASSWORD).content.decode()
+
+
+# Each process takes slots for one email as fast as it can, all starting at the same moment.
+_RACER = """
+import os, sys, time
+import django
+django.setup()
+from accounts import signin
+print("ready", flush=True)
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.001)
+allowed = [signin.attempt_begin(email="racer@example.test", ip_address=None) for _ in range(12)]
+print(sum(allowed))
+"""
+# The table as the migration makes it on SQLite (a fresh file, not the test database).
+_TABLE = (
+    "CREATE TABLE accounts_ratecounter (id integer NOT NULL PRIMARY KEY AUTOINCREMENT, "
+    '"key" varchar(100) NOT NULL UNIQUE, "count" integer NOT NULL, expires_at real NOT NULL)'
+)
+
+
+def test_racing_processes_on_the_embedded_sqlite_take_no_more_slots_than_the_limit(
+    tmp_path: Path,
+) -> None:
+    """The embedded default: separate processes (web server workers) on one SQLite file."""
+    env = {**os.environ, "PEERGRID_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE":
+           "config.settings", "PYTHONPATH": str(ROOT)}  # fmt: skip
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    with sqlite3.connect(tmp_path / "peergrid.sqlite3") as database:
+        database.execute("PRAGMA journal_mode=WAL")
+        database.execute(_TABLE)
+    go = tmp_path / "go"
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, str(go)], env=env, cwd=ROOT,
+            stdout=subprocess.PIPE, text=True,
+        )
+        for _ in range(3)
+    ]  # fmt: skip
+    for racer in racers:  # every racer has started Django: then they all go at once
+        assert racer.stdout is not None
+        assert racer.stdout.readline().strip() == "ready"
+    go.touch()
+    allowed = [int(racer.communicate(timeout=300)[0]) for racer in racers]
+    assert all(racer.returncode == 0 for racer in racers)
+    # 36 attempts raced for the email's slots: exactly the limit got one.
+    assert sum(allowed) == signin.MAX_FAILURES, allowed
+
+
+def test_a_counter_starts_again_once_it_expired() -> None:
+    now = 1_000_000.0
+    assert signin._increment("k", ttl=10, now=now) == 1
+    assert signin._increment("k", ttl=10, now=now + 5) == 2
+    assert signin._increment("k", ttl=10, now=now + 10) == 1  # expired at now + 10
+    assert signin._count("k", now + 12) == 1
+    assert signin.rate_counters_expire(now=now + 25) == 1

@@ -78,6 +78,12 @@ def test_api_errors_carry_it(client: Client) -> None:
         assert_strict(response)
 
 
+def test_the_icon_browsers_ask_for_is_there(client: Client) -> None:
+    response = client.get("/favicon.ico")
+    assert response.status_code == 302
+    assert response["Location"].endswith("favicon.svg")
+
+
 @pytest.mark.django_db
 def test_a_missing_page_is_styled_and_carries_it(client: Client) -> None:
     response = client.get("/no-such-page/")

@@ -12,6 +12,8 @@ from typing import Any
 import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import extend_schema_field
 
 from accounts.models import MeterPoint, MeterPointStatus
 from marketplace.ledger.models import MeterReading, Settlement
@@ -29,10 +31,11 @@ from marketplace.models import (
 )
 
 MAX_ID = 2**63 - 1
-_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
 
 
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_ID, "format": "int64"})
 class IdFilter(django_filters.NumberFilter):
     """An object id: a whole number the database can hold (NumberFilter takes decimals)."""
 
@@ -44,23 +47,41 @@ class IdFilter(django_filters.NumberFilter):
         super().__init__(*args, **kwargs)
 
 
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": 60})
+class SlugFilter(django_filters.CharFilter):
+    """A community's or region's slug: 1 to 60 characters, as the schema says."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 60)
+        super().__init__(*args, **kwargs)
+
+
 class BoundedDateTimeField(django_filters.fields.IsoDateTimeField):
-    """An ISO 8601 time between 1970 and 9000, in UTC: far years overflow when shifted."""
+    """Any ISO 8601 date-time the schema's ``date-time`` format allows, in UTC.
+
+    Every year from 1 to 9999 is a valid bound: a moment that shifting to UTC would carry past
+    the calendar's ends is clamped to that end, which selects the same rows (no interval lies
+    there). A time without an offset is refused: a range needs a moment, not a wall clock.
+    """
 
     def to_python(self, value: Any) -> datetime | None:
         try:
+            written = parse_datetime(value.strip()) if isinstance(value, str) else None
+        except ValueError:  # a day or an hour out of range: the parent says it in its words
+            written = None
+        if written is not None and written.utcoffset() is None:
+            raise ValidationError("Give the time zone offset (e.g. Z or +01:00).")
+        try:
             moment = super().to_python(value)
         except OverflowError as exc:
-            raise ValidationError("Enter a date and time between 1970 and 9000.") from exc
+            raise ValidationError("Enter an ISO 8601 date and time with an offset.") from exc
         if moment is None:
             return None
         try:
-            if not _EARLIEST <= moment <= _LATEST:
-                raise ValidationError("Enter a date and time between 1970 and 9000.")
             # In UTC: PostgreSQL refuses offsets beyond 15:59 that Python accepts (+20:39).
             return moment.astimezone(UTC)
-        except (OverflowError, TypeError) as exc:
-            raise ValidationError("Enter a date and time between 1970 and 9000.") from exc
+        except OverflowError:
+            return _EARLIEST if moment.year == 1 else _LATEST
 
 
 class TimeFilter(django_filters.IsoDateTimeFilter):
@@ -68,14 +89,23 @@ class TimeFilter(django_filters.IsoDateTimeFilter):
 
 
 def _range(field: str) -> tuple[TimeFilter, TimeFilter]:
+    # A range that ends before it starts is empty, not an error: it selects nothing.
+    what = field.replace("__", " ")
     return (
-        TimeFilter(field_name=field, lookup_expr="gte", label=f"{field} at or after (ISO 8601)"),
-        TimeFilter(field_name=field, lookup_expr="lt", label=f"{field} before (ISO 8601)"),
-    )
+        TimeFilter(
+            field_name=field, lookup_expr="gte",
+            label=f"{what} at or after this moment (RFC 3339, with an offset)",
+        ),
+        TimeFilter(
+            field_name=field, lookup_expr="lt",
+            label=f"{what} before this moment (RFC 3339, with an offset); before start_after "
+            "selects nothing",
+        ),
+    )  # fmt: skip
 
 
 class IntervalFilter(django_filters.FilterSet):
-    community = django_filters.CharFilter(field_name="community__slug", max_length=60)
+    community = SlugFilter(field_name="community__slug")
     state = django_filters.MultipleChoiceFilter(choices=IntervalState.choices)
     start_after, start_before = _range("start")
 
@@ -85,7 +115,7 @@ class IntervalFilter(django_filters.FilterSet):
 
 
 class RegionIntervalFilter(django_filters.FilterSet):
-    region = django_filters.CharFilter(field_name="region__slug", max_length=60)
+    region = SlugFilter(field_name="region__slug")
     start_after, start_before = _range("start")
 
     class Meta:
@@ -94,7 +124,7 @@ class RegionIntervalFilter(django_filters.FilterSet):
 
 
 class PostingFilter(django_filters.FilterSet):
-    community = django_filters.CharFilter(field_name="interval__community__slug", max_length=60)
+    community = SlugFilter(field_name="interval__community__slug")
     interval = IdFilter(field_name="interval_id")
     status = django_filters.MultipleChoiceFilter(choices=PostingStatus.choices)
     side = django_filters.ChoiceFilter(choices=Side.choices)
@@ -106,9 +136,7 @@ class PostingFilter(django_filters.FilterSet):
 
 
 class BidFilter(django_filters.FilterSet):
-    community = django_filters.CharFilter(
-        field_name="posting__interval__community__slug", max_length=60
-    )
+    community = SlugFilter(field_name="posting__interval__community__slug")
     interval = IdFilter(field_name="posting__interval_id")
     posting = IdFilter(field_name="posting_id")
     status = django_filters.MultipleChoiceFilter(choices=BidStatus.choices)
@@ -120,7 +148,7 @@ class BidFilter(django_filters.FilterSet):
 
 
 class TradeFilter(django_filters.FilterSet):
-    community = django_filters.CharFilter(field_name="interval__community__slug", max_length=60)
+    community = SlugFilter(field_name="interval__community__slug")
     interval = IdFilter(field_name="interval_id")
     source = django_filters.ChoiceFilter(choices=TradeSource.choices)
     start_after, start_before = _range("interval__start")
@@ -131,7 +159,7 @@ class TradeFilter(django_filters.FilterSet):
 
 
 class MeterPointFilter(django_filters.FilterSet):
-    community = django_filters.CharFilter(field_name="membership__community__slug", max_length=60)
+    community = SlugFilter(field_name="membership__community__slug")
     status = django_filters.ChoiceFilter(choices=MeterPointStatus.choices)
 
     class Meta:
@@ -150,7 +178,7 @@ class MeterReadingFilter(django_filters.FilterSet):
 
 
 class SettlementFilter(django_filters.FilterSet):
-    community = django_filters.CharFilter(field_name="interval__community__slug", max_length=60)
+    community = SlugFilter(field_name="interval__community__slug")
     interval = IdFilter(field_name="interval_id")
     start_after, start_before = _range("interval__start")
 

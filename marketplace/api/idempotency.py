@@ -10,9 +10,12 @@ insert on a unique index, so a concurrent duplicate gets 409 ``idempotency_in_pr
 instead of a second order. A reused key with another body is 409 ``idempotency_key_reused``.
 
 What is stored: every answer the view itself produced, success or domain refusal (a retry of a
-refused order is refused the same way). Not stored: answers before the view ran (401, 403 for a
-missing scope, 429), so a client may fix its credentials and retry with the same key; and
-server errors, whose placeholder is removed so a retry can run.
+refused order is refused the same way). A success is stored in the view's own transaction, so
+the order and its answer commit together; a refusal wrote nothing and is stored after. Not
+stored: answers before the view ran (401, 403 for a missing scope, 429), so a client may fix
+its credentials and retry with the same key; and server errors, whose placeholder is removed
+so a retry can run (unless the commit itself failed and may have gone through: then the
+placeholder stays until it expires, so the key cannot make a second order).
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
+from django.db import transaction
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
@@ -30,6 +36,8 @@ from rest_framework.views import APIView
 
 from accounts.tokens import TokenAuth
 from config.errors import ApplicationError, ErrorCode
+from config.transactions import request_transaction
+from marketplace.api.schema import IDEMPOTENCY_KEY_MAX_LENGTH, IDEMPOTENCY_KEY_PATTERN
 from marketplace.models import IdempotencyRecord
 from marketplace.services.idempotency import (
     idempotency_claim,
@@ -38,9 +46,13 @@ from marketplace.services.idempotency import (
     key_digest,
 )
 
+logger = logging.getLogger(__name__)
+
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-MAX_KEY_LENGTH = 255
+MAX_KEY_LENGTH = IDEMPOTENCY_KEY_MAX_LENGTH
+# The schema's pattern, applied as written (``fullmatch``: no trailing newline slips through).
+_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN.removeprefix("^").removesuffix("$"))
 
 Handler = TypeVar("Handler", bound=Callable[..., Response])
 
@@ -69,16 +81,28 @@ def _fingerprint(request: Request) -> str:
 
 
 def _check_header(raw: str) -> None:
-    if not raw or len(raw) > MAX_KEY_LENGTH or not raw.isprintable():
+    if not _KEY.fullmatch(raw):
         raise ApplicationError(
             ErrorCode.INVALID_IDEMPOTENCY_KEY,
-            f"The {HEADER} must be 1 to {MAX_KEY_LENGTH} printable characters.",
+            f"The {HEADER} must be 1 to {MAX_KEY_LENGTH} visible ASCII characters, no spaces.",
             field=HEADER,
         )
 
 
+class _Unstored(Exception):  # noqa: N818 - a signal, not an error: roll back, answer as given
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
 def idempotent(handler: Handler) -> Handler:
-    """Decorate a view's POST handler (it runs after authentication, permissions, throttles)."""
+    """Decorate a view's POST handler (it runs after authentication, permissions, throttles).
+
+    The view runs in one durable transaction (``config.transactions.request_transaction``)
+    that the services it calls join, and a successful answer is stored in that same
+    transaction: the order and its record commit together. Tasks the services queue run
+    after the commit (``transaction.on_commit``), so a broker that refuses them cannot undo
+    or hide a committed order, and a retry replays the stored answer.
+    """
 
     @functools.wraps(handler)
     def wrapper(view: APIView, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -93,22 +117,54 @@ def idempotent(handler: Handler) -> Handler:
         if claim.record_id is None:
             assert claim.existing is not None
             return _replay(claim.existing, fingerprint)
+        record_id = claim.record_id
+        state = {"body_done": False, "committed": False}
+        response: Response | None = None
         try:
-            response = handler(view, request, *args, **kwargs)
-        except Exception as exc:  # rendered (and stored) as the client sees it
-            try:
-                response = view.handle_exception(exc)
-            except Exception:
-                idempotency_release(record_id=claim.record_id)  # a server error: a retry runs
+            with request_transaction():
+                # Registered first, so it runs first once the commit is through.
+                transaction.on_commit(lambda: state.update(committed=True))
+                response = handler(view, request, *args, **kwargs)
+                if response.status_code >= 400:
+                    raise _Unstored(response)
+                data = json.loads(json.dumps(response.data, cls=JSONEncoder))
+                idempotency_complete(
+                    record_id=record_id, status=response.status_code, response=data
+                )
+                state["body_done"] = True
+        except _Unstored as refused:  # rolled back: nothing of it was written
+            return _refusal(record_id, refused.response)
+        except Exception as exc:
+            if state["committed"]:
+                # The order and its record are committed; what failed came after (a task that
+                # could not be queued). The client gets the answer a retry would replay.
+                logger.exception("idempotent request: after-commit step failed")
+                assert response is not None
+                return response
+            if state["body_done"]:
+                # The commit itself failed: it may or may not have gone through, so the
+                # placeholder stays (it expires in a minute) rather than freeing the key for a
+                # second order; a retry meanwhile is told the request is in progress.
                 raise
-        if response.status_code >= 500:
-            idempotency_release(record_id=claim.record_id)
-            return response
-        data = json.loads(json.dumps(response.data, cls=JSONEncoder))
-        idempotency_complete(record_id=claim.record_id, status=response.status_code, response=data)
+            try:
+                rendered = view.handle_exception(exc)
+            except Exception:
+                idempotency_release(record_id=record_id)  # a server error: a retry runs
+                raise
+            return _refusal(record_id, rendered)
         return response
 
     return cast(Handler, wrapper)
+
+
+def _refusal(record_id: int, response: Response) -> Response:
+    """Store a refusal (a retry is refused alike), or free the key after a server error."""
+    if response.status_code >= 500:
+        idempotency_release(record_id=record_id)
+        return response
+    data = json.loads(json.dumps(response.data, cls=JSONEncoder))
+    idempotency_complete(record_id=record_id, status=response.status_code, response=data)
+    return response
 
 
 def _replay(stored: IdempotencyRecord, fingerprint: str) -> Response:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import (
+    OpenApiAuthenticationExtension,
+    OpenApiSerializerFieldExtension,
+)
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
@@ -70,22 +73,80 @@ READ_ERRORS = (400, 403)
 DETAIL_ERRORS = (403, 404)
 WRITE_ERRORS = (400, 403, 404, 409, 415)
 
+# What the server accepts as an Idempotency-Key (``marketplace.api.idempotency`` applies this
+# very pattern): visible ASCII, no spaces, so it survives every HTTP stack unchanged.
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]{1,255}$"
+
 IDEMPOTENCY_KEY = OpenApiParameter(
     name="Idempotency-Key",
     location=OpenApiParameter.HEADER,
     required=False,
-    type=str,
+    type={
+        "type": "string",
+        "minLength": 1,
+        "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH,
+        "pattern": IDEMPOTENCY_KEY_PATTERN,
+    },
     description=(
-        "Any unique string up to 255 characters (a UUID is ideal). Retrying with the same key "
+        "A unique string of 1 to 255 visible ASCII characters, no spaces (a UUID is ideal). "
+        "Retrying with the same key "
         "and body replays the first answer (with `Idempotent-Replayed: true`) and creates "
         "nothing; the same key with another body is a 409. Kept for 24 hours."
     ),
 )
 
 
+# Statement months the calendar can express with a month's end in every time zone.
+FIRST_YEAR, LAST_YEAR = 2000, 9000
+# A day in those years, YYYY-MM-DD (the statistics' first_day and last_day).
+DAY_PATTERN = r"^(?:[2-8]\d{3}|9000)-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])$"
+STATEMENT_MONTH = [
+    OpenApiParameter(
+        name="year", location=OpenApiParameter.PATH, required=True,
+        type={"type": "integer", "minimum": FIRST_YEAR, "maximum": LAST_YEAR},
+    ),
+    OpenApiParameter(
+        name="month", location=OpenApiParameter.PATH, required=True,
+        type={"type": "integer", "minimum": 1, "maximum": 12},
+    ),
+]  # fmt: skip
+
+
 def responses(ok: Any, *codes: int, status: int = 200) -> dict[int, Any]:
     """The success response plus the given error responses."""
     return {status: ok, **errors(*codes)}
+
+
+class DecimalInputField(OpenApiSerializerFieldExtension):
+    """A decimal as the API reads and writes it: a string in the field's own pattern.
+
+    spectacular's pattern for a DecimalField lets "" and "-." through, and states no sign; this
+    is the pattern ``DecimalInput`` itself applies (``config.fields.decimal_pattern``).
+    """
+
+    target_class = "config.fields.DecimalInput"
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        field = self.target
+        return {"type": "string", "format": "decimal", "pattern": field.pattern}
+
+
+class TextFieldSchema(OpenApiSerializerFieldExtension):
+    """Text as ``TextField`` takes it: its lengths, and not only whitespace unless blank is fine."""
+
+    target_class = "marketplace.api.serializers.TextField"
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        from marketplace.api.serializers import NOT_ONLY_SPACE
+
+        field = self.target
+        schema: dict[str, Any] = {"type": "string"}
+        if field.max_length is not None:
+            schema["maxLength"] = field.max_length
+        if not field.allow_blank:
+            schema.update(minLength=1, pattern=NOT_ONLY_SPACE)
+        return schema
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):
@@ -103,3 +164,72 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
                 "`read`, `trade`, `meter` and (managers) `manage`."
             ),
         }
+
+
+# OpenAPI links: what a client does next with what an operation answered, by operation id.
+# schemathesis's stateful phase follows them (create a posting, then read, modify, cancel it).
+_ID = "$response.body#/id"
+LINKS: dict[tuple[str, str], dict[str, dict[str, str]]] = {
+    ("postings_create", "201"): {
+        target: {"id": _ID}
+        for target in ("postings_retrieve", "postings_modify", "postings_cancel", "postings_bids")
+    },
+    ("postings_cancel", "200"): {"postings_retrieve": {"id": _ID}},
+    ("postings_modify", "200"): {"postings_retrieve": {"id": _ID}, "postings_cancel": {"id": _ID}},
+    ("bids_create", "201"): {
+        target: {"id": _ID} for target in ("bids_retrieve", "bids_modify", "bids_withdraw")
+    },
+    ("bids_withdraw", "200"): {"bids_retrieve": {"id": _ID}},
+    ("bids_accept", "201"): {"trades_retrieve": {"id": _ID}},
+    ("meter_points_create", "201"): {"meter_points_retrieve": {"id": _ID}},
+}
+
+
+def _list_bounds() -> dict[tuple[str, str], dict[str, int]]:
+    """Lists of nested objects (``many=True``), whose bounds spectacular does not carry over."""
+    from marketplace.ledger.services.readings import MAX_ROWS
+
+    return {("ReadingsUploadRequest", "readings"): {"minItems": 1, "maxItems": MAX_ROWS}}
+
+
+# Objects whose serializer requires one of two fields (``validate``): said with ``anyOf``.
+ONE_OF_REQUIRED = {"ReadingInputRequest": ("interval", "interval_start")}
+
+
+def postprocess_constraints(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Constraints the views enforce that no serializer field carries, and the links between
+    operations (a spectacular hook).
+
+    Path ids are database ids (1 to the bigint's maximum: a larger one is a 404 like any
+    missing id); a query parameter given empty is refused (``ApiView.initial``), so every
+    string parameter has a minimum length of 1.
+    """
+    from marketplace.api.serializers import MAX_ID
+
+    components = result.get("components", {}).get("schemas", {})
+    for (component, name), bounds in _list_bounds().items():
+        components[component]["properties"][name].update(bounds)
+    for component, names in ONE_OF_REQUIRED.items():
+        components[component]["anyOf"] = [{"required": [name]} for name in names]
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            if not isinstance(operation, dict):
+                continue
+            for status, response in operation.get("responses", {}).items():
+                links = LINKS.get((operation.get("operationId", ""), status))
+                if links:
+                    response["links"] = {
+                        target: {"operationId": target, "parameters": parameters}
+                        for target, parameters in links.items()
+                    }
+            for parameter in operation.get("parameters", []):
+                schema = parameter.get("schema", {})
+                if parameter["in"] == "path" and schema.get("type") == "integer":
+                    schema.setdefault("minimum", 1)
+                    schema.setdefault("maximum", MAX_ID)
+                if parameter["in"] == "path" and schema.get("type") == "string":
+                    # Django's <slug:...> converter: anything else is not this path at all.
+                    schema.setdefault("pattern", r"^[-a-zA-Z0-9_]+$")
+                if parameter["in"] == "query" and schema.get("type") == "string":
+                    schema.setdefault("minLength", 1)
+    return result

@@ -7,6 +7,7 @@ gate closure, who may do what) is the services' job and comes back as an ``Appli
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -15,7 +16,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.models import MeterPointStatus, TokenScope
+from config.errors import ErrorCode
 from config.fields import DecimalInput
+from marketplace.api.schema import DAY_PATTERN, FIRST_YEAR, LAST_YEAR
 from marketplace.ledger.models import ReadingStatus
 from marketplace.ledger.services.readings import MAX_ROWS
 from marketplace.models import (
@@ -33,13 +36,65 @@ from marketplace.models import (
     TradeSource,
 )
 from marketplace.selectors.board import BoardPosting
+from marketplace.services.rules import INTERVAL_MINUTES, MAX_CONNECTION_LIMIT_KW, MAX_OPENING_HOURS
 from units import KW, KW_DIGITS, KWH, KWH_DIGITS, PRICE, PRICE_DIGITS
 
 MAX_ID = 2**63 - 1  # the database's bigint; larger ids cannot exist
 
 
-def id_field(**kwargs: Any) -> serializers.IntegerField:
-    return serializers.IntegerField(min_value=1, max_value=MAX_ID, **kwargs)
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer, as the schema says: DRF's own takes "5" and 5.0 as well."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            raise serializers.ValidationError("Give a whole number.", code="invalid")
+        return int(super().to_internal_value(data))
+
+
+@extend_schema_field({"type": "integer", "enum": list(INTERVAL_MINUTES)})
+class IntegerChoiceField(StrictIntegerField):
+    """A JSON integer from a fixed set (the interval lengths)."""
+
+    def __init__(self, *, choices: tuple[int, ...], **kwargs: Any) -> None:
+        self.choices = choices
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> int:
+        value = super().to_internal_value(data)
+        if value not in self.choices:
+            allowed = ", ".join(map(str, self.choices))
+            raise serializers.ValidationError(f"Choose one of: {allowed}.", code="invalid_choice")
+        return value
+
+
+# Python's whitespace (what ``str.strip`` and ``isspace`` take), spelt out so the schema's
+# pattern means the same in every regex dialect: a text must hold one character outside it.
+_SPACE = (
+    "\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a"
+    "\\u2028\\u2029\\u202f\\u205f\\u3000"
+)
+NOT_ONLY_SPACE = f"[^{_SPACE}]"
+
+
+class TextField(serializers.CharField):
+    """Text taken as written (no trimming, so ``maxLength`` counts what was sent); unless blank
+    is allowed it must hold a character that is not whitespace (the schema's pattern)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = str(super().to_internal_value(data))
+        if not self.allow_blank and not re.search(NOT_ONLY_SPACE, value):
+            raise serializers.ValidationError("This field may not be blank.", code="blank")
+        return value
+
+
+def id_field(*, query: bool = False, **kwargs: Any) -> serializers.IntegerField:
+    """An object id; in a body a JSON integer, in a query string its digits."""
+    field_class = serializers.IntegerField if query else StrictIntegerField
+    return field_class(min_value=1, max_value=MAX_ID, **kwargs)
 
 
 def kwh_field(**kwargs: Any) -> serializers.DecimalField:
@@ -147,29 +202,50 @@ class MarketRulesUpdateSerializer(serializers.Serializer):
     market_structure = serializers.ChoiceField(choices=MarketStructure.choices, required=False)
     clearing_mechanism = serializers.ChoiceField(choices=ClearingMechanism.choices, required=False)
     pricing_rule = serializers.ChoiceField(choices=PricingRule.choices, required=False)
-    pricing_k = DecimalInput(step=Decimal("0.001"), max_digits=4, required=False)
-    interval_minutes = serializers.IntegerField(min_value=0, max_value=10**6, required=False)
-    gate_closure_lead_minutes = serializers.IntegerField(
-        min_value=0, max_value=10**6, required=False
+    # Each rule's own bounds (``check_market_rules``) are stated here so the schema says them;
+    # the rules' relations (floor below cap, fee below cap, lead within the horizon, the
+    # voltage band's order) span fields and stay the service's (``out_of_range`` and kin).
+    pricing_k = DecimalInput(
+        step=Decimal("0.001"), max_digits=4, min_value=Decimal(0), max_value=Decimal(1),
+        required=False,
+    )  # fmt: skip
+    interval_minutes = IntegerChoiceField(choices=INTERVAL_MINUTES, required=False)
+    gate_closure_lead_minutes = StrictIntegerField(
+        min_value=0, max_value=MAX_OPENING_HOURS * 60 - 1, required=False
     )
-    opening_horizon_hours = serializers.IntegerField(min_value=0, max_value=10**6, required=False)
-    price_floor = price_field(required=False)
-    price_cap = price_field(required=False)
-    retail_tariff = price_field(required=False)
-    feed_in_tariff = price_field(required=False)
-    fee_per_kwh = price_field(required=False)
-    voltage_min_pu = DecimalInput(step=Decimal("0.001"), max_digits=4, required=False)
-    voltage_max_pu = DecimalInput(step=Decimal("0.001"), max_digits=4, required=False)
-    max_line_loading_percent = DecimalInput(step=Decimal("0.1"), max_digits=5, required=False)
-    max_trafo_loading_percent = DecimalInput(step=Decimal("0.1"), max_digits=5, required=False)
+    opening_horizon_hours = StrictIntegerField(
+        min_value=1, max_value=MAX_OPENING_HOURS, required=False
+    )
+    price_floor = price_field(required=False, min_value=Decimal(0))
+    price_cap = price_field(required=False, min_value=PRICE)
+    retail_tariff = price_field(required=False, min_value=Decimal(0))
+    feed_in_tariff = price_field(required=False, min_value=Decimal(0))
+    fee_per_kwh = price_field(required=False, min_value=Decimal(0))
+    voltage_min_pu = DecimalInput(
+        step=Decimal("0.001"), max_digits=4, min_value=Decimal("0.8"), max_value=Decimal("1.2"),
+        required=False,
+    )  # fmt: skip
+    voltage_max_pu = DecimalInput(
+        step=Decimal("0.001"), max_digits=4, min_value=Decimal("0.8"), max_value=Decimal("1.2"),
+        required=False,
+    )  # fmt: skip
+    max_line_loading_percent = DecimalInput(
+        step=Decimal("0.1"), max_digits=5, min_value=Decimal("0.1"), max_value=Decimal(200),
+        required=False,
+    )  # fmt: skip
+    max_trafo_loading_percent = DecimalInput(
+        step=Decimal("0.1"), max_digits=5, min_value=Decimal("0.1"), max_value=Decimal(200),
+        required=False,
+    )  # fmt: skip
     curtailment_policy = serializers.ChoiceField(choices=CurtailmentPolicy.choices, required=False)
-    loss_price_per_kwh = price_field(required=False, allow_null=True)
+    loss_price_per_kwh = price_field(required=False, allow_null=True, min_value=Decimal(0))
     network_charge_rule = serializers.ChoiceField(choices=NetworkChargeRule.choices, required=False)
-    network_tariff_per_kwh = price_field(required=False)
-    min_short_circuit_ratio = serializers.DecimalField(
-        max_digits=5, decimal_places=2, required=False
-    )
-    max_connection_kw = kw_field(required=False)
+    network_tariff_per_kwh = price_field(required=False, min_value=Decimal(0))
+    min_short_circuit_ratio = DecimalInput(
+        step=Decimal("0.01"), max_digits=5, min_value=Decimal(1), max_value=Decimal(100),
+        required=False,
+    )  # fmt: skip
+    max_connection_kw = kw_field(required=False, min_value=KW, max_value=MAX_CONNECTION_LIMIT_KW)
 
 
 # --- Intervals, depth, grid checks ------------------------------------------------------------
@@ -353,7 +429,7 @@ class GridCheckSerializer(serializers.Serializer):
 # --- Board, postings, bids, trades ------------------------------------------------------------
 class BoardQuerySerializer(serializers.Serializer):
     community = serializers.SlugField(max_length=60)
-    interval = id_field(required=False)
+    interval = id_field(query=True, required=False)
     side = serializers.ChoiceField(choices=Side.choices, required=False)
 
 
@@ -401,7 +477,7 @@ class PostingCreateSerializer(serializers.Serializer):
     interval = id_field()
     meter_point = id_field(help_text="One of your meter points in the interval's community.")
     side = serializers.ChoiceField(choices=Side.choices)
-    quantity_kwh = kwh_field()
+    quantity_kwh = kwh_field(min_value=KWH)
     limit_price_per_kwh = price_field()
     auto_accept_best_bids = serializers.BooleanField(default=True)
     flexible = serializers.BooleanField(
@@ -415,6 +491,7 @@ class PostingCreateSerializer(serializers.Serializer):
 
 class PostingModifySerializer(serializers.Serializer):
     quantity_kwh = kwh_field(
+        min_value=KWH,
         required=False,
         help_text="Lowering only the quantity keeps the posting's time priority; it cannot go "
         "below the kWh already traded.",
@@ -428,6 +505,7 @@ class PostingModifySerializer(serializers.Serializer):
 
 class BidModifySerializer(serializers.Serializer):
     quantity_kwh = kwh_field(
+        min_value=KWH,
         required=False,
         help_text="Lowering only the quantity keeps the bid's time priority; it cannot exceed "
         "what the posting still has.",
@@ -466,13 +544,15 @@ class PostingSerializer(serializers.Serializer):
 class BidCreateSerializer(serializers.Serializer):
     posting = id_field()
     meter_point = id_field(help_text="One of your meter points in the posting's community.")
-    quantity_kwh = kwh_field()
+    quantity_kwh = kwh_field(min_value=KWH)
     price_per_kwh = price_field()
 
 
 class BidAcceptSerializer(serializers.Serializer):
     quantity_kwh = kwh_field(
-        required=False, help_text="Accept only part; without it, as much as both allow."
+        min_value=KWH,
+        required=False,
+        help_text="Accept only part; without it, as much as both allow.",
     )
 
 
@@ -570,32 +650,35 @@ class MeterPointSerializer(serializers.Serializer):
 class MeterPointApproveSerializer(serializers.Serializer):
     """What the manager confirms; anything left out keeps the member's declaration."""
 
-    import_capacity_kw = kw_field(required=False)
-    export_capacity_kw = kw_field(required=False)
-    bus = serializers.IntegerField(
+    import_capacity_kw = kw_field(required=False, min_value=KW)
+    export_capacity_kw = kw_field(required=False, min_value=KW)
+    bus = StrictIntegerField(
         required=False, min_value=0, max_value=10**6,
         help_text="A connection bus of the community's network (required once it has one).",
     )  # fmt: skip
     network_elements = serializers.ListField(
-        child=serializers.CharField(max_length=40), required=False, max_length=50,
+        child=TextField(max_length=40), required=False, max_length=50,
         help_text="The loads and generators on the bus it stands for, e.g. ['load 3'].",
     )  # fmt: skip
-    power_factor = DecimalInput(step=Decimal("0.001"), max_digits=4, required=False)
+    power_factor = DecimalInput(
+        step=Decimal("0.001"), max_digits=4, min_value=Decimal("0.5"), max_value=Decimal(1),
+        required=False,
+    )  # fmt: skip
 
 
 class MeterPointRejectSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    reason = TextField(max_length=500, required=False, allow_blank=True)
 
 
 class MeterPointCreateSerializer(serializers.Serializer):
     community = serializers.SlugField(max_length=60)
-    label = serializers.CharField(max_length=100)  # type: ignore[assignment]
-    import_capacity_kw = kw_field()
-    export_capacity_kw = kw_field()
-    pv_kwp = kw_field(required=False)
-    battery_kwh = kw_field(required=False)
-    battery_kw = kw_field(required=False)
-    flexible_load_kw = kw_field(required=False)
+    label = TextField(max_length=100)  # type: ignore[assignment]
+    import_capacity_kw = kw_field(min_value=KW)
+    export_capacity_kw = kw_field(min_value=KW)
+    pv_kwp = kw_field(required=False, min_value=Decimal(0))
+    battery_kwh = kw_field(required=False, min_value=Decimal(0))
+    battery_kw = kw_field(required=False, min_value=Decimal(0))
+    flexible_load_kw = kw_field(required=False, min_value=Decimal(0))
 
 
 class ReadingInputSerializer(serializers.Serializer):
@@ -686,7 +769,7 @@ class StatementMonthSerializer(serializers.Serializer):
 
 
 class StatementQuerySerializer(serializers.Serializer):
-    member = serializers.CharField(
+    member = TextField(
         max_length=40,
         required=False,
         help_text="A member's pseudonym (the community's managers only).",
@@ -736,22 +819,47 @@ class StatementSerializer(serializers.Serializer):
 
 
 # --- Statistics -------------------------------------------------------------------------------
+MAX_STATISTICS_DAYS = 366
+
+
+@extend_schema_field({"type": "string", "format": "date", "pattern": DAY_PATTERN})
+class DayField(serializers.DateField):
+    """A local day written YYYY-MM-DD in the years the statistics cover (the schema's pattern)."""
+
+    def to_internal_value(self, value: Any) -> Any:
+        if not isinstance(value, str) or not re.fullmatch(DAY_PATTERN[1:-1], value):
+            raise serializers.ValidationError(
+                f"Give a day as YYYY-MM-DD between {FIRST_YEAR} and {LAST_YEAR}.", code="invalid"
+            )
+        return super().to_internal_value(value)
+
+
 class StatisticsQuerySerializer(serializers.Serializer):
     community = serializers.SlugField(max_length=60, required=False)
-    first_day = serializers.DateField(
-        required=False, help_text="First local day (default: six days before today)."
+    first_day = DayField(
+        required=False,
+        help_text="First local day (default: six days before today); not after last_day, at "
+        f"most {MAX_STATISTICS_DAYS} days before it (else `bad_range`).",
     )
-    last_day = serializers.DateField(required=False, help_text="Last local day (default: today).")
+    last_day = DayField(required=False, help_text="Last local day (default: today).")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         for name in ("first_day", "last_day"):
-            if name in attrs and not 2000 <= attrs[name].year <= 9000:
-                raise serializers.ValidationError({name: "Give a day between 2000 and 9000."})
+            if name in attrs and not FIRST_YEAR <= attrs[name].year <= LAST_YEAR:
+                raise serializers.ValidationError(
+                    {name: f"Give a day between {FIRST_YEAR} and {LAST_YEAR}."}, code="max_value"
+                )
         first, last = attrs.get("first_day"), attrs.get("last_day")
+        # Across fields, so no schema keyword can say it: a code of its own (``bad_range``).
         if first and last and first > last:
-            raise serializers.ValidationError({"last_day": "The last day is before the first."})
-        if first and last and (last - first).days > 366:
-            raise serializers.ValidationError({"last_day": "At most 366 days at a time."})
+            raise serializers.ValidationError(
+                {"last_day": "The last day is before the first."}, code=ErrorCode.BAD_RANGE.value
+            )
+        if first and last and (last - first).days > MAX_STATISTICS_DAYS:
+            raise serializers.ValidationError(
+                {"last_day": f"At most {MAX_STATISTICS_DAYS} days at a time."},
+                code=ErrorCode.BAD_RANGE.value,
+            )
         return attrs
 
 

@@ -17,12 +17,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from accounts.models import Membership, MeterPoint
 from config.errors import ApplicationError, ErrorCode
+from config.transactions import action_transaction
 from grid.models import GridModel
 from marketplace.lock_objects import (
     lock_bid,
@@ -90,7 +90,7 @@ def bid_create(
     price = to_decimal(price_per_kwh, field="price_per_kwh", quantum=PRICE)
     check_quantity_positive(quantity)
     check_meter_point(membership, meter_point)
-    with transaction.atomic(durable=True):
+    with action_transaction():
         interval = lock_interval(posting.interval_id)
         (locked_meter_point,) = lock_meter_points([meter_point.pk])
         check_meter_point_approved(locked_meter_point)
@@ -243,7 +243,7 @@ def bid_accept(
     if quantity_kwh is not None:
         wanted = to_decimal(quantity_kwh, field="quantity_kwh", quantum=KWH)
         check_quantity_positive(wanted)
-    with transaction.atomic(durable=True):
+    with action_transaction():
         interval = lock_interval(bid.posting.interval_id)
         posting = lock_posting(bid.posting_id)
         locked = lock_bid(bid.pk)
@@ -295,7 +295,7 @@ def bids_accept_many(
     poster then accepts the last one in part with ``bid_accept(quantity_kwh=...)``.
     """
     now = now or timezone.now()
-    with transaction.atomic(durable=True):
+    with action_transaction():
         interval = lock_interval(posting.interval_id)
         locked_posting = lock_posting(posting.pk)
         locked_bids = {b.pk: b for b in lock_bids(b.pk for b in bids)}
@@ -333,7 +333,7 @@ def bids_accept_many(
 def bid_reject(*, bid: Bid, by_membership: Membership, now: datetime | None = None) -> Bid:
     """The poster turns a pending bid down before gate closure."""
     now = now or timezone.now()
-    with transaction.atomic(durable=True):
+    with action_transaction():
         interval = lock_interval(bid.posting.interval_id)
         posting = lock_posting(bid.posting_id)
         locked = lock_bid(bid.pk)
@@ -350,7 +350,7 @@ def bid_reject(*, bid: Bid, by_membership: Membership, now: datetime | None = No
 def bid_withdraw(*, bid: Bid, by_membership: Membership, now: datetime | None = None) -> Bid:
     """The bidder takes a pending bid back before gate closure."""
     now = now or timezone.now()
-    with transaction.atomic(durable=True):
+    with action_transaction():
         interval = lock_interval(bid.posting.interval_id)
         posting = lock_posting(bid.posting_id)
         locked = lock_bid(bid.pk)
@@ -395,7 +395,7 @@ def bid_modify(
     )  # fmt: skip
     if quantity is not None:
         check_quantity_positive(quantity)
-    with transaction.atomic(durable=True):
+    with action_transaction():
         # Lock order: interval, meter point, posting, bid.
         interval = lock_interval(bid.posting.interval_id)
         (meter_point,) = lock_meter_points([bid.meter_point_id])

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Membership, MeterPoint
 from config.errors import ApplicationError, ErrorCode
 from config.sql import insert_rows
+from config.transactions import action_transaction
 from marketplace.lock_objects import (
     lock_interval,
     lock_meter_point_with_membership,
@@ -120,7 +120,7 @@ def posting_create(
         flexible=flexible,
     )
     check_meter_point(membership, meter_point)
-    with transaction.atomic(durable=True):
+    with action_transaction():
         # Lock order: interval, then meter point. The interval lock orders us against the
         # pipeline's gate closure, so a posting is either in before the gate or refused; it is
         # shared, so one interval's postings do not queue behind each other. The meter point
@@ -211,7 +211,7 @@ def postings_create_batch(
             check_meter_point(request.membership, request.meter_point)
         except ApplicationError as exc:
             outcomes[index] = PostingOutcome(request, error=exc)
-    with transaction.atomic(durable=True):
+    with action_transaction():
         locked_interval = share_lock_interval(interval.pk)
         locked = lock_meter_points_with_membership(
             {requests[index].meter_point.pk for index in parsed}
@@ -324,7 +324,7 @@ def posting_cancel(
     What was already traded stays traded: trades from accepted bids are not undone.
     """
     now = now or timezone.now()
-    with transaction.atomic(durable=True):
+    with action_transaction():
         interval = lock_interval(posting.interval_id)
         locked = lock_posting(posting.pk)
         if locked.membership_id != by_membership.pk:
@@ -381,7 +381,7 @@ def posting_modify(
     )
     if quantity is not None:
         check_quantity_positive(quantity)
-    with transaction.atomic(durable=True):
+    with action_transaction():
         # Lock order: interval (exclusively, the book changes), meter point, posting.
         interval = lock_interval(posting.interval_id)
         meter_point, member, _ = lock_meter_point_with_membership(posting.meter_point_id)

@@ -70,6 +70,7 @@ EDITABLE_FIELDS: tuple[str, ...] = (
 # Rules that may be empty, and what an empty one means.
 NULLABLE_FIELDS = frozenset({"loss_price_per_kwh"})  # empty: the retail tariff
 INTERVAL_MINUTES = (15, 30, 60)
+MAX_OPENING_HOURS = 24 * 14
 # A community's members are households and small businesses behind one transformer; 10 MW is
 # far beyond any of their connections and keeps capacity x hours well inside the kWh columns.
 MAX_CONNECTION_LIMIT_KW = Decimal("10000")
@@ -128,7 +129,7 @@ def check_market_rules(values: dict[str, Any]) -> None:
     """Validate a complete set of rule values; raises ``ApplicationError`` naming the field."""
     if values["interval_minutes"] not in INTERVAL_MINUTES:
         raise _fail("interval_minutes", "The interval length must be 15, 30 or 60 minutes.")
-    if not 1 <= values["opening_horizon_hours"] <= 24 * 14:
+    if not 1 <= values["opening_horizon_hours"] <= MAX_OPENING_HOURS:
         raise _fail("opening_horizon_hours", "The opening horizon must be 1 to 336 hours.")
     lead = values["gate_closure_lead_minutes"]
     if lead < 0:

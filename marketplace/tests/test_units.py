@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.fields import DecimalFormField, DecimalInput
 from units import CENT, KWH, PRICE, UnitError, parse_decimal, places, quantize
+from units.patterns import decimal_range_pattern
 
 D = Decimal
 
@@ -91,4 +93,34 @@ def test_the_form_and_the_api_refuse_like_the_parser() -> None:
             api_field.run_validation(value)
         assert in_api.value.get_codes() == [code]
     assert form_field.clean(" 2.500 ") == D("2.5")
-    assert api_field.run_validation(0.1) == D("0.100")  # a JSON number is its decimal text
+    # The API takes exactly the schema's pattern: a JSON string of plain digits, no padding.
+    assert api_field.run_validation("2.5") == D("2.500")
+    for written in (0.1, " 2.500 ", "2.5000", "02.5", "1e3", ".5"):
+        with pytest.raises(serializers.ValidationError) as in_api:
+            api_field.run_validation(written)
+        codes = in_api.value.get_codes()
+        assert codes in (["not_a_number"], ["max_decimal_places"]), written
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.integers(-3000, 3000), st.integers(-3000, 3000), st.integers(0, 3),
+    st.integers(-20000, 20000), st.sampled_from(["as is", "trimmed", "padded"]),
+)  # fmt: skip
+def test_a_range_pattern_matches_exactly_the_decimals_in_its_range(
+    a: int, b: int, decimal_places: int, number: int, form: str
+) -> None:
+    """The schema's pattern and the server's check are one regex: it must mean the range."""
+    low_steps, high_steps = min(a, b), max(a, b)
+    step = D(1).scaleb(-decimal_places)
+    low, high = low_steps * step, high_steps * step
+    pattern = re.compile(decimal_range_pattern(low, high, decimal_places))
+    text = format(number * step, "f")
+    if form == "trimmed" and "." in text:
+        text = text.rstrip("0").rstrip(".")
+    elif form == "padded":
+        text += "0" if "." in text else ".0"
+    written_places = len(text.split(".")[1]) if "." in text else 0
+    expected = low <= D(text) <= high and written_places <= decimal_places
+    assert bool(pattern.fullmatch(text)) == expected, (low, high, text)
+    assert not pattern.fullmatch(text + "\n")

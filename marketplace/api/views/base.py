@@ -68,6 +68,12 @@ class ApiView(GenericAPIView):
                     "Query parameters cannot contain NUL.",
                     field=name[:50],
                 )
+            # ``?interval=`` is not "any interval": the schema gives every parameter a type or a
+            # minimum length that an empty value breaks, so it is refused, not ignored.
+            if any(value == "" for value in values):
+                raise ApplicationError(
+                    ErrorCode.BLANK, "Give a value or leave the parameter out.", field=name[:50]
+                )
 
     def validated_query(self, serializer_class: type[serializers.Serializer]) -> dict[str, Any]:
         query = serializer_class(data=self.request.query_params)

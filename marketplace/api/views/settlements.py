@@ -77,12 +77,12 @@ class StatementMonthView(_StatementView):
     @extend_schema(
         operation_id="statements_month",
         summary="Your monthly statement: each settled interval, totals and savings",
-        parameters=[s.StatementQuerySerializer],
+        parameters=[s.StatementQuerySerializer, *schema.STATEMENT_MONTH],
         responses=schema.responses(s.StatementSerializer, 400, 403, 404),
         tags=["settlement"],
     )  # fmt: skip
     def get(self, request: Request, slug: str, year: int, month: int) -> Response:
-        if not 2000 <= year <= 9000:
+        if not schema.FIRST_YEAR <= year <= schema.LAST_YEAR or not 1 <= month <= 12:
             # Months near year 9999 have no end the calendar can express.
             raise ApplicationError(ErrorCode.NO_SUCH_MONTH, "No such month.", field="year")
         membership = self.membership(slug)

@@ -27,6 +27,7 @@ from accounts.models import Membership, MeterPoint, MeterPointStatus, User
 from accounts.services.audit import audit_record
 from config.errors import ApplicationError, ErrorCode
 from config.sql import insert_rows, table_name
+from config.transactions import action_transaction
 from marketplace.ledger.lock_objects import lock_ledger_chain
 from marketplace.ledger.models import (
     LedgerTransaction,
@@ -493,7 +494,7 @@ def meter_readings_submit(
             "import or a 'meter_data' token a manager issued for the community.",
             field="readings",
         )
-    with transaction.atomic(durable=True):
+    with action_transaction():
         return _record(
             rows=enumerate(readings, start=1),
             submitted_by=submitted_by,
@@ -558,7 +559,7 @@ def meter_readings_import_rows(
 ) -> ReadingReport:
     """Store one batch of a community's CSV rows in one transaction; ``within`` runs inside it
     with the report (an import's progress commits with its readings)."""
-    with transaction.atomic(durable=True):
+    with action_transaction():
         report = _record(
             rows=rows,
             submitted_by=submitted_by,
@@ -657,7 +658,7 @@ def meter_reading_accept(
     report); otherwise the interval's settlement will read it.
     """
     now = now or timezone.now()
-    with transaction.atomic(durable=True):
+    with action_transaction():
         locked = (
             MeterReading.objects.select_for_update(of=("self",))
             .select_related("meter_point__membership__community", "interval")

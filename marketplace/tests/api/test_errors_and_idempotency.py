@@ -40,7 +40,7 @@ BAD_POSTINGS = [
     ("unknown interval", {"interval": 2**62}, "not_found", {"interval"}),
     ("unknown meter point", {"meter_point": 2**62}, "not_found", {"meter_point"}),
     ("bad side", {"side": "hold"}, "invalid_choice", {"side"}),
-    ("negative", {"quantity_kwh": "-1"}, "out_of_range", {"quantity_kwh"}),
+    ("negative", {"quantity_kwh": "-1"}, "min_value", {"quantity_kwh"}),
     ("over the cap", {"limit_price_per_kwh": "9.0000"}, "out_of_range", {"limit_price_per_kwh"}),
     ("over capacity", {"quantity_kwh": "50"}, "over_capacity", {"quantity_kwh"}),
     ("missing field", {"side": None}, "null", {"side"}),
@@ -102,8 +102,13 @@ def test_other_errors_share_the_format(api: Api) -> None:
     assert_error(client.get("/api/v1/postings/999999999/"), 404, "not_found")
     assert_error(client.get("/api/v1/no-such-thing/"), 404, "not_found")
     assert_error(client.get("/api/v1/intervals/?start_after=yesterday"), 400, "invalid")
-    assert_error(client.get("/api/v1/intervals/?start_after=0001-01-01T00:00:00%2B14:00"), 400,
-                 "invalid")  # fmt: skip
+    # Year 1 is a valid date-time: shifted to UTC it would leave the calendar, so it is clamped.
+    assert (
+        client.get("/api/v1/intervals/?start_after=0001-01-01T00:00:00%2B14:00").json()["count"]
+        == client.get("/api/v1/intervals/").json()["count"]
+    )
+    assert_error(client.get("/api/v1/intervals/?start_after=2026-01-01T00:00:00"), 400, "invalid")
+    assert_error(client.get("/api/v1/intervals/?start_before="), 400, "blank")
     assert_error(client.get("/api/v1/statements/sonnenfeld/?member=a%00b"), 400,
                  "forbidden_character")  # fmt: skip
     assert_error(client.get("/api/v1/intervals/?community=a%00b"), 400, "forbidden_character")
@@ -117,8 +122,13 @@ def test_other_errors_share_the_format(api: Api) -> None:
                  {"year"})  # fmt: skip
     form = client.post("/api/v1/postings/", {"side": "sell"})  # multipart, not JSON
     assert_error(form, 415, "unsupported_media_type")
+    # Paging as the schema states it: no silent clamping or fallback to the default.
     huge_offset = client.get("/api/v1/intervals/?offset=99999999999999999999999999&limit=5")
-    assert huge_offset.status_code == 200
+    assert_error(huge_offset, 400, "max_value", {"offset"})
+    assert_error(client.get("/api/v1/intervals/?limit=501"), 400, "max_value", {"limit"})
+    assert_error(client.get("/api/v1/intervals/?limit=0"), 400, "min_value", {"limit"})
+    assert_error(client.get("/api/v1/intervals/?limit=ten"), 400, "not_an_integer", {"limit"})
+    assert client.get("/api/v1/intervals/?offset=1000000000&limit=500").status_code == 200
 
 
 def test_bulk_readings_malformed_rows_are_a_400_with_row_fields(api: Api) -> None:

@@ -185,7 +185,15 @@ def test_rules_update_makes_a_new_version(api: Api) -> None:
         ({"price_cap": "NaN"}, "not_a_number", "price_cap"),
         ({"price_cap": "Infinity"}, "not_a_number", "price_cap"),
         ({"price_cap": "9" * 200}, "max_digits", "price_cap"),
-        ({"interval_minutes": 10**40}, "max_value", "interval_minutes"),
+        ({"interval_minutes": 10**40}, "invalid_choice", "interval_minutes"),
+        # Each rule's own bounds, as the schema states them (a pattern for decimals).
+        ({"interval_minutes": "15"}, "invalid", "interval_minutes"),  # a JSON integer only
+        ({"opening_horizon_hours": 0}, "min_value", "opening_horizon_hours"),
+        ({"pricing_k": "1.5"}, "max_value", "pricing_k"),
+        ({"voltage_min_pu": "0.700"}, "min_value", "voltage_min_pu"),
+        ({"fee_per_kwh": "-0.0100"}, "min_value", "fee_per_kwh"),
+        ({"fee_per_kwh": 0.01}, "not_a_number", "fee_per_kwh"),  # decimals are strings
+        ({"fee_per_kwh": "01.0000"}, "not_a_number", "fee_per_kwh"),  # no leading zeros
     ],
 )
 def test_rules_outside_sense_are_refused_and_change_nothing(

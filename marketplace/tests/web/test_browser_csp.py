@@ -177,6 +177,8 @@ def _a_prosumers_pages(watched: Any, demo: tuple[Community, Interval]) -> None:
         (f"/ledger/statements/{DEMO_SLUG}/", "main ul a"),
         ("/help/glossary/", "main h1"),
         ("/api/docs/", "#swagger-ui .info"),
+        # The API answers JSON in a browser too (it has no HTML renderer), with the policy.
+        ("/api/v1/me/", "text=prosumer01@peergrid.local"),
     ):
         w.visit(path)
         expect(page.locator(visible).first).to_be_visible()
