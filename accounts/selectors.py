@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from accounts.models import ApiToken, Membership, MeterPoint, User
+from accounts.models import ApiToken, Membership, MembershipRole, MeterPoint, User
 from accounts.permissions import visible_api_tokens
 
 
@@ -22,6 +22,11 @@ def membership_of_user_in(*, user: User, community_slug: str) -> Membership | No
         .select_related("community")
         .first()
     )
+
+
+def user_trades_anywhere(*, user: User) -> bool:
+    """Whether the user holds a prosumer membership in some community, whatever its status."""
+    return Membership.objects.filter(user=user, role=MembershipRole.PROSUMER).exists()
 
 
 def time_zone_of_user(*, user: User) -> str:

@@ -10,7 +10,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from accounts import permissions
-from accounts.models import Membership, MembershipRole
+from accounts.selectors import user_trades_anywhere
 from config.celery import app as celery_app
 
 
@@ -28,7 +28,7 @@ def landing(request: HttpRequest) -> HttpResponse:
     user = request.user
     if not user.is_authenticated:
         return redirect("accounts:login")
-    trades = Membership.objects.filter(user_id=user.pk, role=MembershipRole.PROSUMER).exists()
+    trades = user_trades_anywhere(user=user)
     if permissions.is_regulator(user):
         return redirect("oversight:index")
     if not trades and (permissions.is_superuser(user) or permissions.manages_any_community(user)):
