@@ -20,9 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.tokens import default_token_generator
 from django.core import signing
-from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.core.validators import validate_email
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -33,7 +31,7 @@ from django.utils.http import urlsafe_base64_encode
 from accounts import signin
 from accounts.models import SignUpRequest, User
 from accounts.services.audit import audit_record
-from accounts.services.users import user_create
+from accounts.services.users import email_normalised, user_create
 from config.errors import ApplicationError, ErrorCode
 
 logger = logging.getLogger(__name__)
@@ -41,17 +39,6 @@ logger = logging.getLogger(__name__)
 SIGN_UP_LINK_MAX_AGE = dt.timedelta(hours=24)
 # The signature's purpose: a sign-up link is not valid as any other signed value of the site.
 _SALT = "accounts.sign-up-link"
-
-
-def _normalised(email: str) -> str:
-    email = User.objects.normalize_email(email.strip()).lower()
-    try:
-        validate_email(email)
-    except ValidationError as exc:
-        raise ApplicationError(
-            ErrorCode.INVALID_EMAIL, "Enter a valid email address.", field="email"
-        ) from exc
-    return email
 
 
 def _absolute(path: str) -> str:
@@ -84,7 +71,7 @@ def sign_up_request(*, email: str, ip_address: str | None) -> None:
     Raises only for an address that is not one (the same for every caller). Over the hourly
     limit of mails per address or IP (``accounts.signin``) it sends nothing, silently.
     """
-    email = _normalised(email)
+    email = email_normalised(email)
     if not signin.sign_up_mail_allowed(email=email, ip_address=ip_address):
         return
     now = timezone.now()

@@ -13,13 +13,8 @@ from accounts.services.audit import audit_record
 from config.errors import ApplicationError, ErrorCode
 
 
-def user_create(*, email: str, password: str, display_name: str = "") -> User:
-    """Create a user who signs in with their email address; the password must pass the
-    project's validators.
-
-    The sign-up pages call it only once the address is confirmed (``accounts.services.sign_up``),
-    so its "already exists" answer only ever reaches the address's owner.
-    """
+def email_normalised(email: str) -> str:
+    """The address as accounts store it (trimmed, lower case), or a field error if it is none."""
     email = User.objects.normalize_email(email.strip()).lower()
     try:
         validate_email(email)
@@ -27,6 +22,17 @@ def user_create(*, email: str, password: str, display_name: str = "") -> User:
         raise ApplicationError(
             ErrorCode.INVALID_EMAIL, "Enter a valid email address.", field="email"
         ) from exc
+    return email
+
+
+def user_create(*, email: str, password: str, display_name: str = "") -> User:
+    """Create a user who signs in with their email address; the password must pass the
+    project's validators.
+
+    The sign-up pages call it only once the address is confirmed (``accounts.services.sign_up``),
+    so its "already exists" answer only ever reaches the address's owner.
+    """
+    email = email_normalised(email)
     if User.objects.filter(email__iexact=email).exists():
         raise ApplicationError(
             ErrorCode.DUPLICATE, "An account with this email address already exists.", field="email"
