@@ -33,8 +33,9 @@ grid did. The community fee is not in trade prices; settlement books it per peer
 One bad order never blocks an interval: a posting or pending bid the clearing cannot take (its
 meter point not approved, or more than its approved capacity x the interval's hours: posting
 refuses both, so only a row written some other way gets here) is left out with its reason
-(``exclusion_reason``): the posting ends ``excluded`` with ``exclusion_reason`` set, the bid
-expires, and the rest of the book clears.
+(``exclusion_reason``): the posting or the bid ends ``excluded`` with ``exclusion_reason`` set
+(the bids on an excluded posting expire, through no fault of their own), and the rest of the
+book clears.
 
 The pipeline calls ``interval_clear`` inside its own transaction after a compare-and-set on the
 interval's state, so it runs once per interval; as a second guard it refuses to run if the
@@ -121,6 +122,7 @@ class ClearingSummary:
     surplus: Decimal  # budget surplus of trade reduction (buyers paid more than sellers got)
     seconds: float
     excluded_postings: int = 0  # left out with their reason (``Posting.exclusion_reason``)
+    excluded_bids: int = 0  # likewise (``Bid.exclusion_reason``)
 
     @property
     def peer_kwh(self) -> Decimal:
@@ -332,6 +334,7 @@ class _Book:
     bids_by_posting: dict[int, list[tuple[Any, ...]]]
     bilateral_sequence: int  # the next free sequence number of a bilateral trade
     excluded: dict[int, str] = field(default_factory=dict)  # posting id -> why it was left out
+    excluded_bids: dict[int, str] = field(default_factory=dict)  # bid id -> why it was left out
 
 
 @dataclass(slots=True)
@@ -416,16 +419,19 @@ def _exclude(locked: Interval, book: _Book) -> None:
             book.bids_by_posting.pop(pk, None)  # its pending bids expire with the others
     for posting_id, rows in book.bids_by_posting.items():
         # row: pk, posting, membership, meter point, quantity, price, submitted, posting side
-        book.bids_by_posting[posting_id] = [
-            row
-            for row in rows
-            if not exclusion_reason(
+        kept = []
+        for row in rows:
+            reason = exclusion_reason(
                 side=ClearingSide.BUY if row[7] == ClearingSide.SELL else ClearingSide.SELL,
                 quantity_kwh=row[4],
                 connection=connections.get(row[3]),
                 hours=hours,
             )
-        ]
+            if reason:
+                book.excluded_bids[row[0]] = reason
+            else:
+                kept.append(row)
+        book.bids_by_posting[posting_id] = kept
 
 
 def _fetch(interval: Interval) -> _Book:
@@ -691,6 +697,16 @@ def _write(book: _Book, outcome: _Outcome, now: datetime) -> int:
             ["status", "exclusion_reason"],
             [(pk, PostingStatus.EXCLUDED, reason[:300]) for pk, reason in book.excluded.items()],
         )
+    if book.excluded_bids:
+        # Before the pending ones lapse below: these are out for a reason of their own.
+        update_rows(
+            Bid,
+            ["status", "exclusion_reason", "decided_at"],
+            [
+                (pk, BidStatus.EXCLUDED, reason[:300], now)
+                for pk, reason in book.excluded_bids.items()
+            ],
+        )
     decided = outcome.accepted + outcome.pooled_bids
     update_rows(
         Bid,
@@ -751,4 +767,5 @@ def interval_clear(*, interval: Interval, now: datetime | None = None) -> Cleari
         surplus=outcome.surplus,
         seconds=time.perf_counter() - started,
         excluded_postings=len(book.excluded),
+        excluded_bids=len(book.excluded_bids),
     )

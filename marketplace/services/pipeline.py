@@ -107,6 +107,7 @@ def _clear(interval: Interval, now: datetime) -> StepResult:
         "mechanism": summary.mechanism,
         "postings": summary.postings,
         "excluded_postings": summary.excluded_postings,
+        "excluded_bids": summary.excluded_bids,
         "trades": summary.bilateral_trades + summary.pool_trades + summary.grid_trades,
         "peer_kwh": str(summary.peer_kwh),
         "clearing_price": None if summary.clearing_price is None else str(summary.clearing_price),
