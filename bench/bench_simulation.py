@@ -21,7 +21,7 @@ import argparse
 import os
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from statistics import mean, median
@@ -75,6 +75,11 @@ def main() -> None:
     parser.add_argument("--households", type=int, default=1000)
     parser.add_argument("--intervals", type=int, default=96, help="quarter-hours to simulate")
     parser.add_argument("--network", default="1-LV-urban6--0-sw")
+    parser.add_argument(
+        "--stop-at",
+        default="",
+        help="UTC time (HH:MM) after which no new interval is posted; the posted ones finish",
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     django.setup()
@@ -155,8 +160,19 @@ def run(args: argparse.Namespace, backend: str) -> list[str]:
                 f"about {left / 60:.1f} min to go, {load_now()}"
             )
 
+    stop = None
+    if args.stop_at:
+        hour, minute = (int(part) for part in args.stop_at.split(":"))
+        deadline = datetime.now(UTC).replace(hour=hour, minute=minute, second=0, microsecond=0)
+        if deadline <= datetime.now(UTC):
+            deadline += timedelta(days=1)
+        progress(f"no interval is posted after {deadline:%Y-%m-%d %H:%M} UTC")
+
+        def stop() -> bool:
+            return datetime.now(UTC) >= deadline
+
     run_start, cpu_run_start = time.perf_counter(), time.process_time()
-    Timed(outcome, tick).run()
+    Timed(outcome, tick, stop).run()
     run_s = time.perf_counter() - run_start
     run_cpu_s = time.process_time() - cpu_run_start
     load_after = load_now()
@@ -211,11 +227,30 @@ def run(args: argparse.Namespace, backend: str) -> list[str]:
     median_s = median(per_interval) if per_interval else 0.0
     p95_s = _quantile(per_interval, 0.95)
     ran_month = len(per_interval) >= MONTH_INTERVALS
+    if ran_month:
+        month = "A whole month was run."
+    else:
+        month = (
+            f"A whole month ({MONTH_INTERVALS:,} intervals) was not run. Extrapolated, not "
+            f"measured: at this run's mean a month would take "
+            f"{mean_s * MONTH_INTERVALS / 3600:.1f} h of wall time "
+            f"({run_cpu_s / n * MONTH_INTERVALS / 3600:.1f} h of this process's CPU); "
+            f"within the target it would take {TARGET_S * MONTH_INTERVALS / 60:.0f} min."
+        )
+        if args.stop_at and len(per_interval) < planned:
+            month = (
+                f"Stopped at {args.stop_at} UTC (--stop-at) to end within the time allowed: "
+                f"{len(per_interval):,} of {planned:,} intervals were run "
+                f"({len(per_interval) / 96:.1f} of {planned / 96:.0f} days). " + month
+            )
+    command = f"--households {args.households} --intervals {args.intervals}" + (
+        f" --stop-at {args.stop_at}" if args.stop_at else ""
+    )
     lines = [
         f"{HEADING} — {backend}",
         "",
-        f"`python bench/bench_simulation.py --households {args.households} --intervals "
-        f"{args.intervals}` on `{args.network}` (15-minute intervals, pool, uniform price).",
+        f"`python bench/bench_simulation.py {command}` on `{args.network}` (15-minute "
+        "intervals, pool, uniform price).",
         "",
         f"- Machine: {machine()}",
         f"- Load (1 / 5 min) before the run: {load_before}; after: {load_after}.",
@@ -238,15 +273,7 @@ def run(args: argparse.Namespace, backend: str) -> list[str]:
             if mean_s <= TARGET_S
             else f"not met ({mean_s / TARGET_S:.1f}x over by the mean)."
         ),
-        "A whole month was run."
-        if ran_month
-        else (
-            f"A whole month ({MONTH_INTERVALS:,} intervals) was not run. Extrapolated, not "
-            f"measured: at this run's mean a month would take "
-            f"{mean_s * MONTH_INTERVALS / 3600:.1f} h of wall time "
-            f"({run_cpu_s / n * MONTH_INTERVALS / 3600:.1f} h of this process's CPU); "
-            f"within the target it would take {TARGET_S * MONTH_INTERVALS / 60:.0f} min."
-        ),
+        month,
     ]
     return lines
 

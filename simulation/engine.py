@@ -247,8 +247,16 @@ def _member(
 class Simulation:
     """The event loop over the scenario's period (see the module docstring)."""
 
-    def __init__(self, outcome: SimulationOutcome, progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        outcome: SimulationOutcome,
+        progress: Progress | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> None:
         self.outcome = outcome
+        # Asked before each interval's posting: once it says stop, no new interval is posted,
+        # and the ones already posted still run to their readings and settlement.
+        self.stop = stop
         self.scenario = outcome.scenario
         self.community = outcome.community
         self.progress = progress
@@ -462,13 +470,21 @@ class Simulation:
             events.append((begin + self.step, 2, k))  # meter and settle
         events.sort()
         done = 0
+        posted = 0  # intervals posted, in order: 0 .. posted - 1
+        stopped = False
         for moment, kind, k in events:
             begin = starts[k]
             if kind == 0:
+                stopped = stopped or (self.stop is not None and self.stop())
+                if stopped:
+                    continue
                 if k % self.per_day == 0:
                     self.plan_day(begin)
                 intervals_open_all(now=moment, communities=[self.community])
                 self.post(self._interval(begin), moment)
+                posted = k + 1
+            elif k >= posted:
+                continue  # never posted: the run was stopped before it
             elif kind == 1:
                 self.advance(moment)
             else:
@@ -478,7 +494,8 @@ class Simulation:
                 if self.progress is not None:
                     self.progress(done, total)
         # Anything still waiting for its settlement window.
-        self.advance(starts[-1] + self.step + timedelta(hours=2))
+        if posted:
+            self.advance(starts[posted - 1] + self.step + timedelta(hours=2))
         return self.outcome
 
     def _interval(self, start: datetime) -> Interval:

@@ -129,3 +129,26 @@ def test_ev_charging_is_posted_as_a_flexible_purchase() -> None:
     assert set(flexible.values_list("meter_point__label", flat=True)) <= {"home-0003", "home-0004"}
     trades = Trade.objects.filter(interval__community=outcome.community, buyer_flexible=True)
     assert trades.exists()
+
+
+@pytest.mark.django_db
+def test_a_stopped_run_settles_every_interval_it_posted_and_posts_no_more() -> None:
+    from simulation.engine import Simulation, simulation_setup
+
+    outcome = simulation_setup(scenario=scenario_parse(NOON))
+    asked: list[int] = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) > 2  # the third interval's posting is refused
+
+    Simulation(outcome, stop=stop).run()
+    assert [r.start.hour for r in outcome.records] == [10, 11]
+    assert outcome.errors == []
+    run = Interval.objects.filter(
+        community=outcome.community, start__in=[r.start for r in outcome.records]
+    )
+    assert set(run.values_list("state", flat=True)) == {IntervalState.SETTLED}
+    assert not Posting.objects.filter(
+        interval__community=outcome.community, interval__start__gte="2026-06-21T12:00:00Z"
+    ).exists()

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from django.db import transaction
 from django.utils import timezone
@@ -224,82 +225,77 @@ def ledger_post_many(
         return [by_key[p.key] for p in postings]
 
 
+class AppendedEntry(NamedTuple):
+    """What the checkpoint needs of an entry just appended."""
+
+    sequence: int
+    hash: str
+    amount: Decimal
+
+
 def _append_entries(
     groups: Sequence[
         tuple[LedgerTransaction, Sequence[tuple[LedgerLine, Decimal]], Interval | None]
     ],
     *,
     at: datetime,
-) -> list[LedgerEntry]:
+) -> list[AppendedEntry]:
+    """Chain the transactions' entries one after the other from the head and write them."""
     # The caller holds the chain lock, so the head read here is still the head when we write.
     head = LedgerEntry.objects.order_by("-sequence").values("sequence", "hash").first()
     sequence = head["sequence"] if head else 0
     prev_hash = head["hash"] if head else GENESIS_HASH
     key = ledger_key()
-    entries: list[LedgerEntry] = []
+    appended: list[AppendedEntry] = []
+    # The rows in _ENTRY_COLUMNS' order, without a model instance each: for a settlement of a
+    # thousand members, building the instances cost about as much as hashing the entries.
+    rows: list[list[object]] = []
     for ledger_transaction, rounded, interval in groups:
-        _chain(ledger_transaction, rounded, interval, at, key, sequence, prev_hash, entries)
-        if entries:
-            sequence, prev_hash = entries[-1].sequence, entries[-1].hash
-    # One COPY (config.sql.insert_rows): bulk_create's compilation of a thousand entries cost
-    # more than the rest of a settlement. The entries' ids are not needed: the chain is by
-    # sequence, and the checkpoint reads sequences, hashes and amounts.
-    insert_rows(
-        LedgerEntry,
-        _ENTRY_COLUMNS,
-        [[getattr(entry, name) for name in _ENTRY_COLUMNS] for entry in entries],
-    )
-    return entries
-
-
-def _chain(
-    ledger_transaction: LedgerTransaction,
-    rounded: Sequence[tuple[LedgerLine, Decimal]],
-    interval: Interval | None,
-    at: datetime,
-    key: bytes,
-    sequence: int,
-    prev_hash: str,
-    entries: list[LedgerEntry],
-) -> None:
-    """Append the transaction's entries to ``entries``, chained on from (sequence, prev_hash)."""
-    for line, amount in rounded:
-        if amount == ZERO:
-            continue  # a zero line carries no money; its energy is in the Settlement row
-        sequence += 1
-        # Stored at the columns' precision, so the hash covers exactly what the database keeps.
-        energy = None if line.energy_kwh is None else line.energy_kwh.quantize(KWH)
-        price = None if line.price_per_kwh is None else line.price_per_kwh.quantize(PRICE)
-        content = EntryContent(
-            sequence=sequence,
-            transaction_id=ledger_transaction.pk,
-            account_id=line.account.pk,
-            kind=str(line.kind),
-            amount=amount,
-            energy_kwh=energy,
-            price_per_kwh=price,
-            interval_id=interval.pk if interval else None,
-            memo=line.memo,
-            created_at=at,
-        )
-        digest = entry_hash(content, prev_hash, key)
-        entries.append(
-            LedgerEntry(
-                transaction=ledger_transaction,
-                account=line.account,
+        interval_id = interval.pk if interval else None
+        for line, amount in rounded:
+            if amount == ZERO:
+                continue  # a zero line carries no money; its energy is in the Settlement row
+            sequence += 1
+            # Stored at the columns' precision, so the hash covers exactly what the database
+            # keeps.
+            energy = None if line.energy_kwh is None else line.energy_kwh.quantize(KWH)
+            price = None if line.price_per_kwh is None else line.price_per_kwh.quantize(PRICE)
+            content = EntryContent(
                 sequence=sequence,
-                kind=line.kind,
+                transaction_id=ledger_transaction.pk,
+                account_id=line.account.pk,
+                kind=str(line.kind),
                 amount=amount,
                 energy_kwh=energy,
                 price_per_kwh=price,
-                interval=interval,
+                interval_id=interval_id,
                 memo=line.memo,
                 created_at=at,
-                prev_hash=prev_hash,
-                hash=digest,
             )
-        )
-        prev_hash = digest
+            digest = entry_hash(content, prev_hash, key)
+            rows.append(
+                [
+                    ledger_transaction.pk,
+                    line.account.pk,
+                    sequence,
+                    line.kind,
+                    amount,
+                    energy,
+                    price,
+                    interval_id,
+                    line.memo,
+                    at,
+                    prev_hash,
+                    digest,
+                ]
+            )
+            appended.append(AppendedEntry(sequence, digest, amount))
+            prev_hash = digest
+    # One COPY (config.sql.insert_rows): bulk_create's compilation of a thousand entries cost
+    # more than the rest of a settlement. The entries' ids are not needed: the chain is by
+    # sequence, and the checkpoint reads sequences, hashes and amounts.
+    insert_rows(LedgerEntry, _ENTRY_COLUMNS, rows)
+    return appended
 
 
 _ENTRY_COLUMNS = (
