@@ -87,32 +87,38 @@ PROFILE = os.environ.get("BENCH_MONTH_PROFILE", "")
 
 # --- Building communities ------------------------------------------------------------------------
 def build_communities(first: int, count: int, members: int) -> list[Any]:
+    """``count`` communities of ``members`` approved members with an approved meter point
+    each: the communities one by one (each opens its market rules), their users, memberships
+    and meter points in one bulk insert per table for all of them (1,000 x 50 = 50,000 rows
+    each)."""
     from accounts.models import Membership, MembershipStatus, MeterPoint, User
     from marketplace.services.communities import community_create
 
-    communities = []
-    for number in range(first, first + count):
-        slug = f"scale-{number:04d}"
-        community = community_create(name=f"Scale {number:04d}", slug=slug)
-        users = User.objects.bulk_create(
-            [User(email=f"{slug}-{i}@scale.bench") for i in range(members)]
-        )
-        memberships = Membership.objects.bulk_create(
-            [
-                Membership(user=u, community=community, status=MembershipStatus.APPROVED,
-                           pseudonym=f"{slug}-{i:03d}")
-                for i, u in enumerate(users)
-            ]
-        )  # fmt: skip
-        MeterPoint.objects.bulk_create(
-            [
-                MeterPoint(membership=m, status="approved", label="home",
-                           import_capacity_kw=Decimal("30"),
-                           export_capacity_kw=Decimal("30"))
-                for m in memberships
-            ]
-        )  # fmt: skip
-        communities.append(community)
+    communities = [
+        community_create(name=f"Scale {number:04d}", slug=f"scale-{number:04d}")
+        for number in range(first, first + count)
+    ]
+    users = User.objects.bulk_create(
+        [User(email=f"{c.slug}-{i}@scale.bench") for c in communities for i in range(members)],
+        batch_size=5000,
+    )
+    memberships = Membership.objects.bulk_create(
+        [
+            Membership(user=users[n * members + i], community=c,
+                       status=MembershipStatus.APPROVED, pseudonym=f"{c.slug}-{i:03d}")
+            for n, c in enumerate(communities)
+            for i in range(members)
+        ],
+        batch_size=5000,
+    )  # fmt: skip
+    MeterPoint.objects.bulk_create(
+        [
+            MeterPoint(membership=m, status="approved", label="home",
+                       import_capacity_kw=Decimal("30"), export_capacity_kw=Decimal("30"))
+            for m in memberships
+        ],
+        batch_size=5000,
+    )  # fmt: skip
     return communities
 
 
