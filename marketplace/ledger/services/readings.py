@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Context, Decimal
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -139,6 +139,31 @@ def _start(value: object) -> datetime:
             ErrorCode.BAD_DATETIME, "interval_start needs a time zone, e.g. 2026-06-01T10:00:00Z."
         )
     return moment.astimezone(UTC)
+
+
+class _MeterFacts(NamedTuple):
+    """What checking and storing a reading needs of its meter point."""
+
+    pk: int
+    membership_id: int
+    community_id: int
+    status: str
+    import_capacity_kw: Decimal
+    export_capacity_kw: Decimal
+
+
+def _meter_facts(meter_point_ids: Iterable[int]) -> dict[int, _MeterFacts]:
+    """The batch's meter points by id, as plain rows: a thousand model instances (and their
+    memberships) cost more than the rest of a batch's checks."""
+    rows = MeterPoint.objects.filter(pk__in=list(meter_point_ids)).values_list(
+        "pk",
+        "membership_id",
+        "membership__community_id",
+        "status",
+        "import_capacity_kw",
+        "export_capacity_kw",
+    )
+    return {row[0]: _MeterFacts(*row) for row in rows}
 
 
 def _history(meter_point_id: int) -> list[tuple[Decimal, Decimal]]:
@@ -271,7 +296,7 @@ def _record(
     # of them in one statement. One with several rows sees the batch's earlier rows in its
     # history too, so its readings are fetched and kept as a list (``_history``).
     summaries: dict[int, ReadingHistory] | None = None
-    meter_points = MeterPoint.objects.select_related("membership").in_bulk(mp_ids)
+    meter_points = _meter_facts(mp_ids)
     interval_cache: dict[tuple[int, object], Interval | None] = {}
 
     def find_interval(community_id: int, data: Mapping[str, Any]) -> Interval:
@@ -306,13 +331,13 @@ def _record(
     parsed: dict[int, tuple[Interval, Decimal, Decimal] | _RefusedError] = {}
 
     def parse(
-        index: int, data: Mapping[str, Any], meter_point: MeterPoint
+        index: int, data: Mapping[str, Any], meter_point: _MeterFacts
     ) -> tuple[Interval, Decimal, Decimal]:
         """The row's interval and energies, once per row (refusals raised again each time)."""
         if index not in parsed:
             try:
                 parsed[index] = (
-                    find_interval(meter_point.membership.community_id, data),
+                    find_interval(meter_point.community_id, data),
                     _energy(data.get("imported_kwh"), "imported_kwh"),
                     _energy(data.get("exported_kwh"), "exported_kwh"),
                 )
@@ -365,10 +390,10 @@ def _record(
             except ValueError:
                 meter_point = None
             if meter_point is None or (
-                community is not None and meter_point.membership.community_id != community.pk
+                community is not None and meter_point.community_id != community.pk
             ):
                 raise _RefusedError(ErrorCode.NOT_FOUND, "Unknown meter point.")
-            if allowed is not None and meter_point.membership.community_id not in allowed:
+            if allowed is not None and meter_point.community_id not in allowed:
                 raise _RefusedError(
                     ErrorCode.NOT_METERING_SOURCE,
                     "Readings for this meter point come only from its community's metering "
@@ -505,7 +530,7 @@ class _NewReading:
 def _store(
     *,
     current: MeterReading | _NewReading | None,
-    meter_point: MeterPoint,
+    meter_point: _MeterFacts,
     interval: Interval,
     imported: Decimal,
     exported: Decimal,
