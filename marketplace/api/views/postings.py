@@ -76,7 +76,7 @@ class PostingListView(FilteredListView):
             raise ApplicationError(
                 ErrorCode.NOT_FOUND, "No such interval.", field="interval"
             ) from None
-        return Response(s.PostingSerializer(posting).data, status=status.HTTP_201_CREATED)
+        return Response(s.posting_data(posting), status=status.HTTP_201_CREATED)
 
 
 class PostingDetailView(ApiView):
@@ -92,7 +92,7 @@ class PostingDetailView(ApiView):
         responses=schema.responses(s.PostingSerializer, *schema.DETAIL_ERRORS), tags=["trading"],
     )  # fmt: skip
     def get(self, request: Request, pk: int) -> Response:
-        return Response(s.PostingSerializer(self.get_object()).data)
+        return Response(s.posting_data(self.get_object()))
 
     @extend_schema(
         operation_id="postings_modify",
@@ -109,7 +109,7 @@ class PostingDetailView(ApiView):
         body = s.PostingModifySerializer(data=request.data)
         body.is_valid(raise_exception=True)
         posting_modify(posting=posting, by_membership=posting.membership, **body.validated_data)
-        return Response(s.PostingSerializer(self.get_queryset().get(pk=posting.pk)).data)
+        return Response(s.posting_data(self.get_queryset().get(pk=posting.pk)))
 
 
 class PostingCancelView(ApiView):
@@ -131,7 +131,7 @@ class PostingCancelView(ApiView):
         posting = self.get_object()
         posting_cancel(posting=posting, by_membership=posting.membership)
         # Read again: the status changed and the pending bids expired with it.
-        return Response(s.PostingSerializer(self.get_queryset().get(pk=posting.pk)).data)
+        return Response(s.posting_data(self.get_queryset().get(pk=posting.pk)))
 
 
 class PostingBidsView(ApiView):

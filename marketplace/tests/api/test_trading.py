@@ -371,6 +371,46 @@ def test_fast_board_rendering_equals_the_serializer(api: Api) -> None:
         "/api/v1/board/?community=sonnenfeld").json()["results"]} == {"0.1300", None}  # fmt: skip
 
 
+def test_fast_posting_rendering_equals_the_serializer(api: Api) -> None:
+    """Postings are answered without DRF's field machinery; the schema's serializer must agree,
+    for a fresh posting as the service returns it and for postings read back with their bids,
+    modified, cancelled, flexible and allocated."""
+    from marketplace.api.selectors import own_postings
+    from marketplace.api.serializers import PostingSerializer, posting_data
+    from marketplace.services.postings import posting_create
+
+    alice = api.bearer(api.full_token)
+    bob = api.bearer(api.bob_token)
+    first = alice.post("/api/v1/postings/", posting_body(api), format="json").json()
+    flexible = alice.post(
+        "/api/v1/postings/",
+        posting_body(api, side="buy", quantity_kwh="0.250", flexible=True,
+                     auto_accept_best_bids=False),
+        format="json",
+    ).json()  # fmt: skip
+    cancelled = alice.post("/api/v1/postings/", posting_body(api, quantity_kwh="0.300"),
+                           format="json").json()  # fmt: skip
+    alice.post(f"/api/v1/postings/{cancelled['id']}/cancel/", {}, format="json")
+    alice.patch(f"/api/v1/postings/{first['id']}/", {"quantity_kwh": "0.900"}, format="json")
+    bob.post(
+        "/api/v1/bids/",
+        {"posting": first["id"], "meter_point": api.bob_meter_point.pk,
+         "quantity_kwh": "0.100", "price_per_kwh": "0.1300"},
+        format="json",
+    )  # fmt: skip
+    Posting.objects.filter(pk=flexible["id"]).update(allocated_kwh=Decimal("0.125"))
+    fresh = posting_create(
+        membership=api.world.membership, meter_point=api.world.meter_point,
+        interval=api.interval, side="sell", quantity_kwh="0.5", limit_price_per_kwh="0.1",
+    )  # fmt: skip
+    rows = list(own_postings(user=api.world.prosumer).order_by("pk"))
+    assert [r.pending_bids for r in rows] == [1, 0, 0, 0]
+    assert {r.status for r in rows} == {"open", "cancelled"}
+    for posting in [*rows, fresh]:
+        assert posting_data(posting) == PostingSerializer(posting).data
+    assert alice.get(f"/api/v1/postings/{first['id']}/").json() == PostingSerializer(rows[0]).data
+
+
 def test_flexible_purchase_through_the_api(api: Api) -> None:
     alice = api.bearer(api.full_token)
     bought = alice.post(
