@@ -11,7 +11,6 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.access import access_meter_point
 from accounts.models import TokenScope, User
 from config.errors import ApplicationError, ErrorCode
 from marketplace.api import filters, schema
@@ -26,7 +25,11 @@ from marketplace.api.views.base import (
 )
 from marketplace.models import Interval, Posting
 from marketplace.selectors.board import bids_on_my_posting
-from marketplace.services.postings import posting_cancel, posting_create, posting_modify
+from marketplace.services.postings import (
+    posting_cancel,
+    posting_create_by_owner,
+    posting_modify,
+)
 
 
 class PostingListView(FilteredListView):
@@ -58,14 +61,14 @@ class PostingListView(FilteredListView):
         body = s.PostingCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        meter_point = access_meter_point(request_user(request), data["meter_point"])
         try:
-            # The service locks the interval by its id first thing; reading it here as well
-            # would cost the hot path a query, so a missing one is reported from the lock.
-            posting = posting_create(
-                membership=meter_point.membership,
-                meter_point=meter_point,
-                interval=Interval(pk=data["interval"]),
+            # The service locks the interval and the caller's meter point by their ids first
+            # thing (checking the meter point is the caller's in that statement); reading
+            # either here as well would cost the hot path a query each.
+            posting = posting_create_by_owner(
+                owner=request_user(request),
+                meter_point_id=data["meter_point"],
+                interval_id=data["interval"],
                 side=data["side"],
                 quantity_kwh=data["quantity_kwh"],
                 limit_price_per_kwh=data["limit_price_per_kwh"],
