@@ -664,7 +664,11 @@ class _Model:
         self, state: PowerFlowState, caused: list[_Finding], policy: CurtailmentPolicy
     ) -> bool:
         """One round of curtailment from the linearised model; False if nothing could be taken."""
-        sens = state.sensitivities(self.mp_bus)
+        # One column per distinct bus, not per meter point: a thousand homes sit on a few dozen
+        # buses, and the solve and the branch currents scale with the columns.
+        buses, bus_of_mp = np.unique(self.mp_bus, return_inverse=True)
+        sens = state.sensitivities(buses)
+        entry_column = bus_of_mp[self.entry_mp]
         remaining = np.where(self.flexible, np.abs(self.kw) - self.curtailed, 0.0)
         planned = np.zeros(len(self.entries))
         sign = np.sign(self.kw)
@@ -674,14 +678,14 @@ class _Model:
             caused, key=lambda f: (-f.excess / max(abs(f.target), 1e-9), f.element)
         ):
             if finding.element_type == "bus":
-                per_mp = sens.voltage(finding.position)
+                per_bus = sens.voltage(finding.position)
                 margin, unit = VOLTAGE_MARGIN_PU, "p.u./kW"
             else:
-                per_mp = sens.loading(finding.position)
+                per_bus = sens.loading(finding.position)
                 margin, unit = LOADING_MARGIN_PERCENT, "%/kW"
             # Curtailing 1 kW of an export takes 1 kW of injection away at its bus; of a
             # flexible purchase, it adds 1 kW (less withdrawn).
-            effect = finding.direction * per_mp[self.entry_mp] * sign
+            effect = finding.direction * per_bus[entry_column] * sign
             need = finding.excess * (1.0 + CURTAIL_MARGIN) + margin - float(planned @ effect)
             if need <= 0:
                 continue

@@ -34,6 +34,7 @@ from simulation.strategies import (
     battery_plan,
     ev_plan,
     heat_pump_plan,
+    sdr_prices,
 )
 
 MIN_ORDER_KWH = 0.001
@@ -65,27 +66,43 @@ class DayInputs:
 
 @dataclass
 class PriceMemory:
-    """What the agent expects peers to pay per interval of the day: a running mean of what it saw.
+    """What the agent expects a kWh to cost to buy and to earn when sold, per interval of the day.
 
-    Until it has seen a price for a slot, buying is expected at retail and selling at feed-in.
+    Each is a running mean of what the market published for that slot of the day: all told, what
+    its buyers paid per kWh (peer price plus fee on the peer part, retail on what the grid
+    supplied) and what its sellers got (peer price less fee, feed-in on what the grid took).
+    A slot not seen yet is forecast from ``expected`` (the day's prices by the community's
+    supply and demand, ``strategies.sdr_prices``), or at retail and feed-in without one.
     """
 
     slots: int
     weight: float = 0.3
-    seen: dict[int, float] = field(default_factory=dict)
+    seen: dict[int, float] = field(default_factory=dict)  # buying
+    seen_sell: dict[int, float] = field(default_factory=dict)
+    expected: tuple[list[float], list[float]] | None = None  # the day's (buy, sell) per step
 
-    def observe(self, slot: int, price: float) -> None:
-        old = self.seen.get(slot)
-        self.seen[slot] = price if old is None else (1 - self.weight) * old + self.weight * price
+    def observe(self, slot: int, buy_price: float | None, sell_price: float | None) -> None:
+        """What buyers paid and sellers got per kWh; ``None`` for a side no one was on."""
+        for seen, value in ((self.seen, buy_price), (self.seen_sell, sell_price)):
+            if value is None:
+                continue
+            old = seen.get(slot)
+            seen[slot] = value if old is None else (1 - self.weight) * old + self.weight * value
 
     def forecast(
         self, first_slot: int, steps: int, tariffs: Tariffs
     ) -> tuple[list[float], list[float]]:
         buy, sell = [], []
         for t in range(steps):
-            price = self.seen.get((first_slot + t) % self.slots)
-            buy.append(tariffs.retail if price is None else min(price, tariffs.retail))
-            sell.append(tariffs.feed_in if price is None else max(price, tariffs.feed_in))
+            slot = (first_slot + t) % self.slots
+            if self.expected is not None and t < len(self.expected[0]):
+                prior_buy, prior_sell = self.expected[0][t], self.expected[1][t]
+            else:
+                prior_buy, prior_sell = tariffs.retail, tariffs.feed_in
+            bought = self.seen.get(slot, prior_buy)
+            sold = self.seen_sell.get(slot, prior_sell)
+            buy.append(min(max(bought, tariffs.feed_in), tariffs.retail))
+            sell.append(min(max(sold, tariffs.feed_in), tariffs.retail))
         return buy, sell
 
 
@@ -248,13 +265,34 @@ class PlantAgent:
         kwh = -net_kw * self.hours
         if kwh < MIN_ORDER_KWH:
             return None
-        floor = max(self.spec.cost_per_kwh, tariffs.feed_in)
+        # Below feed-in plus the fee a peer sale earns less than the grid would pay.
+        floor = max(self.spec.cost_per_kwh, tariffs.seller_cost)
         return Order(SELL, kwh, min(floor, tariffs.cap))
 
     def observe(
         self, slot: int, order: Order, filled_kwh: float, price: float | None, tariffs: Tariffs
     ) -> None:
         return None
+
+
+def expected_prices(
+    households: list[HouseholdAgent], plant_kw: np.ndarray, tariffs: Tariffs
+) -> tuple[list[float], list[float]]:
+    """The day's buy and sell prices per step by the community's supply and demand.
+
+    Supply is the plants' output and each home's PV beyond its own demand, demand each home's
+    demand beyond its own PV (before batteries and flexible loads, which the plans decide
+    later); the prices are ``strategies.sdr_prices`` of the two.
+    """
+    steps = len(plant_kw)
+    supply = np.asarray(plant_kw, dtype=float).copy()
+    demand = np.zeros(steps)
+    for agent in households:
+        base = agent.base_kw
+        supply += np.maximum(-base, 0.0)
+        demand += np.maximum(base, 0.0)
+    pairs = [sdr_prices(float(s), float(d), tariffs) for s, d in zip(supply, demand, strict=True)]
+    return [b for b, _ in pairs], [v for _, v in pairs]
 
 
 def plan_water_heaters(

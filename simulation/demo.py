@@ -5,10 +5,13 @@ own demo homes and plants. A real member who joins the demo community is never t
 
 Each UTC day every robot plans ahead as a simulated household does (``simulation.agents``): its
 demand and PV from SimBench's profiles, its water heater by Elecbay's game over the whole
-community, its EV and battery by price. The price it expects is the community's by the
-supply-demand ratio (``sdr_price``): low where the community's own output (PV, the wind turbine,
-the CHP plant) covers its demand, high where it does not, so batteries buy cheap wind at night
-and sell in the evening. Plants sell their
+community, its EV and battery by price. The price it expects, to buy and to sell alike, is the
+community's by the supply-demand ratio (``strategies.sdr_price``): low where the community's
+own output (PV, the wind turbine, the CHP plant) covers its demand, high where it does not, so
+batteries buy cheap wind at night and sell in the evening. (A simulation's agents start from
+the same ratio but split into what buying and selling each fetch, ``strategies.sdr_prices``,
+and then learn the market's own prices; the demo plans every day afresh, so a replay is the
+same.) Plants sell their
 SimBench output at their cost or more. Everything is deterministic in (day, meter point), so a
 replay by ``advance_intervals`` posts the same book again.
 """
@@ -49,7 +52,8 @@ from simulation.profiles import (
     values_at,
 )
 from simulation.scenario import household_spec, plant_spec
-from simulation.strategies import BUY, Tariffs, strategy_for
+from simulation.selectors import peer_fee_per_kwh
+from simulation.strategies import BUY, Tariffs, sdr_price, strategy_for
 from units import KWH, PRICE
 
 logger = logging.getLogger(__name__)
@@ -70,25 +74,6 @@ class RobotPlan:
     strategy: str
     is_plant: bool
     cost_per_kwh: float
-
-
-def sdr_price(supply_kw: float, demand_kw: float, tariffs: Tariffs) -> float:
-    """The expected peer price by the supply-demand ratio SDR = supply / demand, as in Liu et al.
-    (2017), "Energy sharing management for microgrids with PV prosumers: a Stackelberg game
-    approach", IEEE Trans. Ind. Informatics 13(3), eq. (4):
-
-        p = f·r / ((r - f)·SDR + f)   for 0 ≤ SDR ≤ 1,   p = f   for SDR > 1
-
-    with ``f`` the feed-in and ``r`` the retail tariff: retail with no local supply, feed-in
-    once local supply covers demand.
-    """
-    f, r = tariffs.feed_in, tariffs.retail
-    if demand_kw <= 0:
-        return f
-    ratio = max(supply_kw, 0.0) / demand_kw
-    if ratio >= 1 or f <= 0:
-        return f if ratio >= 1 else r
-    return f * r / ((r - f) * ratio + f)
 
 
 def demo_community() -> Community | None:
@@ -116,6 +101,7 @@ def _tariffs(interval: Interval) -> Tariffs:
         feed_in=float(rules.feed_in_tariff),
         floor=float(rules.price_floor),
         cap=float(rules.price_cap),
+        fee=peer_fee_per_kwh(rules),
     )
 
 
@@ -167,6 +153,7 @@ def _day_plans(
     plans: dict[int, RobotPlan] = {}
     for mp, agent in households:
         agent.memory.seen = dict(enumerate(expected))
+        agent.memory.seen_sell = dict(enumerate(expected))
         assert agent.day is not None
         agent.plan_day(agent.day, 0, tariffs, schedules.get(agent.key))
         net, flexible = zip(*(agent.act() for _ in range(steps)), strict=True)
@@ -200,7 +187,7 @@ def demo_orders(
         if plan.is_plant:
             if net_kw >= 0:
                 continue
-            price = max(plan.cost_per_kwh, tariffs.feed_in)
+            price = max(plan.cost_per_kwh, tariffs.seller_cost)
             orders.append((meter_point, Order("sell", kwh, price)))
             continue
         side = BUY if net_kw > 0 else "sell"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -52,6 +52,7 @@ from simulation.agents import (
     Order,
     PlantAgent,
     PriceMemory,
+    expected_prices,
     plan_water_heaters,
 )
 from simulation.profiles import (
@@ -63,10 +64,15 @@ from simulation.profiles import (
     values_at,
 )
 from simulation.scenario import Scenario
+from simulation.selectors import peer_fee_per_kwh
 from simulation.strategies import Tariffs, strategy_for
 from units import KWH, PRICE
 
 POST_BEFORE_GATE = timedelta(seconds=1)
+# Why a participant posted nothing in an interval (``SimulationOutcome.unposted``).
+NO_NEED = "no need: net energy below 0.001 kWh"
+NO_CAPACITY = "no capacity on the meter point for its side"
+REFUSED = "refused by the posting rules (see errors)"
 SIM_TIMEZONE = "Europe/Berlin"
 
 Progress = Callable[[int, int], None]
@@ -109,6 +115,8 @@ class SimulationOutcome:
     records: list[IntervalRecord] = field(default_factory=list)
     heater_regret: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # Participant-intervals without a posting, by reason (NO_NEED, NO_CAPACITY, REFUSED).
+    unposted: Counter[str] = field(default_factory=Counter)
 
 
 def _decimal(value: float, quantum: Decimal) -> Decimal:
@@ -131,6 +139,7 @@ def _tariffs(community: Community) -> Tariffs:
         feed_in=float(rules.feed_in_tariff),
         floor=float(rules.price_floor),
         cap=float(rules.price_cap),
+        fee=peer_fee_per_kwh(rules),
     )
 
 
@@ -247,8 +256,16 @@ def _member(
 class Simulation:
     """The event loop over the scenario's period (see the module docstring)."""
 
-    def __init__(self, outcome: SimulationOutcome, progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        outcome: SimulationOutcome,
+        progress: Progress | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> None:
         self.outcome = outcome
+        # Asked before each interval's posting: once it says stop, no new interval is posted,
+        # and the ones already posted still run to their readings and settlement.
+        self.stop = stop
         self.scenario = outcome.scenario
         self.community = outcome.community
         self.progress = progress
@@ -320,12 +337,16 @@ class Simulation:
                 spec.litres_per_day, jitter,
             )  # fmt: skip
             households.append(agent)
+        plants = [p.agent for p in self.outcome.participants if isinstance(p.agent, PlantAgent)]
+        plant_kw = sum((plant.output_kw for plant in plants), np.zeros(self.per_day))
+        # Until a slot's market prices are seen, each home expects them from the community's
+        # supply and demand today (the plants' forecast output and the homes' profiles).
+        expected = expected_prices(households, plant_kw, self.tariffs)
+        for agent in households:
+            agent.memory.expected = expected
         schedules: dict[str, list[bool]] = {}
         if self.scenario.flexible_control == "game":
-            base = sum((a.base_kw for a in households), np.zeros(self.per_day))
-            for participant in self.outcome.participants:
-                if isinstance(participant.agent, PlantAgent):
-                    base = base - participant.agent.output_kw
+            base = sum((a.base_kw for a in households), np.zeros(self.per_day)) - plant_kw
             schedules, regret = plan_water_heaters(
                 households, base, self.tariffs, self.hours, self.rng
             )
@@ -341,11 +362,14 @@ class Simulation:
         physical: dict[int, tuple[float, float]] = {}
         requests: list[PostingRequest] = []
         pending: list[tuple[Participant, Order]] = []
+        unposted = self.outcome.unposted
         for participant in self.outcome.participants:
             net_kw, flexible_kw = participant.agent.act()
             physical[participant.meter_point.pk] = (net_kw, flexible_kw)
             order = participant.agent.order(net_kw, flexible_kw, self.tariffs)
             if order is None:
+                # Its own PV or battery covered it to the last Wh (or a plant stood still).
+                unposted[NO_NEED] += 1
                 continue
             limit = min(
                 max(_decimal(order.limit_price, PRICE), self.rules.price_floor),
@@ -356,6 +380,7 @@ class Simulation:
                 _capacity_kwh(participant.meter_point, order.side, self.hours),
             )
             if quantity <= 0:
+                unposted[NO_CAPACITY] += 1
                 continue
             requests.append(
                 PostingRequest(
@@ -376,6 +401,7 @@ class Simulation:
                 self.outcome.errors.append(
                     f"{interval.start:%Y-%m-%d %H:%M} {participant.agent.key}: {outcome.error}"
                 )
+                unposted[REFUSED] += 1
                 continue
             orders[participant.meter_point.pk] = order
         self.posted[interval.start] = orders
@@ -421,8 +447,6 @@ class Simulation:
                 filled = fill.peer_kwh(order.side) if fill else 0.0
                 price = fill.peer_price(order.side) if fill else None
                 participant.agent.observe(slot, order, filled, price, self.tariffs)
-                if price is not None:
-                    participant.agent.memory.observe(slot, price)
         meter_readings_submit(
             submitted_by=self.manager,
             readings=rows,
@@ -430,6 +454,12 @@ class Simulation:
             now=interval.end,
         )
         summary = selectors.interval_summary(interval=interval)
+        # Every home learns the interval's prices as the market published them, traded or not:
+        # a battery that waits for a fill of its own would never learn when selling pays.
+        paid, got = market_prices(summary, orders, self.tariffs)
+        for participant in self.outcome.participants:
+            if isinstance(participant.agent, HouseholdAgent):
+                participant.agent.memory.observe(slot, paid, got)
         self.outcome.records.append(
             IntervalRecord(
                 start=interval.start,
@@ -462,13 +492,21 @@ class Simulation:
             events.append((begin + self.step, 2, k))  # meter and settle
         events.sort()
         done = 0
+        posted = 0  # intervals posted, in order: 0 .. posted - 1
+        stopped = False
         for moment, kind, k in events:
             begin = starts[k]
             if kind == 0:
+                stopped = stopped or (self.stop is not None and self.stop())
+                if stopped:
+                    continue
                 if k % self.per_day == 0:
                     self.plan_day(begin)
                 intervals_open_all(now=moment, communities=[self.community])
                 self.post(self._interval(begin), moment)
+                posted = k + 1
+            elif k >= posted:
+                continue  # never posted: the run was stopped before it
             elif kind == 1:
                 self.advance(moment)
             else:
@@ -478,11 +516,35 @@ class Simulation:
                 if self.progress is not None:
                     self.progress(done, total)
         # Anything still waiting for its settlement window.
-        self.advance(starts[-1] + self.step + timedelta(hours=2))
+        if posted:
+            self.advance(starts[posted - 1] + self.step + timedelta(hours=2))
         return self.outcome
 
     def _interval(self, start: datetime) -> Interval:
         return Interval.objects.select_related("rules").get(community=self.community, start=start)
+
+
+def market_prices(
+    summary: selectors.IntervalSummary, orders: dict[int, Order], tariffs: Tariffs
+) -> tuple[float | None, float | None]:
+    """What the interval's buyers paid and its sellers got per kWh, all told (``None``: nobody
+    was on that side): the peer part at the mean peer price with the fee, the rest of what was
+    posted with the grid at retail or feed-in."""
+    asked = sum(o.quantity_kwh for o in orders.values() if o.side == "buy")
+    offered = sum(o.quantity_kwh for o in orders.values() if o.side == "sell")
+    peer = summary.p2p_kwh
+    buy_price = summary.mean_price if summary.mean_price is not None else tariffs.retail
+    sell_price = (
+        summary.mean_seller_price if summary.mean_seller_price is not None else tariffs.feed_in
+    )
+    paid = got = None
+    if asked > 0:
+        share = min(peer / asked, 1.0)
+        paid = share * (buy_price + tariffs.fee) + (1 - share) * tariffs.retail
+    if offered > 0:
+        share = min(peer / offered, 1.0)
+        got = share * (sell_price - tariffs.fee) + (1 - share) * tariffs.feed_in
+    return paid, got
 
 
 def _capacity_kwh(meter_point: MeterPoint, side: str, hours: float) -> Decimal:

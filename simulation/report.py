@@ -10,8 +10,12 @@ Definitions (per run, over every simulated interval):
 - self-sufficiency: P2P / members' metered imports; self-consumption: P2P / members' exports.
 - curtailment: trade energy the grid check cut; losses: the power flow's losses x interval hours.
 - bill: what the ledger took from a member over the run (minus its balance); baseline: what it
-  would have paid with no trading at all, its metered imports at the retail and exports at the
-  feed-in tariff; savings = baseline - bill. The savings Gini counts a loss as no saving.
+  would have paid with no trading at all, booked as the ledger books a member without trades
+  (``selectors.member_baselines``): each interval's metered net import at the retail tariff or
+  net export at the feed-in tariff, each rounded to the cent, plus its share of the network
+  losses, which it pays whether it trades or not; savings = baseline - bill, so a member who
+  never trades saves exactly 0 and the savings are what trading changed (peer prices against
+  the tariffs, less the fee). The savings Gini counts a loss as no saving.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import matplotlib.pyplot as plt
 from config.csv_export import csv_writer
 from marketplace.services.rules import current_rules
 from simulation.engine import SimulationOutcome, member_totals
-from simulation.selectors import member_balances
+from simulation.selectors import member_balances, member_baselines
 from simulation.strategies import gini
 
 
@@ -44,6 +48,7 @@ class MemberLine:
     export_kwh: float
     bill: float
     baseline: float
+    losses: float = 0.0  # of the baseline (and of the bill): its share of the network losses
 
     @property
     def savings(self) -> float:
@@ -87,6 +92,8 @@ class Report:
     p2p_kwh: tuple[float, ...]
     grid_kwh: tuple[float, ...]
     prices: tuple[float | None, ...]
+    # Member-intervals with no posting, by why (simulation.engine's NO_NEED and the others).
+    unposted: tuple[tuple[str, int], ...] = ()
 
 
 def _ratio(part: float, whole: float) -> float | None:
@@ -98,7 +105,6 @@ def report_build(outcome: SimulationOutcome, *, variant: str = "") -> Report:
     community = outcome.community
     rules = current_rules(community)
     hours = rules.interval_minutes / 60
-    retail, feed_in = float(rules.retail_tariff), float(rules.feed_in_tariff)
     records = outcome.records
     net = [r.net_kw for r in records]
     grid_import = sum(max(v, 0.0) for v in net) * hours
@@ -106,6 +112,7 @@ def report_build(outcome: SimulationOutcome, *, variant: str = "") -> Report:
     p2p = sum(r.p2p_kwh for r in records)
     totals = member_totals(outcome)
     balances = member_balances(community=community)
+    baselines = member_baselines(community=community)
     lines = []
     for participant in outcome.participants:
         member = participant.membership.pk
@@ -120,7 +127,8 @@ def report_build(outcome: SimulationOutcome, *, variant: str = "") -> Report:
                 import_kwh=round(energy["import"], 3),
                 export_kwh=round(energy["export"], 3),
                 bill=float(-balances.get(member, Decimal("0"))),
-                baseline=round(energy["import"] * retail - energy["export"] * feed_in, 2),
+                baseline=float(baselines[member].total) if member in baselines else 0.0,
+                losses=float(baselines[member].losses) if member in baselines else 0.0,
             )
         )
     households = [
@@ -162,6 +170,7 @@ def report_build(outcome: SimulationOutcome, *, variant: str = "") -> Report:
         p2p_kwh=tuple(round(r.p2p_kwh, 3) for r in records),
         grid_kwh=tuple(round(r.grid_bought_kwh + r.grid_sold_kwh, 3) for r in records),
         prices=tuple(r.mean_price for r in records),
+        unposted=tuple(sorted(outcome.unposted.items())),
     )
 
 
@@ -274,9 +283,10 @@ def report_write(report: Report, directory: Path) -> Path:
     )  # fmt: skip
     _csv(
         directory / "members.csv",
-        ["member", "kind", "strategy", "import_kwh", "export_kwh", "bill", "baseline", "savings"],
-        [[m.key, m.kind, m.strategy, m.import_kwh, m.export_kwh, m.bill, m.baseline, m.savings]
-         for m in report.members],
+        ["member", "kind", "strategy", "import_kwh", "export_kwh", "bill", "baseline",
+         "baseline_losses", "savings"],
+        [[m.key, m.kind, m.strategy, m.import_kwh, m.export_kwh, m.bill, m.baseline, m.losses,
+          m.savings] for m in report.members],
     )  # fmt: skip
     rows = "".join(
         f"<tr><th>{html.escape(label)}</th><td>{_value(getattr(summary, key))}</td></tr>"
@@ -289,13 +299,24 @@ def report_write(report: Report, directory: Path) -> Path:
     member_rows = "".join(
         f"<tr><td>{html.escape(m.key)}</td><td>{html.escape(m.kind)}</td>"
         f"<td>{html.escape(m.strategy)}</td><td>{m.import_kwh:.3f}</td><td>{m.export_kwh:.3f}</td>"
-        f"<td>{m.bill:.2f}</td><td>{m.baseline:.2f}</td><td>{m.savings:.2f}</td></tr>"
+        f"<td>{m.bill:.2f}</td><td>{m.baseline:.2f}</td><td>{m.losses:.2f}</td>"
+        f"<td>{m.savings:.2f}</td></tr>"
         for m in report.members
     )
+    unposted = "".join(
+        f"<tr><td>{html.escape(reason)}</td><td>{count}</td></tr>"
+        for reason, count in report.unposted
+    )
+    if unposted:
+        unposted = (
+            "<h2>Intervals a member posted nothing</h2><table><tr><th>why</th><th>member-"
+            f"intervals</th></tr>{unposted}</table>"
+        )
     body = (
-        f"<table>{rows}</table>{figures}<h2>Members</h2><table><tr><th>member</th><th>kind</th>"
+        f"<table>{rows}</table>{figures}{unposted}<h2>Members</h2><table><tr><th>member</th><th>kind</th>"
         "<th>strategy</th><th>import kWh</th><th>export kWh</th><th>bill</th>"
-        f"<th>without trading</th><th>savings</th></tr>{member_rows}</table>"
+        "<th>without trading</th><th>of it losses</th><th>savings</th></tr>"
+        f"{member_rows}</table>"
     )
     subtitle = (
         f"{summary.intervals} intervals, {summary.households} households, {summary.structure} "

@@ -65,6 +65,7 @@ MARKET_FIELDS = (
     "feed_in_tariff",
     "fee_per_kwh",
     "curtailment_policy",
+    "max_connection_kw",
 )
 
 

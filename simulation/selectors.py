@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -9,8 +10,16 @@ from django.db.models import Sum
 
 from accounts.models import Membership
 from grid.models import GridCheckResult
-from marketplace.ledger.models import LedgerEntry
-from marketplace.models import Community, Interval, Trade, TradeSource
+from marketplace.ledger.models import EntryKind, LedgerEntry, Settlement
+from marketplace.models import (
+    Community,
+    Interval,
+    MarketRules,
+    NetworkChargeRule,
+    Trade,
+    TradeSource,
+)
+from units import CENT, quantize
 
 PEER_SOURCES = (TradeSource.BILATERAL, TradeSource.POOL)
 
@@ -76,22 +85,30 @@ class IntervalSummary:
     grid_sold_kwh: float
     curtailed_kwh: float
     losses_kw: float | None
-    mean_price: float | None
+    mean_price: float | None  # what buyers paid peers per kWh
+    mean_seller_price: float | None = None  # what sellers got from peers (trade reduction: less)
 
 
 def interval_summary(*, interval: Interval) -> IntervalSummary:
-    """The interval's peer and grid volumes, curtailment, losses and mean peer price."""
-    p2p = value = bought = sold = curtailed = 0.0
-    for source, buyer, seller, quantity, confirmed, price in Trade.objects.filter(
+    """The interval's peer and grid volumes, curtailment, losses and mean peer prices."""
+    p2p = value = seller_value = bought = sold = curtailed = 0.0
+    for source, buyer, seller, quantity, confirmed, price, seller_price in Trade.objects.filter(
         interval=interval
     ).values_list(
-        "source", "buyer_id", "seller_id", "quantity_kwh", "confirmed_kwh", "price_per_kwh"
+        "source",
+        "buyer_id",
+        "seller_id",
+        "quantity_kwh",
+        "confirmed_kwh",
+        "price_per_kwh",
+        "seller_price_per_kwh",
     ):
         delivered = float(confirmed if confirmed is not None else quantity)
         curtailed += float(quantity) - delivered
         if source in PEER_SOURCES:
             p2p += delivered
             value += delivered * float(price)
+            seller_value += delivered * float(seller_price)
         elif seller is None:
             bought += delivered
         elif buyer is None:
@@ -101,7 +118,67 @@ def interval_summary(*, interval: Interval) -> IntervalSummary:
         .values_list("losses_kw", flat=True)
         .first()
     )
-    return IntervalSummary(p2p, bought, sold, curtailed, check, value / p2p if p2p > 0 else None)
+    return IntervalSummary(
+        p2p,
+        bought,
+        sold,
+        curtailed,
+        check,
+        value / p2p if p2p > 0 else None,
+        seller_value / p2p if p2p > 0 else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """What a member would have paid with no trade at all (money; < 0: what it would get)."""
+
+    energy: Decimal  # its metered energy settled with the grid at the tariffs
+    losses: Decimal  # its share of the network losses, which it pays whether it trades or not
+
+    @property
+    def total(self) -> Decimal:
+        return self.energy + self.losses
+
+
+def member_baselines(*, community: Community) -> dict[int, Baseline]:
+    """Each member's bill without trading, by membership id, booked as the ledger books it.
+
+    A member with no trade in an interval is settled on its metered net import alone: a
+    shortfall at the interval's retail tariff, a surplus at its feed-in tariff, each line
+    rounded to the cent half to even (``ledger_post``), and its share of the losses on top. So
+    the baseline is that, per interval, over the member's settlements; a member who never trades
+    has a bill equal to it to the cent, and the difference for one who does is what trading
+    changed.
+    """
+    energy: dict[int, Decimal] = defaultdict(Decimal)
+    rows = Settlement.objects.filter(interval__community=community).values_list(
+        "membership_id",
+        "metered_import_kwh",
+        "metered_export_kwh",
+        "interval__rules__retail_tariff",
+        "interval__rules__feed_in_tariff",
+    )
+    for member, imported, exported, retail, feed_in in rows.iterator(chunk_size=5000):
+        net = imported - exported
+        if net > 0:
+            energy[member] -= quantize(-retail * net, CENT)  # as ledger_post rounds
+        elif net < 0:
+            energy[member] -= quantize(feed_in * -net, CENT)
+    losses = dict(
+        LedgerEntry.objects.filter(
+            account__community=community,
+            account__membership__isnull=False,
+            kind=EntryKind.LOSSES,
+        )
+        .values("account__membership_id")
+        .annotate(total=Sum("amount"))
+        .values_list("account__membership_id", "total")
+    )
+    return {
+        pk: Baseline(energy.get(pk, Decimal("0")), -(losses.get(pk) or Decimal("0")))
+        for pk in Membership.objects.filter(community=community).values_list("pk", flat=True)
+    }
 
 
 def member_balances(*, community: Community) -> dict[int, Decimal]:
@@ -116,3 +193,14 @@ def member_balances(*, community: Community) -> dict[int, Decimal]:
         pk: (balances.get(pk) or Decimal("0")).quantize(Decimal("0.01"))
         for pk in Membership.objects.filter(community=community).values_list("pk", flat=True)
     }
+
+
+def peer_fee_per_kwh(rules: MarketRules) -> float:
+    """What each side of a peer trade pays per kWh that the grid's energy does not.
+
+    The flat rule's community fee; by use, the grid's energy pays the network tariff too (the
+    member's use from the feeder head), so no charge stands between a peer and the grid alone.
+    """
+    if rules.network_charge_rule == NetworkChargeRule.BY_USE:
+        return 0.0
+    return float(rules.fee_per_kwh)

@@ -1,9 +1,11 @@
 """How a prosumer agent prices its postings, and how a battery or an EV schedules itself (pure).
 
 An agent knows what it needs in an interval (kWh to buy or to sell, from its assets) and the
-community's tariffs. A buyer's value of a kWh is the retail tariff (what the grid would charge
-it), a seller's cost the feed-in tariff (what the grid would pay it): every strategy here keeps
-its limit price inside that range, so no agent ever posts to lose money against the grid.
+community's tariffs. A buyer's value of a peer kWh is the retail tariff (what the grid would
+charge it) less the community fee it pays on a peer trade; a seller's cost is the feed-in tariff
+(what the grid would pay it) plus that fee (``Tariffs.buyer_value``, ``Tariffs.seller_cost``):
+energy the grid supplies or takes pays no fee, so a peer trade at a price outside that range
+loses money against the grid. Every strategy here keeps its limit price inside the range.
 
 - ``Truthful``: posts its value (buyer) or cost (seller) as the limit.
 - ``ZeroIntelligenceConstrained``: Gode & Sunder (1993), "Allocative efficiency of markets with
@@ -11,6 +13,8 @@ its limit price inside that range, so no agent ever posts to lose money against 
   and the far end of the range where a trade can happen, never beyond its own value or cost.
 - ``RothErev``: the modified Roth-Erev reinforcement learner of Nicolaisen, Petrov & Tesfatsion
   (2001), IEEE Trans. Evol. Comp. 5(5), eq. (4)-(5), over a grid of markups (see its docstring).
+- ``sdr_price`` and ``sdr_prices``: the prices a member can expect from the community's supply
+  and demand (Liu et al. 2017), an agent's forecast until it has seen the market's own.
 - ``battery_plan``: a battery's schedule for a horizon, by price: the cheapest import and dearest
   export given forecast prices, as a linear programme (HiGHS through SciPy).
 - ``ev_plan``: an EV charges its energy need in the cheapest parked steps.
@@ -38,20 +42,40 @@ SELL = "sell"
 
 @dataclass(frozen=True, slots=True)
 class Tariffs:
-    """The community's grid tariffs and price limits, per kWh."""
+    """The community's grid tariffs and price limits, and the fee each side of a peer trade
+    pays, per kWh."""
 
     retail: float
     feed_in: float
     floor: float = 0.0
     cap: float = 1.0
+    fee: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.floor <= self.feed_in <= self.retail <= self.cap:
             raise ValueError("need floor ≤ feed_in ≤ retail ≤ cap")
+        if not 0 <= self.fee < self.cap:
+            raise ValueError("need 0 ≤ fee < cap")
+
+    @property
+    def buyer_value(self) -> float:
+        """The most a buyer can pay a peer and still gain against the grid: retail - fee."""
+        return self.retail - self.fee
+
+    @property
+    def seller_cost(self) -> float:
+        """The least a seller can take from a peer and still gain: feed-in + fee."""
+        return self.feed_in + self.fee
+
+    @property
+    def tradeable(self) -> bool:
+        """Whether any peer price leaves both sides no worse off than the grid."""
+        return self.seller_cost <= self.buyer_value
 
     @property
     def spread(self) -> float:
-        return self.retail - self.feed_in
+        """The range of peer prices at which both sides gain against the grid (0 if none)."""
+        return max(self.buyer_value - self.seller_cost, 0.0)
 
 
 class Strategy(Protocol):
@@ -67,12 +91,12 @@ class Strategy(Protocol):
 
 
 class Truthful:
-    """The limit is the agent's own value (buyer: retail) or cost (seller: feed-in)."""
+    """The limit is the agent's own value (buyer: retail - fee) or cost (seller: feed-in + fee)."""
 
     name = "truthful"
 
     def limit_price(self, side: str, tariffs: Tariffs, rng: random.Random) -> float:
-        return tariffs.retail if side == BUY else tariffs.feed_in
+        return tariffs.buyer_value if side == BUY else tariffs.seller_cost
 
     def observe(
         self, side: str, tariffs: Tariffs, asked_kwh: float, filled_kwh: float, price: float
@@ -83,15 +107,18 @@ class Truthful:
 class ZeroIntelligenceConstrained:
     """Gode & Sunder's ZI-C trader: uniform limits constrained to never trade at a loss.
 
-    A buyer draws from ``U(feed_in, retail)`` (never above its value), a seller from
-    ``U(feed_in, retail)`` (never below its cost); outside that range no trade with a peer can
-    beat the grid for both sides, so the draws cover every price a trade could happen at.
+    Buyer and seller both draw from ``U(seller_cost, buyer_value)``: a buyer never above its
+    value, a seller never below its cost; outside that range no trade with a peer can beat the
+    grid for both sides, so the draws cover every price a trade could happen at. Where the fee
+    leaves no such range, each side posts its own value or cost (and no peer trade happens).
     """
 
     name = "zi-c"
 
     def limit_price(self, side: str, tariffs: Tariffs, rng: random.Random) -> float:
-        return rng.uniform(tariffs.feed_in, tariffs.retail)
+        if not tariffs.tradeable:
+            return tariffs.buyer_value if side == BUY else tariffs.seller_cost
+        return rng.uniform(tariffs.seller_cost, tariffs.buyer_value)
 
     def observe(
         self, side: str, tariffs: Tariffs, asked_kwh: float, filled_kwh: float, price: float
@@ -104,9 +131,9 @@ class RothErev:
     """Modified Roth-Erev reinforcement learning over price markups.
 
     Actions ``k = 0..K-1`` are markups ``m_k = k / (K-1)`` of the spread: a seller asks
-    ``feed_in + m_k · spread``, a buyer bids ``retail - m_k · spread``. Choice probabilities are
-    proportional to propensities, ``p_k = q_k / Σ q`` (Nicolaisen et al. 2001, eq. 5). After each
-    posting the propensities update (eq. 4):
+    ``seller_cost + m_k · spread``, a buyer bids ``buyer_value - m_k · spread``. Choice
+    probabilities are proportional to propensities, ``p_k = q_k / Σ q`` (Nicolaisen et al. 2001,
+    eq. 5). After each posting the propensities update (eq. 4):
 
         q_j ← (1 - r) q_j + E_j,   E_j = R (1 - e)            if j was chosen
                                    E_j = q_j e / (K - 1)        otherwise
@@ -145,7 +172,7 @@ class RothErev:
         action = rng.choices(range(self.actions), weights=self._q(side))[0]
         self._last[side] = action
         step = self.markup(action) * tariffs.spread
-        return tariffs.feed_in + step if side == SELL else tariffs.retail - step
+        return tariffs.seller_cost + step if side == SELL else tariffs.buyer_value - step
 
     def observe(
         self, side: str, tariffs: Tariffs, asked_kwh: float, filled_kwh: float, price: float
@@ -153,7 +180,7 @@ class RothErev:
         chosen = self._last.pop(side, None)
         if chosen is None:
             return
-        surplus = (price - tariffs.feed_in) if side == SELL else (tariffs.retail - price)
+        surplus = (price - tariffs.seller_cost) if side == SELL else (tariffs.buyer_value - price)
         reward = 0.0
         if tariffs.spread > 0 and filled_kwh > 0 and asked_kwh > 0:
             reward = min(max(surplus * filled_kwh / (tariffs.spread * asked_kwh), 0.0), 1.0)
@@ -184,6 +211,51 @@ def strategy_for(name: str) -> Strategy:
         return STRATEGIES[name]()
     except KeyError:
         raise ValueError(f"unknown strategy {name!r}; choose one of {sorted(STRATEGIES)}") from None
+
+
+def sdr_price(supply_kw: float, demand_kw: float, tariffs: Tariffs) -> float:
+    """The expected peer price by the supply-demand ratio SDR = supply / demand, as in Liu et al.
+    (2017), "Energy sharing management for microgrids with PV prosumers: a Stackelberg game
+    approach", IEEE Trans. Ind. Informatics 13(3), eq. (4):
+
+        p = f·r / ((r - f)·SDR + f)   for 0 ≤ SDR ≤ 1,   p = f   for SDR > 1
+
+    with ``f`` the feed-in and ``r`` the retail tariff: retail with no local supply, feed-in
+    once local supply covers demand.
+    """
+    f, r = tariffs.feed_in, tariffs.retail
+    if demand_kw <= 0:
+        return f
+    ratio = max(supply_kw, 0.0) / demand_kw
+    if ratio >= 1 or f <= 0:
+        return f if ratio >= 1 else r
+    return f * r / ((r - f) * ratio + f)
+
+
+def sdr_prices(supply_kw: float, demand_kw: float, tariffs: Tariffs) -> tuple[float, float]:
+    """What a member can expect to pay per kWh bought and get per kWh sold, all told.
+
+    Only ``min(SDR, 1)`` of the demand finds local supply, the rest comes from the grid at
+    retail; only ``min(1/SDR, 1)`` of the supply finds local demand, the rest goes to the grid
+    at feed-in. With ``p = sdr_price`` and the fee on the peer part (Liu et al. 2017, eq. (5),
+    with the fee):
+
+        buy  = s_b·(p + fee) + (1 - s_b)·r,   s_b = min(SDR, 1)
+        sell = s_s·(p - fee) + (1 - s_s)·f,   s_s = min(1 / SDR, 1)
+
+    A battery plans with these, not with ``p`` alone: a kWh it keeps for its own home saves the
+    buy price, a kWh it sells earns the sell price, and in a short market the two differ.
+    """
+    price = sdr_price(supply_kw, demand_kw, tariffs)
+    supply, demand = max(supply_kw, 0.0), max(demand_kw, 0.0)
+    # As a member one kWh more would find it: with no one on the other side, nothing is local;
+    # with no one on its own side, everything the other side has is there for it.
+    share_buy = min(supply / demand, 1.0) if demand > 0 else float(supply > 0)
+    share_sell = min(demand / supply, 1.0) if supply > 0 else float(demand > 0)
+    buy = share_buy * (price + tariffs.fee) + (1 - share_buy) * tariffs.retail
+    sell = share_sell * (price - tariffs.fee) + (1 - share_sell) * tariffs.feed_in
+    # The fee can make a peer kWh no better than the grid's; then the grid's price holds.
+    return min(buy, tariffs.retail), max(sell, tariffs.feed_in)
 
 
 def battery_plan(

@@ -15,12 +15,12 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -42,7 +42,20 @@ def checkpoint_file() -> Path:
     return Path(settings.LEDGER_CHECKPOINT_DIR) / f"{connection.vendor}-{readable}-{digest}.jsonl"
 
 
-def checkpoint_write(*, head: LedgerEntry, added: list[LedgerEntry], at: datetime) -> None:
+class ChainEntry(Protocol):
+    """What a checkpoint reads of an entry: a stored one or one just appended."""
+
+    @property
+    def sequence(self) -> int: ...
+
+    @property
+    def hash(self) -> str: ...
+
+    @property
+    def amount(self) -> Decimal: ...
+
+
+def checkpoint_write(*, head: ChainEntry, added: Sequence[ChainEntry], at: datetime) -> None:
     """Record the chain's state after ``added`` were appended ending at ``head``.
 
     The caller holds the chain lock, so the previous checkpoint is still the latest.

@@ -57,6 +57,27 @@ class Finding:
     reason: str
 
 
+def jump_floor_kwh(capacity_kw: Decimal, hours: Decimal) -> Decimal:
+    """At or below this a value is never a jump, whatever the meter's history."""
+    return (capacity_kw * hours * JUMP_FLOOR_SHARE).quantize(KWH)
+
+
+def history_matters(
+    *,
+    imported_kwh: Decimal,
+    exported_kwh: Decimal,
+    import_capacity_kw: Decimal,
+    export_capacity_kw: Decimal,
+    hours: Decimal,
+) -> bool:
+    """Could the meter's history change ``reading_check``'s answer for this reading? Only a
+    value above its jump floor is compared with the history, so a caller may skip reading the
+    history of the others (their check is the same with an empty one)."""
+    return imported_kwh > jump_floor_kwh(import_capacity_kw, hours) or exported_kwh > (
+        jump_floor_kwh(export_capacity_kw, hours)
+    )
+
+
 def reading_check(
     *,
     imported_kwh: Decimal,
@@ -95,7 +116,7 @@ def reading_check(
     if summary.count < MIN_HISTORY:
         return None
     for name, value, capacity_kw, highest in checks:
-        floor = (capacity_kw * hours * JUMP_FLOOR_SHARE).quantize(KWH)
+        floor = jump_floor_kwh(capacity_kw, hours)
         if value > floor and value > highest * JUMP_FACTOR:
             return Finding(
                 Outcome.FLAGGED,

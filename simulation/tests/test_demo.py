@@ -25,10 +25,9 @@ from simulation.demo import (
     demo_orders,
     demo_post_orders,
     robot_meter_points,
-    sdr_price,
 )
 from simulation.models import SimulatedHousehold
-from simulation.strategies import Tariffs
+from simulation.strategies import Tariffs, sdr_price
 
 # A December evening: no PV at all, the community's wind and CHP plants and the batteries sell.
 WINTER_AFTERNOON = datetime(2026, 12, 15, 15, 0, tzinfo=UTC)

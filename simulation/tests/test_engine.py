@@ -126,6 +126,69 @@ def test_ev_charging_is_posted_as_a_flexible_purchase() -> None:
     # The EV homes charge on arrival (17:00 local is 15:00 UTC): their purchases can wait.
     assert flexible.filter(side=Side.BUY).exists()
     assert not flexible.filter(side=Side.SELL).exists()
-    assert set(flexible.values_list("meter_point__label", flat=True)) <= {"home-0003", "home-0004"}
+    # Every home here has a flexible asset (a battery charging, an EV); the EV homes' charging
+    # is among the flexible purchases.
+    assert {"home-0003", "home-0004"} & set(flexible.values_list("meter_point__label", flat=True))
     trades = Trade.objects.filter(interval__community=outcome.community, buyer_flexible=True)
     assert trades.exists()
+
+
+WINTER_NIGHT = {
+    "name": "winter night",
+    "seed": 3,
+    "start": "2026-12-15T18:00:00Z",
+    "hours": 4,
+    "market": {"market_structure": "pool", "interval_minutes": 60},
+    "households": [
+        {"count": 3, "label": "EV homes", "peak_kw": 6.0,
+         "ev": {"charger_kw": 11.0, "energy_need_kwh": 20.0, "arrival_hour": 17.0,
+                "departure_hour": 7.0}},
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_a_member_who_never_trades_pays_exactly_its_baseline() -> None:
+    """No PV, no plant, a winter night: nobody sells, so no one trades with a peer, and each
+    bill is what the member would have paid without trading, to the cent, losses included."""
+    outcome = simulation_run(scenario=scenario_parse(WINTER_NIGHT))
+    assert outcome.errors == []
+    assert not Trade.objects.filter(
+        interval__community=outcome.community, source__in=[TradeSource.POOL]
+    ).exists()
+    report = report_build(outcome)
+    rules = outcome.community.rules.latest()
+    for line in report.members:
+        assert line.bill == line.baseline
+        assert line.savings == 0
+    # The losses the homes pay whatever they trade are in the baseline (without them every
+    # member would seem to lose by trading); the energy alone would be its imports at retail.
+    assert sum(line.losses for line in report.members) > 0
+    for line in report.members:
+        assert line.baseline == pytest.approx(
+            line.import_kwh * float(rules.retail_tariff) + line.losses, abs=0.01 * 4
+        )
+    assert report.summary.savings == 0
+
+
+@pytest.mark.django_db
+def test_a_stopped_run_settles_every_interval_it_posted_and_posts_no_more() -> None:
+    from simulation.engine import Simulation, simulation_setup
+
+    outcome = simulation_setup(scenario=scenario_parse(NOON))
+    asked: list[int] = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) > 2  # the third interval's posting is refused
+
+    Simulation(outcome, stop=stop).run()
+    assert [r.start.hour for r in outcome.records] == [10, 11]
+    assert outcome.errors == []
+    run = Interval.objects.filter(
+        community=outcome.community, start__in=[r.start for r in outcome.records]
+    )
+    assert set(run.values_list("state", flat=True)) == {IntervalState.SETTLED}
+    assert not Posting.objects.filter(
+        interval__community=outcome.community, interval__start__gte="2026-06-21T12:00:00Z"
+    ).exists()

@@ -19,6 +19,7 @@ from simulation.strategies import (
     battery_plan,
     ev_plan,
     gini,
+    sdr_prices,
     strategy_for,
 )
 
@@ -116,3 +117,44 @@ def test_gini() -> None:
     assert gini([1, 1, 1, 1]) == 0
     assert gini([0, 0, 0, 4]) == pytest.approx(0.75)
     assert gini([-2, 0, 0, 4]) == pytest.approx(0.75)  # a loss counts as no saving
+
+
+FEE = Tariffs(retail=0.32, feed_in=0.08, floor=0.0, cap=0.5, fee=0.01)
+
+
+def test_the_fee_narrows_every_strategy_to_the_prices_that_beat_the_grid() -> None:
+    """A peer kWh pays the fee on each side and the grid's energy none: a seller at feed-in
+    would get less than the grid pays, a buyer at retail would pay more than the grid asks."""
+    rng = random.Random(4)
+    assert (FEE.seller_cost, FEE.buyer_value) == (pytest.approx(0.09), pytest.approx(0.31))
+    assert Truthful().limit_price(SELL, FEE, rng) == pytest.approx(0.09)
+    assert Truthful().limit_price(BUY, FEE, rng) == pytest.approx(0.31)
+    for _ in range(300):
+        price = ZeroIntelligenceConstrained().limit_price(rng.choice([BUY, SELL]), FEE, rng)
+        assert FEE.seller_cost <= price <= FEE.buyer_value
+    learner = RothErev(actions=3)
+    asks = {round(learner.limit_price(SELL, FEE, rng), 6) for _ in range(60)}
+    assert asks == {0.09, 0.2, 0.31}
+
+
+def test_a_fee_that_leaves_no_gain_posts_each_side_at_its_own_limit() -> None:
+    steep = Tariffs(retail=0.20, feed_in=0.10, cap=0.5, fee=0.06)
+    assert not steep.tradeable
+    assert steep.spread == 0.0
+    rng = random.Random(1)
+    # The bid (0.14) is below the ask (0.16): no peer trade can happen, as none would pay.
+    assert ZeroIntelligenceConstrained().limit_price(BUY, steep, rng) == pytest.approx(0.14)
+    assert ZeroIntelligenceConstrained().limit_price(SELL, steep, rng) == pytest.approx(0.16)
+
+
+def test_sdr_prices_by_hand() -> None:
+    """Liu et al.'s split: at SDR 0.5 half the demand is met locally at p, the rest at retail."""
+    tariffs = Tariffs(retail=0.30, feed_in=0.10, fee=0.01)
+    p = 0.10 * 0.30 / (0.20 * 0.5 + 0.10)  # 0.15
+    buy, sell = sdr_prices(5.0, 10.0, tariffs)
+    assert buy == pytest.approx(0.5 * (p + 0.01) + 0.5 * 0.30)
+    assert sell == pytest.approx(p - 0.01)  # every seller finds a buyer
+    # A surplus: every buyer is served locally at feed-in (plus the fee); a seller gets feed-in.
+    assert sdr_prices(20.0, 10.0, tariffs) == (pytest.approx(0.11), pytest.approx(0.10))
+    # No local supply at all: the grid's prices.
+    assert sdr_prices(0.0, 10.0, tariffs) == (pytest.approx(0.30), pytest.approx(0.30 - 0.01))

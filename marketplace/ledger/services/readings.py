@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Context, Decimal
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -39,6 +39,7 @@ from marketplace.ledger.plausibility import (
     HISTORY_READINGS,
     Outcome,
     ReadingHistory,
+    history_matters,
     reading_check,
 )
 from marketplace.ledger.services.ledger import ZERO
@@ -140,6 +141,31 @@ def _start(value: object) -> datetime:
     return moment.astimezone(UTC)
 
 
+class _MeterFacts(NamedTuple):
+    """What checking and storing a reading needs of its meter point."""
+
+    pk: int
+    membership_id: int
+    community_id: int
+    status: str
+    import_capacity_kw: Decimal
+    export_capacity_kw: Decimal
+
+
+def _meter_facts(meter_point_ids: Iterable[int]) -> dict[int, _MeterFacts]:
+    """The batch's meter points by id, as plain rows: a thousand model instances (and their
+    memberships) cost more than the rest of a batch's checks."""
+    rows = MeterPoint.objects.filter(pk__in=list(meter_point_ids)).values_list(
+        "pk",
+        "membership_id",
+        "membership__community_id",
+        "status",
+        "import_capacity_kw",
+        "export_capacity_kw",
+    )
+    return {row[0]: _MeterFacts(*row) for row in rows}
+
+
 def _history(meter_point_id: int) -> list[tuple[Decimal, Decimal]]:
     """The meter's most recent accepted readings (imported, exported), newest first."""
     return list(
@@ -153,16 +179,53 @@ def _history(meter_point_id: int) -> list[tuple[Decimal, Decimal]]:
     )
 
 
-def _history_summaries(meter_point_ids: list[int]) -> dict[int, ReadingHistory]:
-    """``_history`` of many meters, summarised (``ReadingHistory``), in one statement.
+def _history_summaries(
+    meter_point_ids: list[int],
+    *,
+    since: datetime | None = None,
+    community_ids: Iterable[int] = (),
+) -> dict[int, ReadingHistory]:
+    """``_history`` of many meters, summarised (``ReadingHistory``), in one statement or two.
 
     The same readings as ``_history`` (accepted, not superseded, the newest HISTORY_READINGS by
     interval start) are counted and their highest values taken in the database, so a batch of
     a thousand meters' readings costs one round trip instead of a thousand, and no history rows
     travel. A meter without readings is absent.
+
+    ``since`` bounds the work, not the answer: the readings of intervals starting at or after it
+    (of ``community_ids``, the meters' communities) are summarised first, and a meter with at
+    least HISTORY_READINGS of them is done (every older reading is older than those, so its
+    newest HISTORY_READINGS are all among them). Only the others are summarised again over
+    their whole history. Without the bound, a month of readings made every batch read every
+    meter's whole history.
     """
+    communities = sorted(set(community_ids))
+    if since is None or not communities:
+        return _summaries(meter_point_ids, None)
+    summaries = {
+        mp: summary
+        for mp, summary in _summaries(meter_point_ids, (since, communities)).items()
+        if summary.count >= HISTORY_READINGS
+    }
+    rest = [mp for mp in meter_point_ids if mp not in summaries]
+    if rest:
+        summaries.update(_summaries(rest, None))
+    return summaries
+
+
+def _summaries(
+    meter_point_ids: list[int], window: tuple[datetime, list[int]] | None
+) -> dict[int, ReadingHistory]:
+    """The summary of each meter's newest HISTORY_READINGS readings (with ``window``: of the
+    intervals of those communities starting at or after that time)."""
     summaries: dict[int, ReadingHistory] = {}
     reading, interval = table_name(MeterReading), table_name(Interval)
+    bound = ""
+    extra: list[Any] = []
+    if window is not None:
+        since, communities = window
+        bound = f" AND i.community_id IN ({', '.join(['%s'] * len(communities))}) AND i.start >= %s"
+        extra = [*communities, connection.ops.adapt_datetimefield_value(since)]
     for start in range(0, len(meter_point_ids), _SUMMARY_CHUNK):
         chunk = meter_point_ids[start : start + _SUMMARY_CHUNK]
         marks = ", ".join(["%s"] * len(chunk))
@@ -172,12 +235,12 @@ def _history_summaries(meter_point_ids: list[int]) -> dict[int, ReadingHistory]:
             " FROM (SELECT r.meter_point_id, r.imported_kwh, r.exported_kwh, ROW_NUMBER()"
             "  OVER (PARTITION BY r.meter_point_id ORDER BY i.start DESC) AS n"
             f"  FROM {reading} r JOIN {interval} i ON i.id = r.interval_id"
-            f"  WHERE r.meter_point_id IN ({marks}) AND r.status = %s"
+            f"  WHERE r.meter_point_id IN ({marks}) AND r.status = %s{bound}"
             f"  AND NOT EXISTS (SELECT 1 FROM {reading} s WHERE s.supersedes_id = r.id)) h"
             " WHERE h.n <= %s GROUP BY h.meter_point_id"
         )
         with connection.cursor() as cursor:
-            cursor.execute(sql, [*chunk, ReadingStatus.ACCEPTED.value, HISTORY_READINGS])
+            cursor.execute(sql, [*chunk, ReadingStatus.ACCEPTED.value, *extra, HISTORY_READINGS])
             rows = cursor.fetchall()
         for meter_point_id, count, imported, exported in rows:
             summaries[int(meter_point_id)] = ReadingHistory(
@@ -233,7 +296,7 @@ def _record(
     # of them in one statement. One with several rows sees the batch's earlier rows in its
     # history too, so its readings are fetched and kept as a list (``_history``).
     summaries: dict[int, ReadingHistory] | None = None
-    meter_points = MeterPoint.objects.select_related("membership").in_bulk(mp_ids)
+    meter_points = _meter_facts(mp_ids)
     interval_cache: dict[tuple[int, object], Interval | None] = {}
 
     def find_interval(community_id: int, data: Mapping[str, Any]) -> Interval:
@@ -265,23 +328,72 @@ def _record(
             )
         return interval
 
+    parsed: dict[int, tuple[Interval, Decimal, Decimal] | _RefusedError] = {}
+
+    def parse(
+        index: int, data: Mapping[str, Any], meter_point: _MeterFacts
+    ) -> tuple[Interval, Decimal, Decimal]:
+        """The row's interval and energies, once per row (refusals raised again each time)."""
+        if index not in parsed:
+            try:
+                parsed[index] = (
+                    find_interval(meter_point.community_id, data),
+                    _energy(data.get("imported_kwh"), "imported_kwh"),
+                    _energy(data.get("exported_kwh"), "exported_kwh"),
+                )
+            except _RefusedError as refused:
+                parsed[index] = refused
+        result = parsed[index]
+        if isinstance(result, _RefusedError):
+            raise result
+        return result
+
+    # Only a value above its jump floor is compared with the meter's history
+    # (``history_matters``): the meters with one row in the batch whose reading has one, and
+    # the earliest interval start their week of history can reach back to.
+    needs_history: set[int] = set()
+    history_communities: set[int] = set()
+    since: datetime | None = None
+    for index, (_, data) in enumerate(rows):
+        with contextlib.suppress(ValueError):
+            candidate = meter_points.get(int(str(data.get("meter_point", "")).strip()))
+            if candidate is None or rows_of[candidate.pk] != 1:
+                continue
+            if candidate.status != MeterPointStatus.APPROVED:
+                continue
+            try:
+                at, imported, exported = parse(index, data, candidate)
+            except _RefusedError:
+                continue
+            if history_matters(
+                imported_kwh=imported,
+                exported_kwh=exported,
+                import_capacity_kw=candidate.import_capacity_kw,
+                export_capacity_kw=candidate.export_capacity_kw,
+                hours=at.hours,
+            ):
+                needs_history.add(candidate.pk)
+                history_communities.add(at.community_id)
+                reach = at.start - (at.end - at.start) * HISTORY_READINGS
+                since = reach if since is None else min(since, reach)
+
     report: list[ReadingRow] = []
     # Accepted rows wait for their ids until the readings go in, in one insert per batch.
-    stored: list[tuple[int, MeterReading, bool, bool]] = []
-    waiting: list[MeterReading] = []
+    stored: list[tuple[int, MeterReading | _NewReading, bool, bool]] = []
+    waiting: list[_NewReading] = []
     touched: set[tuple[int, int]] = set()
-    latest: dict[int, dict[int, MeterReading]] = {}
-    for number, data in rows:
+    latest: dict[int, dict[int, MeterReading | _NewReading]] = {}
+    for index, (number, data) in enumerate(rows):
         try:
             try:
                 meter_point = meter_points.get(int(str(data.get("meter_point", "")).strip()))
             except ValueError:
                 meter_point = None
             if meter_point is None or (
-                community is not None and meter_point.membership.community_id != community.pk
+                community is not None and meter_point.community_id != community.pk
             ):
                 raise _RefusedError(ErrorCode.NOT_FOUND, "Unknown meter point.")
-            if allowed is not None and meter_point.membership.community_id not in allowed:
+            if allowed is not None and meter_point.community_id not in allowed:
                 raise _RefusedError(
                     ErrorCode.NOT_METERING_SOURCE,
                     "Readings for this meter point come only from its community's metering "
@@ -292,9 +404,7 @@ def _record(
                     ErrorCode.METER_POINT_NOT_APPROVED,
                     "The meter point awaits its manager's approval; its readings settle nothing.",
                 )
-            interval = find_interval(meter_point.membership.community_id, data)
-            imported = _energy(data.get("imported_kwh"), "imported_kwh")
-            exported = _energy(data.get("exported_kwh"), "exported_kwh")
+            interval, imported, exported = parse(index, data, meter_point)
             if interval.end > now:
                 raise _RefusedError(ErrorCode.INVALID_STATE, "The interval has not ended yet.")
             history: list[tuple[Decimal, Decimal]] | ReadingHistory
@@ -302,12 +412,14 @@ def _record(
                 if meter_point.pk not in histories:
                     histories[meter_point.pk] = _history(meter_point.pk)
                 history = histories[meter_point.pk]
-            else:
+            elif meter_point.pk in needs_history:
                 if summaries is None:
                     summaries = _history_summaries(
-                        sorted(mp for mp, count in rows_of.items() if count == 1)
+                        sorted(needs_history), since=since, community_ids=history_communities
                     )
                 history = summaries.get(meter_point.pk, NO_HISTORY)
+            else:
+                history = NO_HISTORY  # the check's answer is the same with any history
             finding = reading_check(
                 imported_kwh=imported,
                 exported_kwh=exported,
@@ -345,6 +457,7 @@ def _record(
             flag_reason=finding.reason if finding is not None else "",
         )
         if created:
+            assert isinstance(reading, _NewReading)  # a created one is always new
             waiting.append(reading)
             # A flagged version is the latest too: the next row for it supersedes this one.
             latest[interval.pk][meter_point.pk] = reading
@@ -376,10 +489,14 @@ def _record(
         # (most batches are readings of intervals not settled yet). Under the chain lock, as
         # settlement_adjust checks it, so a settlement that commits meanwhile is seen.
         lock_ledger_chain()
-        keys = {settlement_key(Interval(pk=interval_pk)) for interval_pk, _ in touched}
-        settled = set(LedgerTransaction.objects.filter(key__in=keys).values_list("key", flat=True))
+        # One key per interval, not per row: a batch is mostly a thousand rows of one interval.
+        key_of = {pk: settlement_key(Interval(pk=pk)) for pk in {pk for pk, _ in touched}}
+        settled_keys = set(
+            LedgerTransaction.objects.filter(key__in=key_of.values()).values_list("key", flat=True)
+        )
+        settled = {pk for pk, key in key_of.items() if key in settled_keys}
         for interval_pk, membership_id in sorted(touched):
-            if settlement_key(Interval(pk=interval_pk)) not in settled:
+            if interval_pk not in settled:
                 continue
             adjustment = settlement_adjust(
                 interval=Interval(pk=interval_pk),
@@ -391,10 +508,29 @@ def _record(
     return ReadingReport(tuple(report), tuple(adjustments))
 
 
+@dataclass(slots=True)
+class _NewReading:
+    """A reading version waiting for ``_flush``: its columns, and its id once inserted. Not a
+    model instance: building a thousand of them cost more than the insert itself."""
+
+    meter_point_id: int
+    interval_id: int
+    imported_kwh: Decimal
+    exported_kwh: Decimal
+    source: str
+    received_at: datetime
+    submitted_by_id: int | None
+    version: int
+    supersedes_id: int | None
+    status: str
+    flag_reason: str
+    pk: int | None = None
+
+
 def _store(
     *,
-    current: MeterReading | None,
-    meter_point: MeterPoint,
+    current: MeterReading | _NewReading | None,
+    meter_point: _MeterFacts,
     interval: Interval,
     imported: Decimal,
     exported: Decimal,
@@ -402,24 +538,25 @@ def _store(
     submitted_by: User | None,
     now: datetime,
     flag_reason: str = "",
-) -> tuple[MeterReading, bool]:
-    """The reading as a new version of ``current`` (its latest one), unless it is equal; the
-    new one is not saved yet (``_flush`` inserts the batch's new readings together)."""
+) -> tuple[MeterReading | _NewReading, bool]:
+    """The reading as a new version of ``current`` (its latest one, stored), unless it is
+    equal; the new one is not saved yet (``_flush`` inserts the batch's new readings
+    together)."""
     if current is not None and (current.imported_kwh, current.exported_kwh) == (
         imported,
         exported,
     ):
         return current, False
-    reading = MeterReading(
-        meter_point=meter_point,
-        interval=interval,
+    reading = _NewReading(
+        meter_point_id=meter_point.pk,
+        interval_id=interval.pk,
         imported_kwh=imported,
         exported_kwh=exported,
         source=source,
         received_at=now,
-        submitted_by=submitted_by,
+        submitted_by_id=submitted_by.pk if submitted_by is not None else None,
         version=current.version + 1 if current else 1,
-        supersedes=current,
+        supersedes_id=current.pk if current else None,
         status=ReadingStatus.FLAGGED if flag_reason else ReadingStatus.ACCEPTED,
         flag_reason=flag_reason[:300],
     )
@@ -441,7 +578,7 @@ _READING_COLUMNS = (
 )
 
 
-def _flush(waiting: list[MeterReading]) -> None:
+def _flush(waiting: list[_NewReading]) -> None:
     """Insert the waiting readings in one statement and empty the list; each gets its id, read
     back by its (meter point, interval, version), which is unique."""
     if not waiting:
@@ -460,7 +597,6 @@ def _flush(waiting: list[MeterReading]) -> None:
         reading = by_key.get((meter_point_id, interval_id, version))
         if reading is not None:
             reading.pk = pk
-            reading._state.adding = False
     waiting.clear()
 
 

@@ -185,6 +185,13 @@ def test_the_batch_history_summary_is_the_listed_history_summarised(
     # Alice's newest four: 0.3 (the correction of 3.5), 3.0, 2.5, 2.0; bob's 2.0 down to 0.5.
     assert summaries[alice.meter_point.pk].highest_imported_kwh == Decimal("3.0")
     assert summaries[bob.meter_point.pk].highest_exported_kwh == Decimal("2.0")
+    # A bound on where to look first changes nothing: a window that holds the newest four
+    # answers alone, one that holds fewer falls back to the whole history.
+    ids = [alice.meter_point.pk, bob.meter_point.pk]
+    for since in (ordered[0].start, ordered[3].start, ordered[5].start, ordered[-1].end):
+        assert (
+            readings._history_summaries(ids, since=since, community_ids=[community.pk]) == summaries
+        )
 
 
 def test_a_batch_of_many_meters_costs_a_few_statements(
