@@ -81,36 +81,44 @@ def _kept_subsection(heading: str) -> str:
 INTERVAL = timedelta(minutes=15)
 T0 = datetime(2026, 6, 1, tzinfo=UTC)  # the tick part's clock (an interval boundary)
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
+# BENCH_MONTH_PROFILE=path: each replaying process writes a cProfile to path.<k>.
+PROFILE = os.environ.get("BENCH_MONTH_PROFILE", "")
 
 
 # --- Building communities ------------------------------------------------------------------------
 def build_communities(first: int, count: int, members: int) -> list[Any]:
+    """``count`` communities of ``members`` approved members with an approved meter point
+    each: the communities one by one (each opens its market rules), their users, memberships
+    and meter points in one bulk insert per table for all of them (1,000 x 50 = 50,000 rows
+    each)."""
     from accounts.models import Membership, MembershipStatus, MeterPoint, User
     from marketplace.services.communities import community_create
 
-    communities = []
-    for number in range(first, first + count):
-        slug = f"scale-{number:04d}"
-        community = community_create(name=f"Scale {number:04d}", slug=slug)
-        users = User.objects.bulk_create(
-            [User(email=f"{slug}-{i}@scale.bench") for i in range(members)]
-        )
-        memberships = Membership.objects.bulk_create(
-            [
-                Membership(user=u, community=community, status=MembershipStatus.APPROVED,
-                           pseudonym=f"{slug}-{i:03d}")
-                for i, u in enumerate(users)
-            ]
-        )  # fmt: skip
-        MeterPoint.objects.bulk_create(
-            [
-                MeterPoint(membership=m, status="approved", label="home",
-                           import_capacity_kw=Decimal("30"),
-                           export_capacity_kw=Decimal("30"))
-                for m in memberships
-            ]
-        )  # fmt: skip
-        communities.append(community)
+    communities = [
+        community_create(name=f"Scale {number:04d}", slug=f"scale-{number:04d}")
+        for number in range(first, first + count)
+    ]
+    users = User.objects.bulk_create(
+        [User(email=f"{c.slug}-{i}@scale.bench") for c in communities for i in range(members)],
+        batch_size=5000,
+    )
+    memberships = Membership.objects.bulk_create(
+        [
+            Membership(user=users[n * members + i], community=c,
+                       status=MembershipStatus.APPROVED, pseudonym=f"{c.slug}-{i:03d}")
+            for n, c in enumerate(communities)
+            for i in range(members)
+        ],
+        batch_size=5000,
+    )  # fmt: skip
+    MeterPoint.objects.bulk_create(
+        [
+            MeterPoint(membership=m, status="approved", label="home",
+                       import_capacity_kw=Decimal("30"), export_capacity_kw=Decimal("30"))
+            for m in memberships
+        ],
+        batch_size=5000,
+    )  # fmt: skip
     return communities
 
 
@@ -330,15 +338,53 @@ def run_workers(
 
 
 # --- Part 3: a month replayed --------------------------------------------------------------------
-def run_month(
-    communities: list[Any], days: float, database: str, processes: int = 1
-) -> dict[str, Any]:
-    import resource
+def _replay_chunk(
+    processes: int, environment: dict[str, str], logs: list[Path], target: datetime,
+    ours: Any, count: int, started: float, start: datetime,
+) -> list[int]:  # fmt: skip
+    """``advance_intervals --now target`` in ``processes`` processes, one shard each, with
+    progress every 15 s; returns the shards whose process failed."""
     import subprocess
 
     from django.db.models import Max
 
+    from marketplace.models import IntervalState
+
+    children = []
+    for k in range(processes):
+        shard = ["--shard", f"{k}/{processes}"] if processes > 1 else []
+        profile = ["-m", "cProfile", "-o", f"{PROFILE}.{k}"] if PROFILE else []
+        command = [sys.executable, *profile, "manage.py", "advance_intervals", "--now",
+                   target.isoformat(), *shard]  # fmt: skip
+        errors = logs[k].with_suffix(".err").open("a")
+        children.append(
+            subprocess.Popen(
+                command, cwd=ROOT, env=environment, stdout=logs[k].open("a"), stderr=errors
+            )
+        )
+    while any(child.poll() is None for child in children):
+        time.sleep(15)
+        settled = ours.filter(state=IntervalState.SETTLED).count()
+        clock = ours.exclude(state=IntervalState.OPEN).aggregate(at=Max("start"))["at"]
+        seconds = time.perf_counter() - started
+        progress(
+            f"month: {settled:,} of {count:,} settled after {seconds:.0f} s "
+            f"({settled / seconds:.1f}/s); clock at {clock or start:%Y-%m-%d %H:%M}; "
+            f"{load_now()}"
+        )
+    return [k for k, child in enumerate(children) if child.returncode != 0]
+
+
+def run_month(
+    communities: list[Any], days: float, database: str, processes: int = 1,
+    chunk_days: float = 5, budget_s: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    import resource
+
+    from django.db.models import Max
+
     from accounts.models import MeterPoint
+    from config.sql import insert_rows
     from marketplace.ledger.services.verification import ledger_verify
     from marketplace.models import Community, Interval, IntervalState, Posting
 
@@ -346,17 +392,23 @@ def run_month(
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
     start = end - timedelta(days=days)
     Community.objects.filter(pk__in=[c.pk for c in communities]).update(horizon_due_at=FAR_FUTURE)
-    intervals = []
+    # One COPY each (config.sql.insert_rows): a month is 288,000 intervals and twice as many
+    # postings, which bulk_create would take minutes to build.
+    before = Interval.objects.aggregate(last=Max("pk"))["last"] or 0
+    rows = []
     for community in communities:
         rules = community.rules.latest()
         moment = start
         while moment < end:
-            intervals.append(
-                Interval(community=community, rules=rules, start=moment, end=moment + INTERVAL,
-                         gate_closure_at=moment - timedelta(minutes=5))
-            )  # fmt: skip
+            rows.append((community.pk, rules.pk, moment, moment + INTERVAL,
+                         moment - timedelta(minutes=5)))  # fmt: skip
             moment += INTERVAL
-    intervals = Interval.objects.bulk_create(intervals, batch_size=5000)
+    insert_rows(Interval, ("community_id", "rules_id", "start", "end", "gate_closure_at"), rows)
+    intervals = list(
+        Interval.objects.filter(pk__gt=before, community__in=communities)
+        .order_by("pk")
+        .only("pk", "community_id", "gate_closure_at")
+    )
     traders = {}
     for community in communities:
         seller, buyer = MeterPoint.objects.filter(membership__community=community).order_by("pk")[
@@ -368,12 +420,15 @@ def run_month(
         seller, buyer = traders[interval.community_id]
         for meter, side, price in ((seller, "sell", "0.1000"), (buyer, "buy", "0.2000")):
             postings.append(
-                Posting(interval=interval, membership_id=meter.membership_id, meter_point=meter,
-                        side=side, quantity_kwh=Decimal("0.500"),
-                        limit_price_per_kwh=Decimal(price),
-                        submitted_at=interval.gate_closure_at - timedelta(minutes=10))
+                (interval.pk, meter.membership_id, meter.pk, side, Decimal("0.500"),
+                 Decimal(price), interval.gate_closure_at - timedelta(minutes=10))
             )  # fmt: skip
-    Posting.objects.bulk_create(postings, batch_size=5000)
+    insert_rows(
+        Posting,
+        ("interval_id", "membership_id", "meter_point_id", "side", "quantity_kwh",
+         "limit_price_per_kwh", "submitted_at"),
+        postings,
+    )  # fmt: skip
     progress(
         f"month: {len(intervals):,} intervals, {len(postings):,} postings; replaying in "
         f"{processes} process(es), one shard of the communities each ..."
@@ -381,52 +436,58 @@ def run_month(
     load = load_now()
     first, last = min(i.pk for i in intervals), max(i.pk for i in intervals)
     ours = Interval.objects.filter(pk__gte=first, pk__lte=last)
-    target = datetime.now(UTC).isoformat()
     environment = dict(os.environ, PEERGRID_DATABASE_NAME=database, LOG_LEVEL="WARNING")
     logs = [Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-month-{RUN_ID}-{k}.log"  # noqa: S108
             for k in range(processes)]  # fmt: skip
+    for log in logs:
+        log.write_text("")
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    children = []
-    for k in range(processes):
-        shard = ["--shard", f"{k}/{processes}"] if processes > 1 else []
-        command = [sys.executable, "manage.py", "advance_intervals", "--now", target, *shard]
-        errors = logs[k].with_suffix(".err").open("w")
-        children.append(
-            subprocess.Popen(
-                command, cwd=ROOT, env=environment, stdout=logs[k].open("w"), stderr=errors
-            )
-        )
-    while any(child.poll() is None for child in children):
-        time.sleep(15)
-        settled = ours.filter(state=IntervalState.SETTLED).count()
-        clock = ours.exclude(state=IntervalState.OPEN).aggregate(at=Max("start"))["at"]
-        seconds = time.perf_counter() - started
-        progress(
-            f"month: {settled:,} of {len(intervals):,} settled after {seconds:.0f} s "
-            f"({settled / seconds:.1f}/s); clock at {clock or start:%Y-%m-%d %H:%M}; "
-            f"{load_now()}"
-        )
+    # In chunks of ``chunk_days``: each replays up to the chunk's end plus the settlement
+    # window, so every interval of the chunk can settle. With a time budget, no chunk starts
+    # that the last one's pace says would end past it; the days replayed are then reported
+    # as such, with every one of their intervals counted.
+    replayed_days = 0.0
+    failed: list[int] = []
+    while replayed_days < days and not failed:
+        chunk = min(chunk_days, days - replayed_days)
+        chunk_started = time.perf_counter()
+        failed = _replay_chunk(
+            processes, environment, logs, min(start + timedelta(days=replayed_days + chunk)
+                                              + timedelta(hours=2), datetime.now(UTC)),
+            ours, len(intervals), started, start,
+        )  # fmt: skip
+        replayed_days += chunk
+        pace = time.perf_counter() - chunk_started
+        spent = time.perf_counter() - started
+        if budget_s and replayed_days < days and spent + pace * 1.1 > budget_s:
+            progress(f"month: stopping after {replayed_days:g} days: the next chunk would "
+                     f"end past the time budget of {budget_s:.0f} s")  # fmt: skip
+            break
     seconds = time.perf_counter() - started
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
-    failed = [k for k, child in enumerate(children) if child.returncode != 0]
-    not_settled = ours.exclude(state=IntervalState.SETTLED).count()
+    # The intervals of the days replayed: all of them must be settled.
+    replayed = ours.filter(end__lte=start + timedelta(days=replayed_days))
+    total = replayed.count()
+    not_settled = replayed.exclude(state=IntervalState.SETTLED).count()
     verification = ledger_verify()
     if failed:
         for k in failed:
             print(logs[k].with_suffix(".err").read_text()[-4000:], file=sys.stderr)
         raise SystemExit(f"month: replaying process(es) {failed} failed; nothing written")
+    days_asked, days = days, replayed_days
     result = {
-        "communities": len(communities), "days": days, "intervals": len(intervals),
+        "communities": len(communities), "days": days, "intervals": total,
         "seconds": seconds, "cpu_s": cpu, "processes": processes, "failed": failed,
         "not_settled": not_settled, "ledger_ok": verification.ok,
         "entries": verification.entries_checked, "load": load, "load_end": load_now(),
         "report": "\n".join(log.read_text().strip() for log in logs),
+        "days_asked": days_asked,
     }  # fmt: skip
     progress(
         f"month: replayed in {seconds:.0f} s, {cpu:.0f} s CPU in the replaying processes "
-        f"({(len(intervals) - not_settled) / seconds:.1f} intervals settled/s); {not_settled} "
+        f"({(total - not_settled) / seconds:.1f} intervals settled/s); {not_settled} "
         f"not settled; ledger {'verified' if verification.ok else 'BROKEN'} "
         f"({verification.entries_checked:,} entries)"
     )
@@ -524,10 +585,13 @@ def _month_extrapolation(month: dict[str, Any]) -> str:
     """For a complete run shorter than 30 days: what a month would take at the rate measured."""
     if month["days"] >= 30 or month["not_settled"] or not _settled_rate(month):
         return ""
+    asked = month.get("days_asked", month["days"])
     intervals = month["communities"] * 30 * 96
     hours = intervals / _settled_rate(month) / 3600
     return (
-        f" **Not a month**: {month['days']:g} of 30 days ran. *Extrapolated, not measured*: "
+        f" **Not a month**: {month['days']:g} of 30 days ran"
+        f"{' (the time budget ended the replay)' if asked > month['days'] else ''}. "
+        "*Extrapolated, not measured*: "
         f"a month for {month['communities']} communities ({intervals:,} intervals) at this "
         f"rate would take about {hours:.1f} h on this machine at this load."
     )
@@ -556,6 +620,15 @@ def main() -> int:
         default=None,
         help="members per community in the month part (default: --members)",
     )
+    parser.add_argument(
+        "--month-chunk-days", type=float, default=5,
+        help="days replayed per run of the replaying processes",
+    )  # fmt: skip
+    parser.add_argument(
+        "--month-budget-s", type=float, default=None,
+        help="start no chunk that would end past this many seconds of replay; the days "
+        "replayed are then reported as N of --month-days",
+    )  # fmt: skip
     parser.add_argument("--parts", nargs="+", default=["tick", "workers", "month"],
                         choices=["tick", "workers", "month"])  # fmt: skip
     parser.add_argument("--no-write", action="store_true")
@@ -592,7 +665,10 @@ def main() -> int:
                 chosen = build_communities(len(built), args.month_communities, args.month_members)
             else:
                 chosen = built[: args.month_communities]
-            month = run_month(chosen, args.month_days, database, args.month_processes)
+            month = run_month(
+                chosen, args.month_days, database, args.month_processes,
+                chunk_days=args.month_chunk_days, budget_s=args.month_budget_s,
+            )  # fmt: skip
     if not args.no_write:
         write_results(about, args.members, ticks, plans, workers, month)
         progress(f"wrote {RESULTS.relative_to(ROOT)}")

@@ -404,7 +404,7 @@ class _ReadOnlyScoped(CommunityScopedAdmin):
 @admin.register(Posting)
 class PostingAdmin(_ReadOnlyScoped):
     list_display = ("interval", "side", "quantity_kwh", "limit_price_per_kwh", "flexible",
-                    "status")  # fmt: skip
+                    "status", "exclusion_reason")  # fmt: skip
     list_filter = ("side", "flexible", "status")
     list_select_related = ("interval",)
 
@@ -412,7 +412,8 @@ class PostingAdmin(_ReadOnlyScoped):
 @admin.register(Bid)
 class BidAdmin(_ReadOnlyScoped):
     community_lookup = "posting__interval__community"
-    list_display = ("posting", "quantity_kwh", "price_per_kwh", "status")
+    list_display = ("posting", "quantity_kwh", "price_per_kwh", "status", "exclusion_reason")
+    list_filter = ("status",)
 
 
 @admin.register(Trade)

@@ -446,6 +446,7 @@ class BidStatus(models.TextChoices):
     WITHDRAWN = "withdrawn", "Withdrawn"
     EXPIRED = "expired", "Expired at gate closure"
     POOLED = "pooled", "Traded in the pool at gate closure"
+    EXCLUDED = "excluded", "Left out at clearing (see its exclusion reason)"
 
 
 class Bid(models.Model):
@@ -464,6 +465,8 @@ class Bid(models.Model):
     status = models.CharField(max_length=10, choices=BidStatus.choices, default=BidStatus.PENDING)
     submitted_at = models.DateTimeField(default=now, db_index=True)
     decided_at = models.DateTimeField(null=True, blank=True)
+    # Why clearing left the bid out (status ``excluded``), as for a posting; "" otherwise.
+    exclusion_reason = models.CharField(max_length=300, blank=True, db_default="")
 
     class Meta:
         ordering = ("posting", "submitted_at", "pk")

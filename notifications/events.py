@@ -8,6 +8,7 @@ told about a bid that was rolled back, and the request never waits for an e-mail
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from enum import StrEnum
 
 from django.db import transaction
@@ -16,6 +17,7 @@ from config.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
 TASK_NAME = "notifications.event"
+MANY_TASK_NAME = "notifications.events"  # one event of many objects
 
 
 class Event(StrEnum):
@@ -33,6 +35,23 @@ class Event(StrEnum):
 def announce(event: Event, object_id: int) -> None:
     """Queue the notifications of ``event`` for after the current transaction commits."""
     transaction.on_commit(lambda: _send(event, object_id))
+
+
+def announce_many(event: Event, object_ids: Iterable[int]) -> None:
+    """``announce`` for many objects of one event (the pipeline's steps for a clock step's
+    intervals at once): one task for all of them, queued after the transaction commits. A
+    replayed month is 288,000 intervals for a hundred communities; a message per interval and
+    event was more of the replay's time than clearing them."""
+    ids = list(object_ids)
+    if ids:
+        transaction.on_commit(lambda: _send_many(event, ids))
+
+
+def _send_many(event: Event, object_ids: list[int]) -> None:
+    try:
+        celery_app.send_task(MANY_TASK_NAME, args=[str(event), object_ids])
+    except Exception:  # as in ``_send``: the write is committed
+        logger.exception("notifications: could not queue %s for %s objects", event, len(object_ids))
 
 
 def _send(event: Event, object_id: int) -> None:

@@ -283,10 +283,16 @@ def demo_tick(*, now: datetime | None = None, window: timedelta = LIVE_POSTING_W
 
 
 def demo_on_clock_replayed(
-    *, phase: str, community: Community, moment: datetime, window: timedelta, **_: object
+    *,
+    phase: str,
+    communities: list[Community],
+    moment: datetime,
+    window: timedelta,
+    **_: object,
 ) -> int:
     """``advance_intervals``' replay: the demo posts before the steps and meters after them."""
-    if community.slug != DEMO_SLUG:
+    community = next((c for c in communities if c.slug == DEMO_SLUG), None)
+    if community is None:
         return 0
     if phase == "before_steps":
         return demo_post_orders(community=community, now=moment, window=window)

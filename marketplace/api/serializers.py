@@ -602,6 +602,9 @@ class BidSerializer(serializers.Serializer):
     price_per_kwh = price_field()
     accepted_kwh = kwh_field()
     status = serializers.ChoiceField(choices=BidStatus.choices)
+    exclusion_reason = serializers.CharField(
+        help_text="Why clearing left it out (status `excluded`); empty otherwise."
+    )
     submitted_at = serializers.DateTimeField()
     decided_at = serializers.DateTimeField(allow_null=True)
 

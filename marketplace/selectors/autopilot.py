@@ -95,7 +95,11 @@ class DueAutopilot:
 
 
 def autopilots_due(
-    *, now: datetime, window: timedelta, community_id: int | None = None
+    *,
+    now: datetime,
+    window: timedelta,
+    community_id: int | None = None,
+    community_ids: list[int] | None = None,
 ) -> list[DueAutopilot]:
     """Switched-on autopilots of approved members on approved meter points, with each open
     interval of their community whose gate closes within ``window`` from ``now``, where their
@@ -108,6 +112,8 @@ def autopilots_due(
     ).select_related("meter_point", "membership", "membership__community")
     if community_id is not None:
         autopilots = autopilots.filter(membership__community_id=community_id)
+    if community_ids is not None:
+        autopilots = autopilots.filter(membership__community_id__in=community_ids)
     chosen = list(autopilots.order_by("pk"))
     if not chosen:
         return []

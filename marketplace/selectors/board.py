@@ -179,6 +179,21 @@ def my_excluded_postings(
     )
 
 
+def my_excluded_bids(
+    *, membership: Membership, since: datetime | None = None, limit: int = 50
+) -> list[Bid]:
+    """The member's own bids clearing left out (``excluded``, with the reason), newest interval
+    first; from intervals starting at ``since`` or later when given."""
+    bids = Bid.objects.filter(membership=membership, status=BidStatus.EXCLUDED)
+    if since is not None:
+        bids = bids.filter(posting__interval__start__gte=since)
+    return list(
+        bids.select_related("posting", "posting__interval", "meter_point").order_by(
+            "-posting__interval__start", "-submitted_at", "-pk"
+        )[:limit]
+    )
+
+
 def bids_on_my_posting(*, membership: Membership, posting: Posting) -> QuerySet[Bid]:
     """The bids on one of the member's postings, best first, with the bidders' pseudonyms."""
     if posting.membership_id != membership.pk:

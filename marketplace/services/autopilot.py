@@ -206,12 +206,15 @@ def autopilot_post_due(
     now: datetime | None = None,
     window: timedelta = AUTOPILOT_LEAD,
     community_id: int | None = None,
+    community_ids: list[int] | None = None,
 ) -> list[Posting]:
     """Post for every switched-on autopilot in each open interval whose gate closes within
     ``window``: the forecast's order within the member's limits, or nothing. Safe to run again
     at any time: a meter point with a posting or bid in the interval is left alone."""
     now = now or timezone.now()
-    due = autopilots_due(now=now, window=window, community_id=community_id)
+    due = autopilots_due(
+        now=now, window=window, community_id=community_id, community_ids=community_ids
+    )
     forecasts: dict[int, dict[int, float]] = {}
     posted: list[Posting] = []
     for item in due:
@@ -276,10 +279,17 @@ def autopilot_post_due(
 
 
 def autopilot_on_clock_replayed(
-    *, phase: str, community: Community, moment: datetime, window: timedelta, **_: object
+    *,
+    phase: str,
+    communities: list[Community],
+    moment: datetime,
+    window: timedelta,
+    **_: object,
 ) -> int:
-    """``advance_intervals``' replay (``marketplace.signals.clock_replayed``): the community's
+    """``advance_intervals``' replay (``marketplace.signals.clock_replayed``): the communities'
     autopilots post before the moment's steps, as beat's round would at that moment."""
-    if phase != "before_steps":
+    if phase != "before_steps" or not communities:
         return 0
-    return len(autopilot_post_due(now=moment, window=window, community_id=community.pk))
+    return len(
+        autopilot_post_due(now=moment, window=window, community_ids=[c.pk for c in communities])
+    )

@@ -33,8 +33,9 @@ grid did. The community fee is not in trade prices; settlement books it per peer
 One bad order never blocks an interval: a posting or pending bid the clearing cannot take (its
 meter point not approved, or more than its approved capacity x the interval's hours: posting
 refuses both, so only a row written some other way gets here) is left out with its reason
-(``exclusion_reason``): the posting ends ``excluded`` with ``exclusion_reason`` set, the bid
-expires, and the rest of the book clears.
+(``exclusion_reason``): the posting or the bid ends ``excluded`` with ``exclusion_reason`` set
+(the bids on an excluded posting expire, through no fault of their own), and the rest of the
+book clears.
 
 The pipeline calls ``interval_clear`` inside its own transaction after a compare-and-set on the
 interval's state, so it runs once per interval; as a second guard it refuses to run if the
@@ -53,7 +54,7 @@ from itertools import repeat
 from typing import Any, NamedTuple
 
 import numpy as np
-from django.db.models import F, Q
+from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
 from accounts.models import MeterPoint, MeterPointStatus
@@ -121,6 +122,7 @@ class ClearingSummary:
     surplus: Decimal  # budget surplus of trade reduction (buyers paid more than sellers got)
     seconds: float
     excluded_postings: int = 0  # left out with their reason (``Posting.exclusion_reason``)
+    excluded_bids: int = 0  # likewise (``Bid.exclusion_reason``)
 
     @property
     def peer_kwh(self) -> Decimal:
@@ -332,6 +334,7 @@ class _Book:
     bids_by_posting: dict[int, list[tuple[Any, ...]]]
     bilateral_sequence: int  # the next free sequence number of a bilateral trade
     excluded: dict[int, str] = field(default_factory=dict)  # posting id -> why it was left out
+    excluded_bids: dict[int, str] = field(default_factory=dict)  # bid id -> why it was left out
 
 
 @dataclass(slots=True)
@@ -399,9 +402,8 @@ def _connections(interval_id: int) -> dict[int, Connection]:
     }
 
 
-def _exclude(locked: Interval, book: _Book) -> None:
+def _exclude(locked: Interval, book: _Book, connections: dict[int, Connection]) -> None:
     """Take out of the book every order clearing cannot take (see ``exclusion_reason``)."""
-    connections = _connections(locked.pk)
     hours = locked.hours
     for pk, posting in list(book.postings.items()):
         reason = exclusion_reason(
@@ -416,16 +418,19 @@ def _exclude(locked: Interval, book: _Book) -> None:
             book.bids_by_posting.pop(pk, None)  # its pending bids expire with the others
     for posting_id, rows in book.bids_by_posting.items():
         # row: pk, posting, membership, meter point, quantity, price, submitted, posting side
-        book.bids_by_posting[posting_id] = [
-            row
-            for row in rows
-            if not exclusion_reason(
+        kept = []
+        for row in rows:
+            reason = exclusion_reason(
                 side=ClearingSide.BUY if row[7] == ClearingSide.SELL else ClearingSide.SELL,
                 quantity_kwh=row[4],
                 connection=connections.get(row[3]),
                 hours=hours,
             )
-        ]
+            if reason:
+                book.excluded_bids[row[0]] = reason
+            else:
+                kept.append(row)
+        book.bids_by_posting[posting_id] = kept
 
 
 def _fetch(interval: Interval) -> _Book:
@@ -455,7 +460,7 @@ def _fetch(interval: Interval) -> _Book:
             bids_by_posting[row[1]].append(row)
         sequence = next_trade_sequence(locked.pk, TradeSource.BILATERAL)
     book = _Book(locked, locked.rules, postings, bids_by_posting, sequence)
-    _exclude(locked, book)
+    _exclude(locked, book, _connections(locked.pk))
     return book
 
 
@@ -683,15 +688,30 @@ def _community_step(
 
 def _write(book: _Book, outcome: _Outcome, now: datetime) -> int:
     """Save the outcome: bids decided, postings closed, trades created. Returns bids expired."""
-    interval_id = book.interval.pk
-    if book.excluded:
+    return _write_many([(book, outcome)], now)[book.interval.pk]
+
+
+def _write_many(cleared: list[tuple[_Book, _Outcome]], now: datetime) -> dict[int, int]:
+    """Save the outcomes of several intervals, each as ``_write`` describes, in a fixed number
+    of statements whatever their number. Returns interval id -> bids expired."""
+    ids = [book.interval.pk for book, _ in cleared]
+    excluded = [
+        (pk, PostingStatus.EXCLUDED, reason[:300])
+        for book, _ in cleared
+        for pk, reason in book.excluded.items()
+    ]
+    if excluded:
         # First, so the updates of the open postings below leave them alone.
-        update_rows(
-            Posting,
-            ["status", "exclusion_reason"],
-            [(pk, PostingStatus.EXCLUDED, reason[:300]) for pk, reason in book.excluded.items()],
-        )
-    decided = outcome.accepted + outcome.pooled_bids
+        update_rows(Posting, ["status", "exclusion_reason"], excluded)
+    excluded_bids = [
+        (pk, BidStatus.EXCLUDED, reason[:300], now)
+        for book, _ in cleared
+        for pk, reason in book.excluded_bids.items()
+    ]
+    if excluded_bids:
+        # Before the pending ones lapse below: these are out for a reason of their own.
+        update_rows(Bid, ["status", "exclusion_reason", "decided_at"], excluded_bids)
+    decided = [bid for _, outcome in cleared for bid in outcome.accepted + outcome.pooled_bids]
     update_rows(
         Bid,
         ["accepted_kwh", "status", "decided_at"],
@@ -699,40 +719,46 @@ def _write(book: _Book, outcome: _Outcome, now: datetime) -> int:
     )
     # Anything still pending lapses at gate closure (in a pool market there are none; in a
     # composite one, the bids the pool filled are ``pooled`` by now).
-    expired = Bid.objects.filter(posting__interval_id=interval_id, status=BidStatus.PENDING).update(
-        status=BidStatus.EXPIRED, decided_at=now
-    )
-    if outcome.pooled:
+    pending = Bid.objects.filter(posting__interval_id__in=ids, status=BidStatus.PENDING)
+    expired = dict.fromkeys(ids, 0)
+    if len(ids) == 1:
+        expired[ids[0]] = pending.update(status=BidStatus.EXPIRED, decided_at=now)
+    else:
+        expired.update(
+            pending.order_by()
+            .values("posting__interval_id")
+            .annotate(n=Count("pk"))
+            .values_list("posting__interval_id", "n")
+        )
+        if any(expired.values()):
+            pending.update(status=BidStatus.EXPIRED, decided_at=now)
+    pooled = [book.interval.pk for book, outcome in cleared if outcome.pooled]
+    if pooled:
         # Peers or the grid took every kWh of every posting.
-        Posting.objects.filter(interval_id=interval_id, status=PostingStatus.OPEN).update(
+        Posting.objects.filter(interval_id__in=pooled, status=PostingStatus.OPEN).update(
             allocated_kwh=F("quantity_kwh"), status=PostingStatus.FILLED
         )
-    else:
+    unpooled = [book for book, outcome in cleared if not outcome.pooled]
+    if unpooled:
         changed = [
             (p.pk, p.allocated, PostingStatus.FILLED if p.remaining == 0 else PostingStatus.CLOSED)
+            for book in unpooled
             for p in book.postings.values()
             if p.allocated or p.remaining == 0
         ]
         update_rows(Posting, ["allocated_kwh", "status"], changed)
-        Posting.objects.filter(interval_id=interval_id, status=PostingStatus.OPEN).update(
-            status=PostingStatus.CLOSED
-        )
-    insert_rows(Trade, NewTrade._fields, outcome.bilateral + outcome.pool + outcome.grid)
+        Posting.objects.filter(
+            interval_id__in=[book.interval.pk for book in unpooled], status=PostingStatus.OPEN
+        ).update(status=PostingStatus.CLOSED)
+    insert_rows(
+        Trade,
+        NewTrade._fields,
+        [t for _, o in cleared for trades in (o.bilateral, o.pool, o.grid) for t in trades],
+    )
     return expired
 
 
-def interval_clear(*, interval: Interval, now: datetime | None = None) -> ClearingSummary:
-    """Clear ``interval`` per its rules and save the trades; run inside the caller's transaction.
-
-    Three steps: fetch the book under the interval's lock, clear it (no database), write the
-    outcome. Raises ``ApplicationError``: ``invalid_state`` while the interval's gate is still
-    open, ``conflict`` if it already has pool or grid trades (it was cleared before).
-    """
-    started = time.perf_counter()
-    now = now or timezone.now()
-    book = _fetch(interval)
-    outcome = _clear(book, now)
-    expired = _write(book, outcome, now)
+def _summary(book: _Book, outcome: _Outcome, expired: int, seconds: float) -> ClearingSummary:
     return ClearingSummary(
         interval_id=book.interval.pk,
         market_structure=book.rules.market_structure,
@@ -749,6 +775,122 @@ def interval_clear(*, interval: Interval, now: datetime | None = None) -> Cleari
         grid_import_kwh=outcome.grid_import,
         grid_export_kwh=outcome.grid_export,
         surplus=outcome.surplus,
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         excluded_postings=len(book.excluded),
+        excluded_bids=len(book.excluded_bids),
     )
+
+
+def _fetch_many(intervals: list[Interval]) -> tuple[list[_Book], list[int]]:
+    """``_fetch`` for several intervals the caller has locked (rules read alongside): their
+    books read in a fixed number of queries. Returns the books and the ids refused (an open
+    gate, or cleared already), which ``interval_clear`` would refuse with its error."""
+    refused = {i.pk for i in intervals if i.state == IntervalState.OPEN}
+    refused |= set(
+        Trade.objects.filter(
+            interval_id__in=[i.pk for i in intervals],
+            source__in=(TradeSource.POOL, TradeSource.COMMUNITY, TradeSource.GRID),
+        )
+        .order_by()
+        .values_list("interval_id", flat=True)
+        .distinct()
+    )
+    taken = [i for i in intervals if i.pk not in refused]
+    ids = [i.pk for i in taken]
+    postings_of: dict[int, dict[int, _Open]] = {pk: {} for pk in ids}
+    for interval_id, *row in (
+        Posting.objects.filter(interval_id__in=ids, status=PostingStatus.OPEN)
+        .order_by("pk")
+        .select_for_update(of=("self",))
+        .values_list("interval_id", *_POSTING_FIELDS)
+    ):
+        postings_of[interval_id][row[0]] = _Open(tuple(row))
+    with_bids = [
+        i.pk
+        for i in taken
+        if i.rules.market_structure in (MarketStructure.BILATERAL, MarketStructure.COMPOSITE)
+    ]
+    bids_of: dict[int, dict[int, list[tuple[Any, ...]]]] = {pk: defaultdict(list) for pk in ids}
+    sequences: dict[int, int] = dict.fromkeys(ids, 0)
+    if with_bids:
+        for interval_id, *row in (
+            Bid.objects.filter(posting__interval_id__in=with_bids, status=BidStatus.PENDING)
+            .order_by("pk")
+            .select_for_update(of=("self",))
+            .values_list(
+                "posting__interval_id", "pk", "posting_id", "membership_id", "meter_point_id",
+                "quantity_kwh", "price_per_kwh", "submitted_at", "posting__side",
+            )
+        ):  # fmt: skip
+            bids_of[interval_id][row[1]].append(tuple(row))
+        last = dict(
+            Trade.objects.filter(interval_id__in=with_bids, source=TradeSource.BILATERAL)
+            .order_by()
+            .values("interval_id")
+            .annotate(m=Max("sequence"))
+            .values_list("interval_id", "m")
+        )
+        sequences.update({pk: (last.get(pk) or 0) + 1 for pk in with_bids})
+    connections = _connections_many(ids)
+    books = []
+    for interval in taken:
+        book = _Book(
+            interval, interval.rules, postings_of[interval.pk], bids_of[interval.pk],
+            sequences[interval.pk],
+        )  # fmt: skip
+        _exclude(interval, book, connections)
+        books.append(book)
+    return books, sorted(refused)
+
+
+def _connections_many(interval_ids: list[int]) -> dict[int, Connection]:
+    """``_connections`` for several intervals in one query."""
+    postings = Posting.objects.filter(interval_id__in=interval_ids, status=PostingStatus.OPEN)
+    bids = Bid.objects.filter(posting__interval_id__in=interval_ids, status=BidStatus.PENDING)
+    return {
+        pk: Connection(status == MeterPointStatus.APPROVED, imported, exported)
+        for pk, status, imported, exported in MeterPoint.objects.filter(
+            Q(pk__in=postings.values("meter_point_id")) | Q(pk__in=bids.values("meter_point_id"))
+        )
+        .order_by()
+        .values_list("pk", "status", "import_capacity_kw", "export_capacity_kw")
+    }
+
+
+def intervals_clear(
+    *, intervals: list[Interval], now: datetime
+) -> tuple[dict[int, ClearingSummary], list[int]]:
+    """``interval_clear`` for several intervals at once, inside the caller's transaction.
+
+    The caller has locked the intervals (by ascending id) with their rules read alongside. The
+    books of all of them are read in a fixed number of queries, each is cleared on its own by
+    the rules' mechanism exactly as ``interval_clear`` clears it (the mechanisms are plain
+    functions), and all outcomes are written together: one COPY of every trade, one statement
+    per kind of posting and bid update. Returns (interval id -> summary, ids refused: an open
+    gate or cleared already; ``interval_clear`` gives each its error).
+    """
+    started = time.perf_counter()
+    books, refused = _fetch_many(intervals)
+    cleared = [(book, _clear(book, now)) for book in books]
+    expired = _write_many(cleared, now)
+    seconds = (time.perf_counter() - started) / max(len(cleared), 1)
+    summaries = {
+        book.interval.pk: _summary(book, outcome, expired[book.interval.pk], seconds)
+        for book, outcome in cleared
+    }
+    return summaries, refused
+
+
+def interval_clear(*, interval: Interval, now: datetime | None = None) -> ClearingSummary:
+    """Clear ``interval`` per its rules and save the trades; run inside the caller's transaction.
+
+    Three steps: fetch the book under the interval's lock, clear it (no database), write the
+    outcome. Raises ``ApplicationError``: ``invalid_state`` while the interval's gate is still
+    open, ``conflict`` if it already has pool or grid trades (it was cleared before).
+    """
+    started = time.perf_counter()
+    now = now or timezone.now()
+    book = _fetch(interval)
+    outcome = _clear(book, now)
+    expired = _write(book, outcome, now)
+    return _summary(book, outcome, expired, time.perf_counter() - started)

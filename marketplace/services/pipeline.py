@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
@@ -33,12 +33,16 @@ from marketplace.ledger.models import MeterReading
 from marketplace.ledger.services.settlement import (
     awaiting_first_reading_condition,
     interval_settle,
+    intervals_settle,
     settlement_window,
 )
 from marketplace.lock_objects import lock_interval, lock_intervals
-from marketplace.models import Community, Interval, IntervalState, Trade
+from marketplace.models import Community, Interval, IntervalState, MarketRules, Trade
 from marketplace.services.regions import RegionPeriod, region_periods_due, regions_clear_due
-from notifications.events import Event, announce
+from notifications.events import Event, announce, announce_many
+
+if TYPE_CHECKING:
+    from marketplace.services.clearing import ClearingSummary
 
 logger = logging.getLogger(__name__)
 
@@ -103,10 +107,15 @@ def _clear(interval: Interval, now: datetime) -> StepResult:
 
     summary = interval_clear(interval=interval, now=now)
     announce(Event.INTERVAL_CLEARED, interval.pk)  # bids accepted automatically at the gate
+    return _clear_details(summary)
+
+
+def _clear_details(summary: ClearingSummary) -> dict[str, Any]:
     return {
         "mechanism": summary.mechanism,
         "postings": summary.postings,
         "excluded_postings": summary.excluded_postings,
+        "excluded_bids": summary.excluded_bids,
         "trades": summary.bilateral_trades + summary.pool_trades + summary.grid_trades,
         "peer_kwh": str(summary.peer_kwh),
         "clearing_price": None if summary.clearing_price is None else str(summary.clearing_price),
@@ -235,11 +244,12 @@ def interval_advance(
 
 
 # --- The same steps for many intervals at once (the command's replay) --------------------------
-# Gate closure and confirmation do the same small work for every interval, so a tick's worth of
-# them, across all communities, is one transaction of a fixed number of statements instead of a
-# transaction per interval; so is noting the settlements that still wait for their readings.
-# Each keeps ``interval_advance``'s compare-and-set: the intervals are locked (by ascending id)
-# and only those still in the step's starting state, with the step due, move.
+# A clock step's worth of gate closures, clearings, grid checks (without a grid model),
+# confirmations and settlements, across all communities, is one transaction per step of a fixed
+# number of statements instead of a transaction (and a dozen statements) per interval; so is
+# noting the settlements that still wait for their readings. Each keeps ``interval_advance``'s
+# compare-and-set: the intervals are locked (by ascending id) and only those still in the
+# step's starting state, with the step due, move.
 
 _STEP_FIELDS = ["state", "state_changed_at", "timings", "last_error", "failed_attempts"]
 
@@ -307,8 +317,7 @@ def intervals_confirm(*, interval_ids: list[int], now: datetime) -> list[int]:
             Interval, _STEP_FIELDS,
             _moved_rows(confirming, IntervalState.CONFIRMED, now, seconds, details),
         )  # fmt: skip
-        for pk in ids:
-            announce(Event.INTERVAL_CONFIRMED, pk)
+        announce_many(Event.INTERVAL_CONFIRMED, ids)
     return ids
 
 
@@ -330,8 +339,105 @@ def settlements_note_waiting(*, interval_ids: list[int], now: datetime) -> set[i
     return ids
 
 
+def _with_rules(intervals: list[Interval]) -> list[Interval]:
+    """The locked intervals with their rules read alongside (one query for all of them)."""
+    rules = MarketRules.objects.in_bulk({interval.rules_id for interval in intervals})
+    for interval in intervals:
+        interval.rules = rules[interval.rules_id]
+    return intervals
+
+
+def _move(
+    moving: list[Interval], to_state: str, now: datetime, started: float,
+    details: dict[int, dict[str, Any]],
+) -> None:  # fmt: skip
+    seconds = round((time.perf_counter() - started) / max(len(moving), 1), 4)
+    update_rows(Interval, _STEP_FIELDS, _moved_rows(moving, to_state, now, seconds, details))
+
+
+def intervals_clear_many(*, interval_ids: list[int], now: datetime) -> list[int]:
+    """Clear these gate-closed intervals in one transaction, as ``_clear`` clears one: their
+    books read together, each cleared by its own rules, all trades written in one COPY
+    (``clearing.intervals_clear``). Returns the ids cleared; one the clearing refuses (cleared
+    before) is left for ``interval_advance``, which records its error."""
+    from marketplace.services.clearing import intervals_clear
+
+    if not interval_ids:
+        return []
+    started = time.perf_counter()
+    with transaction.atomic(durable=True):
+        locked = _with_rules(_locked_for_step(interval_ids, IntervalState.CLEARED, now))
+        summaries, _refused = intervals_clear(intervals=locked, now=now)
+        clearing = [interval for interval in locked if interval.pk in summaries]
+        details = {pk: _clear_details(summary) for pk, summary in summaries.items()}
+        _move(clearing, IntervalState.CLEARED, now, started, details)
+        announce_many(Event.INTERVAL_CLEARED, [interval.pk for interval in clearing])
+    return [interval.pk for interval in clearing]
+
+
+def intervals_grid_check_many(*, interval_ids: list[int], now: datetime) -> list[int]:
+    """Grid-check these cleared intervals of communities without a grid model in one
+    transaction (``grid_check.intervals_grid_check_unmodelled``: nothing to check against, the
+    trades go through uncurtailed, and without a model no trade has a network use to set).
+    Returns the ids checked; those of communities with a grid model are left for
+    ``interval_advance``, whose power flow reuses the network the process keeps parsed."""
+    from marketplace.services.grid_check import intervals_grid_check_unmodelled
+
+    if not interval_ids:
+        return []
+    started = time.perf_counter()
+    with transaction.atomic(durable=True):
+        locked = _locked_for_step(interval_ids, IntervalState.GRID_CHECKED, now)
+        results = intervals_grid_check_unmodelled(intervals=locked)
+        checked = [interval for interval in locked if interval.pk in results]
+        details = {
+            pk: {"power_flows": r.power_flows, "feasible": r.feasible,
+                 "curtailed_kwh": str(r.curtailed_kwh)}
+            for pk, r in results.items()
+        }  # fmt: skip
+        _move(checked, IntervalState.GRID_CHECKED, now, started, details)
+    return [interval.pk for interval in checked]
+
+
+def intervals_settle_many(*, interval_ids: list[int], now: datetime) -> tuple[list[int], set[int]]:
+    """Settle these confirmed intervals in one transaction, as ``_settle`` settles one, every
+    ledger posting under one chain lock (``settlement.intervals_settle``). Those still waiting
+    for readings are noted as ``_settle`` notes them. Returns (ids settled, ids dealt with:
+    settled or noted as waiting)."""
+    if not interval_ids:
+        return [], set()
+    started = time.perf_counter()
+    with transaction.atomic(durable=True):
+        locked = _locked_for_step(interval_ids, IntervalState.SETTLED, now)
+        results = intervals_settle(interval_ids=[interval.pk for interval in locked], now=now)
+        settling = [i for i in locked if i.pk in results and results[i.pk].settled]
+        waiting = [pk for pk, result in results.items() if not result.settled]
+        if waiting:
+            newest = dict(
+                MeterReading.objects.filter(interval_id__in=waiting)
+                .order_by()
+                .values("interval_id")
+                .annotate(newest=Max("pk"))
+                .values_list("interval_id", "newest")
+            )
+            update_rows(
+                Interval, ["settlement_seen_reading"], [(pk, newest.get(pk) or 0) for pk in waiting]
+            )
+        details = {
+            pk: {"ledger_transaction": r.transaction_id,
+                 "estimated_members": len(r.estimated_membership_ids)}
+            for pk, r in results.items()
+            if r.settled
+        }  # fmt: skip
+        _move(settling, IntervalState.SETTLED, now, started, details)
+        announce_many(Event.INTERVAL_SETTLED, [interval.pk for interval in settling])
+    return [interval.pk for interval in settling], {*details, *waiting}
+
+
 BATCHED_STEPS: dict[str, Callable[..., list[int]]] = {
     IntervalState.GATE_CLOSED: intervals_close_gates,
+    IntervalState.CLEARED: intervals_clear_many,
+    IntervalState.GRID_CHECKED: intervals_grid_check_many,
     IntervalState.CONFIRMED: intervals_confirm,
 }
 
@@ -540,10 +646,12 @@ def intervals_advance_due(
 ) -> tuple[int, list[str]]:
     """Run every step due at ``now`` synchronously (the command and the tests).
 
-    Gate closures and confirmations due run for all intervals at once, and settlements that
-    surely wait for readings are noted at once (see above); the other steps run one interval
-    at a time. Returns (steps done, errors). A failing interval is recorded and skipped; the
-    others go on.
+    Each step due runs for all its intervals at once (see above: gate closures, clearings,
+    grid checks of communities without a grid model, confirmations, settlements with their
+    ledger postings under one chain lock); what a batch leaves (a grid check with a network,
+    a clearing refused) or a batch that fails runs one interval at a time, where a failure is
+    that interval's own. Returns (steps done, errors). A failing interval is recorded and
+    skipped; the others go on.
     """
     done = 0
     errors: list[str] = []
@@ -568,6 +676,11 @@ def intervals_advance_due(
             try:
                 if to_state == IntervalState.SETTLED:
                     handled = settlements_note_waiting(interval_ids=ids, now=now)
+                    settled, noted = intervals_settle_many(
+                        interval_ids=[pk for pk in ids if pk not in handled], now=now
+                    )
+                    moved += len(settled)
+                    handled |= noted
                 else:
                     handled = set(BATCHED_STEPS[to_state](interval_ids=ids, now=now))
                     moved += len(handled)
@@ -576,7 +689,6 @@ def intervals_advance_due(
                 logger.exception("steps to %s for %s intervals at once failed", to_state, len(ids))
                 handled = set()
             single += [s for s in due if s.to_state == to_state and s.interval_id not in handled]
-        single += [s for s in due if s.to_state not in (*BATCHED_STEPS, IntervalState.SETTLED)]
         position = {step: i for i, step in enumerate(due)}
         for step in sorted(single, key=position.__getitem__):
             try:

@@ -27,6 +27,7 @@ from marketplace.models import BidStatus, PostingStatus
 from marketplace.selectors.board import (
     intervals_upcoming,
     my_bids,
+    my_excluded_bids,
     my_excluded_postings,
     my_postings,
 )
@@ -177,6 +178,7 @@ def trades(request: HttpRequest, slug: str) -> HttpResponse:
             "summary": money_summary(membership=member.membership, today=today),
             "loss_shares": my_loss_shares(membership=member.membership),
             "excluded": my_excluded_postings(membership=member.membership),
+            "excluded_bids": my_excluded_bids(membership=member.membership),
         },
     )
 
@@ -282,6 +284,9 @@ def history(request: HttpRequest, slug: str) -> HttpResponse:
             ),
             "currency": currency,
             "excluded": my_excluded_postings(
+                membership=membership, since=timezone.now() - timedelta(days=HISTORY_DAYS)
+            ),
+            "excluded_bids": my_excluded_bids(
                 membership=membership, since=timezone.now() - timedelta(days=HISTORY_DAYS)
             ),
         },

@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,7 +22,7 @@ from marketplace.services.bids import bid_accept, bid_reject
 from marketplace.tests.factories import Member, member, new_community, open_interval
 from marketplace.tests.fixtures import bid, post
 from marketplace.tests.web.conftest import client_for
-from notifications.events import Event
+from notifications.events import MANY_TASK_NAME, Event, announce_many
 from notifications.messages import messages_for
 from notifications.models import Notification, NotificationKind
 from notifications.services import (
@@ -29,6 +30,7 @@ from notifications.services import (
     notification_event_handle,
     notification_preferences_set,
 )
+from notifications.tasks import notification_events_task
 
 
 def _kinds(user_id: int) -> list[str]:
@@ -247,3 +249,19 @@ def test_a_member_of_communities_in_two_zones_reads_utc(alice: Member) -> None:
     elsewhere = new_community(timezone="Europe/Lisbon")
     member(elsewhere, user=alice.membership.user)
     assert time_zone_of_user(user=alice.membership.user) == "UTC"
+
+
+@pytest.mark.django_db
+def test_one_event_of_many_objects_is_one_task_that_handles_each(
+    community: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    newcomers = [member(community).membership.pk for _ in range(3)]
+    with (
+        mock.patch("notifications.events.celery_app.send_task") as send,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        announce_many(Event.MEMBERSHIP_APPROVED, newcomers)
+        announce_many(Event.MEMBERSHIP_APPROVED, [])  # nothing to tell: no task
+    send.assert_called_once_with(MANY_TASK_NAME, args=["membership_approved", newcomers])
+    one_by_one = sum(len(list(messages_for(Event.MEMBERSHIP_APPROVED, pk))) for pk in newcomers)
+    assert notification_events_task("membership_approved", newcomers) == one_by_one == 3

@@ -86,6 +86,28 @@ def ledger_account_for_community(*, community: Community, kind: AccountKind) -> 
     return account
 
 
+def ledger_accounts_for_communities(
+    *, communities: Iterable[Community], kinds: Sequence[AccountKind]
+) -> dict[int, dict[str, LedgerAccount]]:
+    """``ledger_account_for_community`` for many communities and kinds: community id -> kind ->
+    account, the missing ones opened together (callers hold the chain lock)."""
+    if AccountKind.MEMBER in kinds:
+        raise ValueError("member accounts belong to a membership")
+    by_pk = {community.pk: community for community in communities}
+    accounts: dict[int, dict[str, LedgerAccount]] = {pk: {} for pk in by_pk}
+    for account in LedgerAccount.objects.filter(community_id__in=list(by_pk), kind__in=kinds):
+        accounts[account.community_id][account.kind] = account
+    missing = [
+        LedgerAccount(community=by_pk[pk], kind=kind)
+        for pk in sorted(by_pk)
+        for kind in kinds
+        if kind not in accounts[pk]
+    ]
+    for account in LedgerAccount.objects.bulk_create(missing):
+        accounts[account.community_id][account.kind] = account
+    return accounts
+
+
 def ledger_post(
     *,
     community: Community,
@@ -107,50 +129,100 @@ def ledger_post(
     written (``marketplace/ledger/checkpoints.py``). Runs in the caller's transaction when there
     is one (it never opens a durable one).
     """
-    exact_total = sum((line.amount for line in lines), ZERO)
+    posting = LedgerPosting(
+        community=community, key=key, kind=kind, lines=tuple(lines), memo=memo,
+        interval=interval, posted_by=posted_by,
+    )  # fmt: skip
+    return ledger_post_many(postings=[posting], now=now)[0]
+
+
+@dataclass(frozen=True)
+class LedgerPosting:
+    """One transaction for ``ledger_post_many``: ``ledger_post``'s arguments but the time."""
+
+    community: Community
+    key: str
+    kind: TransactionKind
+    lines: Sequence[LedgerLine]
+    memo: str = ""
+    interval: Interval | None = None
+    posted_by: User | None = None
+
+
+def _check_balanced(posting: LedgerPosting) -> None:
+    exact_total = sum((line.amount for line in posting.lines), ZERO)
     if exact_total != ZERO:
         raise ApplicationError(
             ErrorCode.UNBALANCED_LEDGER, f"Ledger lines must balance; they sum to {exact_total}."
         )
-    for line in lines:
-        if line.account.community_id != community.pk:
+    for line in posting.lines:
+        if line.account.community_id != posting.community.pk:
             raise ApplicationError(
                 ErrorCode.UNBALANCED_LEDGER, "A ledger line names another community's account."
             )
+
+
+def ledger_post_many(
+    *, postings: Sequence[LedgerPosting], now: datetime | None = None
+) -> list[LedgerTransaction]:
+    """``ledger_post`` for several transactions at once, in order, under one chain lock.
+
+    Each posting is checked, rounded and keyed exactly as ``ledger_post`` does it (a key already
+    booked returns its transaction and writes nothing). The new transactions are inserted in one
+    statement, their entries chained one after the other and written in one COPY, and one signed
+    checkpoint covers them all: a replay settling a hundred intervals of a clock step pays for
+    the lock, the chain head, the insert and the checkpoint once, not a hundred times.
+    """
+    for posting in postings:
+        _check_balanced(posting)
     at = now or timezone.now()
     with transaction.atomic():
         lock_ledger_chain()
-        existing = LedgerTransaction.objects.filter(key=key).first()
-        if existing is not None:
-            return existing
-        ledger_transaction = LedgerTransaction.objects.create(
-            community=community,
-            key=key,
-            kind=kind,
-            interval=interval,
-            memo=memo,
-            posted_at=at,
-            posted_by=posted_by,
-        )
-        rounded = [(line, to_cents(line.amount)) for line in lines]
-        residue = -sum((amount for _, amount in rounded), ZERO)
-        if residue:
-            fee_account = ledger_account_for_community(community=community, kind=AccountKind.FEE)
-            rounded.append(
-                (
-                    LedgerLine(
-                        account=fee_account,
-                        amount=residue,
-                        kind=EntryKind.ROUNDING,
-                        memo="rounding to the minor unit",
-                    ),
-                    residue,
+        existing = {
+            t.key: t for t in LedgerTransaction.objects.filter(key__in=[p.key for p in postings])
+        }
+        # A key given twice in one call books once, like two calls would.
+        fresh: dict[str, LedgerPosting] = {}
+        for posting in postings:
+            if posting.key not in existing:
+                fresh.setdefault(posting.key, posting)
+        created = LedgerTransaction.objects.bulk_create(
+            [
+                LedgerTransaction(
+                    community=p.community, key=p.key, kind=p.kind, interval=p.interval,
+                    memo=p.memo, posted_at=at, posted_by=p.posted_by,
                 )
-            )
-        entries = _append_entries(ledger_transaction, rounded, interval=interval, at=at)
+                for p in fresh.values()
+            ]
+        )  # fmt: skip
+        by_key = {**existing, **{t.key: t for t in created}}
+        fee_accounts: dict[int, LedgerAccount] = {}
+        groups = []
+        for posting, ledger_transaction in zip(fresh.values(), created, strict=True):
+            rounded = [(line, to_cents(line.amount)) for line in posting.lines]
+            residue = -sum((amount for _, amount in rounded), ZERO)
+            if residue:
+                community = posting.community
+                if community.pk not in fee_accounts:
+                    fee_accounts[community.pk] = ledger_account_for_community(
+                        community=community, kind=AccountKind.FEE
+                    )
+                rounded.append(
+                    (
+                        LedgerLine(
+                            account=fee_accounts[community.pk],
+                            amount=residue,
+                            kind=EntryKind.ROUNDING,
+                            memo="rounding to the minor unit",
+                        ),
+                        residue,
+                    )
+                )
+            groups.append((ledger_transaction, rounded, posting.interval))
+        entries = _append_entries(groups, at=at)
         if entries:
             checkpoint_write(head=entries[-1], added=entries, at=at)
-        return ledger_transaction
+        return [by_key[p.key] for p in postings]
 
 
 class AppendedEntry(NamedTuple):
@@ -162,60 +234,63 @@ class AppendedEntry(NamedTuple):
 
 
 def _append_entries(
-    ledger_transaction: LedgerTransaction,
-    rounded: Sequence[tuple[LedgerLine, Decimal]],
+    groups: Sequence[
+        tuple[LedgerTransaction, Sequence[tuple[LedgerLine, Decimal]], Interval | None]
+    ],
     *,
-    interval: Interval | None,
     at: datetime,
 ) -> list[AppendedEntry]:
+    """Chain the transactions' entries one after the other from the head and write them."""
     # The caller holds the chain lock, so the head read here is still the head when we write.
     head = LedgerEntry.objects.order_by("-sequence").values("sequence", "hash").first()
     sequence = head["sequence"] if head else 0
     prev_hash = head["hash"] if head else GENESIS_HASH
     key = ledger_key()
-    interval_id = interval.pk if interval else None
     appended: list[AppendedEntry] = []
     # The rows in _ENTRY_COLUMNS' order, without a model instance each: for a settlement of a
     # thousand members, building the instances cost about as much as hashing the entries.
     rows: list[list[object]] = []
-    for line, amount in rounded:
-        if amount == ZERO:
-            continue  # a zero line carries no money; its energy is in the Settlement row
-        sequence += 1
-        # Stored at the columns' precision, so the hash covers exactly what the database keeps.
-        energy = None if line.energy_kwh is None else line.energy_kwh.quantize(KWH)
-        price = None if line.price_per_kwh is None else line.price_per_kwh.quantize(PRICE)
-        content = EntryContent(
-            sequence=sequence,
-            transaction_id=ledger_transaction.pk,
-            account_id=line.account.pk,
-            kind=str(line.kind),
-            amount=amount,
-            energy_kwh=energy,
-            price_per_kwh=price,
-            interval_id=interval_id,
-            memo=line.memo,
-            created_at=at,
-        )
-        digest = entry_hash(content, prev_hash, key)
-        rows.append(
-            [
-                ledger_transaction.pk,
-                line.account.pk,
-                sequence,
-                line.kind,
-                amount,
-                energy,
-                price,
-                interval_id,
-                line.memo,
-                at,
-                prev_hash,
-                digest,
-            ]
-        )
-        appended.append(AppendedEntry(sequence, digest, amount))
-        prev_hash = digest
+    for ledger_transaction, rounded, interval in groups:
+        interval_id = interval.pk if interval else None
+        for line, amount in rounded:
+            if amount == ZERO:
+                continue  # a zero line carries no money; its energy is in the Settlement row
+            sequence += 1
+            # Stored at the columns' precision, so the hash covers exactly what the database
+            # keeps.
+            energy = None if line.energy_kwh is None else line.energy_kwh.quantize(KWH)
+            price = None if line.price_per_kwh is None else line.price_per_kwh.quantize(PRICE)
+            content = EntryContent(
+                sequence=sequence,
+                transaction_id=ledger_transaction.pk,
+                account_id=line.account.pk,
+                kind=str(line.kind),
+                amount=amount,
+                energy_kwh=energy,
+                price_per_kwh=price,
+                interval_id=interval_id,
+                memo=line.memo,
+                created_at=at,
+            )
+            digest = entry_hash(content, prev_hash, key)
+            rows.append(
+                [
+                    ledger_transaction.pk,
+                    line.account.pk,
+                    sequence,
+                    line.kind,
+                    amount,
+                    energy,
+                    price,
+                    interval_id,
+                    line.memo,
+                    at,
+                    prev_hash,
+                    digest,
+                ]
+            )
+            appended.append(AppendedEntry(sequence, digest, amount))
+            prev_hash = digest
     # One COPY (config.sql.insert_rows): bulk_create's compilation of a thousand entries cost
     # more than the rest of a settlement. The entries' ids are not needed: the chain is by
     # sequence, and the checkpoint reads sequences, hashes and amounts.

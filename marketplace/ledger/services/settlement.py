@@ -36,6 +36,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -60,10 +61,13 @@ from marketplace.ledger.models import (
 from marketplace.ledger.services.ledger import (
     ZERO,
     LedgerLine,
+    LedgerPosting,
     ledger_account_for_community,
     ledger_account_for_member,
+    ledger_accounts_for_communities,
     ledger_accounts_for_members,
     ledger_post,
+    ledger_post_many,
 )
 from marketplace.ledger.services.region import region_lines
 from marketplace.models import (
@@ -71,6 +75,8 @@ from marketplace.models import (
     IntervalState,
     MarketRules,
     NetworkChargeRule,
+    RegionPart,
+    RegionResidual,
     Trade,
     TradeSource,
 )
@@ -304,8 +310,12 @@ def _network_charge_lines(
 def loss_shares_kwh(interval: Interval, meter_points: dict[int, int]) -> dict[int, Decimal]:
     """Membership id -> kWh of the interval's losses allocated to its meter points."""
     result = GridCheckResult.objects.filter(interval=interval).values("loss_allocation").first()
+    return _loss_shares(result["loss_allocation"] if result else {}, meter_points)
+
+
+def _loss_shares(allocation: dict[str, Any], meter_points: dict[int, int]) -> dict[int, Decimal]:
     shares: dict[int, Decimal] = defaultdict(lambda: ZERO)
-    for meter_point, kwh in (result["loss_allocation"] if result else {}).items():
+    for meter_point, kwh in (allocation or {}).items():
         membership_id = meter_points.get(int(meter_point))
         if membership_id is not None:
             shares[membership_id] += Decimal(kwh)
@@ -378,6 +388,44 @@ def _trade_lines(
     return lines
 
 
+def _settlement_lines(
+    *,
+    interval: Interval,
+    trades: list[Trade],
+    energy: dict[int, MemberEnergy],
+    shares: dict[int, Decimal],
+    member_account: dict[int, LedgerAccount],
+    accounts: dict[str, LedgerAccount],
+    regional: bool,
+) -> list[LedgerLine]:
+    """Every line of the interval's settlement (module docstring); ``accounts`` holds the
+    community's grid and fee accounts, and its losses account when ``shares`` has any.
+    ``regional``: the interval may have traded in its region (False only when it is known
+    not to have, so the region's rows need not be read)."""
+    grid, fee = accounts[AccountKind.GRID], accounts[AccountKind.FEE]
+    lines = _trade_lines(
+        interval=interval, trades=trades, member_account=member_account, grid=grid, fee=fee
+    )
+    if regional:
+        lines += region_lines(
+            interval=interval, trades=trades, member_account=member_account, grid=grid
+        )
+    if shares:
+        lines += _loss_lines(
+            interval=interval, shares=shares, member_account=member_account,
+            losses=accounts[AccountKind.LOSSES],
+        )  # fmt: skip
+    for membership_id in sorted(energy):
+        lines += _imbalance_lines(
+            interval=interval,
+            account=member_account[membership_id],
+            grid=grid,
+            imbalance_kwh=energy[membership_id].imbalance_kwh,
+            booked={},
+        )
+    return lines
+
+
 def interval_settle(*, interval: Interval, now: datetime) -> SettlementResult:
     """Settle a confirmed interval once its readings are in or the settlement window has passed.
 
@@ -421,31 +469,20 @@ def interval_settle(*, interval: Interval, now: datetime) -> SettlementResult:
             energy.setdefault(membership_id, MemberEnergy())
         memberships = Membership.objects.in_bulk(list(energy))
         member_account = ledger_accounts_for_members(memberships=memberships.values())
-        grid = ledger_account_for_community(community=interval.community, kind=AccountKind.GRID)
-        fee = ledger_account_for_community(community=interval.community, kind=AccountKind.FEE)
-        lines = _trade_lines(
-            interval=interval, trades=trades, member_account=member_account, grid=grid, fee=fee
-        )
-        lines += region_lines(
-            interval=interval, trades=trades, member_account=member_account, grid=grid
-        )
+        community = interval.community
+        accounts: dict[str, LedgerAccount] = {
+            kind: ledger_account_for_community(community=community, kind=kind)
+            for kind in (AccountKind.GRID, AccountKind.FEE)
+        }
         if shares:
-            lines += _loss_lines(
-                interval=interval,
-                shares=shares,
-                member_account=member_account,
-                losses=ledger_account_for_community(
-                    community=interval.community, kind=AccountKind.LOSSES
-                ),
+            accounts[AccountKind.LOSSES] = ledger_account_for_community(
+                community=community, kind=AccountKind.LOSSES
             )
-        for membership_id in sorted(energy):
-            lines += _imbalance_lines(
-                interval=interval,
-                account=member_account[membership_id],
-                grid=grid,
-                imbalance_kwh=energy[membership_id].imbalance_kwh,
-                booked={},
-            )
+        lines = _settlement_lines(
+            interval=interval, trades=trades, energy=energy, shares=shares,
+            member_account=member_account, accounts=accounts,
+            regional=True,
+        )  # fmt: skip
         ledger_transaction = ledger_post(
             community=interval.community,
             key=key,
@@ -455,37 +492,7 @@ def interval_settle(*, interval: Interval, now: datetime) -> SettlementResult:
             interval=interval,
             now=now,
         )
-        # One COPY for a thousand members' rows (config.sql.insert_rows), not bulk_create.
-        insert_rows(
-            Settlement,
-            (
-                "interval_id",
-                "membership_id",
-                "transaction_id",
-                "confirmed_bought_kwh",
-                "confirmed_sold_kwh",
-                "metered_import_kwh",
-                "metered_export_kwh",
-                "imbalance_kwh",
-                "estimated",
-                "settled_at",
-            ),
-            [
-                [
-                    interval.pk,
-                    membership_id,
-                    ledger_transaction.pk,
-                    member.bought_kwh,
-                    member.sold_kwh,
-                    member.imported_kwh,
-                    member.exported_kwh,
-                    member.imbalance_kwh,
-                    member.estimated,
-                    now,
-                ]
-                for membership_id, member in sorted(energy.items())
-            ],
-        )
+        _write_settlements([(interval, ledger_transaction, energy)], now)
     return SettlementResult(
         interval.pk,
         settled=True,
@@ -494,6 +501,212 @@ def interval_settle(*, interval: Interval, now: datetime) -> SettlementResult:
         missing_meter_point_ids=missing,
         estimated_membership_ids=tuple(sorted(m for m, e in energy.items() if e.estimated)),
     )
+
+
+def _write_settlements(
+    settled: list[tuple[Interval, LedgerTransaction, dict[int, MemberEnergy]]], now: datetime
+) -> None:
+    """Every member's Settlement row of these intervals: one COPY (config.sql.insert_rows) for
+    thousands of rows, not bulk_create."""
+    insert_rows(
+        Settlement,
+        (
+            "interval_id",
+            "membership_id",
+            "transaction_id",
+            "confirmed_bought_kwh",
+            "confirmed_sold_kwh",
+            "metered_import_kwh",
+            "metered_export_kwh",
+            "imbalance_kwh",
+            "estimated",
+            "settled_at",
+        ),
+        [
+            [
+                interval.pk,
+                membership_id,
+                ledger_transaction.pk,
+                member.bought_kwh,
+                member.sold_kwh,
+                member.imported_kwh,
+                member.exported_kwh,
+                member.imbalance_kwh,
+                member.estimated,
+                now,
+            ]
+            for interval, ledger_transaction, energy in settled
+            for membership_id, member in sorted(energy.items())
+        ],
+    )
+
+
+def intervals_settle(*, interval_ids: list[int], now: datetime) -> dict[int, SettlementResult]:
+    """``interval_settle`` for many confirmed intervals at once: interval id -> its result.
+
+    The same rules, one interval's outcome exactly as ``interval_settle`` would decide it, but
+    read with a fixed number of queries for all of them, and every settlement posted under one
+    chain lock (``ledger_post_many``: one insert of transactions, one COPY of entries, one
+    checkpoint) with all Settlement rows in one COPY. The caller holds the intervals' locks (the
+    pipeline's batched step), so none of them is settled by anyone else meanwhile. An interval
+    not confirmed (or settled) is left out of the result.
+    """
+    intervals = [
+        interval
+        for interval in Interval.objects.filter(pk__in=interval_ids)
+        .select_related("rules", "community")
+        .order_by("pk")
+        if interval.state in SETTLEABLE_STATES
+    ]
+    if not intervals:
+        return {}
+    results: dict[int, SettlementResult] = {}
+    keys = {settlement_key(interval): interval for interval in intervals}
+    for key, pk in LedgerTransaction.objects.filter(key__in=list(keys)).values_list("key", "pk"):
+        results[keys[key].pk] = SettlementResult(
+            keys[key].pk, settled=True, created=False, transaction_id=pk
+        )
+    pending = [interval for interval in intervals if interval.pk not in results]
+    if not pending:
+        return results
+    trades_of: dict[int, list[Trade]] = defaultdict(list)
+    for trade in Trade.objects.filter(
+        interval_id__in=[i.pk for i in pending], confirmed_kwh__gt=0
+    ).order_by("interval_id", "source", "sequence", "pk"):
+        trades_of[trade.interval_id].append(trade)
+    meter_points_of = _expected_meter_points_many(pending, trades_of)
+    readings_of: dict[int, dict[int, MeterReading]] = defaultdict(dict)
+    for reading in MeterReading.objects.filter(
+        interval_id__in=[i.pk for i in pending], status=ReadingStatus.ACCEPTED
+    ).order_by("version"):
+        readings_of[reading.interval_id][reading.meter_point_id] = reading
+    ready: list[Interval] = []
+    missing_of: dict[int, tuple[int, ...]] = {}
+    for interval in pending:
+        readings = readings_of[interval.pk]
+        missing = tuple(sorted(mp for mp in meter_points_of[interval.pk] if mp not in readings))
+        if missing and now < interval.end + settlement_window():
+            results[interval.pk] = SettlementResult(
+                interval.pk, settled=False, created=False, missing_meter_point_ids=missing
+            )
+        else:
+            missing_of[interval.pk] = missing
+            ready.append(interval)
+    if not ready:
+        return results
+    with transaction.atomic():
+        lock_ledger_chain()
+        ready_ids = [interval.pk for interval in ready]
+        allocations = dict(
+            GridCheckResult.objects.filter(interval_id__in=ready_ids).values_list(
+                "interval_id", "loss_allocation"
+            )
+        )
+        regional = set(
+            RegionResidual.objects.filter(
+                interval_id__in=ready_ids, part=RegionPart.TRADED, traded_kwh__gt=0
+            ).values_list("interval_id", flat=True)
+        )
+        energy_of: dict[int, dict[int, MemberEnergy]] = {}
+        shares_of: dict[int, dict[int, Decimal]] = {}
+        for interval in ready:
+            meter_points = meter_points_of[interval.pk]
+            energy = member_energy(
+                interval, trades_of[interval.pk], meter_points, readings_of[interval.pk]
+            )
+            shares = _loss_shares(allocations.get(interval.pk) or {}, meter_points)
+            for membership_id in shares:
+                energy.setdefault(membership_id, MemberEnergy())
+            energy_of[interval.pk], shares_of[interval.pk] = energy, shares
+        memberships = Membership.objects.in_bulk(
+            sorted({m for energy in energy_of.values() for m in energy})
+        )
+        member_account = ledger_accounts_for_members(memberships=memberships.values())
+        communities = {interval.community_id: interval.community for interval in ready}
+        accounts_of = ledger_accounts_for_communities(
+            communities=list(communities.values()), kinds=(AccountKind.GRID, AccountKind.FEE)
+        )
+        with_losses = [communities[i.community_id] for i in ready if shares_of[i.pk]]
+        if with_losses:
+            for community_id, accounts in ledger_accounts_for_communities(
+                communities=with_losses, kinds=(AccountKind.LOSSES,)
+            ).items():
+                accounts_of[community_id].update(accounts)
+        postings = [
+            LedgerPosting(
+                community=interval.community,
+                key=settlement_key(interval),
+                kind=TransactionKind.SETTLEMENT,
+                lines=_settlement_lines(
+                    interval=interval,
+                    trades=trades_of[interval.pk],
+                    energy=energy_of[interval.pk],
+                    shares=shares_of[interval.pk],
+                    member_account=member_account,
+                    accounts=accounts_of[interval.community_id],
+                    regional=interval.pk in regional,
+                ),
+                memo=f"settlement of interval {interval}",
+                interval=interval,
+            )
+            for interval in ready
+        ]
+        posted = ledger_post_many(postings=postings, now=now)
+        _write_settlements(
+            [(i, t, energy_of[i.pk]) for i, t in zip(ready, posted, strict=True)], now
+        )
+    for interval, ledger_transaction in zip(ready, posted, strict=True):
+        energy = energy_of[interval.pk]
+        results[interval.pk] = SettlementResult(
+            interval.pk,
+            settled=True,
+            created=True,
+            transaction_id=ledger_transaction.pk,
+            missing_meter_point_ids=missing_of[interval.pk],
+            estimated_membership_ids=tuple(sorted(m for m, e in energy.items() if e.estimated)),
+        )
+    return results
+
+
+def _expected_meter_points_many(
+    intervals: list[Interval], trades_of: dict[int, list[Trade]]
+) -> dict[int, dict[int, int]]:
+    """``expected_meter_points`` for many intervals: one query for their communities' meter
+    points (each interval keeps those that existed when it ended) and at most one more for
+    meter points named in trades but not among them."""
+    rows = MeterPoint.objects.filter(
+        membership__community_id__in={interval.community_id for interval in intervals},
+        membership__status__in=[MembershipStatus.APPROVED, MembershipStatus.SUSPENDED],
+        status=MeterPointStatus.APPROVED,
+    ).values_list("pk", "membership_id", "membership__community_id", "created_at")
+    of_community: dict[int, list[tuple[int, int, datetime]]] = defaultdict(list)
+    for pk, membership_id, community_id, created_at in rows.order_by("pk"):
+        of_community[community_id].append((pk, membership_id, created_at))
+    expected: dict[int, dict[int, int]] = {}
+    named_of: dict[int, set[int]] = {}
+    for interval in intervals:
+        expected[interval.pk] = {
+            pk: membership_id
+            for pk, membership_id, created_at in of_community[interval.community_id]
+            if created_at < interval.end
+        }
+        named = {
+            mp
+            for trade in trades_of[interval.pk]
+            for mp in (trade.buyer_meter_point_id, trade.seller_meter_point_id)
+            if mp is not None
+        }
+        named_of[interval.pk] = named - expected[interval.pk].keys()
+    others = set().union(*named_of.values())
+    if others:
+        membership_of = dict(
+            MeterPoint.objects.filter(pk__in=others).values_list("pk", "membership_id")
+        )
+        for interval_id, named in named_of.items():
+            expected[interval_id].update(
+                {mp: membership_of[mp] for mp in named if mp in membership_of}
+            )
+    return expected
 
 
 def settlement_adjust(

@@ -88,22 +88,20 @@ class Command(BaseCommand):
         errors: list[str] = []
         for moment in moments:
             intervals_open_all(now=moment, communities=communities)
-            for community in communities:
-                # Agents post before the gates that close before the next step.
-                posted += self._replayed("before_steps", community, moment)
+            # Agents post before the gates that close before the next step.
+            posted += self._replayed("before_steps", communities, moment)
             # All communities' due steps in one pass (one query for what is due, not one each).
             done, failed = intervals_advance_due(now=moment, communities=communities)
             steps += done
             errors += failed
-            for community in communities:
-                self._replayed("after_steps", community, moment)
+            self._replayed("after_steps", communities, moment)
         self._report(target, len(moments), steps, posted, errors, communities)
         if errors:
             raise CommandError(f"{len(errors)} step(s) failed; see above and the intervals' errors")
 
-    def _replayed(self, phase: str, community: Community, moment: datetime) -> int:
+    def _replayed(self, phase: str, communities: list[Community], moment: datetime) -> int:
         replies = clock_replayed.send(
-            sender=self.__class__, phase=phase, community=community, moment=moment,
+            sender=self.__class__, phase=phase, communities=communities, moment=moment,
             window=REPLAY_STEP,
         )  # fmt: skip
         return sum(int(posted or 0) for _, posted in replies)

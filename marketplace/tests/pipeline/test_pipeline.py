@@ -12,12 +12,17 @@ from django.core.management import CommandError, call_command
 
 from accounts.models import MeterPoint
 from grid.models import GridCheckResult
-from marketplace.ledger.models import MeterReading, ReadingSource
-from marketplace.ledger.services.settlement import interval_settle, settlement_window
+from marketplace.ledger.models import LedgerEntry, MeterReading, ReadingSource, Settlement
+from marketplace.ledger.services.settlement import (
+    intervals_settle,
+    settlement_window,
+)
+from marketplace.ledger.services.verification import ledger_verify
 from marketplace.management.commands.advance_intervals import parse_moment, parse_shard
-from marketplace.models import Community, Interval, IntervalState, Trade
+from marketplace.models import Bid, Community, Interval, IntervalState, Posting, Trade
 from marketplace.services import grid_check as grid_check_service
 from marketplace.services import pipeline
+from marketplace.services.bids import bid_create
 from marketplace.services.communities import community_create
 from marketplace.services.intervals import intervals_open_horizons
 from marketplace.services.pipeline import (
@@ -367,15 +372,21 @@ def test_advancing_stops_when_a_round_moves_nothing(market):
     _, interval = market
     for to_state in ("gate_closed", "cleared", "grid_checked", "confirmed"):
         assert interval_advance(interval_id=interval.pk, to_state=to_state, now=AFTER_GATE)
-    with mock.patch.object(pipeline, "interval_advance", return_value=False) as advance:
+    # Neither the batched settlement nor the single step moves it (the batch hands it on).
+    with (
+        mock.patch.object(pipeline, "intervals_settle_many", return_value=([], set())) as batch,
+        mock.patch.object(pipeline, "interval_advance", return_value=False) as advance,
+    ):
         assert intervals_advance_due(now=interval.end + settlement_window()) == (0, [])
+    assert batch.call_count == 1
     assert advance.call_count == 1  # one round, not max_rounds
 
 
 # --- Many intervals' steps at once (the command's replay) -------------------------------------
-def test_gate_closures_and_confirmations_of_a_tick_run_together(market):
-    """Across communities, the due gate closures are one transaction and the due confirmations
-    another; only clearing and the grid check run per interval; the result is the same."""
+def test_the_steps_of_a_tick_run_together(market):
+    """Across communities, each step's due intervals are one transaction (gate closures,
+    clearings, grid checks without a grid model, confirmations); only the grid check of a
+    community with a grid model runs per interval; the result is the same."""
     _, interval = market
     other = community_create(name="Other", slug="other")
     other_interval = interval_at(other, START)
@@ -383,9 +394,9 @@ def test_gate_closures_and_confirmations_of_a_tick_run_together(market):
         done, errors = intervals_advance_due(now=AFTER_GATE)
     assert errors == []
     assert done == 8  # four steps each
-    assert sorted(c.kwargs["to_state"] for c in advance.call_args_list) == [
-        "cleared", "cleared", "grid_checked", "grid_checked",
-    ]  # fmt: skip
+    assert [(c.kwargs["interval_id"], c.kwargs["to_state"]) for c in advance.call_args_list] == [
+        (interval.pk, "grid_checked")
+    ]
     for each in (interval, other_interval):
         each.refresh_from_db()
         assert each.state == IntervalState.CONFIRMED
@@ -417,11 +428,11 @@ def test_settlements_waiting_for_readings_are_noted_together_and_settle_later(ma
     other_interval = interval_at(other, START)  # no meter point: nothing to wait for
     intervals_advance_due(now=AFTER_GATE)
     end = interval.end
-    with mock.patch.object(pipeline, "interval_settle", wraps=interval_settle) as settle:
+    with mock.patch.object(pipeline, "intervals_settle", wraps=intervals_settle) as settle:
         intervals_advance_due(now=end)
     # The community with meter points waits (noted without running the settlement); the one
     # without settles at once.
-    assert [c.kwargs["interval"].pk for c in settle.call_args_list] == [other_interval.pk]
+    assert [c.kwargs["interval_ids"] for c in settle.call_args_list] == [[other_interval.pk]]
     interval.refresh_from_db()
     other_interval.refresh_from_db()
     assert (interval.state, interval.settlement_seen_reading) == (IntervalState.CONFIRMED, 0)
@@ -433,12 +444,119 @@ def test_settlements_waiting_for_readings_are_noted_together_and_settle_later(ma
         meter_point=meter_point, interval=interval, imported_kwh=Decimal("0.5"),
         exported_kwh=Decimal(0), source=ReadingSource.API,
     )  # fmt: skip
-    with mock.patch.object(pipeline, "interval_settle", wraps=interval_settle) as settle:
+    with mock.patch.object(pipeline, "intervals_settle", wraps=intervals_settle) as settle:
         intervals_advance_due(now=end + timedelta(minutes=2))
-    assert settle.call_count == 1
+    assert [c.kwargs["interval_ids"] for c in settle.call_args_list] == [[interval.pk]]
     interval.refresh_from_db()
     assert interval.state == IntervalState.CONFIRMED
     assert interval.settlement_seen_reading > 0
     intervals_advance_due(now=end + settlement_window())
     interval.refresh_from_db()
     assert interval.state == IntervalState.SETTLED
+
+
+def _books(community, homes, *, bid: bool):
+    """An interval of ``community`` with the four orders of ``_book``, a bid from a fifth home
+    on the first offer (``bid``: a bilateral or composite market), and one meter reading."""
+    interval = interval_at(community, START)
+    _book(homes[:4], interval)
+    if bid:
+        offer = Posting.objects.filter(interval=interval, side="sell").earliest("pk")
+        bid_create(
+            membership=homes[4].membership, meter_point=homes[4].meter_point, posting=offer,
+            quantity_kwh="0.700", price_per_kwh="0.2200", now=BEFORE_GATE,
+        )  # fmt: skip
+    MeterReading.objects.create(
+        meter_point=homes[2].meter_point, interval=interval, imported_kwh=Decimal("1.250"),
+        exported_kwh=Decimal(0), source=ReadingSource.API,
+    )  # fmt: skip
+    return interval
+
+
+def _booked(interval, homes):
+    """Everything the pipeline wrote for ``interval``, with members named by their home's place
+    (the same in two communities built alike) instead of their ids."""
+    who: dict[int | None, int | None] = {home.membership.pk: n for n, home in enumerate(homes)}
+    who[None] = None
+    trades = sorted(
+        (t.source, t.sequence, who[t.buyer_id], who[t.seller_id], t.quantity_kwh,
+         t.price_per_kwh, t.seller_price_per_kwh, t.confirmed_kwh)
+        for t in Trade.objects.filter(interval=interval)
+    )  # fmt: skip
+    postings = sorted(
+        (who[p.membership_id], p.status, p.allocated_kwh)
+        for p in Posting.objects.filter(interval=interval)
+    )
+    bids = sorted(
+        (b.status, b.accepted_kwh) for b in Bid.objects.filter(posting__interval=interval)
+    )
+    entries = [
+        (e.kind, e.amount, e.energy_kwh, e.price_per_kwh, e.memo, e.account.kind,
+         who[e.account.membership_id])
+        for e in LedgerEntry.objects.filter(interval=interval).select_related("account")
+        .order_by("sequence")
+    ]  # fmt: skip
+    settlements = sorted(
+        (who[s.membership_id], s.confirmed_bought_kwh, s.confirmed_sold_kwh, s.metered_import_kwh,
+         s.metered_export_kwh, s.imbalance_kwh, s.estimated)
+        for s in Settlement.objects.filter(interval=interval)
+    )  # fmt: skip
+    interval.refresh_from_db()
+    steps = {
+        step: {k: v for k, v in detail.items() if k not in ("seconds", "ledger_transaction")}
+        for step, detail in interval.timings.items()
+    }
+    return interval.state, steps, trades, postings, bids, entries, settlements
+
+
+@pytest.mark.parametrize(
+    ("rules", "bid"),
+    [
+        ({}, False),
+        ({"clearing_mechanism": "mid-market-rate"}, False),
+        ({"market_structure": "composite"}, True),
+        ({"market_structure": "bilateral"}, True),
+    ],
+)
+def test_a_clock_step_for_many_communities_books_what_one_interval_at_a_time_does(rules, bid):
+    """The batched steps (clearing, grid check without a grid model, settlement under one chain
+    lock) write exactly what the steps one interval at a time write, and the chain verifies."""
+    alone, alone_homes = community_with_homes(homes=5, network=None, **rules)
+    together = [community_with_homes(homes=5, network=None, **rules) for _ in range(3)]
+    alone_interval = _books(alone, alone_homes, bid=bid)
+    intervals = [_books(c, homes, bid=bid) for c, homes in together]
+    after_window = alone_interval.end + settlement_window()
+    for to_state, now in (
+        ("gate_closed", AFTER_GATE), ("cleared", AFTER_GATE), ("grid_checked", AFTER_GATE),
+        ("confirmed", AFTER_GATE), ("settled", after_window),
+    ):  # fmt: skip
+        assert interval_advance(interval_id=alone_interval.pk, to_state=to_state, now=now)
+    communities = [c for c, _ in together]
+    with mock.patch.object(pipeline, "interval_advance", wraps=interval_advance) as advance:
+        assert intervals_advance_due(now=AFTER_GATE, communities=communities) == (12, [])
+        assert intervals_advance_due(now=after_window, communities=communities) == (3, [])
+    assert advance.call_count == 0  # every step ran batched
+    expected = _booked(alone_interval, alone_homes)
+    assert expected[0] == IntervalState.SETTLED
+    assert expected[2]  # trades to compare
+    assert expected[5]  # and ledger entries
+    for interval, (_, homes) in zip(intervals, together, strict=True):
+        assert _booked(interval, homes) == expected
+    verification = ledger_verify()
+    assert verification.ok, verification
+
+
+def test_a_batched_settlement_that_fails_leaves_each_interval_to_settle_alone(market):
+    """A failure inside the batch rolls all of it back; the steps then run one interval at a
+    time, so the others still settle."""
+    together = [community_with_homes(homes=5, network=None) for _ in range(2)]
+    intervals = [_books(c, homes, bid=False) for c, homes in together]
+    communities = [c for c, _ in together]
+    intervals_advance_due(now=AFTER_GATE, communities=communities)
+    after_window = intervals[0].end + settlement_window()
+    with mock.patch.object(pipeline, "intervals_settle", side_effect=RuntimeError("boom")):
+        assert intervals_advance_due(now=after_window, communities=communities) == (2, [])
+    assert {i.state for i in Interval.objects.filter(pk__in=[i.pk for i in intervals])} == {
+        IntervalState.SETTLED
+    }
+    assert ledger_verify().ok

@@ -121,3 +121,56 @@ def test_the_plain_words_for_each_reason() -> None:
     assert capacity.technical.startswith("9.000 kWh")
     other = formatting.exclusion_reason("something new")
     assert "clearing could not take it" in other.plain
+
+
+def test_through_the_pipeline_a_corrupted_posting_and_bid_are_excluded_and_the_rest_clears(
+    interval: Interval, alice: Member, bob: Member, carol: Member
+) -> None:
+    """Rows written around the services (posting and bidding refuse both) reach the real
+    pipeline's clearing step: each is left out with its reason, and the honest book clears."""
+    from marketplace.models import Bid, BidStatus, Trade
+    from marketplace.services.pipeline import intervals_advance_due
+    from marketplace.tests.fixtures import bid
+
+    with time_machine.travel(T0, tick=False):
+        offer = post(alice, interval, quantity="2", price="0.1500", auto_accept_best_bids=True)
+        honest = bid(bob, offer, quantity="1", price="0.2500")
+        corrupted_bid = bid(carol, offer, quantity="1", price="0.3000")
+        corrupted_posting = post(carol, interval, side="buy", quantity="1", price="0.3000")
+    # 900 kWh on a meter point of 20 kW, a quarter of an hour: beyond anything it can carry.
+    Bid.objects.filter(pk=corrupted_bid.pk).update(quantity_kwh=Decimal("900"))
+    Posting.objects.filter(pk=corrupted_posting.pk).update(quantity_kwh=Decimal("900"))
+
+    _done, errors = intervals_advance_due(
+        now=interval.gate_closure_at + timedelta(seconds=1), communities=[interval.community]
+    )
+    assert errors == []
+    interval.refresh_from_db()
+    assert interval.state not in (IntervalState.OPEN, IntervalState.GATE_CLOSED)
+    assert not interval.held_reason
+    corrupted_bid.refresh_from_db()
+    corrupted_posting.refresh_from_db()
+    assert corrupted_bid.status == BidStatus.EXCLUDED
+    assert "900.000 kWh is beyond its meter point's approved capacity" in (
+        corrupted_bid.exclusion_reason
+    )
+    assert corrupted_posting.status == PostingStatus.EXCLUDED
+    assert "approved capacity" in corrupted_posting.exclusion_reason
+    # The others cleared: the honest bid traded with the offer; nothing traded for carol.
+    honest.refresh_from_db()
+    assert honest.status in (BidStatus.ACCEPTED, BidStatus.POOLED)
+    assert Trade.objects.filter(interval=interval, buyer=bob.membership).exists()
+    assert not Trade.objects.filter(interval=interval, buyer=carol.membership).exists()
+    # Carol sees why, on her pages and in the API; Bob does not see hers.
+    with time_machine.travel(interval.start + timedelta(minutes=5), tick=False):
+        pages, others = _pages(carol), _pages(bob)
+    for name, html in pages.items():
+        assert f'id="excluded-bid-{corrupted_bid.pk}"' in html, name
+        assert f'id="excluded-{corrupted_posting.pk}"' in html, name
+        assert TOO_MUCH in html.split(f'id="excluded-bid-{corrupted_bid.pk}"', 1)[1], name
+    for name, html in others.items():
+        assert f'id="excluded-bid-{corrupted_bid.pk}"' not in html, name
+    body = client_for(carol).get(f"/api/v1/bids/{corrupted_bid.pk}/").json()
+    assert body["status"] == "excluded"
+    assert body["exclusion_reason"] == corrupted_bid.exclusion_reason
+    assert client_for(bob).get(f"/api/v1/bids/{honest.pk}/").json()["exclusion_reason"] == ""
