@@ -98,17 +98,21 @@ def _locked_interval(select: ModelSelect, pk: int) -> Interval:
     return interval
 
 
-def lock_meter_point_with_membership(pk: int) -> tuple[MeterPoint, Membership, bool]:
+def lock_meter_point_with_membership(
+    pk: int, *, user_id: int | None = None
+) -> tuple[MeterPoint, Membership, bool]:
     """Lock one meter point and read its membership's current status in the same statement,
     and whether its community has a grid model (then the meter point needs a place on it).
 
     The membership is read, not locked (as ``fresh_membership`` does), inside the caller's
-    transaction, so a suspension committed before this statement is seen. Raises
-    ``MeterPoint.DoesNotExist``.
+    transaction, so a suspension committed before this statement is seen. With ``user_id``,
+    only a meter point of that user's is found: a caller that named the meter point by its id
+    alone has its ownership checked by the same statement. Raises ``MeterPoint.DoesNotExist``
+    (for another user's meter point too, so the two cannot be told apart).
     """
-    select = _meter_point_select()
+    select = _meter_point_select(owned=user_id is not None)
     with connection.cursor() as cursor:
-        cursor.execute(select.sql, [pk])
+        cursor.execute(select.sql, [pk] if user_id is None else [pk, user_id])
         row = cursor.fetchone()
     if row is None:
         raise MeterPoint.DoesNotExist("MeterPoint matching query does not exist.")
@@ -199,8 +203,9 @@ def _interval_select(mode: str) -> ModelSelect:
 
 
 @functools.cache
-def _meter_point_select() -> ModelSelect:
-    return _meter_point_with_membership(f"WHERE mp.id = %s{_for('UPDATE', 'mp')}")
+def _meter_point_select(*, owned: bool) -> ModelSelect:
+    owner = " AND m.user_id = %s" if owned else ""
+    return _meter_point_with_membership(f"WHERE mp.id = %s{owner}{_for('UPDATE', 'mp')}")
 
 
 @functools.lru_cache(maxsize=64)

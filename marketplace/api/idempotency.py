@@ -127,9 +127,11 @@ def idempotent(handler: Handler) -> Handler:
                 response = handler(view, request, *args, **kwargs)
                 if response.status_code >= 400:
                     raise _Unstored(response)
-                data = json.loads(json.dumps(response.data, cls=JSONEncoder))
                 idempotency_complete(
-                    record_id=record_id, status=response.status_code, response=data
+                    record_id=record_id,
+                    status=response.status_code,
+                    response=response.data,
+                    encoder=JSONEncoder,
                 )
                 state["body_done"] = True
         except _Unstored as refused:  # rolled back: nothing of it was written
@@ -162,8 +164,12 @@ def _refusal(record_id: int, response: Response) -> Response:
     if response.status_code >= 500:
         idempotency_release(record_id=record_id)
         return response
-    data = json.loads(json.dumps(response.data, cls=JSONEncoder))
-    idempotency_complete(record_id=record_id, status=response.status_code, response=data)
+    idempotency_complete(
+        record_id=record_id,
+        status=response.status_code,
+        response=response.data,
+        encoder=JSONEncoder,
+    )
     return response
 
 

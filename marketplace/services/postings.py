@@ -10,8 +10,8 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from accounts.models import Membership, MeterPoint
-from config.errors import ApplicationError, ErrorCode
+from accounts.models import Membership, MeterPoint, User
+from config.errors import ApplicationError, ErrorCode, ObjectNotFoundError
 from config.sql import insert_rows
 from config.transactions import action_transaction
 from marketplace.lock_objects import (
@@ -120,15 +120,95 @@ def posting_create(
         flexible=flexible,
     )
     check_meter_point(membership, meter_point)
+    return _posting_insert(
+        membership=membership,
+        owner_id=None,
+        meter_point_id=meter_point.pk,
+        interval_id=interval.pk,
+        side=side,
+        quantity=quantity,
+        price=price,
+        auto_accept_best_bids=auto_accept_best_bids,
+        flexible=flexible,
+        autopilot=autopilot,
+        now=now,
+    )
+
+
+def posting_create_by_owner(
+    *,
+    owner: User,
+    meter_point_id: int,
+    interval_id: int,
+    side: str,
+    quantity_kwh: Decimal | str | int,
+    limit_price_per_kwh: Decimal | str | int,
+    auto_accept_best_bids: bool = True,
+    flexible: bool = False,
+    now: datetime | None = None,
+) -> Posting:
+    """``posting_create`` for a caller who names the meter point and the interval by id (the
+    API): the same checks under the same locks, and the meter point must be ``owner``'s, which
+    the statement that locks it checks, so nothing is read twice. Someone else's meter point is
+    refused exactly as a missing one (404, "You have no meter point with this id."); a missing
+    interval raises ``Interval.DoesNotExist``.
+    """
+    now = now or timezone.now()
+    quantity, price = _parse_posting(
+        side=side,
+        quantity_kwh=quantity_kwh,
+        limit_price_per_kwh=limit_price_per_kwh,
+        flexible=flexible,
+    )
+    return _posting_insert(
+        membership=None,
+        owner_id=owner.pk,
+        meter_point_id=meter_point_id,
+        interval_id=interval_id,
+        side=side,
+        quantity=quantity,
+        price=price,
+        auto_accept_best_bids=auto_accept_best_bids,
+        flexible=flexible,
+        autopilot=False,
+        now=now,
+    )
+
+
+def _posting_insert(
+    *,
+    membership: Membership | None,
+    owner_id: int | None,
+    meter_point_id: int,
+    interval_id: int,
+    side: str,
+    quantity: Decimal,
+    price: Decimal,
+    auto_accept_best_bids: bool,
+    flexible: bool,
+    autopilot: bool,
+    now: datetime,
+) -> Posting:
+    """The locked part of a posting: ``membership`` is the caller's, or None when ``owner_id``
+    names the user whose meter point it must be (then its membership is the caller's)."""
     with action_transaction():
         # Lock order: interval, then meter point. The interval lock orders us against the
         # pipeline's gate closure, so a posting is either in before the gate or refused; it is
         # shared, so one interval's postings do not queue behind each other. The meter point
         # lock serialises its own postings and bids, which the capacity check needs.
-        locked_interval = share_lock_interval(interval.pk)
-        locked_meter_point, member, has_grid = lock_meter_point_with_membership(meter_point.pk)
+        locked_interval = share_lock_interval(interval_id)
+        try:
+            locked_meter_point, member, has_grid = lock_meter_point_with_membership(
+                meter_point_id, user_id=owner_id
+            )
+        except MeterPoint.DoesNotExist:
+            if owner_id is None:
+                raise
+            raise ObjectNotFoundError(
+                "You have no meter point with this id.", field="meter_point"
+            ) from None
         _check_locked(
-            membership=membership,
+            membership=member if membership is None else membership,
             meter_point=locked_meter_point,
             member=member,
             has_grid=has_grid,
@@ -147,7 +227,7 @@ def posting_create(
         return Posting.objects.create(
             interval=locked_interval,
             membership_id=member.pk,
-            meter_point_id=meter_point.pk,
+            meter_point_id=meter_point_id,
             side=side,
             quantity_kwh=quantity,
             limit_price_per_kwh=price,

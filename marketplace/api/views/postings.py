@@ -11,7 +11,6 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.access import access_meter_point
 from accounts.models import TokenScope, User
 from config.errors import ApplicationError, ErrorCode
 from marketplace.api import filters, schema
@@ -26,7 +25,11 @@ from marketplace.api.views.base import (
 )
 from marketplace.models import Interval, Posting
 from marketplace.selectors.board import bids_on_my_posting
-from marketplace.services.postings import posting_cancel, posting_create, posting_modify
+from marketplace.services.postings import (
+    posting_cancel,
+    posting_create_by_owner,
+    posting_modify,
+)
 
 
 class PostingListView(FilteredListView):
@@ -58,14 +61,14 @@ class PostingListView(FilteredListView):
         body = s.PostingCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        meter_point = access_meter_point(request_user(request), data["meter_point"])
         try:
-            # The service locks the interval by its id first thing; reading it here as well
-            # would cost the hot path a query, so a missing one is reported from the lock.
-            posting = posting_create(
-                membership=meter_point.membership,
-                meter_point=meter_point,
-                interval=Interval(pk=data["interval"]),
+            # The service locks the interval and the caller's meter point by their ids first
+            # thing (checking the meter point is the caller's in that statement); reading
+            # either here as well would cost the hot path a query each.
+            posting = posting_create_by_owner(
+                owner=request_user(request),
+                meter_point_id=data["meter_point"],
+                interval_id=data["interval"],
                 side=data["side"],
                 quantity_kwh=data["quantity_kwh"],
                 limit_price_per_kwh=data["limit_price_per_kwh"],
@@ -76,7 +79,7 @@ class PostingListView(FilteredListView):
             raise ApplicationError(
                 ErrorCode.NOT_FOUND, "No such interval.", field="interval"
             ) from None
-        return Response(s.PostingSerializer(posting).data, status=status.HTTP_201_CREATED)
+        return Response(s.posting_data(posting), status=status.HTTP_201_CREATED)
 
 
 class PostingDetailView(ApiView):
@@ -92,7 +95,7 @@ class PostingDetailView(ApiView):
         responses=schema.responses(s.PostingSerializer, *schema.DETAIL_ERRORS), tags=["trading"],
     )  # fmt: skip
     def get(self, request: Request, pk: int) -> Response:
-        return Response(s.PostingSerializer(self.get_object()).data)
+        return Response(s.posting_data(self.get_object()))
 
     @extend_schema(
         operation_id="postings_modify",
@@ -109,7 +112,7 @@ class PostingDetailView(ApiView):
         body = s.PostingModifySerializer(data=request.data)
         body.is_valid(raise_exception=True)
         posting_modify(posting=posting, by_membership=posting.membership, **body.validated_data)
-        return Response(s.PostingSerializer(self.get_queryset().get(pk=posting.pk)).data)
+        return Response(s.posting_data(self.get_queryset().get(pk=posting.pk)))
 
 
 class PostingCancelView(ApiView):
@@ -131,7 +134,7 @@ class PostingCancelView(ApiView):
         posting = self.get_object()
         posting_cancel(posting=posting, by_membership=posting.membership)
         # Read again: the status changed and the pending bids expired with it.
-        return Response(s.PostingSerializer(self.get_queryset().get(pk=posting.pk)).data)
+        return Response(s.posting_data(self.get_queryset().get(pk=posting.pk)))
 
 
 class PostingBidsView(ApiView):

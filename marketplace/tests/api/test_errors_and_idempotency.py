@@ -176,7 +176,7 @@ def test_every_api_error_is_json_even_outside_the_views(
         (OperationalError("connection refused"), 503, "service_unavailable"),
         (BrokerDown("broker unreachable"), 503, "service_unavailable"),
     ):
-        monkeypatch.setattr(postings, "posting_create", mock_raising(raised))
+        monkeypatch.setattr(postings, "posting_create_by_owner", mock_raising(raised))
         response = client.post("/api/v1/postings/", posting_body(api), format="json",
                                HTTP_IDEMPOTENCY_KEY=f"outage-{status}")  # fmt: skip
         assert_error(response, status, code)
