@@ -387,21 +387,6 @@ def exclusion_reason(
     return ""
 
 
-def _connections(interval_id: int) -> dict[int, Connection]:
-    """The meter points of the interval's open postings and pending bids: one query with
-    subqueries, since a list of 10,000 ids as parameters costs the driver a second to send."""
-    postings = Posting.objects.filter(interval_id=interval_id, status=PostingStatus.OPEN)
-    bids = Bid.objects.filter(posting__interval_id=interval_id, status=BidStatus.PENDING)
-    return {
-        pk: Connection(status == MeterPointStatus.APPROVED, imported, exported)
-        for pk, status, imported, exported in MeterPoint.objects.filter(
-            Q(pk__in=postings.values("meter_point_id")) | Q(pk__in=bids.values("meter_point_id"))
-        )
-        .order_by()
-        .values_list("pk", "status", "import_capacity_kw", "export_capacity_kw")
-    }
-
-
 def _exclude(locked: Interval, book: _Book, connections: dict[int, Connection]) -> None:
     """Take out of the book every order clearing cannot take (see ``exclusion_reason``)."""
     hours = locked.hours
@@ -460,7 +445,7 @@ def _fetch(interval: Interval) -> _Book:
             bids_by_posting[row[1]].append(row)
         sequence = next_trade_sequence(locked.pk, TradeSource.BILATERAL)
     book = _Book(locked, locked.rules, postings, bids_by_posting, sequence)
-    _exclude(locked, book, _connections(locked.pk))
+    _exclude(locked, book, _connections_many([locked.pk]))
     return book
 
 
@@ -844,7 +829,8 @@ def _fetch_many(intervals: list[Interval]) -> tuple[list[_Book], list[int]]:
 
 
 def _connections_many(interval_ids: list[int]) -> dict[int, Connection]:
-    """``_connections`` for several intervals in one query."""
+    """The meter points of the intervals' open postings and pending bids: one query with
+    subqueries, since a list of 10,000 ids as parameters costs the driver a second to send."""
     postings = Posting.objects.filter(interval_id__in=interval_ids, status=PostingStatus.OPEN)
     bids = Bid.objects.filter(posting__interval_id__in=interval_ids, status=BidStatus.PENDING)
     return {
