@@ -127,6 +127,28 @@ def scratch_database(name: str) -> Iterator[tuple[str, str]]:
         delete_redis_prefix()
 
 
+@contextlib.contextmanager
+def bench_lock(path: str | None) -> Iterator[None]:
+    """Hold the machine's benchmark lock (``flock`` on ``path``) for one timed part, if given.
+
+    A run longer than one turn at the lock takes it part by part, so the others' benchmarks get
+    their turns in between instead of waiting for the whole run.
+    """
+    if not path:
+        yield
+        return
+    import fcntl
+
+    with open(path, "a") as lock:
+        progress(f"waiting for the benchmark lock {path} ...")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        progress("benchmark lock held")
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def machine() -> str:
     """CPU, cores, OS, Python, and the load averages (`uptime`) right now."""
     cpu = platform.processor() or platform.machine()
