@@ -404,6 +404,39 @@ def test_steps_go_to_their_communitys_queue_shard(settings, shards, suffixes):
     assert sent[0]["queue"] == pipeline.step_queue(1) == (base if shards == 1 else f"{base}.1")
 
 
+def test_the_tick_and_each_following_step_send_a_community_to_its_own_shard(
+    settings, market, django_capture_on_commit_callbacks
+):
+    """What lets several machines share the communities: beat's tick queues a community's step
+    on its shard, and the worker that runs it queues the next step on the same shard."""
+    from config.celery import app
+    from marketplace.services.regions import RegionPeriod
+    from marketplace.tasks import interval_advance_task
+
+    community, interval = market
+    base = app.conf.task_default_queue
+    settings.PEERGRID_QUEUE_SHARDS = 4
+    own = f"{base}.{community.pk % 4}"
+    sent = []
+    with mock.patch(
+        "marketplace.tasks.interval_advance_task.apply_async",
+        side_effect=lambda **kwargs: sent.append(kwargs),
+    ):
+        with django_capture_on_commit_callbacks(execute=True):
+            pipeline_tick(now=AFTER_GATE)
+        assert [(c["args"], c["queue"]) for c in sent] == [((interval.pk, "gate_closed"), own)]
+        for to_state in ("gate_closed", "cleared", "grid_checked"):
+            with django_capture_on_commit_callbacks(execute=True):
+                assert interval_advance_task.run(interval.pk, to_state)
+    assert [(c["args"][1], c["queue"]) for c in sent] == [
+        (to_state, own) for to_state in ("gate_closed", "cleared", "grid_checked", "confirmed")
+    ]
+    # A region's clearing goes to the region's shard.
+    with mock.patch("marketplace.tasks.region_clear_task.apply_async") as region_sent:
+        pipeline.dispatch_region(RegionPeriod(region_id=7, start=START, end=START))
+    assert region_sent.call_args.kwargs["queue"] == f"{base}.3"
+
+
 def test_a_settlement_waiting_for_readings_is_due_again_only_for_a_new_reading_or_the_window(
     market,
 ):
