@@ -698,16 +698,18 @@ def write_results(about: str, members: int, ticks: list[Any], by_due: list[Any],
             "\n".join([
                 MONTH_HEADING,
                 "",
-                f"`python bench/bench_scale.py --parts month` on PostgreSQL and Redis. Machine: "
-                f"{about}. {month['communities']} communities x {month['days']:g} days = "
-                f"{month['intervals']:,} intervals of 15 minutes, two matching orders each, "
-                f"replayed by `advance_intervals` in {month['processes']} process(es) (one "
-                f"`--shard` of the communities each) in {month['seconds']:.0f} s wall, "
-                f"{month['cpu_s']:.0f} s CPU of the replaying processes (PostgreSQL's not "
-                f"counted): {_settled_rate(month):.1f} intervals settled/s (real time "
-                f"needs {month['communities'] / 900:.2f}/s); {month['load']} at the start, "
-                f"{month['load_end']} at the end. Intervals "
-                f"not settled at the end: **{month['not_settled']}**; `ledger_verify`: "
+                f"`python bench/bench_scale.py --parts month --month-step {month['step']}` on "
+                f"PostgreSQL and Redis. Machine: {about}. {month['communities']} communities x "
+                f"{month['days']:g} days = {month['intervals']:,} intervals of 15 minutes, two "
+                f"matching orders each, replayed by `advance_intervals --step {month['step']}` "
+                f"in {month['processes']} process(es) (one `--shard` of the communities each) "
+                f"in {month['seconds']:.0f} s wall; {month['cpu_s']:.0f} s CPU of the replaying "
+                f"processes and {_database_cpu(month)} s of their PostgreSQL backends: "
+                f"**{_per_interval_ms(month)} ms CPU per community-interval**; "
+                f"{_settled_rate(month):.1f} intervals settled/s (real time needs "
+                f"{month['communities'] / 900:.2f}/s); {month['load']} at the start, "
+                f"{month['load_end']} at the end. Intervals not settled at the end: "
+                f"**{month['not_settled']}**; `ledger_verify`: "
                 f"**{'verified' if month['ledger_ok'] else 'FAILED'}** over "
                 f"{month['entries']:,} entries.{_month_extrapolation(month)}",
                 "",
@@ -716,6 +718,15 @@ def write_results(about: str, members: int, ticks: list[Any], by_due: list[Any],
                 "```",
             ]) + "\n",
         )  # fmt: skip
+
+
+def _database_cpu(month: dict[str, Any]) -> str:
+    return "?" if month["database_cpu_s"] is None else f"{month['database_cpu_s']:.0f}"
+
+
+def _per_interval_ms(month: dict[str, Any]) -> str:
+    cpu = month["cpu_s"] + (month["database_cpu_s"] or 0)
+    return f"{cpu / max(month['intervals'], 1) * 1000:.1f}"
 
 
 def _settled_rate(month: dict[str, Any]) -> float:
