@@ -12,12 +12,17 @@ size beat's tick (``pipeline_tick``, dispatch replaced by a no-op) is timed, bes
 query count: a tick with ten steps due, and the first tick after an interval boundary, when every
 community is due to open its next interval. The baseline, measured in the same run, is what the
 tick did before: open every community's horizon on every tick. At the largest size the two
-queries' plans (``EXPLAIN ANALYZE``) are printed into the results.
+queries' plans (``EXPLAIN ANALYZE``) are printed into the results, and the tick is timed again
+with 10, 100 and 1,000 steps due (one per community): the work it should grow with.
 
 *workers*: one interval per community with one order per member, every gate closing at the same
 moment; K worker processes (solo pool), each consuming its own queue shard
-(``PEERGRID_QUEUE_SHARDS=K``, as K machines would), from the dispatch until every interval is
-confirmed. The lag per interval is its confirmation moment minus its gate closure.
+(``PEERGRID_QUEUE_SHARDS=K``, as K machines would; shard 0's also the default queue, where the
+notifications go), from the dispatch until every interval is confirmed. The lag per interval is
+its confirmation moment minus its gate closure.
+
+``--lock PATH`` takes the machine's benchmark lock for each size of the tick and each worker
+round on its own, so a long run shares the machine in turns.
 
 *month*: ``--month-communities`` communities, ``--month-days`` of 15-minute intervals with two
 matching orders in every interval, replayed through ``advance_intervals`` (gate closure, clearing,
@@ -54,6 +59,7 @@ from bench.common import (  # noqa: E402
     RESULTS,
     RUN_ID,
     BenchWorker,
+    bench_lock,
     load_now,
     machine,
     progress,
@@ -171,66 +177,103 @@ def timed_tick(now: datetime, *, old: bool = False, repeats: int = 5) -> tuple[f
     return best, queries, due
 
 
-def run_tick(sizes: list[int], members: int) -> tuple[list[dict[str, Any]], str]:
-    from django.db import connection
+def _plant_due(communities: list[Any]) -> None:
+    """One step due per community of ``communities``: its first open interval's gate closed,
+    waiting to be cleared."""
+    from marketplace.models import Interval, IntervalState
 
-    from marketplace.models import Community, Interval, IntervalState
-    from marketplace.services.pipeline import (
-        due_steps_condition,
-        horizon_due_condition,
-        intervals_open_all,
-    )
+    first_open = [
+        Interval.objects.filter(community=c, state=IntervalState.OPEN).order_by("start")[0].pk
+        for c in communities
+    ]
+    Interval.objects.filter(pk__in=first_open).update(state=IntervalState.GATE_CLOSED)
 
+
+def run_tick(
+    sizes: list[int], members: int, lock: str | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    """The tick at each size (one turn at the benchmark lock each), then at the largest size
+    with more and more steps due; returns both tables' rows and the query plans."""
     rows: list[dict[str, Any]] = []
+    by_due: list[dict[str, Any]] = []
     built: list[Any] = []
     plans = ""
     for size in sizes:
-        new = build_communities(len(built), size - len(built), members)
-        built += new
-        settled_history(new, T0)
-        # Every community's horizon opened afresh at T0, the boundary.
-        Interval.objects.exclude(state=IntervalState.SETTLED).delete()
-        Community.objects.update(horizon_due_at=None)
-        intervals_open_all(now=T0)
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE")
-        # Ten steps due: ten intervals whose gate closed, waiting to be cleared.
-        planted = [
-            Interval.objects.filter(community=c, state=IntervalState.OPEN).order_by("start")[0].pk
-            for c in built[:10]
-        ]
-        Interval.objects.filter(pk__in=planted).update(state=IntervalState.GATE_CLOSED)
-        # The first tick after the boundary: each community opens its next interval. The
-        # following ticks of the interval find nothing to open. No gate closes before T0 + 10 min.
-        first_s, first_q, first_due = timed_tick(T0 + timedelta(minutes=1), repeats=1)
-        steady_s, steady_q, steady_due = timed_tick(T0 + timedelta(minutes=1, seconds=15))
-        old_s, old_q, _ = timed_tick(T0 + timedelta(minutes=1, seconds=30), old=True)
-        intervals = Interval.objects.count()
-        row = {
-            "communities": size, "intervals": intervals, "due": steady_due,
-            "steady_s": steady_s, "steady_q": steady_q, "first_s": first_s, "first_q": first_q,
-            "first_due": first_due, "old_s": old_s, "old_q": old_q, "load": load_now(),
-        }  # fmt: skip
-        rows.append(row)
-        progress(
-            f"{size} communities, {intervals:,} intervals: tick {steady_s * 1000:.1f} ms "
-            f"({steady_q} queries, {steady_due} due); first tick after a boundary "
-            f"{first_s * 1000:.0f} ms ({first_q} queries); before: {old_s * 1000:.0f} ms "
-            f"({old_q} queries); {row['load']}"
-        )
-        if size == sizes[-1]:
-            now = T0 + timedelta(minutes=1, seconds=15)
-            due_plan = (
-                Interval.objects.filter(due_steps_condition(now))
-                .order_by("start", "pk")
-                .only("pk", "community_id", "state", "timings", "failed_attempts")
-                .explain(analyze=True)
-            )
-            open_plan = Community.objects.filter(horizon_due_condition(now)).explain(analyze=True)
-            plans = (
-                f"Steps due:\n\n{due_plan}\n\nCommunities due to open an interval:\n\n{open_plan}"
-            )
-    return rows, plans
+        with bench_lock(lock):
+            new = build_communities(len(built), size - len(built), members)
+            built += new
+            settled_history(new, T0)
+            rows.append(_tick_at_size(built, size))
+            if size == sizes[-1]:
+                plans = _tick_plans()
+                by_due = _tick_by_due(built)
+    return rows, by_due, plans
+
+
+def _tick_at_size(built: list[Any], size: int) -> dict[str, Any]:
+    from django.db import connection
+
+    from marketplace.models import Community, Interval, IntervalState
+    from marketplace.services.pipeline import intervals_open_all
+
+    # Every community's horizon opened afresh at T0, the boundary.
+    Interval.objects.exclude(state=IntervalState.SETTLED).delete()
+    Community.objects.update(horizon_due_at=None)
+    intervals_open_all(now=T0)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    _plant_due(built[:10])
+    # The first tick after the boundary: each community opens its next interval. The following
+    # ticks of the interval find nothing to open. No gate closes before T0 + 10 min.
+    first_s, first_q, first_due = timed_tick(T0 + timedelta(minutes=1), repeats=1)
+    steady_s, steady_q, steady_due = timed_tick(T0 + timedelta(minutes=1, seconds=15))
+    old_s, old_q, _ = timed_tick(T0 + timedelta(minutes=1, seconds=30), old=True, repeats=3)
+    intervals = Interval.objects.count()
+    row = {
+        "communities": size, "intervals": intervals, "due": steady_due,
+        "steady_s": steady_s, "steady_q": steady_q, "first_s": first_s, "first_q": first_q,
+        "first_due": first_due, "old_s": old_s, "old_q": old_q, "load": load_now(),
+    }  # fmt: skip
+    progress(
+        f"{size} communities, {intervals:,} intervals: tick {steady_s * 1000:.1f} ms "
+        f"({steady_q} queries, {steady_due} due); first tick after a boundary "
+        f"{first_s * 1000:.0f} ms ({first_q} queries); before: {old_s * 1000:.0f} ms "
+        f"({old_q} queries); {row['load']}"
+    )
+    return row
+
+
+def _tick_plans() -> str:
+    from marketplace.models import Community, Interval
+    from marketplace.services.pipeline import due_steps_condition, horizon_due_condition
+
+    now = T0 + timedelta(minutes=1, seconds=15)
+    due_plan = (
+        Interval.objects.filter(due_steps_condition(now))
+        .order_by("start", "pk")
+        .only("pk", "community_id", "state", "timings", "failed_attempts")
+        .explain(analyze=True)
+    )
+    open_plan = Community.objects.filter(horizon_due_condition(now)).explain(analyze=True)
+    return f"Steps due:\n\n{due_plan}\n\nCommunities due to open an interval:\n\n{open_plan}"
+
+
+def _tick_by_due(built: list[Any]) -> list[dict[str, Any]]:
+    """The tick at the largest size with 10, 100, ... steps due (one per community): what it
+    should grow with."""
+    rows = []
+    due_now = 10
+    now = T0 + timedelta(minutes=1, seconds=45)
+    for wanted in (10, 100, 1000, 10000):
+        if wanted > len(built):
+            break
+        _plant_due(built[due_now:wanted])
+        due_now = wanted
+        seconds, queries, due = timed_tick(now)
+        rows.append({"due": due, "s": seconds, "queries": queries, "load": load_now()})
+        progress(f"{len(built)} communities, {due} steps due: tick {seconds * 1000:.1f} ms "
+                 f"({queries} queries); {load_now()}")  # fmt: skip
+    return rows
 
 
 # --- Part 2: worker processes --------------------------------------------------------------------
@@ -268,82 +311,96 @@ def one_interval_each(communities: list[Any], start: datetime, members: int) -> 
     return [i.pk for i in intervals]
 
 
+def _worker_round(
+    database: str, communities: list[Any], members: int, queue: str, count: int,
+    round_number: int,
+) -> dict[str, Any]:  # fmt: skip
+    """``count`` worker processes, one queue shard each (shard 0 also takes the default queue:
+    notifications, as README's first machine does), from one dispatch of every community's
+    gate closure until every interval is confirmed."""
+    from marketplace.models import Interval, IntervalState
+    from marketplace.services.pipeline import dispatch_step, intervals_due
+
+    start = datetime.now(UTC).replace(second=0, microsecond=0)
+    start += timedelta(days=round_number + 1)
+    pks = one_interval_each(communities, start, members)
+    workers = [
+        BenchWorker(
+            queue=queue, database=database, name=f"scale{count}-{shard}",
+            listen=(queue if count == 1 else f"{queue},{queue}.0" if shard == 0
+                    else f"{queue}.{shard}"),
+            env={"PEERGRID_QUEUE_SHARDS": str(count)},
+        )
+        for shard in range(count)
+    ]  # fmt: skip
+    from django.conf import settings
+
+    settings.PEERGRID_QUEUE_SHARDS = count  # the dispatch routes as the workers consume
+    try:
+        for worker in workers:
+            worker.wait_ready()
+        load = load_now()
+        gate = datetime.now(UTC)
+        Interval.objects.filter(pk__in=pks).update(gate_closure_at=gate)
+        for step in intervals_due(now=gate):
+            dispatch_step(step)
+        deadline = time.monotonic() + 3600
+        while time.monotonic() < deadline:
+            left = (
+                Interval.objects.filter(pk__in=pks).exclude(state=IntervalState.CONFIRMED).count()
+            )
+            if not left:
+                break
+            time.sleep(0.5)
+        else:
+            raise RuntimeError(f"{count} worker(s): {left} intervals not confirmed in time")
+        wall = (datetime.now(UTC) - gate).total_seconds()
+    finally:
+        for worker in workers:
+            worker.stop()
+    lags = []
+    for timings in Interval.objects.filter(pk__in=pks).values_list("timings", flat=True):
+        confirmed = timings["confirmed"]
+        at = datetime.fromisoformat(confirmed["at"]) + timedelta(seconds=confirmed["seconds"])
+        lags.append((at - gate).total_seconds())
+    row = {
+        "workers": count, "intervals": len(pks), "wall_s": wall,
+        "median_s": statistics.median(lags), "worst_s": max(lags), "load": load,
+    }  # fmt: skip
+    progress(
+        f"{count} worker process(es): {len(pks)} intervals confirmed in {wall:.1f} s; lag "
+        f"median {row['median_s']:.1f} s, worst {row['worst_s']:.1f} s ({load})"
+    )
+    return row
+
+
 def run_workers(
-    database: str, communities: list[Any], members: int, counts: list[int]
+    database: str, communities: list[Any], members: int, counts: list[int], lock: str | None
 ) -> list[dict[str, Any]]:
     from config.celery import app as celery_app
     from marketplace.models import Community, Interval, IntervalState
-    from marketplace.services.pipeline import dispatch_step, intervals_due
 
-    Interval.objects.exclude(state=IntervalState.SETTLED).delete()  # the tick part's horizons
-    # Only the intervals below are due: no horizon opens while the workers run.
-    Community.objects.update(horizon_due_at=FAR_FUTURE)
+    with bench_lock(lock):
+        Interval.objects.exclude(state=IntervalState.SETTLED).delete()  # the tick's horizons
+        # Only the intervals below are due: no horizon opens while the workers run.
+        Community.objects.update(horizon_due_at=FAR_FUTURE)
     queue = f"peergrid-bench-scale-{uuid.uuid4().hex[:6]}"
     celery_app.conf.task_default_queue = queue
     rows = []
     for round_number, count in enumerate(counts):
-        start = datetime.now(UTC).replace(second=0, microsecond=0)
-        start += timedelta(days=round_number + 1)
-        pks = one_interval_each(communities, start, members)
-        workers = [
-            BenchWorker(
-                queue=queue, database=database, name=f"scale{count}-{shard}",
-                listen=f"{queue}.{shard}" if count > 1 else queue,
-                env={"PEERGRID_QUEUE_SHARDS": str(count)},
-            )
-            for shard in range(count)
-        ]  # fmt: skip
-        from django.conf import settings
-
-        settings.PEERGRID_QUEUE_SHARDS = count  # the dispatch routes as the workers consume
-        try:
-            for worker in workers:
-                worker.wait_ready()
-            load = load_now()
-            gate = datetime.now(UTC)
-            Interval.objects.filter(pk__in=pks).update(gate_closure_at=gate)
-            for step in intervals_due(now=gate):
-                dispatch_step(step)
-            deadline = time.monotonic() + 3600
-            while time.monotonic() < deadline:
-                left = (
-                    Interval.objects.filter(pk__in=pks)
-                    .exclude(state=IntervalState.CONFIRMED)
-                    .count()
-                )
-                if not left:
-                    break
-                time.sleep(0.5)
-            else:
-                raise RuntimeError(f"{count} worker(s): {left} intervals not confirmed in time")
-            wall = (datetime.now(UTC) - gate).total_seconds()
-        finally:
-            for worker in workers:
-                worker.stop()
-        lags = []
-        for timings in Interval.objects.filter(pk__in=pks).values_list("timings", flat=True):
-            confirmed = timings["confirmed"]
-            at = datetime.fromisoformat(confirmed["at"]) + timedelta(seconds=confirmed["seconds"])
-            lags.append((at - gate).total_seconds())
-        row = {
-            "workers": count, "intervals": len(pks), "wall_s": wall,
-            "median_s": statistics.median(lags), "worst_s": max(lags), "load": load,
-        }  # fmt: skip
-        rows.append(row)
-        progress(
-            f"{count} worker process(es): {len(pks)} intervals confirmed in {wall:.1f} s; lag "
-            f"median {row['median_s']:.1f} s, worst {row['worst_s']:.1f} s ({load})"
-        )
+        with bench_lock(lock):
+            rows.append(_worker_round(database, communities, members, queue, count, round_number))
     return rows
 
 
 # --- Part 3: a month replayed --------------------------------------------------------------------
 def _replay_chunk(
     processes: int, environment: dict[str, str], logs: list[Path], target: datetime,
-    ours: Any, count: int, started: float, start: datetime,
-) -> list[int]:  # fmt: skip
+    ours: Any, count: int, started: float, start: datetime, step: str,
+) -> tuple[list[int], float | None]:  # fmt: skip
     """``advance_intervals --now target`` in ``processes`` processes, one shard each, with
-    progress every 15 s; returns the shards whose process failed."""
+    progress every 15 s; returns the shards whose process failed and the CPU seconds of the
+    database backends that served them (``_BackendCpu``)."""
     import subprocess
 
     from django.db.models import Max
@@ -351,19 +408,25 @@ def _replay_chunk(
     from marketplace.models import IntervalState
 
     children = []
+    backends = _BackendCpu()
     for k in range(processes):
         shard = ["--shard", f"{k}/{processes}"] if processes > 1 else []
         profile = ["-m", "cProfile", "-o", f"{PROFILE}.{k}"] if PROFILE else []
         command = [sys.executable, *profile, "manage.py", "advance_intervals", "--now",
-                   target.isoformat(), *shard]  # fmt: skip
+                   target.isoformat(), "--step", step, *shard]  # fmt: skip
         errors = logs[k].with_suffix(".err").open("a")
         children.append(
             subprocess.Popen(
-                command, cwd=ROOT, env=environment, stdout=logs[k].open("a"), stderr=errors
+                command, cwd=ROOT, env=environment, stdout=logs[k].open("w"), stderr=errors
             )
         )
+    shown = time.perf_counter()
     while any(child.poll() is None for child in children):
-        time.sleep(15)
+        time.sleep(1)
+        backends.sample()
+        if time.perf_counter() - shown < 15:
+            continue
+        shown = time.perf_counter()
         settled = ours.filter(state=IntervalState.SETTLED).count()
         clock = ours.exclude(state=IntervalState.OPEN).aggregate(at=Max("start"))["at"]
         seconds = time.perf_counter() - started
@@ -372,12 +435,65 @@ def _replay_chunk(
             f"({settled / seconds:.1f}/s); clock at {clock or start:%Y-%m-%d %H:%M}; "
             f"{load_now()}"
         )
-    return [k for k, child in enumerate(children) if child.returncode != 0]
+    return [k for k, child in enumerate(children) if child.returncode != 0], backends.seconds()
+
+
+def _chunk_line(
+    logs: list[Path], target: datetime, wall: float, before: Any, database_cpu: float | None
+) -> str:
+    """One line for a chunk, its processes' own reports summed: the pipeline steps done, the
+    clock steps, wall and CPU seconds."""
+    import resource
+
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    text = "".join(log.read_text() for log in logs)
+    steps = sum(int(n) for n in re.findall(r"(\d+) pipeline step\(s\) done", text))
+    clock = max((int(n) for n in re.findall(r"in (\d+) step\(s\) of the clock", text)), default=0)
+    database = "?" if database_cpu is None else f"{database_cpu:.0f}"
+    return (
+        f"to {target:%Y-%m-%d %H:%M} UTC: {steps:,} pipeline steps in {clock} clock steps, "
+        f"{wall:.0f} s wall, {cpu:.0f} s CPU in {len(logs)} process(es) + {database} s in "
+        "their database backends"
+    )
+
+
+class _BackendCpu:
+    """CPU seconds of the PostgreSQL backends serving the replaying processes: every backend
+    of this database but our own, read from /proc once a second (the server runs on this
+    machine). A backend starts at 0, so its last reading is its CPU, less at most the last
+    second. None if no backend could be read (a server on another machine)."""
+
+    def __init__(self) -> None:
+        self.ticks: dict[int, int] = {}
+        self.hertz = os.sysconf("SC_CLK_TCK")
+
+    def sample(self) -> None:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            )
+            pids = [row[0] for row in cursor.fetchall()]
+        for pid in pids:
+            try:
+                name, rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)
+            except OSError:
+                continue  # gone since the query, or not on this machine
+            if name.endswith("(postgres"):
+                # utime and stime, fields 14 and 15 of /proc/<pid>/stat (12 and 13 after it).
+                fields = rest.split()
+                self.ticks[pid] = int(fields[11]) + int(fields[12])
+
+    def seconds(self) -> float | None:
+        return sum(self.ticks.values()) / self.hertz if self.ticks else None
 
 
 def run_month(
     communities: list[Any], days: float, database: str, processes: int = 1,
-    chunk_days: float = 5, budget_s: float | None = None,
+    chunk_days: float = 5, budget_s: float | None = None, step: str = "15m",
 ) -> dict[str, Any]:  # fmt: skip
     import resource
 
@@ -391,7 +507,8 @@ def run_month(
     # Ends two hours ago, so the last interval's settlement window has passed by now.
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
     start = end - timedelta(days=days)
-    Community.objects.filter(pk__in=[c.pk for c in communities]).update(horizon_due_at=FAR_FUTURE)
+    # No rolling horizon opens in the scratch database: only the history below is replayed.
+    Community.objects.update(horizon_due_at=FAR_FUTURE)
     # One COPY each (config.sql.insert_rows): a month is 288,000 intervals and twice as many
     # postings, which bulk_create would take minutes to build.
     before = Interval.objects.aggregate(last=Max("pk"))["last"] or 0
@@ -439,8 +556,6 @@ def run_month(
     environment = dict(os.environ, PEERGRID_DATABASE_NAME=database, LOG_LEVEL="WARNING")
     logs = [Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-month-{RUN_ID}-{k}.log"  # noqa: S108
             for k in range(processes)]  # fmt: skip
-    for log in logs:
-        log.write_text("")
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     # In chunks of ``chunk_days``: each replays up to the chunk's end plus the settlement
@@ -449,16 +564,23 @@ def run_month(
     # as such, with every one of their intervals counted.
     replayed_days = 0.0
     failed: list[int] = []
+    database_cpu: float | None = 0.0
+    report: list[str] = []
     while replayed_days < days and not failed:
         chunk = min(chunk_days, days - replayed_days)
         chunk_started = time.perf_counter()
-        failed = _replay_chunk(
-            processes, environment, logs, min(start + timedelta(days=replayed_days + chunk)
-                                              + timedelta(hours=2), datetime.now(UTC)),
-            ours, len(intervals), started, start,
-        )  # fmt: skip
+        chunk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        target = min(start + timedelta(days=replayed_days + chunk) + timedelta(hours=2),
+                     datetime.now(UTC))  # fmt: skip
+        failed, chunk_cpu = _replay_chunk(
+            processes, environment, logs, target, ours, len(intervals), started, start, step
+        )
+        database_cpu = (
+            None if database_cpu is None or chunk_cpu is None else (database_cpu + chunk_cpu)
+        )
         replayed_days += chunk
         pace = time.perf_counter() - chunk_started
+        report.append(_chunk_line(logs, target, pace, chunk_before, chunk_cpu))
         spent = time.perf_counter() - started
         if budget_s and replayed_days < days and spent + pace * 1.1 > budget_s:
             progress(f"month: stopping after {replayed_days:g} days: the next chunk would "
@@ -479,15 +601,19 @@ def run_month(
     days_asked, days = days, replayed_days
     result = {
         "communities": len(communities), "days": days, "intervals": total,
-        "seconds": seconds, "cpu_s": cpu, "processes": processes, "failed": failed,
+        "seconds": seconds, "cpu_s": cpu, "database_cpu_s": database_cpu,
+        "processes": processes, "failed": failed,
         "not_settled": not_settled, "ledger_ok": verification.ok,
         "entries": verification.entries_checked, "load": load, "load_end": load_now(),
-        "report": "\n".join(log.read_text().strip() for log in logs),
+        "report": "\n".join(report), "step": step,
         "days_asked": days_asked,
     }  # fmt: skip
+    per = f"{(cpu + (database_cpu or 0)) / max(total, 1) * 1000:.1f}"
     progress(
-        f"month: replayed in {seconds:.0f} s, {cpu:.0f} s CPU in the replaying processes "
-        f"({(total - not_settled) / seconds:.1f} intervals settled/s); {not_settled} "
+        f"month: replayed in {seconds:.0f} s, {cpu:.0f} s CPU in the replaying processes, "
+        f"{'?' if database_cpu is None else f'{database_cpu:.0f}'} s in their database "
+        f"backends ({per} ms per community-interval); "
+        f"{(total - not_settled) / seconds:.1f} intervals settled/s; {not_settled} "
         f"not settled; ledger {'verified' if verification.ok else 'BROKEN'} "
         f"({verification.entries_checked:,} entries)"
     )
@@ -495,8 +621,8 @@ def run_month(
 
 
 # --- Results -------------------------------------------------------------------------------------
-def write_results(about: str, members: int, ticks: list[Any], plans: str, workers: list[Any],
-                  month: dict[str, Any] | None) -> None:  # fmt: skip
+def write_results(about: str, members: int, ticks: list[Any], by_due: list[Any], plans: str,
+                  workers: list[Any], month: dict[str, Any] | None) -> None:  # fmt: skip
     lines = [
         HEADING,
         "",
@@ -512,7 +638,8 @@ def write_results(about: str, members: int, ticks: list[Any], plans: str, worker
             "",
             "*tick*: a tick with ten steps due (best of 5); *first after a boundary*: the tick "
             "in which every community opens its next interval (once per interval length); "
-            "*before*: opening every community's horizon on every tick, the tick as it was.",
+            "*before*: opening every community's horizon on every tick, the tick as it was "
+            "(best of 3).",
             "",
             "| communities | intervals in the database | steps due | tick ms | queries | first "
             "after a boundary ms (queries) | before ms (queries) | load |",
@@ -524,6 +651,19 @@ def write_results(about: str, members: int, ticks: list[Any], plans: str, worker
             f"{r['old_s'] * 1000:.0f} ({r['old_q']}) | {r['load']} |"
             for r in ticks
         ]
+        if by_due:
+            lines += [
+                "",
+                f"At {ticks[-1]['communities']:,} communities, more steps due (one per "
+                "community, each an interval whose gate closed; best of 5):",
+                "",
+                "| steps due | tick ms | queries | load |",
+                "| ---: | ---: | ---: | --- |",
+            ]
+            lines += [
+                f"| {r['due']:,} | {r['s'] * 1000:.1f} | {r['queries']} | {r['load']} |"
+                for r in by_due
+            ]
         lines += ["", f"Query plans at {ticks[-1]['communities']:,} communities:", "", "```",
                   plans, "```"]  # fmt: skip
     elif kept := _kept_subsection(TICK_HEADING):
@@ -535,7 +675,8 @@ def write_results(about: str, members: int, ticks: list[Any], plans: str, worker
             "",
             f"{workers[0]['intervals']:,} communities, one interval each with one order per "
             "member, all gates closing at once; K solo worker processes, each on its own queue "
-            "shard. Lag = confirmation moment minus gate closure.",
+            "shard (`PEERGRID_QUEUE_SHARDS=K`; shard 0's worker also takes the default queue, "
+            "the notifications). Lag = confirmation moment minus gate closure.",
             "",
             "| worker processes | intervals confirmed | all confirmed after s | lag median s | "
             "lag worst s | load |",
@@ -625,12 +766,22 @@ def main() -> int:
         help="days replayed per run of the replaying processes",
     )  # fmt: skip
     parser.add_argument(
+        "--month-step", default="15m",
+        help="the replayed clock's step (advance_intervals --step): longer steps, fewer and "
+        "larger batches",
+    )  # fmt: skip
+    parser.add_argument(
         "--month-budget-s", type=float, default=None,
         help="start no chunk that would end past this many seconds of replay; the days "
         "replayed are then reported as N of --month-days",
     )  # fmt: skip
     parser.add_argument("--parts", nargs="+", default=["tick", "workers", "month"],
                         choices=["tick", "workers", "month"])  # fmt: skip
+    parser.add_argument(
+        "--lock", default=None,
+        help="take this benchmark lock (flock) for each part of the tick and the workers: each "
+        "size of the tick, each worker round, so no turn at the lock is long",
+    )  # fmt: skip
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     skip_unless(postgres=True, redis=True)
@@ -644,6 +795,7 @@ def main() -> int:
     about = machine()
     sizes = sorted(args.communities)
     ticks: list[Any] = []
+    by_due: list[Any] = []
     plans = ""
     workers: list[Any] = []
     month = None
@@ -652,13 +804,14 @@ def main() -> int:
 
         progress(f"scratch database {database}")
         if "tick" in args.parts:
-            ticks, plans = run_tick(sizes, args.members)
+            ticks, by_due, plans = run_tick(sizes, args.members, args.lock)
         built = list(Community.objects.order_by("pk"))
         if len(built) < sizes[-1]:
-            built += build_communities(len(built), sizes[-1] - len(built), args.members)
+            with bench_lock(args.lock):
+                built += build_communities(len(built), sizes[-1] - len(built), args.members)
         if "workers" in args.parts:
             chosen = built[: min(args.worker_communities, sizes[-1])]
-            workers = run_workers(database, chosen, args.members, args.workers)
+            workers = run_workers(database, chosen, args.members, args.workers, args.lock)
         if "month" in args.parts:
             if args.month_members is not None:
                 # Small communities of their own for the replay.
@@ -668,9 +821,10 @@ def main() -> int:
             month = run_month(
                 chosen, args.month_days, database, args.month_processes,
                 chunk_days=args.month_chunk_days, budget_s=args.month_budget_s,
+                step=args.month_step,
             )  # fmt: skip
     if not args.no_write:
-        write_results(about, args.members, ticks, plans, workers, month)
+        write_results(about, args.members, ticks, by_due, plans, workers, month)
         progress(f"wrote {RESULTS.relative_to(ROOT)}")
     return 0
 

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 RUN_ID = uuid.uuid4().hex[:8]
@@ -88,6 +89,14 @@ def delete_redis_prefix() -> int:
     return deleted
 
 
+def backend_cpu_s(cursor: Any) -> float:
+    """CPU seconds (user + system) of the PostgreSQL backend process serving ``cursor``."""
+    cursor.execute("SELECT pg_backend_pid()")
+    pid = cursor.fetchone()[0]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
 def scratch_database(name: str) -> Iterator[tuple[str, str]]:
     """A new database of the benchmark's own for the `with` block, dropped afterwards.
@@ -116,6 +125,28 @@ def scratch_database(name: str) -> Iterator[tuple[str, str]]:
     finally:
         connection.creation.destroy_test_db(original, verbosity=0)
         delete_redis_prefix()
+
+
+@contextlib.contextmanager
+def bench_lock(path: str | None) -> Iterator[None]:
+    """Hold the machine's benchmark lock (``flock`` on ``path``) for one timed part, if given.
+
+    A run longer than one turn at the lock takes it part by part, so the others' benchmarks get
+    their turns in between instead of waiting for the whole run.
+    """
+    if not path:
+        yield
+        return
+    import fcntl
+
+    with open(path, "a") as lock:
+        progress(f"waiting for the benchmark lock {path} ...")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        progress("benchmark lock held")
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def machine() -> str:
