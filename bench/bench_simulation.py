@@ -35,6 +35,7 @@ import django  # noqa: E402
 
 from bench.common import (  # noqa: E402
     RESULTS,
+    backend_cpu_s,
     load_now,
     machine,
     progress,
@@ -128,6 +129,7 @@ def _quantile(values: list[float], q: float) -> float:
 
 def run(args: argparse.Namespace, backend: str) -> list[str]:
     """Set the community up, run it, check it; the RESULTS.md section's lines."""
+    from django.db import connection
     from django.db.models import Sum
 
     from marketplace.ledger.models import MeterReading, ReadingStatus, Settlement
@@ -195,10 +197,22 @@ def run(args: argparse.Namespace, backend: str) -> list[str]:
         def stop() -> bool:
             return datetime.now(UTC) >= deadline
 
+    def database_cpu_s() -> float | None:
+        # The one backend serving this process's connection (the server on this machine).
+        if backend != "PostgreSQL":
+            return None
+        with connection.cursor() as cursor:
+            return backend_cpu_s(cursor)
+
+    db_cpu_start = database_cpu_s()
     run_start, cpu_run_start = time.perf_counter(), time.process_time()
     Timed(outcome, tick, stop).run()
     run_s = time.perf_counter() - run_start
     run_cpu_s = time.process_time() - cpu_run_start
+    db_cpu_end = database_cpu_s()
+    db_cpu_s = (
+        db_cpu_end - db_cpu_start if db_cpu_start is not None and db_cpu_end is not None else None
+    )
     load_after = load_now()
     per_interval = [b - a for a, b in zip([run_start, *marks[:-1]], marks, strict=True)]
 
@@ -284,14 +298,18 @@ def run(args: argparse.Namespace, backend: str) -> list[str]:
         f"- Load (1 / 5 min) before the run: {load_before}; after: {load_after}.",
         "- CPU: this process's CPU time (the simulation, the services and the pipeline; the "
         "database server's own CPU is not in it). With the 2 cores shared, wall time per "
-        "interval is inflated by the load; CPU time per interval is the steadier figure.",
+        "interval is inflated by the load; CPU time per interval is the steadier figure. "
+        "Database CPU: the PostgreSQL backend serving the run's connection (from /proc), over "
+        "the same intervals.",
         "",
         "| households | intervals | setup s | wall s | CPU s | s per interval: mean | median | "
-        "p95 | CPU s per interval | agents s/interval | market s/interval (baseline) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "p95 | CPU s per interval | database CPU s per interval | agents s/interval | "
+        "market s/interval (baseline) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         f"| {args.households} | {len(per_interval)} | {setup_s:.1f} | {run_s:.1f} | "
         f"{run_cpu_s:.1f} | {mean_s:.2f} | {median_s:.2f} | {p95_s:.2f} | {run_cpu_s / n:.2f} | "
-        f"{agents_total / n:.2f} | {market_total / n:.2f} |",
+        + ("n/a" if db_cpu_s is None else f"{db_cpu_s / n:.2f}")
+        + f" | {agents_total / n:.2f} | {market_total / n:.2f} |",
         "",
         *checks,
         "",

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 RUN_ID = uuid.uuid4().hex[:8]
@@ -86,6 +87,14 @@ def delete_redis_prefix() -> int:
     if batch:
         deleted += client.delete(*batch)
     return deleted
+
+
+def backend_cpu_s(cursor: Any) -> float:
+    """CPU seconds (user + system) of the PostgreSQL backend process serving ``cursor``."""
+    cursor.execute("SELECT pg_backend_pid()")
+    pid = cursor.fetchone()[0]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager

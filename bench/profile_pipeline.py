@@ -37,21 +37,13 @@ HEADING = "## Pipeline — stage profile"
 STAGES = ("gate_closed", "cleared", "grid_checked", "confirmed")
 
 
-def backend_cpu_s(cursor: Any) -> float:
-    """CPU seconds (user + system) of the PostgreSQL backend process serving ``cursor``."""
-    cursor.execute("SELECT pg_backend_pid()")
-    pid = cursor.fetchone()[0]
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measure(root: Path, prosumers: int, profile_dir: str | None) -> dict[str, Any]:
     """One round from the checkout at ``root`` (imported from there): per-stage figures."""
     sys.path.insert(0, str(root))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
-    from bench.common import scratch_database, use_redis_prefix
+    from bench.common import backend_cpu_s, scratch_database, use_redis_prefix
 
     use_redis_prefix("stage-profile")
     django.setup()

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+from scipy import sparse
 from scipy.optimize import linprog
 
 from simulation.assets import Battery, ElectricVehicle, HeatPump
@@ -269,47 +270,63 @@ def battery_plan(
     """The battery's AC power per step (+ charge, - discharge) that minimises the home's cost.
 
     Linear programme over ``T`` steps with charge ``c_t``, discharge ``d_t``, import ``i_t``
-    and export ``x_t`` (kW, all ≥ 0):
+    and export ``x_t`` (kW, all ≥ 0) and the energy stored after each step ``e_t`` (kWh):
 
         min Σ_t (buy_t · i_t - sell_t · x_t) · h + ε Σ_t (c_t + d_t)
         s.t. i_t - x_t = net_t + c_t - d_t,   c_t, d_t ≤ P,
-             E_min ≤ E_0 + h Σ_{τ≤t} (η c_τ - d_τ / η) ≤ E_max,   E_T ≥ min(E_0, E_max)
+             e_t = e_{t-1} + h (η c_t - d_t / η),   e_{-1} = E_0,
+             E_min ≤ e_t ≤ E_max,   e_{T-1} ≥ min(E_0, E_max)
 
     where ``net_t`` is the home's load minus its PV without the battery and ``η`` the one-way
     efficiency. The end condition keeps the battery from being emptied at the horizon's edge
-    just because the plan ends there; ``ε`` breaks ties against needless cycling.
+    just because the plan ends there; ``ε`` breaks ties against needless cycling. The stored
+    energy is a variable of its own, so each constraint names at most four variables: HiGHS
+    solves the sparse programme in a fraction of the time the same bounds on running sums of
+    the powers took (a day of 333 batteries was 7 of a simulated day's 10 s of planning).
+    Where prices tie, the solver may pick another schedule of the same least cost.
     """
     steps = len(net_kw)
     if not (len(buy_price) == len(sell_price) == steps) or steps == 0:
         raise ValueError("net_kw, buy_price and sell_price need the same, non-zero length")
     eta = battery.leg_efficiency
-    # Variable order: c (T), d (T), i (T), x (T).
+    start = min(max(stored_kwh, battery.min_kwh), battery.capacity_kwh)
+    # Variable order: c (T), d (T), i (T), x (T), e (T).
+    c, d, i, x, e = (np.arange(steps) + k * steps for k in range(5))
     cost = np.concatenate(
         [
-            np.full(steps, 1e-6),
-            np.full(steps, 1e-6),
-            np.asarray(buy_price) * hours,
-            -np.asarray(sell_price) * hours,
+            np.full(2 * steps, 1e-6),
+            np.asarray(buy_price, dtype=float) * hours,
+            -np.asarray(sell_price, dtype=float) * hours,
+            np.zeros(steps),
         ]
     )
-    eye = np.eye(steps)
-    a_eq = np.hstack([-eye, eye, eye, -eye])
-    b_eq = np.asarray(net_kw, dtype=float)
-    lower = np.tril(np.ones((steps, steps)))
-    energy = np.hstack([lower * eta * hours, -lower * hours / eta, np.zeros((steps, 2 * steps))])
-    start = min(max(stored_kwh, battery.min_kwh), battery.capacity_kwh)
-    end_row = energy[-1:]
-    a_ub = np.vstack([energy, -energy, -end_row])
-    b_ub = np.concatenate(
+    # Rows 0..T-1, the balance: -c + d + i - x = net. Rows T..2T-1, the store:
+    # e_t - e_{t-1} - h η c_t + h d_t / η = 0 (for t = 0, e_{-1} = E_0 on the right).
+    balance, store = np.arange(steps), np.arange(steps) + steps
+    rows = np.concatenate([balance, balance, balance, balance, store, store, store, store[1:]])
+    cols = np.concatenate([c, d, i, x, e, c, d, e[:-1]])
+    values = np.concatenate(
         [
-            np.full(steps, battery.capacity_kwh - start),
-            np.full(steps, start - battery.min_kwh),
-            [0.0],
+            np.full(steps, -1.0),
+            np.ones(steps),
+            np.ones(steps),
+            np.full(steps, -1.0),
+            np.ones(steps),
+            np.full(steps, -eta * hours),
+            np.full(steps, hours / eta),
+            np.full(steps - 1, -1.0),
         ]
     )
-    bounds = [(0, battery.power_kw)] * (2 * steps) + [(0, None)] * (2 * steps)
+    a_eq = sparse.csc_array((values, (rows, cols)), shape=(2 * steps, 5 * steps))
+    b_eq = np.concatenate([np.asarray(net_kw, dtype=float), [start], np.zeros(steps - 1)])
+    lower = np.concatenate([np.zeros(4 * steps), np.full(steps, battery.min_kwh)])
+    upper = np.concatenate(
+        [np.full(2 * steps, battery.power_kw), np.full(2 * steps, np.inf),
+         np.full(steps, battery.capacity_kwh)]
+    )  # fmt: skip
+    lower[e[-1]] = start
     result = linprog(
-        cost, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs"
+        cost, A_eq=a_eq, b_eq=b_eq, bounds=np.column_stack([lower, upper]), method="highs"
     )
     if not result.success:  # the all-zero schedule is always feasible, so this is a solver fault
         raise RuntimeError(f"battery plan failed: {result.message}")

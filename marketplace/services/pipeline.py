@@ -676,8 +676,16 @@ def intervals_advance_due(
             break
         moved = 0
         single: list[DueStep] = []
+        # What one batch moved is due for the next immediate step at once, so it goes on in
+        # this round (gate closed -> cleared -> grid checked -> confirmed) instead of waiting
+        # for another read of what is due. Settlement is not chained: it waits for the
+        # interval's end and, in the next round, for the region periods cleared before it.
+        moved_on: list[int] = []
         for to_state in (*BATCHED_STEPS, IntervalState.SETTLED):
             ids = [s.interval_id for s in due if s.to_state == to_state]
+            if to_state in IMMEDIATE_STEPS:
+                ids += moved_on
+            moved_on = []
             try:
                 if to_state == IntervalState.SETTLED:
                     handled = settlements_note_waiting(interval_ids=ids, now=now)
@@ -687,7 +695,8 @@ def intervals_advance_due(
                     moved += len(settled)
                     handled |= noted
                 else:
-                    handled = set(BATCHED_STEPS[to_state](interval_ids=ids, now=now))
+                    moved_on = BATCHED_STEPS[to_state](interval_ids=ids, now=now)
+                    handled = set(moved_on)
                     moved += len(handled)
             except Exception:
                 # One interval's step one at a time below, where its failure is its own.

@@ -39,6 +39,9 @@ from marketplace.services.board_checks import (
 )
 from units import KWH, PRICE
 
+# ``Side.values`` builds a new list on each access (once per posting of a batch): read it once.
+_SIDES = tuple(Side.values)  # a tuple: an unhashable input is refused, not a TypeError
+
 
 def _parse_posting(
     *,
@@ -48,7 +51,7 @@ def _parse_posting(
     flexible: bool,
 ) -> tuple[Decimal, Decimal]:
     """The checks a posting passes before any lock: its side, quantity, price and flexibility."""
-    if side not in Side.values:
+    if side not in _SIDES:
         raise ApplicationError(ErrorCode.UNKNOWN_CHOICE, "Choose buy or sell.", field="side")
     quantity = to_decimal(quantity_kwh, field="quantity_kwh", quantum=KWH)
     price = to_decimal(limit_price_per_kwh, field="limit_price_per_kwh", quantum=PRICE)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -59,20 +59,19 @@ def ledger_account_for_member(*, membership: Membership) -> LedgerAccount:
     return account
 
 
-def ledger_accounts_for_members(*, memberships: Iterable[Membership]) -> dict[int, LedgerAccount]:
-    """``ledger_account_for_member`` for many members: membership id -> account, the missing
-    ones opened together (callers hold the chain lock, so no one opens them meanwhile). One
-    read and at most one insert, where a settlement of a thousand members made a thousand."""
-    members = {membership.pk: membership for membership in memberships}
+def ledger_accounts_for_members(*, community_of: Mapping[int, int]) -> dict[int, LedgerAccount]:
+    """``ledger_account_for_member`` for many members, given as membership id -> community id:
+    membership id -> account, the missing ones opened together (callers hold the chain lock,
+    so no one opens them meanwhile). One read and at most one insert, where a settlement of a
+    thousand members made a thousand; the members are ids, not instances to build first."""
     accounts: dict[int, LedgerAccount] = {
         int(account.membership_id): account  # type: ignore[arg-type]  # member accounts have one
-        for account in LedgerAccount.objects.filter(membership_id__in=list(members))
+        for account in LedgerAccount.objects.filter(membership_id__in=list(community_of))
     }
     missing = [
-        LedgerAccount(membership=members[pk], community_id=members[pk].community_id,
-                      kind=AccountKind.MEMBER)
-        for pk in sorted(members.keys() - accounts.keys())
-    ]  # fmt: skip
+        LedgerAccount(membership_id=pk, community_id=community_of[pk], kind=AccountKind.MEMBER)
+        for pk in sorted(community_of.keys() - accounts.keys())
+    ]
     for account in LedgerAccount.objects.bulk_create(missing):
         accounts[int(account.membership_id)] = account  # type: ignore[arg-type]
     return accounts

@@ -33,10 +33,11 @@ that arrives after settlement books only the difference it makes, as an adjustme
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import transaction
@@ -189,21 +190,48 @@ def awaiting_first_reading_condition(now: datetime) -> Q:
     )
 
 
-def latest_readings(interval: Interval) -> dict[int, MeterReading]:
+class MeteredEnergy(NamedTuple):
+    """What a meter point's accepted reading says it imported and exported in the interval."""
+
+    imported_kwh: Decimal
+    exported_kwh: Decimal
+
+
+def latest_readings(interval: Interval) -> dict[int, MeteredEnergy]:
     """Meter point id -> its newest accepted reading version for the interval (a flagged one
     settles nothing until a manager accepts it)."""
-    latest: dict[int, MeterReading] = {}
-    readings = MeterReading.objects.filter(interval=interval, status=ReadingStatus.ACCEPTED)
-    for reading in readings.order_by("version"):
-        latest[reading.meter_point_id] = reading
+    return latest_readings_many([interval.pk])[interval.pk]
+
+
+def latest_readings_many(interval_ids: list[int]) -> dict[int, dict[int, MeteredEnergy]]:
+    """``latest_readings`` of many intervals in one query: interval id -> meter point id ->
+    energy. Plain values, not reading instances: settling a thousand members builds none."""
+    latest: dict[int, dict[int, MeteredEnergy]] = defaultdict(dict)
+    rows = (
+        MeterReading.objects.filter(interval_id__in=interval_ids, status=ReadingStatus.ACCEPTED)
+        .order_by("version")
+        .values_list("interval_id", "meter_point_id", "imported_kwh", "exported_kwh")
+    )
+    for interval_id, meter_point_id, imported, exported in rows:
+        latest[interval_id][meter_point_id] = MeteredEnergy(imported, exported)
     return latest
+
+
+def member_accounts(membership_ids: Iterable[int]) -> dict[int, LedgerAccount]:
+    """Membership id -> its ledger account (opened if missing), from the members' ids."""
+    community_of = dict(
+        Membership.objects.filter(pk__in=sorted(set(membership_ids))).values_list(
+            "pk", "community_id"
+        )
+    )
+    return ledger_accounts_for_members(community_of=community_of)
 
 
 def member_energy(
     interval: Interval,
     trades: list[Trade],
     meter_points: dict[int, int],
-    readings: dict[int, MeterReading],
+    readings: Mapping[int, MeteredEnergy],
 ) -> dict[int, MemberEnergy]:
     """Membership id -> confirmed and metered energy, estimating missing meters by schedule."""
     of_member: dict[int, list[int]] = defaultdict(list)
@@ -467,8 +495,7 @@ def interval_settle(*, interval: Interval, now: datetime) -> SettlementResult:
         shares = loss_shares_kwh(interval, meter_points)
         for membership_id in shares:
             energy.setdefault(membership_id, MemberEnergy())
-        memberships = Membership.objects.in_bulk(list(energy))
-        member_account = ledger_accounts_for_members(memberships=memberships.values())
+        member_account = member_accounts(energy)
         community = interval.community
         accounts: dict[str, LedgerAccount] = {
             kind: ledger_account_for_community(community=community, kind=kind)
@@ -575,11 +602,7 @@ def intervals_settle(*, interval_ids: list[int], now: datetime) -> dict[int, Set
     ).order_by("interval_id", "source", "sequence", "pk"):
         trades_of[trade.interval_id].append(trade)
     meter_points_of = _expected_meter_points_many(pending, trades_of)
-    readings_of: dict[int, dict[int, MeterReading]] = defaultdict(dict)
-    for reading in MeterReading.objects.filter(
-        interval_id__in=[i.pk for i in pending], status=ReadingStatus.ACCEPTED
-    ).order_by("version"):
-        readings_of[reading.interval_id][reading.meter_point_id] = reading
+    readings_of = latest_readings_many([i.pk for i in pending])
     ready: list[Interval] = []
     missing_of: dict[int, tuple[int, ...]] = {}
     for interval in pending:
@@ -618,10 +641,7 @@ def intervals_settle(*, interval_ids: list[int], now: datetime) -> dict[int, Set
             for membership_id in shares:
                 energy.setdefault(membership_id, MemberEnergy())
             energy_of[interval.pk], shares_of[interval.pk] = energy, shares
-        memberships = Membership.objects.in_bulk(
-            sorted({m for energy in energy_of.values() for m in energy})
-        )
-        member_account = ledger_accounts_for_members(memberships=memberships.values())
+        member_account = member_accounts(m for energy in energy_of.values() for m in energy)
         communities = {interval.community_id: interval.community for interval in ready}
         accounts_of = ledger_accounts_for_communities(
             communities=list(communities.values()), kinds=(AccountKind.GRID, AccountKind.FEE)
