@@ -6,8 +6,9 @@ cores this process may run on, plus one, so that a worker waiting for PostgreSQL
 leaves its core to another; more workers only queue for the cores, each with its memory and its
 database connection). Of four layouts tried on 2 cores with 8 clients (bench/RESULTS.md, "API
 load: what drives the post's p99"), 3 sync workers had the lowest p99 in three of four
-comparisons and 2 threaded workers of 4 threads among the highest: a thread back from a query waits for the interpreter lock behind the
-others of its process, and a garbage collection stops all of them.
+comparisons and 2 threaded workers of 4 threads among the highest: a thread back from a query
+waits for the interpreter lock behind the others of its process, and a garbage collection
+stops all of them.
 
 After the application is loaded, each worker imports the URL conf (every view and serializer,
 which Django otherwise imports on the first requests) and freezes the garbage collector's view
