@@ -5,8 +5,8 @@ Sync workers, one request at a time each, ``PEERGRID_WEB_WORKERS`` of them (defa
 cores this process may run on, plus one, so that a worker waiting for PostgreSQL or Redis
 leaves its core to another; more workers only queue for the cores, each with its memory and its
 database connection). Of four layouts tried on 2 cores with 8 clients (bench/RESULTS.md, "API
-load: what drives the post's p99"), 3 sync workers had the lowest p99 and 2 threaded workers
-of 4 threads the highest: a thread back from a query waits for the interpreter lock behind the
+load: what drives the post's p99"), 3 sync workers had the lowest p99 in three of four
+comparisons and 2 threaded workers of 4 threads among the highest: a thread back from a query waits for the interpreter lock behind the
 others of its process, and a garbage collection stops all of them.
 
 After the application is loaded, each worker imports the URL conf (every view and serializer,
@@ -25,8 +25,7 @@ from typing import Any
 # gunicorn cannot read.
 workers = int(os.environ.get("PEERGRID_WEB_WORKERS") or len(os.sched_getaffinity(0)) + 1)
 worker_class = "sync"
-# A request that takes longer is stuck (the slowest page is well under a second); gunicorn's
-# default, stated so the benchmark and the deploy share it.
+# gunicorn's default, stated so that the benchmark and the deploy share it.
 timeout = 30
 
 
