@@ -226,6 +226,10 @@ def _tick_at_size(built: list[Any], size: int) -> dict[str, Any]:
     # The first tick after the boundary: each community opens its next interval. The following
     # ticks of the interval find nothing to open. No gate closes before T0 + 10 min.
     first_s, first_q, first_due = timed_tick(T0 + timedelta(minutes=1), repeats=1)
+    # That tick moved every community's next due moment; PostgreSQL's autovacuum would now
+    # refresh the statistics the planner reads, as it does after every boundary.
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE marketplace_community")
     steady_s, steady_q, steady_due = timed_tick(T0 + timedelta(minutes=1, seconds=15))
     old_s, old_q, _ = timed_tick(T0 + timedelta(minutes=1, seconds=30), old=True, repeats=3)
     intervals = Interval.objects.count()
@@ -244,8 +248,8 @@ def _tick_at_size(built: list[Any], size: int) -> dict[str, Any]:
 
 
 def _tick_plans() -> str:
-    from marketplace.models import Community, Interval
-    from marketplace.services.pipeline import due_steps_condition, horizon_due_condition
+    from marketplace.models import Interval
+    from marketplace.services.pipeline import communities_horizon_due, due_steps_condition
 
     now = T0 + timedelta(minutes=1, seconds=15)
     due_plan = (
@@ -254,7 +258,7 @@ def _tick_plans() -> str:
         .only("pk", "community_id", "state", "timings", "failed_attempts")
         .explain(analyze=True)
     )
-    open_plan = Community.objects.filter(horizon_due_condition(now)).explain(analyze=True)
+    open_plan = communities_horizon_due(now).explain(analyze=True)
     return f"Steps due:\n\n{due_plan}\n\nCommunities due to open an interval:\n\n{open_plan}"
 
 
