@@ -16,4 +16,4 @@ RUN useradd --system --home /app peergrid \
     && DJANGO_ENV=development python manage.py collectstatic --noinput
 USER peergrid
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3"]
+CMD ["gunicorn", "config.wsgi:application", "--config", "deploy/gunicorn.conf.py", "--bind", "0.0.0.0:8000"]

@@ -5,8 +5,8 @@ REDIS_URL set, as in CI, and ``wrk`` installed (``apt-get install wrk``); withou
 and skips. On DATABASE_URL's server it creates a database of its own
 (``<db>_bench_api_<run>``, dropped at the end), on Redis it writes only keys under its own
 prefix (deleted at the end), seeds a community of 64 members through the real services, starts
-gunicorn (gthread workers, database connections kept open) with ``bench/api_settings.py``, and
-drives it with wrk on loopback for 20 s per run:
+gunicorn as the deploy runs it (``deploy/gunicorn.conf.py``; database connections kept open)
+with ``bench/api_settings.py``, and drives it with wrk on loopback:
 
 * ``post``: ``POST /api/v1/postings/`` with a bearer token and an ``Idempotency-Key``, spread
   over the members and the open intervals (the full path: scopes, throttles, idempotency,
@@ -62,8 +62,8 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CLIENTS = (8, 32)
 MEMBERS = 64
 BOARD_POSTINGS = 40
-WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
-THREADS = int(os.environ.get("BENCH_THREADS", "4"))
+# The deploy's gunicorn settings (workers from PEERGRID_WEB_WORKERS or the cores, as deployed).
+GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 SCENARIOS = ("bare", "post", "post1", "board")
 
 os.environ.update(
@@ -256,11 +256,17 @@ def server_cpu_s(master: int) -> float:
     return total
 
 
+def gunicorn_settings() -> dict[str, Any]:
+    """The deploy's gunicorn settings as this machine's environment makes them."""
+    import runpy
+
+    return runpy.run_path(str(GUNICORN_CONF))
+
+
 def start_gunicorn() -> subprocess.Popen[bytes]:
     command = [
         str(ROOT / ".venv" / "bin" / "gunicorn"), "config.wsgi:application",
-        "--bind", f"127.0.0.1:{PORT}", "--workers", str(WORKERS),
-        "--worker-class", "gthread", "--threads", str(THREADS), "--log-level", "warning",
+        "--config", str(GUNICORN_CONF), "--bind", f"127.0.0.1:{PORT}", "--log-level", "warning",
     ]  # fmt: skip
     log = (Path(os.environ["PEERGRID_VAR_DIR"]) / "gunicorn.log").open("wb")
     server = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -288,10 +294,12 @@ def machine() -> str:
         cursor.execute("SHOW server_version")
         pg = cursor.fetchone()[0]
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[1]
+    server = gunicorn_settings()
     return (
         f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, Python "
-        f"{platform.python_version()}, PostgreSQL {pg}, Redis (cache), gunicorn {WORKERS} "
-        f"gthread workers x {THREADS} threads, wrk {wrk_version} (2 threads) on 127.0.0.1; "
+        f"{platform.python_version()}, PostgreSQL {pg}, Redis (cache), gunicorn as deployed "
+        f"(`deploy/gunicorn.conf.py`: {server['workers']} {server['worker_class']} workers), "
+        f"wrk {wrk_version} (2 threads) on 127.0.0.1; "
         f"load average before the run {os.getloadavg()[0]:.1f} (other work on the machine "
         "shares the 2 cores, so compare rows of one run, not runs)"
     )
@@ -333,21 +341,25 @@ def breakdown(data: dict[str, Any], calls: int = 300) -> dict[str, float]:
                     content_type="application/json",
                     HTTP_AUTHORIZATION=f"Token {drf_key}")  # fmt: skip
 
-    out = {}
-    for name, call in (("service", service), ("api", api), ("bare", bare)):
+    calls_by_name = {"service": service, "api": api, "bare": bare}
+    for call in calls_by_name.values():
         for i in range(20):
             call(i)
-        best = float("inf")
-        for _ in range(3):  # best of three: other processes only ever add time
+    out = dict.fromkeys(calls_by_name, float("inf"))
+    # Best of three, the three interleaved: other processes only ever add time, and a spell of
+    # load then hits every one of them rather than whichever happened to run in it.
+    for _ in range(3):
+        for name, call in calls_by_name.items():
             start = time.process_time()
             for i in range(calls):
                 call(i)
-            best = min(best, (time.process_time() - start) / calls * 1e3)
-        out[name] = best
+            out[name] = min(out[name], (time.process_time() - start) / calls * 1e3)
     return out
 
 
 # Where the post's time goes: (label, file fragment, function name); cumulative time per call.
+# Each names the function the post runs now; `profile_post` refuses a row that matched nothing,
+# so a renamed or rerouted step cannot read 0 ms unnoticed.
 PROFILED = (
     ("authentication (bearer token)", "accounts/authentication.py", "authenticate"),
     ("throttle (role and IP buckets)", "marketplace/api/throttling.py", "allow_request"),
@@ -355,16 +367,23 @@ PROFILED = (
     ("idempotency: claim (insert)", "services/idempotency.py", "idempotency_claim"),
     ("idempotency: answer (update)", "services/idempotency.py", "idempotency_complete"),
     ("body validation (PostingCreateSerializer)", "rest_framework/serializers.py", "is_valid"),
-    ("meter point lookup", "marketplace/api/views/base.py", "own_meter_point"),
-    ("posting service (posting_create)", "marketplace/services/postings.py", "posting_create"),
-    ("answer (PostingSerializer.data)", "rest_framework/serializers.py", "data"),
-)
+    ("posting service (posting_create_by_owner)", "services/postings.py",
+     "posting_create_by_owner"),
+    ("service: interval share lock", "marketplace/lock_objects.py", "share_lock_interval"),
+    ("service: meter point lookup (locked, owner checked)", "marketplace/lock_objects.py",
+     "lock_meter_point_with_membership"),
+    ("service: capacity check", "services/board_checks.py", "check_capacity"),
+    ("service: insert (Posting.objects.create)", "django/db/models/query.py", "create"),
+    ("answer (posting_data)", "marketplace/api/serializers.py", "posting_data"),
+)  # fmt: skip
 
 
 def profile_post(data: dict[str, Any], calls: int = 300) -> tuple[float, list[tuple[str, float]]]:
     """cProfile of `calls` API posts through the test client: total and per-part ms per call.
 
     Profiling slows everything by a similar factor, so the shares say more than the figures.
+    Raises if a part of ``PROFILED`` was never called (call it with a few calls first, before
+    anything long, to find that out early).
     """
     import cProfile
     import pstats
@@ -386,7 +405,7 @@ def profile_post(data: dict[str, Any], calls: int = 300) -> tuple[float, list[tu
                                HTTP_IDEMPOTENCY_KEY=uuid.uuid4().hex)  # fmt: skip
         assert response.status_code == 201, response.content
 
-    for i in range(20):
+    for i in range(min(calls, 20)):
         post(i)
     # CPU time, like the total it is divided by: with the default wall clock, a busy machine
     # charged its other processes to whatever the post was waiting in (shares above 100%).
@@ -398,13 +417,17 @@ def profile_post(data: dict[str, Any], calls: int = 300) -> tuple[float, list[tu
     profiler.disable()
     total = (time.process_time() - started) / calls * 1e3
     stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
-    parts = []
+    parts, stale = [], []
     for label, fragment, function in PROFILED:
-        cumulative = sum(
-            entry[3] for (file, _, name), entry in stats.items()
+        entries = [
+            entry for (file, _, name), entry in stats.items()
             if name == function and fragment in file
-        )  # fmt: skip
-        parts.append((label, cumulative / calls * 1e3))
+        ]  # fmt: skip
+        if not entries:
+            stale.append(f"{fragment}:{function}")
+        parts.append((label, sum(entry[3] for entry in entries) / calls * 1e3))
+    if stale:
+        raise RuntimeError(f"PROFILED names functions the post no longer calls: {stale}")
     return total, parts
 
 
@@ -495,6 +518,7 @@ def main() -> int:
     server = None
     try:
         data = seed()
+        profile_post(data, calls=5)  # a stale PROFILED fails here, not after the load runs
         about = machine()
         server = start_gunicorn()
         results: dict[tuple[str, int], list[dict[str, Any]]] = {}

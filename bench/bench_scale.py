@@ -226,6 +226,10 @@ def _tick_at_size(built: list[Any], size: int) -> dict[str, Any]:
     # The first tick after the boundary: each community opens its next interval. The following
     # ticks of the interval find nothing to open. No gate closes before T0 + 10 min.
     first_s, first_q, first_due = timed_tick(T0 + timedelta(minutes=1), repeats=1)
+    # That tick moved every community's next due moment; PostgreSQL's autovacuum would now
+    # refresh the statistics the planner reads, as it does after every boundary.
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE marketplace_community")
     steady_s, steady_q, steady_due = timed_tick(T0 + timedelta(minutes=1, seconds=15))
     old_s, old_q, _ = timed_tick(T0 + timedelta(minutes=1, seconds=30), old=True, repeats=3)
     intervals = Interval.objects.count()
@@ -244,8 +248,8 @@ def _tick_at_size(built: list[Any], size: int) -> dict[str, Any]:
 
 
 def _tick_plans() -> str:
-    from marketplace.models import Community, Interval
-    from marketplace.services.pipeline import due_steps_condition, horizon_due_condition
+    from marketplace.models import Interval
+    from marketplace.services.pipeline import communities_horizon_due, due_steps_condition
 
     now = T0 + timedelta(minutes=1, seconds=15)
     due_plan = (
@@ -254,7 +258,7 @@ def _tick_plans() -> str:
         .only("pk", "community_id", "state", "timings", "failed_attempts")
         .explain(analyze=True)
     )
-    open_plan = Community.objects.filter(horizon_due_condition(now)).explain(analyze=True)
+    open_plan = communities_horizon_due(now).explain(analyze=True)
     return f"Steps due:\n\n{due_plan}\n\nCommunities due to open an interval:\n\n{open_plan}"
 
 
@@ -396,10 +400,11 @@ def run_workers(
 # --- Part 3: a month replayed --------------------------------------------------------------------
 def _replay_chunk(
     processes: int, environment: dict[str, str], logs: list[Path], target: datetime,
-    ours: Any, count: int, started: float, start: datetime,
-) -> list[int]:  # fmt: skip
+    ours: Any, count: int, started: float, start: datetime, step: str,
+) -> tuple[list[int], float | None]:  # fmt: skip
     """``advance_intervals --now target`` in ``processes`` processes, one shard each, with
-    progress every 15 s; returns the shards whose process failed."""
+    progress every 15 s; returns the shards whose process failed and the CPU seconds of the
+    database backends that served them (``_BackendCpu``)."""
     import subprocess
 
     from django.db.models import Max
@@ -407,19 +412,25 @@ def _replay_chunk(
     from marketplace.models import IntervalState
 
     children = []
+    backends = _BackendCpu()
     for k in range(processes):
         shard = ["--shard", f"{k}/{processes}"] if processes > 1 else []
         profile = ["-m", "cProfile", "-o", f"{PROFILE}.{k}"] if PROFILE else []
         command = [sys.executable, *profile, "manage.py", "advance_intervals", "--now",
-                   target.isoformat(), *shard]  # fmt: skip
+                   target.isoformat(), "--step", step, *shard]  # fmt: skip
         errors = logs[k].with_suffix(".err").open("a")
         children.append(
             subprocess.Popen(
-                command, cwd=ROOT, env=environment, stdout=logs[k].open("a"), stderr=errors
+                command, cwd=ROOT, env=environment, stdout=logs[k].open("w"), stderr=errors
             )
         )
+    shown = time.perf_counter()
     while any(child.poll() is None for child in children):
-        time.sleep(15)
+        time.sleep(1)
+        backends.sample()
+        if time.perf_counter() - shown < 15:
+            continue
+        shown = time.perf_counter()
         settled = ours.filter(state=IntervalState.SETTLED).count()
         clock = ours.exclude(state=IntervalState.OPEN).aggregate(at=Max("start"))["at"]
         seconds = time.perf_counter() - started
@@ -428,12 +439,65 @@ def _replay_chunk(
             f"({settled / seconds:.1f}/s); clock at {clock or start:%Y-%m-%d %H:%M}; "
             f"{load_now()}"
         )
-    return [k for k, child in enumerate(children) if child.returncode != 0]
+    return [k for k, child in enumerate(children) if child.returncode != 0], backends.seconds()
+
+
+def _chunk_line(
+    logs: list[Path], target: datetime, wall: float, before: Any, database_cpu: float | None
+) -> str:
+    """One line for a chunk, its processes' own reports summed: the pipeline steps done, the
+    clock steps, wall and CPU seconds."""
+    import resource
+
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    text = "".join(log.read_text() for log in logs)
+    steps = sum(int(n) for n in re.findall(r"(\d+) pipeline step\(s\) done", text))
+    clock = max((int(n) for n in re.findall(r"in (\d+) step\(s\) of the clock", text)), default=0)
+    database = "?" if database_cpu is None else f"{database_cpu:.0f}"
+    return (
+        f"to {target:%Y-%m-%d %H:%M} UTC: {steps:,} pipeline steps in {clock} clock steps, "
+        f"{wall:.0f} s wall, {cpu:.0f} s CPU in {len(logs)} process(es) + {database} s in "
+        "their database backends"
+    )
+
+
+class _BackendCpu:
+    """CPU seconds of the PostgreSQL backends serving the replaying processes: every backend
+    of this database but our own, read from /proc once a second (the server runs on this
+    machine). A backend starts at 0, so its last reading is its CPU, less at most the last
+    second. None if no backend could be read (a server on another machine)."""
+
+    def __init__(self) -> None:
+        self.ticks: dict[int, int] = {}
+        self.hertz = os.sysconf("SC_CLK_TCK")
+
+    def sample(self) -> None:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            )
+            pids = [row[0] for row in cursor.fetchall()]
+        for pid in pids:
+            try:
+                name, rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)
+            except OSError:
+                continue  # gone since the query, or not on this machine
+            if name.endswith("(postgres"):
+                # utime and stime, fields 14 and 15 of /proc/<pid>/stat (12 and 13 after it).
+                fields = rest.split()
+                self.ticks[pid] = int(fields[11]) + int(fields[12])
+
+    def seconds(self) -> float | None:
+        return sum(self.ticks.values()) / self.hertz if self.ticks else None
 
 
 def run_month(
     communities: list[Any], days: float, database: str, processes: int = 1,
-    chunk_days: float = 5, budget_s: float | None = None,
+    chunk_days: float = 5, budget_s: float | None = None, step: str = "15m",
 ) -> dict[str, Any]:  # fmt: skip
     import resource
 
@@ -447,7 +511,8 @@ def run_month(
     # Ends two hours ago, so the last interval's settlement window has passed by now.
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
     start = end - timedelta(days=days)
-    Community.objects.filter(pk__in=[c.pk for c in communities]).update(horizon_due_at=FAR_FUTURE)
+    # No rolling horizon opens in the scratch database: only the history below is replayed.
+    Community.objects.update(horizon_due_at=FAR_FUTURE)
     # One COPY each (config.sql.insert_rows): a month is 288,000 intervals and twice as many
     # postings, which bulk_create would take minutes to build.
     before = Interval.objects.aggregate(last=Max("pk"))["last"] or 0
@@ -495,8 +560,6 @@ def run_month(
     environment = dict(os.environ, PEERGRID_DATABASE_NAME=database, LOG_LEVEL="WARNING")
     logs = [Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-month-{RUN_ID}-{k}.log"  # noqa: S108
             for k in range(processes)]  # fmt: skip
-    for log in logs:
-        log.write_text("")
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     # In chunks of ``chunk_days``: each replays up to the chunk's end plus the settlement
@@ -505,16 +568,23 @@ def run_month(
     # as such, with every one of their intervals counted.
     replayed_days = 0.0
     failed: list[int] = []
+    database_cpu: float | None = 0.0
+    report: list[str] = []
     while replayed_days < days and not failed:
         chunk = min(chunk_days, days - replayed_days)
         chunk_started = time.perf_counter()
-        failed = _replay_chunk(
-            processes, environment, logs, min(start + timedelta(days=replayed_days + chunk)
-                                              + timedelta(hours=2), datetime.now(UTC)),
-            ours, len(intervals), started, start,
-        )  # fmt: skip
+        chunk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        target = min(start + timedelta(days=replayed_days + chunk) + timedelta(hours=2),
+                     datetime.now(UTC))  # fmt: skip
+        failed, chunk_cpu = _replay_chunk(
+            processes, environment, logs, target, ours, len(intervals), started, start, step
+        )
+        database_cpu = (
+            None if database_cpu is None or chunk_cpu is None else (database_cpu + chunk_cpu)
+        )
         replayed_days += chunk
         pace = time.perf_counter() - chunk_started
+        report.append(_chunk_line(logs, target, pace, chunk_before, chunk_cpu))
         spent = time.perf_counter() - started
         if budget_s and replayed_days < days and spent + pace * 1.1 > budget_s:
             progress(f"month: stopping after {replayed_days:g} days: the next chunk would "
@@ -535,15 +605,19 @@ def run_month(
     days_asked, days = days, replayed_days
     result = {
         "communities": len(communities), "days": days, "intervals": total,
-        "seconds": seconds, "cpu_s": cpu, "processes": processes, "failed": failed,
+        "seconds": seconds, "cpu_s": cpu, "database_cpu_s": database_cpu,
+        "processes": processes, "failed": failed,
         "not_settled": not_settled, "ledger_ok": verification.ok,
         "entries": verification.entries_checked, "load": load, "load_end": load_now(),
-        "report": "\n".join(log.read_text().strip() for log in logs),
+        "report": "\n".join(report), "step": step,
         "days_asked": days_asked,
     }  # fmt: skip
+    per = f"{(cpu + (database_cpu or 0)) / max(total, 1) * 1000:.1f}"
     progress(
-        f"month: replayed in {seconds:.0f} s, {cpu:.0f} s CPU in the replaying processes "
-        f"({(total - not_settled) / seconds:.1f} intervals settled/s); {not_settled} "
+        f"month: replayed in {seconds:.0f} s, {cpu:.0f} s CPU in the replaying processes, "
+        f"{'?' if database_cpu is None else f'{database_cpu:.0f}'} s in their database "
+        f"backends ({per} ms per community-interval); "
+        f"{(total - not_settled) / seconds:.1f} intervals settled/s; {not_settled} "
         f"not settled; ledger {'verified' if verification.ok else 'BROKEN'} "
         f"({verification.entries_checked:,} entries)"
     )
@@ -628,16 +702,18 @@ def write_results(about: str, members: int, ticks: list[Any], by_due: list[Any],
             "\n".join([
                 MONTH_HEADING,
                 "",
-                f"`python bench/bench_scale.py --parts month` on PostgreSQL and Redis. Machine: "
-                f"{about}. {month['communities']} communities x {month['days']:g} days = "
-                f"{month['intervals']:,} intervals of 15 minutes, two matching orders each, "
-                f"replayed by `advance_intervals` in {month['processes']} process(es) (one "
-                f"`--shard` of the communities each) in {month['seconds']:.0f} s wall, "
-                f"{month['cpu_s']:.0f} s CPU of the replaying processes (PostgreSQL's not "
-                f"counted): {_settled_rate(month):.1f} intervals settled/s (real time "
-                f"needs {month['communities'] / 900:.2f}/s); {month['load']} at the start, "
-                f"{month['load_end']} at the end. Intervals "
-                f"not settled at the end: **{month['not_settled']}**; `ledger_verify`: "
+                f"`python bench/bench_scale.py --parts month --month-step {month['step']}` on "
+                f"PostgreSQL and Redis. Machine: {about}. {month['communities']} communities x "
+                f"{month['days']:g} days = {month['intervals']:,} intervals of 15 minutes, two "
+                f"matching orders each, replayed by `advance_intervals --step {month['step']}` "
+                f"in {month['processes']} process(es) (one `--shard` of the communities each) "
+                f"in {month['seconds']:.0f} s wall; {month['cpu_s']:.0f} s CPU of the replaying "
+                f"processes and {_database_cpu(month)} s of their PostgreSQL backends: "
+                f"**{_per_interval_ms(month)} ms CPU per community-interval**; "
+                f"{_settled_rate(month):.1f} intervals settled/s (real time needs "
+                f"{month['communities'] / 900:.2f}/s); {month['load']} at the start, "
+                f"{month['load_end']} at the end. Intervals not settled at the end: "
+                f"**{month['not_settled']}**; `ledger_verify`: "
                 f"**{'verified' if month['ledger_ok'] else 'FAILED'}** over "
                 f"{month['entries']:,} entries.{_month_extrapolation(month)}",
                 "",
@@ -646,6 +722,15 @@ def write_results(about: str, members: int, ticks: list[Any], by_due: list[Any],
                 "```",
             ]) + "\n",
         )  # fmt: skip
+
+
+def _database_cpu(month: dict[str, Any]) -> str:
+    return "?" if month["database_cpu_s"] is None else f"{month['database_cpu_s']:.0f}"
+
+
+def _per_interval_ms(month: dict[str, Any]) -> str:
+    cpu = month["cpu_s"] + (month["database_cpu_s"] or 0)
+    return f"{cpu / max(month['intervals'], 1) * 1000:.1f}"
 
 
 def _settled_rate(month: dict[str, Any]) -> float:
@@ -694,6 +779,11 @@ def main() -> int:
     parser.add_argument(
         "--month-chunk-days", type=float, default=5,
         help="days replayed per run of the replaying processes",
+    )  # fmt: skip
+    parser.add_argument(
+        "--month-step", default="15m",
+        help="the replayed clock's step (advance_intervals --step): longer steps, fewer and "
+        "larger batches",
     )  # fmt: skip
     parser.add_argument(
         "--month-budget-s", type=float, default=None,
@@ -746,6 +836,7 @@ def main() -> int:
             month = run_month(
                 chosen, args.month_days, database, args.month_processes,
                 chunk_days=args.month_chunk_days, budget_s=args.month_budget_s,
+                step=args.month_step,
             )  # fmt: skip
     if not args.no_write:
         write_results(about, args.members, ticks, by_due, plans, workers, month)

@@ -3,8 +3,10 @@ health check that production settings accept."""
 
 from __future__ import annotations
 
+import gc
 import os
 import re
+import runpy
 import shutil
 import socket
 import subprocess
@@ -21,6 +23,7 @@ import yaml
 from simulation.management.commands.run import CELERY_APP
 
 ROOT = Path(__file__).resolve().parents[2]
+GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 
 
 def _makefile_value(name: str) -> str:
@@ -45,6 +48,35 @@ def test_compose_services_match_the_makefile() -> None:
     assert "manage.py run " in (ROOT / "Makefile").read_text()  # which starts the same app
     assert "healthcheck" in services["postgres"]
     assert services["postgres"]["volumes"]
+
+
+def test_web_runs_the_gunicorn_settings_the_load_benchmark_measures() -> None:
+    command = yaml.safe_load(COMPOSE.read_text())["services"]["web"]["command"]
+    assert "--config deploy/gunicorn.conf.py" in command
+    dockerfile_cmd = re.search(r"^CMD (.*)$", (ROOT / "Dockerfile").read_text(), re.M)
+    assert dockerfile_cmd, "the Dockerfile has no CMD"
+    assert '"--config", "deploy/gunicorn.conf.py"' in dockerfile_cmd.group(1)
+    assert '"deploy" / "gunicorn.conf.py"' in (ROOT / "bench" / "bench_api.py").read_text()
+
+
+def test_gunicorn_workers_follow_the_setting_or_the_cores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PEERGRID_WEB_WORKERS", "7")
+    assert runpy.run_path(str(GUNICORN_CONF))["workers"] == 7
+    monkeypatch.setenv("PEERGRID_WEB_WORKERS", "")  # as compose passes it unset
+    assert runpy.run_path(str(GUNICORN_CONF))["workers"] == len(os.sched_getaffinity(0)) + 1
+
+
+def test_a_gunicorn_worker_freezes_what_it_loaded_before_serving() -> None:
+    post_worker_init = runpy.run_path(str(GUNICORN_CONF))["post_worker_init"]
+    gc.unfreeze()
+    try:
+        post_worker_init(None)
+        # Everything loaded is out of the collector's reach: a full collection does not walk it.
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
 
 
 # --- Production with docker compose: the TLS proxy and a health check production accepts ----
@@ -100,8 +132,8 @@ def production_web() -> Iterator[tuple[int, dict[str, str]]]:
     env["PORT"] = str(port)
     gunicorn = Path(sys.executable).with_name("gunicorn")
     server = subprocess.Popen(
-        [str(gunicorn), "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", "1", "--log-level", "warning"],
+        [str(gunicorn), "config.wsgi:application", "--config", str(GUNICORN_CONF),
+         "--bind", f"127.0.0.1:{port}", "--workers", "1", "--log-level", "warning"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Exists, F, Max, OuterRef, Q
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from config.sql import update_rows
@@ -542,9 +542,14 @@ def intervals_due(
     return due
 
 
-def horizon_due_condition(now: datetime) -> Q:
-    """Communities whose rolling horizon needs an interval opened at ``now`` (indexed)."""
-    return Q(horizon_due_at__isnull=True) | Q(horizon_due_at__lte=now)
+def communities_horizon_due(now: datetime) -> QuerySet[Community]:
+    """Communities whose rolling horizon needs an interval opened at ``now``: served by the
+    ``horizon_due_at`` index, so between boundaries it reads none of the others."""
+    return (
+        Community.objects.filter(Q(horizon_due_at__isnull=True) | Q(horizon_due_at__lte=now))
+        .order_by("pk")
+        .only("pk")
+    )
 
 
 def intervals_open_all(*, now: datetime, communities: Iterable[Community] | None = None) -> int:
@@ -556,10 +561,10 @@ def intervals_open_all(*, now: datetime, communities: Iterable[Community] | None
     """
     from marketplace.services.intervals import intervals_open_horizons
 
-    queryset = Community.objects.filter(horizon_due_condition(now)).order_by("pk")
+    queryset = communities_horizon_due(now)
     if communities is not None:
         queryset = queryset.filter(pk__in=[c.pk for c in communities])
-    return intervals_open_horizons(communities=list(queryset.only("pk")), now=now)
+    return intervals_open_horizons(communities=list(queryset), now=now)
 
 
 def pipeline_tick(
@@ -671,8 +676,16 @@ def intervals_advance_due(
             break
         moved = 0
         single: list[DueStep] = []
+        # What one batch moved is due for the next immediate step at once, so it goes on in
+        # this round (gate closed -> cleared -> grid checked -> confirmed) instead of waiting
+        # for another read of what is due. Settlement is not chained: it waits for the
+        # interval's end and, in the next round, for the region periods cleared before it.
+        moved_on: list[int] = []
         for to_state in (*BATCHED_STEPS, IntervalState.SETTLED):
             ids = [s.interval_id for s in due if s.to_state == to_state]
+            if to_state in IMMEDIATE_STEPS:
+                ids += moved_on
+            moved_on = []
             try:
                 if to_state == IntervalState.SETTLED:
                     handled = settlements_note_waiting(interval_ids=ids, now=now)
@@ -682,7 +695,8 @@ def intervals_advance_due(
                     moved += len(settled)
                     handled |= noted
                 else:
-                    handled = set(BATCHED_STEPS[to_state](interval_ids=ids, now=now))
+                    moved_on = BATCHED_STEPS[to_state](interval_ids=ids, now=now)
+                    handled = set(moved_on)
                     moved += len(handled)
             except Exception:
                 # One interval's step one at a time below, where its failure is its own.

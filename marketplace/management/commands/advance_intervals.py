@@ -1,13 +1,15 @@
 """Run every pipeline step that is due at a moment (default: now), synchronously, for operators.
 
 ``--now`` is a moment with its UTC offset or an offset from now (``+2d``, ``+6h``, ``+90m``).
-With ``--now`` in the future the command replays the time in between in steps of 15 minutes:
-at each step it opens the rolling horizon, lets whoever listens to ``clock_replayed`` (the
-demo's agents) post before the gate closures and meter after delivery, and runs the steps due by
-then. So ``seed_demo`` followed by ``advance_intervals --now <two days later>`` leaves two days
-of intervals worked through, just as the beat would have done in real time. The steps are the
-pipeline's own idempotent services, so running the command while a worker runs, or twice, does
-nothing twice.
+With ``--now`` in the future the command replays the time in between in steps of ``--step``
+(15 minutes unless told): at each step it opens the rolling horizon, lets whoever listens to
+``clock_replayed`` (the demo's agents) post before the gate closures of the step and meter after
+delivery, and runs the steps due by then. A longer step does the same work in fewer, larger
+batches (a replay of history without agents); each step is still recorded at the replayed
+moment it ran. So ``seed_demo`` followed by ``advance_intervals --now <two days later>``
+leaves two days of intervals worked through, just as the beat would have done in real time.
+The steps are the pipeline's own idempotent services, so running the command while a worker
+runs, or twice, does nothing twice.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from marketplace.models import Community, Interval, IntervalState
 from marketplace.services.pipeline import intervals_advance_due, intervals_open_all
 from marketplace.signals import clock_replayed
 
-REPLAY_STEP = timedelta(minutes=15)
+LONGEST_STEP = timedelta(days=1)
 RELATIVE = re.compile(r"^\+(\d{1,5})([dhm])$")
 UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
@@ -43,6 +45,17 @@ def parse_moment(text: str, *, now: datetime) -> datetime:
     if timezone.is_naive(moment):
         raise CommandError("--now needs a UTC offset (e.g. 2026-05-01T12:00:00Z)")
     return moment
+
+
+def parse_step(text: str) -> timedelta:
+    """``"15m"``, ``"2h"``, ``"1d"`` -> the replayed clock's step, from a minute to a day."""
+    match = re.match(r"^(\d{1,5})([dhm])$", text.strip())
+    step = timedelta(**{UNITS[match.group(2)]: int(match.group(1))}) if match else None
+    if step is None or not timedelta(minutes=1) <= step <= LONGEST_STEP:
+        raise CommandError(
+            f"--step must be <n>m, <n>h or <n>d from 1m to 1d (e.g. 15m, 2h), not {text!r}"
+        )
+    return step
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -70,10 +83,17 @@ class Command(BaseCommand):
             help="The moment to advance to: ISO 8601 with offset, or from now as +2d, +6h, +90m "
             "(default: now).",
         )
+        parser.add_argument(
+            "--step",
+            metavar="DURATION",
+            default="15m",
+            help="The replayed clock's step: <n>m, <n>h or <n>d, from 1m to 1d (default: 15m).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         now = timezone.now()
         target = parse_moment(options["now"], now=now) if options["now"] else now
+        step = parse_step(options["step"])
         communities = list(Community.objects.order_by("pk"))
         if options["community"]:
             communities = [c for c in communities if c.slug == options["community"]]
@@ -82,31 +102,35 @@ class Command(BaseCommand):
         if options["shard"]:
             shard, shards = parse_shard(options["shard"])
             communities = [c for c in communities if c.pk % shards == shard]
-        moments = self._moments(target, communities)
+        moments = self._moments(target, communities, step)
         steps = 0
         posted = 0
         errors: list[str] = []
         for moment in moments:
             intervals_open_all(now=moment, communities=communities)
             # Agents post before the gates that close before the next step.
-            posted += self._replayed("before_steps", communities, moment)
+            posted += self._replayed("before_steps", communities, moment, step)
             # All communities' due steps in one pass (one query for what is due, not one each).
             done, failed = intervals_advance_due(now=moment, communities=communities)
             steps += done
             errors += failed
-            self._replayed("after_steps", communities, moment)
+            self._replayed("after_steps", communities, moment, step)
         self._report(target, len(moments), steps, posted, errors, communities)
         if errors:
             raise CommandError(f"{len(errors)} step(s) failed; see above and the intervals' errors")
 
-    def _replayed(self, phase: str, communities: list[Community], moment: datetime) -> int:
+    def _replayed(
+        self, phase: str, communities: list[Community], moment: datetime, step: timedelta
+    ) -> int:
         replies = clock_replayed.send(
             sender=self.__class__, phase=phase, communities=communities, moment=moment,
-            window=REPLAY_STEP,
+            window=step,
         )  # fmt: skip
         return sum(int(posted or 0) for _, posted in replies)
 
-    def _moments(self, target: datetime, communities: list[Community]) -> list[datetime]:
+    def _moments(
+        self, target: datetime, communities: list[Community], step: timedelta
+    ) -> list[datetime]:
         """The replayed clock: from the earliest pending gate closure (or now) up to ``target``."""
         start = timezone.now()
         earliest = (
@@ -117,12 +141,12 @@ class Command(BaseCommand):
         )
         if earliest is not None:
             # One step before it, so the agents can still post for that interval.
-            start = min(start, earliest - REPLAY_STEP)
+            start = min(start, earliest - step)
         moments: list[datetime] = []
         moment = start
         while moment < target:
             moments.append(moment)
-            moment += REPLAY_STEP
+            moment += step
         moments.append(target)
         return moments
 

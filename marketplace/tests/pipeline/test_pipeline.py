@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
@@ -18,7 +19,11 @@ from marketplace.ledger.services.settlement import (
     settlement_window,
 )
 from marketplace.ledger.services.verification import ledger_verify
-from marketplace.management.commands.advance_intervals import parse_moment, parse_shard
+from marketplace.management.commands.advance_intervals import (
+    parse_moment,
+    parse_shard,
+    parse_step,
+)
 from marketplace.models import Bid, Community, Interval, IntervalState, Posting, Trade
 from marketplace.services import grid_check as grid_check_service
 from marketplace.services import pipeline
@@ -220,6 +225,67 @@ def test_advance_intervals_refuses_other_moments(text):
 def test_advance_intervals_refuses_other_shards(text):
     with pytest.raises(CommandError, match="--shard"):
         parse_shard(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "step"),
+    [("15m", timedelta(minutes=15)), ("2h", timedelta(hours=2)), ("1d", timedelta(days=1))],
+)
+def test_advance_intervals_accepts_a_clock_step(text, step):
+    assert parse_step(text) == step
+
+
+@pytest.mark.parametrize("text", ["0m", "25h", "2d", "15", "-15m", "1w", "m"])
+def test_advance_intervals_refuses_other_clock_steps(text):
+    with pytest.raises(CommandError, match="--step"):
+        parse_step(text)
+
+
+def _replayed_history(step):
+    """Six hours of a community of two homes trading in every interval, replayed by
+    ``advance_intervals --step step`` past the last settlement window: (clock steps, each
+    interval's state and ledger amounts, oldest first)."""
+    community, (seller, buyer) = community_with_homes(homes=2, network=None)
+    # Only these intervals: no rolling horizon opens while the clock is replayed.
+    Community.objects.filter(pk=community.pk).update(
+        horizon_due_at=datetime(2100, 1, 1, tzinfo=UTC)
+    )
+    intervals = [interval_at(community, START + timedelta(minutes=15 * i)) for i in range(24)]
+    for interval in intervals:
+        for home, side, price in ((seller, "sell", "0.1000"), (buyer, "buy", "0.2000")):
+            posting_create(
+                membership=home.membership, meter_point=home.meter_point, interval=interval,
+                side=side, quantity_kwh="0.500", limit_price_per_kwh=price,
+                now=interval.gate_closure_at - timedelta(minutes=10),
+            )  # fmt: skip
+    target = intervals[-1].end + settlement_window() + timedelta(minutes=1)
+    out = StringIO()
+    call_command("advance_intervals", "--community", community.slug, "--now", target.isoformat(),
+                 "--step", step, stdout=out)  # fmt: skip
+    reported = re.search(r"in (\d+) step\(s\) of the clock", out.getvalue())
+    assert reported is not None
+    moments = int(reported.group(1))
+    booked = []
+    for interval in Interval.objects.filter(community=community).order_by("start"):
+        amounts = sorted(
+            LedgerEntry.objects.filter(interval=interval).values_list(
+                "kind", "amount", "energy_kwh"
+            )
+        )
+        booked.append((interval.state, amounts))
+    return moments, booked
+
+
+def test_a_longer_clock_step_replays_the_same_history_in_fewer_steps():
+    """The same history replayed in steps of 15 minutes and of 2 hours books the same: every
+    interval settled with the same ledger amounts, in a fifth of the clock's steps (31 and 6)."""
+    quarter_hours, by_quarter_hour = _replayed_history("15m")
+    two_hours, by_two_hours = _replayed_history("2h")
+    assert by_two_hours == by_quarter_hour
+    assert {state for state, _ in by_quarter_hour} == {IntervalState.SETTLED}
+    assert all(amounts for _, amounts in by_quarter_hour)  # every interval traded
+    assert two_hours <= quarter_hours / 5
+    assert ledger_verify().ok
 
 
 def test_advance_intervals_replays_only_its_shard(market):
@@ -565,8 +631,14 @@ def test_a_clock_step_for_many_communities_books_what_one_interval_at_a_time_doe
     ):  # fmt: skip
         assert interval_advance(interval_id=alone_interval.pk, to_state=to_state, now=now)
     communities = [c for c, _ in together]
-    with mock.patch.object(pipeline, "interval_advance", wraps=interval_advance) as advance:
+    with (
+        mock.patch.object(pipeline, "interval_advance", wraps=interval_advance) as advance,
+        mock.patch.object(pipeline, "intervals_due", wraps=intervals_due) as due,
+    ):
         assert intervals_advance_due(now=AFTER_GATE, communities=communities) == (12, [])
+        # From open to confirmed in one round, each batch handing its intervals to the next;
+        # the second read of what is due finds nothing.
+        assert due.call_count == 2
         assert intervals_advance_due(now=after_window, communities=communities) == (3, [])
     assert advance.call_count == 0  # every step ran batched
     expected = _booked(alone_interval, alone_homes)
