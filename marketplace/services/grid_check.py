@@ -69,9 +69,10 @@ from grid.check import (
 from grid.losses import allocate_state_losses
 from grid.models import GridCheckResult, GridModel
 from grid.services import GRID_MODEL_HEAVY_FIELDS, grid_network
-from grid.studies import grid_model_short_circuit
+from grid.studies import grid_model_network_use, grid_model_short_circuit
 from marketplace.models import Interval, Trade
 from marketplace.selectors.forecasts import net_export_forecast_kw
+from marketplace.services.network_charges import TradeSides, trade_sides_uses
 from units import KWH
 
 
@@ -84,6 +85,11 @@ class _TradeRow:
     seller_mp: int | None
     buyer_mp: int | None
     buyer_flexible: bool
+    # What the network uses need (``network_charges.trade_sides_uses``), and the curtailment
+    # the trade has, kept by the one UPDATE that writes both.
+    sides: TradeSides
+    curtailed: Decimal
+    reason: str
 
 
 def _limits(interval: Interval) -> tuple[GridLimits, CurtailmentPolicy]:
@@ -210,29 +216,33 @@ _UNMODELLED_FIELDS = (
 )  # fmt: skip
 
 
-def interval_grid_check(*, interval: Interval) -> GridCheckResult:
+def interval_grid_check(*, interval: Interval, network_uses: bool = False) -> GridCheckResult:
     """Check the interval's trades against the community's grid; curtail; store the result.
 
     A second call for the same interval replaces its result (a retry of a held interval); the
-    pipeline's state check keeps it from running twice otherwise.
+    pipeline's state check keeps it from running twice otherwise. With ``network_uses`` (the
+    pipeline's grid step), a feasible check also sets each trade side's use of the network as
+    ``network_charges.trade_network_uses_set`` does, in the same UPDATE as the curtailments.
     """
     rows = [
-        _TradeRow(pk, f"{source}-{sequence}", quantity, submitted, seller_mp, buyer_mp, flexible)
-        for pk, source, sequence, quantity, submitted, seller_mp, buyer_mp, flexible in (
+        _TradeRow(
+            pk, f"{source}-{sequence}", quantity, submitted, seller_mp, buyer_mp, flexible,
+            (source, buyer, seller, buyer_bus, seller_bus), curtailed, reason,
+        )
+        for (
+            pk, source, sequence, quantity, submitted, seller_mp, buyer_mp, flexible, buyer,
+            seller, buyer_bus, seller_bus, curtailed, reason,
+        ) in (
             Trade.objects.filter(interval=interval)
             .order_by()
             .values_list(
-                "pk",
-                "source",
-                "sequence",
-                "quantity_kwh",
-                "orders_submitted_at",
-                "seller_meter_point_id",
-                "buyer_meter_point_id",
-                "buyer_flexible",
+                "pk", "source", "sequence", "quantity_kwh", "orders_submitted_at",
+                "seller_meter_point_id", "buyer_meter_point_id", "buyer_flexible", "buyer_id",
+                "seller_id", "buyer_meter_point__bus", "seller_meter_point__bus",
+                "curtailed_kwh", "curtailment_reason",
             )
         )
-    ]
+    ]  # fmt: skip
     scheduled_kwh = sum((row.quantity for row in rows), Decimal(0))
     GridCheckResult.objects.filter(interval=interval).delete()
     grid_model = (
@@ -293,7 +303,14 @@ def interval_grid_check(*, interval: Interval) -> GridCheckResult:
         policy=policy,
         short_circuit=short_circuit,
     )
-    curtailed_kwh = _write_curtailments(rows, outcome, hours) if outcome.feasible else Decimal(0)
+    curtailed_kwh = Decimal(0)
+    if outcome.feasible:
+        curtailments = _curtailments(rows, outcome, hours)
+        curtailed_kwh = sum((kwh for kwh, _ in curtailments.values()), Decimal(0))
+        if network_uses:
+            _write_curtailments_and_uses(rows, curtailments, grid_model)
+        else:
+            _write_curtailments(curtailments)
     losses_kwh, loss_allocation = _loss_allocation(outcome, placed, hours)
     violations: list[dict[str, Any]] = [
         {
@@ -386,10 +403,12 @@ def _strength_curtailed_kwh(
     return total
 
 
-def _write_curtailments(rows: list[_TradeRow], outcome: GridCheckOutcome, hours: float) -> Decimal:
-    """Write each trade's curtailment and reason in one statement; returns the total."""
+def _curtailments(
+    rows: list[_TradeRow], outcome: GridCheckOutcome, hours: float
+) -> dict[int, tuple[Decimal, str]]:
+    """Each curtailed trade's (curtailed kWh, reason), by trade id (see the module docs)."""
     if not outcome.curtailments:
-        return Decimal(0)
+        return {}
     by_key = {row.key: row for row in rows}
     kwh: dict[int, Decimal] = {}
     reasons: dict[int, list[str]] = defaultdict(list)
@@ -400,15 +419,36 @@ def _write_curtailments(rows: list[_TradeRow], outcome: GridCheckOutcome, hours:
         kwh[row.pk] = max(kwh.get(row.pk, Decimal(0)), amount)
         reasons[row.pk].append(curtailment.reason)
     reason_length = Trade._meta.get_field("curtailment_reason").max_length or 300
-    values = []
+    out = {}
     for pk in sorted(kwh):
         # The full reason is in GridCheckResult.curtailments; the trade keeps a readable head.
         reason = "; ".join(reasons[pk])
         if len(reason) > reason_length:
             reason = reason[: reason_length - 1] + "…"
-        values.append((pk, kwh[pk], reason))
-    trades_update_curtailments(values)
-    return sum(kwh.values(), Decimal(0))
+        out[pk] = (kwh[pk], reason)
+    return out
+
+
+def _write_curtailments(curtailments: dict[int, tuple[Decimal, str]]) -> None:
+    """Write each curtailed trade's curtailment and reason in one statement."""
+    if curtailments:
+        trades_update_curtailments([(pk, *curtailed) for pk, curtailed in curtailments.items()])
+
+
+def _write_curtailments_and_uses(
+    rows: list[_TradeRow], curtailments: dict[int, tuple[Decimal, str]], grid_model: GridModel
+) -> None:
+    """Every trade's curtailment (the one it has unless curtailed now) and its sides' uses of
+    the network, in one statement: the pipeline's grid step wrote them in two, each trade twice."""
+    uses = trade_sides_uses(grid_model_network_use(grid_model), [row.sides for row in rows])
+    update_rows(
+        Trade,
+        ["curtailed_kwh", "curtailment_reason", "buyer_network_use", "seller_network_use"],
+        [
+            (row.pk, *curtailments.get(row.pk, (row.curtailed, row.reason)), *pair)
+            for row, pair in zip(rows, uses, strict=True)
+        ],
+    )
 
 
 def trades_update_curtailments(values: list[tuple[int, Decimal, str]]) -> None:

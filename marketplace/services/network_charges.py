@@ -76,6 +76,28 @@ def side_uses_many(
     return result
 
 
+TradeSides = tuple[str, int | None, int | None, int | None, int | None]
+
+
+def trade_sides_uses(
+    use: NetworkUse, trades: Sequence[TradeSides]
+) -> list[tuple[Decimal | None, Decimal | None]]:
+    """(buyer's use, seller's use) of trades given as (source, buyer membership, seller
+    membership, buyer's meter point's bus, seller's meter point's bus); a bus not on the
+    network counts as no place on it."""
+
+    def bus(value: int | None) -> int | None:
+        return value if value in use.position else None
+
+    return side_uses_many(
+        use,
+        [
+            (source, (buyer is not None, bus(buyer_bus)), (seller is not None, bus(seller_bus)))
+            for source, buyer, seller, buyer_bus, seller_bus in trades
+        ],
+    )
+
+
 def trade_network_uses_set(*, interval: Interval) -> int:
     """Set ``buyer_network_use``/``seller_network_use`` on the interval's trades; returns how
     many trades have a use. Does nothing without a grid model. Runs in the caller's transaction
@@ -98,17 +120,7 @@ def trade_network_uses_set(*, interval: Interval) -> int:
             "seller_meter_point__bus",
         )
     )  # fmt: skip
-
-    def bus(value: int | None) -> int | None:
-        return value if value in use.position else None
-
-    uses = side_uses_many(
-        use,
-        [
-            (source, (buyer is not None, bus(buyer_bus)), (seller is not None, bus(seller_bus)))
-            for _, source, buyer, seller, buyer_bus, seller_bus in trades
-        ],
-    )
+    uses = trade_sides_uses(use, [row[1:] for row in trades])
     update_rows(
         Trade,
         ["buyer_network_use", "seller_network_use"],

@@ -16,6 +16,7 @@ dispatches every (interval, step) as its own task, so nothing else waits for it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -24,11 +25,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from config.sql import update_rows
+from config.sql import ModelSelect, table_name, update_rows
 from marketplace.ledger.models import MeterReading
 from marketplace.ledger.services.settlement import (
     awaiting_first_reading_condition,
@@ -126,17 +127,16 @@ def _clear_details(summary: ClearingSummary) -> dict[str, Any]:
 
 def _grid_check(interval: Interval, now: datetime) -> StepResult:
     from marketplace.services.grid_check import interval_grid_check
-    from marketplace.services.network_charges import trade_network_uses_set
 
-    result = interval_grid_check(interval=interval)
+    # Each trade side's use of the network, for charges by use (fixed per network version), is
+    # set by the check itself, with the curtailments.
+    result = interval_grid_check(interval=interval, network_uses=True)
     if not result.feasible:
         # Never confirmed: the result stays for the manager, the interval waits for a retry.
         interval.held_reason = result.held_reason or "the grid check found no safe schedule"
         interval.save(update_fields=["held_reason"])
         logger.warning("interval %s held: %s", interval.pk, interval.held_reason)
         return None
-    # Each trade side's use of the network, for charges by use (fixed per network version).
-    trade_network_uses_set(interval=interval)
     return {
         "power_flows": result.power_flows,
         "feasible": result.feasible,
@@ -301,16 +301,20 @@ def intervals_confirm(*, interval_ids: list[int], now: datetime) -> list[int]:
     with transaction.atomic(durable=True):
         confirming = _locked_for_step(interval_ids, IntervalState.CONFIRMED, now)
         ids = [interval.pk for interval in confirming]
-        counts = dict(
-            Trade.objects.filter(interval_id__in=ids)
-            .values("interval_id")
-            .annotate(trades=Count("pk"))
-            .values_list("interval_id", "trades")
-        )
+        counts: dict[int, int] = {}
+        if len(ids) > 1:
+            counts = dict(
+                Trade.objects.filter(interval_id__in=ids)
+                .values("interval_id")
+                .annotate(trades=Count("pk"))
+                .values_list("interval_id", "trades")
+            )
         # The intervals are locked, and every writer of a trade locks its interval first.
-        Trade.objects.filter(interval_id__in=ids).update(
+        updated = Trade.objects.filter(interval_id__in=ids).update(
             confirmed_kwh=F("quantity_kwh") - F("curtailed_kwh")
         )
+        if len(ids) == 1:
+            counts = {ids[0]: updated}  # one interval's trades are all the rows updated
         seconds = round((time.perf_counter() - started) / max(len(ids), 1), 4)
         details = {pk: {"trades": counts.get(pk, 0)} for pk in ids}
         update_rows(
@@ -383,6 +387,15 @@ def intervals_grid_check_many(*, interval_ids: list[int], now: datetime) -> list
     ``interval_advance``, whose power flow reuses the network the process keeps parsed."""
     from marketplace.services.grid_check import intervals_grid_check_unmodelled
 
+    if not interval_ids:
+        return []
+    # Those of communities with a grid model are not even locked here: they are left anyway.
+    # (The check below is the one under the locks.)
+    interval_ids = list(
+        Interval.objects.filter(pk__in=interval_ids, community__grid_model__isnull=True)
+        .order_by()
+        .values_list("pk", flat=True)
+    )
     if not interval_ids:
         return []
     started = time.perf_counter()
@@ -527,19 +540,68 @@ def intervals_due(
     communities: Iterable[Community] | None = None,
 ) -> list[DueStep]:
     """Every interval whose next step is due at ``now``, oldest first, one step per interval."""
-    queryset = Interval.objects.filter(due_steps_condition(now))
-    if community is not None:
-        queryset = queryset.filter(community=community)
-    if communities is not None:
+    if communities is None:
+        rows = _due_rows(now, None if community is None else community.pk)
+    else:
+        queryset = Interval.objects.filter(due_steps_condition(now))
+        if community is not None:
+            queryset = queryset.filter(community=community)
         queryset = queryset.filter(community__in=[c.pk for c in communities])
+        rows = list(
+            queryset.order_by("start", "pk").only(
+                "pk", "community_id", "state", "timings", "failed_attempts"
+            )
+        )
     due: list[DueStep] = []
-    for interval in queryset.order_by("start", "pk").only(
-        "pk", "community_id", "state", "timings", "failed_attempts"
-    ):
+    for interval in rows:
         if _in_backoff(interval, now):
             continue
         due.append(DueStep(interval.pk, interval.community_id, NEXT_STATE[interval.state]))
     return due
+
+
+def _due_rows(now: datetime, community_id: int | None) -> list[Interval]:
+    """``due_steps_condition`` as one hand-written statement (see ``_due_select``)."""
+    at = connection.ops.adapt_datetimefield_value
+    params: list[Any] = [
+        IntervalState.OPEN,
+        at(now),
+        *sorted(PREVIOUS_STATE[s] for s in IMMEDIATE_STEPS),
+        IntervalState.CONFIRMED,
+        at(now - SETTLEMENT_DELAY),
+        at(now - settlement_window()),
+        "",
+    ]
+    if community_id is not None:
+        params.append(community_id)
+    select = _due_select(community_id is not None)
+    with connection.cursor() as cursor:
+        cursor.execute(select.sql, params)
+        return [select.build(row)[0] for row in cursor.fetchall()]
+
+
+@functools.cache
+def _due_select(by_community: bool) -> ModelSelect:
+    """``due_steps_condition`` over the intervals (of one community), oldest first.
+
+    Hand-written, with the condition's every value a parameter: the replay asks for what is due
+    several times per interval, and the ORM's compilation of the condition (an ``Exists`` over
+    the readings) cost more CPU than the database's work. ``test_pipeline`` checks it against
+    the ORM's condition.
+    """
+    q = connection.ops.quote_name
+    end, start = q("end"), q("start")
+    immediate = ", ".join(["%s"] * len(IMMEDIATE_STEPS))
+    community = " AND i.community_id = %s" if by_community else ""
+    return ModelSelect(
+        [(Interval, "i", ("id", "community_id", "state", "timings", "failed_attempts"))],
+        f"FROM {table_name(Interval)} i"  # noqa: S608 - names only; values are parameters
+        f" WHERE ((i.state = %s AND i.gate_closure_at <= %s) OR i.state IN ({immediate})"
+        f" OR (i.state = %s AND i.{end} <= %s AND (i.settlement_seen_reading IS NULL"
+        f" OR i.{end} <= %s OR EXISTS (SELECT 1 FROM {table_name(MeterReading)} r"
+        " WHERE r.interval_id = i.id AND r.id > i.settlement_seen_reading))))"
+        f" AND i.held_reason = %s{community} ORDER BY i.{start}, i.id",
+    )
 
 
 def communities_horizon_due(now: datetime) -> QuerySet[Community]:
@@ -680,11 +742,14 @@ def intervals_advance_due(
         # this round (gate closed -> cleared -> grid checked -> confirmed) instead of waiting
         # for another read of what is due. Settlement is not chained: it waits for the
         # interval's end and, in the next round, for the region periods cleared before it.
+        # What a batch moved on and the next batch leaves (a grid check with a network) runs
+        # one at a time below, in this round too.
         moved_on: list[int] = []
+        community_of = {s.interval_id: s.community_id for s in due}
         for to_state in (*BATCHED_STEPS, IntervalState.SETTLED):
             ids = [s.interval_id for s in due if s.to_state == to_state]
-            if to_state in IMMEDIATE_STEPS:
-                ids += moved_on
+            chained = moved_on if to_state in IMMEDIATE_STEPS else []
+            ids += chained
             moved_on = []
             try:
                 if to_state == IntervalState.SETTLED:
@@ -703,14 +768,27 @@ def intervals_advance_due(
                 logger.exception("steps to %s for %s intervals at once failed", to_state, len(ids))
                 handled = set()
             single += [s for s in due if s.to_state == to_state and s.interval_id not in handled]
-        position = {step: i for i, step in enumerate(due)}
-        for step in sorted(single, key=position.__getitem__):
+            single += [
+                DueStep(pk, community_of[pk], to_state) for pk in chained if pk not in handled
+            ]
+        position = {s.interval_id: i for i, s in enumerate(due)}
+        checked: list[int] = []
+        for step in sorted(single, key=lambda step: position[step.interval_id]):
             try:
                 if interval_advance(interval_id=step.interval_id, to_state=step.to_state, now=now):
                     moved += 1
+                    if step.to_state == IntervalState.GRID_CHECKED:
+                        checked.append(step.interval_id)
             except Exception as exc:
                 failed.add(step.interval_id)
                 errors.append(f"interval {step.interval_id} -> {step.to_state}: {exc}")
+        if checked:
+            # Confirmed at once, as the batch's grid checks are above, instead of a round later.
+            try:
+                moved += len(intervals_confirm(interval_ids=checked, now=now))
+            except Exception:
+                # The next round confirms them one at a time, where a failure is its own.
+                logger.exception("confirming %s grid-checked intervals failed", len(checked))
         done += moved
         if not moved:
             break  # what is still due at ``now`` refused at ``now``: another round changes nothing

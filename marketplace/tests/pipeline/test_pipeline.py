@@ -151,9 +151,9 @@ def test_a_failing_step_rolls_back_is_recorded_and_retried_after_backoff(market)
 
     real_check = grid_check_service.interval_grid_check
 
-    def explode(*, interval):
+    def explode(*, interval, **options):
         if interval.community_id != community.pk:
-            return real_check(interval=interval)
+            return real_check(interval=interval, **options)
         # Write something first: it must be rolled back with the rest of the step.
         Trade.objects.filter(interval=interval).update(curtailed_kwh=Decimal("0.001"))
         raise RuntimeError("power flow library crashed")
@@ -665,3 +665,74 @@ def test_a_batched_settlement_that_fails_leaves_each_interval_to_settle_alone(ma
         IntervalState.SETTLED
     }
     assert ledger_verify().ok
+
+
+def test_what_is_due_is_the_due_condition_for_every_state_and_community(market):
+    """``intervals_due``'s hand-written statement selects what ``due_steps_condition`` does, in
+    the same order, for one community and for all."""
+    community, _ = market
+    other = community_create(name="Other", slug="other")
+    meter_point = MeterPoint.objects.filter(membership__community=community).earliest("pk")
+    ids = []
+    cases = [
+        # (state, minutes after START, held reason, settlement_seen_reading, reading)
+        (IntervalState.OPEN, 0, "", None, False),
+        (IntervalState.OPEN, 60, "", None, False),
+        (IntervalState.GATE_CLOSED, 15, "", None, False),
+        (IntervalState.CLEARED, 30, "", None, False),
+        (IntervalState.CLEARED, 45, "held", None, False),
+        (IntervalState.GRID_CHECKED, -15, "", None, False),
+        (IntervalState.CONFIRMED, -30, "", None, False),
+        (IntervalState.CONFIRMED, -60, "", 0, True),
+        (IntervalState.CONFIRMED, -45, "", 0, False),
+        (IntervalState.CONFIRMED, -24 * 60, "", 0, False),
+        (IntervalState.CONFIRMED, 120, "", None, False),
+        (IntervalState.SETTLED, -75, "", None, False),
+    ]
+    for n, (state, minutes, held, seen, reading) in enumerate(cases):
+        owner = community if n % 2 else other
+        each = interval_at(owner, START + timedelta(minutes=minutes), state=state)
+        Interval.objects.filter(pk=each.pk).update(held_reason=held, settlement_seen_reading=seen)
+        if reading:
+            assert owner == community
+            MeterReading.objects.create(
+                meter_point=meter_point, interval=each, imported_kwh=Decimal("0.5"),
+                exported_kwh=Decimal(0), source=ReadingSource.API,
+            )  # fmt: skip
+        ids.append(each.pk)
+    now = START + timedelta(minutes=10)
+
+    def orm(**filters):
+        return [
+            (i.pk, i.community_id, pipeline.NEXT_STATE[i.state])
+            for i in Interval.objects.filter(pipeline.due_steps_condition(now), **filters)
+            .order_by("start", "pk")
+        ]  # fmt: skip
+
+    def due(**kwargs):
+        steps = intervals_due(now=now, **kwargs)
+        return [(s.interval_id, s.community_id, s.to_state) for s in steps]
+
+    everything = orm()
+    assert {pk for pk, _, _ in everything} & set(ids)  # some of each kind is due
+    assert due() == everything
+    assert due(community=community) == orm(community=community)
+    assert due(community=other) == orm(community=other)
+    assert due(communities=[other]) == orm(community=other)
+    assert {state for _, _, state in everything} >= {
+        "gate_closed", "cleared", "grid_checked", "confirmed", "settled"
+    }  # fmt: skip
+
+
+def test_an_interval_grid_checked_alone_goes_from_its_gate_to_confirmed_in_one_round(market):
+    _, interval = market
+    with mock.patch.object(pipeline, "intervals_due", wraps=pipeline.intervals_due) as due:
+        done, errors = intervals_advance_due(now=AFTER_GATE)
+    assert (done, errors) == (4, [])
+    interval.refresh_from_db()
+    assert interval.state == IntervalState.CONFIRMED
+    # The round that moved it, and the one that finds nothing more is due.
+    assert due.call_count == 2
+    trades = Trade.objects.filter(interval=interval)
+    assert interval.timings["confirmed"]["trades"] == trades.count() > 0
+    assert all(t.confirmed_kwh == t.quantity_kwh - t.curtailed_kwh for t in trades)

@@ -225,3 +225,51 @@ def test_curtailments_are_written_in_one_statement():
     stored = {t.pk: (t.curtailed_kwh, t.curtailment_reason) for t in Trade.objects.all()}
     assert stored[rows[7].pk] == (Decimal("0.125"), "reason 7")
     assert Interval.objects.get(pk=interval.pk).state == IntervalState.CLEARED
+
+
+def _trade_rows(interval):
+    return [
+        (t.source, t.sequence, t.curtailed_kwh, t.curtailment_reason, t.buyer_network_use,
+         t.seller_network_use)
+        for t in Trade.objects.filter(interval=interval).order_by("source", "sequence")
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("policy", ["sensitivity", "last_on_first_off"])
+def test_the_check_with_network_uses_writes_what_the_check_and_the_uses_write_in_two(policy):
+    """The pipeline's grid step (curtailments and network uses in one UPDATE) leaves every
+    trade as the check followed by ``trade_network_uses_set`` does, and the same result."""
+    from django.db import transaction
+
+    from marketplace.services.network_charges import trade_network_uses_set
+
+    community, homes = community_with_homes(homes=5, curtailment_policy=policy)
+    _on_buses(homes, [19, 18, 17, 16, 12])
+    interval = interval_at(community, NOON, state=IntervalState.CLEARED)
+    # Far too much PV export at the feeder ends (see above), a peer trade and a purchase: some
+    # trades curtailed, some not, sides on and off the network.
+    for i, home in enumerate(homes[:4], start=1):
+        trade(interval, seller=home, buyer=homes[4] if i == 1 else None, kwh="60.000",
+              sequence=i, minute=i)  # fmt: skip
+    trade(interval, seller=None, buyer=homes[4], kwh="0.500", sequence=5)
+    Trade.objects.filter(interval=interval, sequence=5).update(curtailment_reason="kept")
+
+    def outcome(result):
+        return (result.feasible, result.curtailed_kwh, result.curtailments, result.violations,
+                result.bus_vm_pu, result.loss_allocation)  # fmt: skip
+
+    with transaction.atomic():
+        two_steps = outcome(interval_grid_check(interval=interval))
+        trade_network_uses_set(interval=interval)
+        expected = _trade_rows(interval)
+        transaction.set_rollback(True)
+    assert any(row[2] > 0 for row in expected)
+    assert any(row[2] == 0 for row in expected)
+    assert all(row[4] is not None or row[5] is not None for row in expected)
+
+    with CaptureQueriesContext(connection) as queries:
+        one_step = outcome(interval_grid_check(interval=interval, network_uses=True))
+    assert one_step == two_steps
+    assert _trade_rows(interval) == expected
+    trade_writes = [q for q in queries if q["sql"].startswith('UPDATE "marketplace_trade"')]
+    assert len(trade_writes) == 1

@@ -101,3 +101,21 @@ def test_uses_are_set_on_the_intervals_trades_and_the_board_forecasts_the_charge
     rules = interval.rules
     assert pool_network_charge(community=community, rules=rules, own_bus=41) > 0
     assert pool_network_charge(community=community, rules=rules, own_bus=None) == 0
+
+
+def test_the_uses_of_plain_trade_sides_are_side_uses_with_buses_off_the_network_as_none(use):
+    from marketplace.services.network_charges import trade_sides_uses
+
+    off = max(use.position) + 1000  # a bus the network does not have
+    trades = [
+        (TradeSource.BILATERAL, 1, 2, 19, 2),
+        (TradeSource.POOL, 1, 2, 19, off),
+        (TradeSource.GRID, None, 2, None, 41),
+        (TradeSource.BILATERAL, 1, 2, off, 19),
+    ]
+    assert trade_sides_uses(use, trades) == [
+        side_uses(use, source=TradeSource.BILATERAL, buyer=(True, 19), seller=(True, 2)),
+        side_uses(use, source=TradeSource.POOL, buyer=(True, 19), seller=(True, None)),
+        side_uses(use, source=TradeSource.GRID, buyer=(False, None), seller=(True, 41)),
+        side_uses(use, source=TradeSource.BILATERAL, buyer=(True, None), seller=(True, 19)),
+    ]

@@ -332,3 +332,34 @@ def test_beat_queues_a_due_region_period_and_its_task_clears_it_once(
     assert region_clear_task.run(region.pk, start.isoformat(), end.isoformat()) is False
     assert RegionInterval.objects.get(region=region, start=start).traded_kwh == D("6.000")
     assert region_periods_due(now=AFTER_GATE) == []
+
+
+def test_the_confirmed_periods_statement_selects_what_the_orm_query_does(region_of_three):
+    from django.db.models import Exists, OuterRef
+
+    from marketplace.services.regions import _confirmed_periods
+
+    region, communities, intervals, _ = region_of_three
+    intervals_advance_due(now=AFTER_GATE, communities=[communities["a"], communities["b"]])
+    cleared = RegionInterval.objects.filter(
+        region_id=OuterRef("community__region_id"), start=OuterRef("start"), end=OuterRef("end")
+    )
+
+    def orm(**filters):
+        return set(
+            Interval.objects.filter(
+                state=IntervalState.CONFIRMED, community__region__isnull=False, **filters
+            )
+            .filter(~Exists(cleared))
+            .values_list("community__region_id", "start", "end")
+        )
+
+    before = orm()
+    assert before
+    assert _confirmed_periods(None) == before
+    assert _confirmed_periods(region.pk) == orm(community__region=region) == before
+    assert _confirmed_periods(region.pk + 1000) == set()
+    start = intervals["a"].start
+    assert region_interval_clear(region_id=region.pk, start=start, end=intervals["a"].end,
+                                 now=start) is not None  # fmt: skip
+    assert _confirmed_periods(None) == orm() == before - {(region.pk, start, intervals["a"].end)}
