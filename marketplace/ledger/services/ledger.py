@@ -194,8 +194,9 @@ def _check_balanced(posting: LedgerPosting) -> None:
         raise ApplicationError(
             ErrorCode.UNBALANCED_LEDGER, f"Ledger lines must balance; they sum to {exact_total}."
         )
+    community_id = posting.community.pk  # once, not per line: a settlement has thousands
     for line in posting.lines:
-        if line.account.community_id != posting.community.pk:
+        if line.account.community_id != community_id:
             raise ApplicationError(
                 ErrorCode.UNBALANCED_LEDGER, "A ledger line names another community's account."
             )
