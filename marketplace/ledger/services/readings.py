@@ -200,10 +200,17 @@ class _StoredReading(NamedTuple):
 _SQLITE_IN_CHUNK = 30_000
 
 
-def _select_in(sql: str, column: str, ids: Iterable[int], params: Sequence[Any] = ()) -> list[Any]:
-    """The rows of ``sql`` (whose ``{ids}`` is formatted as ``column`` among ``ids``, after
-    ``params``). On PostgreSQL the ids are one array parameter (``= ANY``): an ``IN`` list of a
-    thousand placeholders cost the ORM and the server more than the rows themselves."""
+def _select_in(
+    sql: str,
+    column: str,
+    ids: Iterable[int],
+    before: Sequence[Any] = (),
+    after: Sequence[Any] = (),
+) -> list[Any]:
+    """The rows of ``sql`` whose ``{ids}`` is formatted as ``column`` among ``ids`` (its
+    parameters between those ``before`` and ``after`` it). On PostgreSQL the ids are one array
+    parameter (``= ANY``): an ``IN`` list of a thousand placeholders cost the ORM and the
+    server more than the rows themselves."""
     ids = [int(pk) for pk in ids]
     if not ids:
         return []
@@ -212,12 +219,14 @@ def _select_in(sql: str, column: str, ids: Iterable[int], params: Sequence[Any] 
         if connection.vendor == "postgresql":
             # The array as its text form: the driver's dumper of a list goes value by value.
             literal = "{" + ",".join(map(str, ids)) + "}"
-            cursor.execute(sql.format(ids=f"{column} = ANY(%s::bigint[])"), [*params, literal])
+            cursor.execute(
+                sql.format(ids=f"{column} = ANY(%s::bigint[])"), [*before, literal, *after]
+            )
             return list(cursor.fetchall())
         for start in range(0, len(ids), _SQLITE_IN_CHUNK):
             chunk = ids[start : start + _SQLITE_IN_CHUNK]
             marks = ", ".join(["%s"] * len(chunk))
-            cursor.execute(sql.format(ids=f"{column} IN ({marks})"), [*params, *chunk])
+            cursor.execute(sql.format(ids=f"{column} IN ({marks})"), [*before, *chunk, *after])
             rows += cursor.fetchall()
     return rows
 
@@ -278,12 +287,16 @@ def _history_summaries(
     since: datetime | None = None,
     community_ids: Iterable[int] = (),
 ) -> dict[int, ReadingHistory]:
-    """``_history`` of many meters, summarised (``ReadingHistory``), in one statement or two.
+    """``_history`` of many meters, summarised (``ReadingHistory``), in one statement or a few.
 
     The same readings as ``_history`` (accepted, not superseded, the newest HISTORY_READINGS by
     interval start) are counted and their highest values taken in the database, so a batch of
     a thousand meters' readings costs one round trip instead of a thousand, and no history rows
     travel. A meter without readings is absent.
+
+    Each step first totals all the readings it looks at (a plain aggregate) and ranks them by
+    interval start only for the meters with more than HISTORY_READINGS of them: ranking every
+    meter's week of readings cost the database several times the totals.
 
     ``since`` bounds the work, not the answer: the readings of intervals starting at or after it
     (of ``community_ids``, the meters' communities) are summarised first, and a meter with at
@@ -293,25 +306,37 @@ def _history_summaries(
     meter's whole history.
     """
     communities = sorted(set(community_ids))
-    if since is None or not communities:
-        return _summaries(meter_point_ids, None)
-    summaries = {
-        mp: summary
-        for mp, summary in _summaries(meter_point_ids, (since, communities)).items()
-        if summary.count >= HISTORY_READINGS
-    }
-    rest = [mp for mp in meter_point_ids if mp not in summaries]
+    summaries: dict[int, ReadingHistory] = {}
+    rest = list(meter_point_ids)
+    if since is not None and communities:
+        summaries = _newest(rest, (since, communities), enough=HISTORY_READINGS)
+        rest = [mp for mp in rest if mp not in summaries]
     if rest:
-        summaries.update(_summaries(rest, None))
+        summaries.update(_newest(rest, None, enough=0))
     return summaries
 
 
-def _summaries(
-    meter_point_ids: list[int], window: tuple[datetime, list[int]] | None
+def _newest(
+    meter_point_ids: list[int], window: tuple[datetime, list[int]] | None, *, enough: int
 ) -> dict[int, ReadingHistory]:
-    """The summary of each meter's newest HISTORY_READINGS readings (with ``window``: of the
-    intervals of those communities starting at or after that time)."""
+    """The summaries of the meters with at least ``enough`` readings in ``window``: of all of
+    them where they are at most HISTORY_READINGS (then they are the newest), else ranked."""
+    totals = _summaries(meter_point_ids, window, ranked=False)
+    found = {mp: t for mp, t in totals.items() if enough <= t.count <= HISTORY_READINGS}
+    over = [mp for mp, t in totals.items() if t.count > HISTORY_READINGS]
+    found.update(_summaries(over, window, ranked=True))
+    return found
+
+
+def _summaries(
+    meter_point_ids: list[int], window: tuple[datetime, list[int]] | None, *, ranked: bool
+) -> dict[int, ReadingHistory]:
+    """The summary of each meter's accepted, not superseded readings (with ``window``: of the
+    intervals of those communities starting at or after that time); ``ranked``: of its newest
+    HISTORY_READINGS of them by interval start, else of all of them."""
     summaries: dict[int, ReadingHistory] = {}
+    if not meter_point_ids:
+        return summaries
     reading, interval = table_name(MeterReading), table_name(Interval)
     bound = ""
     extra: list[Any] = []
@@ -319,22 +344,32 @@ def _summaries(
         since, communities = window
         bound = f" AND i.community_id IN ({', '.join(['%s'] * len(communities))}) AND i.start >= %s"
         extra = [*communities, connection.ops.adapt_datetimefield_value(since)]
-    for start in range(0, len(meter_point_ids), _SUMMARY_CHUNK):
-        chunk = meter_point_ids[start : start + _SUMMARY_CHUNK]
-        marks = ", ".join(["%s"] * len(chunk))
-        # Table names and placeholders only are formatted in; every value is a parameter.
+    # ``supersedes_id IS NOT NULL`` adds nothing to the answer, but lets the database look up
+    # only the corrections (an index range) instead of hashing every reading's column.
+    # Table names and placeholders only are formatted in; every value is a parameter.
+    readings = (
+        f" FROM {reading} r JOIN {interval} i ON i.id = r.interval_id"  # noqa: S608
+        f" WHERE {{ids}} AND r.status = %s{bound} AND NOT EXISTS (SELECT 1"
+        f" FROM {reading} s WHERE s.supersedes_id = r.id AND s.supersedes_id IS NOT NULL)"
+    )
+    # The ids' parameters go in before these (``{ids}`` comes first in the statement).
+    params: list[Any] = [ReadingStatus.ACCEPTED.value, *extra]
+    if ranked:
         sql = (
             "SELECT h.meter_point_id, COUNT(*), MAX(h.imported_kwh), MAX(h.exported_kwh)"  # noqa: S608
             " FROM (SELECT r.meter_point_id, r.imported_kwh, r.exported_kwh, ROW_NUMBER()"
-            "  OVER (PARTITION BY r.meter_point_id ORDER BY i.start DESC) AS n"
-            f"  FROM {reading} r JOIN {interval} i ON i.id = r.interval_id"
-            f"  WHERE r.meter_point_id IN ({marks}) AND r.status = %s{bound}"
-            f"  AND NOT EXISTS (SELECT 1 FROM {reading} s WHERE s.supersedes_id = r.id)) h"
+            f"  OVER (PARTITION BY r.meter_point_id ORDER BY i.start DESC) AS n{readings}) h"
             " WHERE h.n <= %s GROUP BY h.meter_point_id"
         )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [*chunk, ReadingStatus.ACCEPTED.value, *extra, HISTORY_READINGS])
-            rows = cursor.fetchall()
+        params.append(HISTORY_READINGS)
+    else:
+        sql = (
+            "SELECT r.meter_point_id, COUNT(*), MAX(r.imported_kwh), MAX(r.exported_kwh)"
+            f"{readings} GROUP BY r.meter_point_id"
+        )
+    for start in range(0, len(meter_point_ids), _SUMMARY_CHUNK):
+        chunk = meter_point_ids[start : start + _SUMMARY_CHUNK]
+        rows = _select_in(sql, "r.meter_point_id", chunk, (), params)
         for meter_point_id, count, imported, exported in rows:
             summaries[int(meter_point_id)] = ReadingHistory(
                 count=int(count),
