@@ -399,20 +399,16 @@ def _record(
     source: ReadingSource,
     community: Community | None,
     now: datetime,
-    token_community_id: int | None = None,
+    allowed: frozenset[int] | None,
 ) -> ReadingReport:
-    """Check and store rows; the caller holds the transaction."""
+    """Check and store rows; the caller holds the transaction. ``allowed``: the communities
+    the submitter is a metering source for (``permissions.meter_reading_community_ids``, the
+    one rule for every channel), None: every one."""
     rows = list(rows)
     if len(rows) > MAX_ROWS:
         raise ApplicationError(
             ErrorCode.OUT_OF_RANGE, f"At most {MAX_ROWS} readings at a time.", field="readings"
         )
-    # One rule for every channel: which communities this submitter is a metering source for.
-    allowed = (
-        permissions.meter_reading_community_ids(submitted_by, token_community_id=token_community_id)
-        if submitted_by is not None
-        else None
-    )
     histories: dict[int, list[tuple[Decimal, Decimal]]] = {}
     # A bad id is None here and reported row by row below.
     row_meter_ids = [_meter_point_id(data) for _, data in rows]
@@ -778,24 +774,24 @@ def meter_readings_submit(
     settle nothing until a manager accepts them. Rows that arrive after their interval was
     settled book adjustment transactions, listed in the report.
     """
-    allowed = permissions.meter_reading_community_ids(
-        submitted_by, token_community_id=token_community_id
-    )
-    if allowed is not None and not allowed:
-        raise ApplicationError(
-            ErrorCode.NOT_METERING_SOURCE,
-            "Meter readings come only from a metering source: the community manager's CSV "
-            "import or a 'meter_data' token a manager issued for the community.",
-            field="readings",
-        )
     with action_transaction():
+        allowed = permissions.meter_reading_community_ids(
+            submitted_by, token_community_id=token_community_id
+        )
+        if allowed is not None and not allowed:
+            raise ApplicationError(
+                ErrorCode.NOT_METERING_SOURCE,
+                "Meter readings come only from a metering source: the community manager's CSV "
+                "import or a 'meter_data' token a manager issued for the community.",
+                field="readings",
+            )
         return _record(
             rows=enumerate(readings, start=1),
             submitted_by=submitted_by,
             source=source,
             community=None,
             now=now or timezone.now(),
-            token_community_id=token_community_id,
+            allowed=allowed,
         )
 
 
@@ -860,6 +856,7 @@ def meter_readings_import_rows(
             source=ReadingSource.CSV,
             community=community,
             now=now or timezone.now(),
+            allowed=permissions.meter_reading_community_ids(submitted_by),
         )
         if within is not None:
             within(report)
