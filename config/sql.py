@@ -84,6 +84,7 @@ _NATIVE: dict[str, type | tuple[type, ...]] = {
     "AutoField": int,
     "BigAutoField": int,
     "BigIntegerField": int,
+    "PositiveBigIntegerField": int,
     "IntegerField": int,
     "PositiveIntegerField": int,
     "PositiveSmallIntegerField": int,

@@ -107,6 +107,30 @@ REFERENCE_NETWORKS: dict[str, ReferenceNetwork] = {
             builder=_simbench("1-LV-urban6--0-sw"),
             has_profiles=True,
         ),
+        ReferenceNetwork(
+            name="1-MV-semiurb--0-sw",
+            label="SimBench MV semi-urban",
+            description=(
+                "SimBench 1-MV-semiurb--0-sw: semi-urban 20 kV grid behind two 110/20 kV "
+                "transformers, 115 loads on 112 buses and 121 generators, with a year of "
+                "15-minute profiles. Each load is a secondary substation: the homes connected at "
+                "its bus stand for the low-voltage network behind it, which is not modelled."
+            ),
+            builder=_simbench("1-MV-semiurb--0-sw"),
+            has_profiles=True,
+        ),
+        ReferenceNetwork(
+            name="1-MV-urban--0-sw",
+            label="SimBench MV urban",
+            description=(
+                "SimBench 1-MV-urban--0-sw: urban 10 kV cable grid behind two 110/10 kV "
+                "transformers, 139 loads on 134 buses and 134 generators, with a year of "
+                "15-minute profiles. Each load is a secondary substation: the homes connected at "
+                "its bus stand for the low-voltage network behind it, which is not modelled."
+            ),
+            builder=_simbench("1-MV-urban--0-sw"),
+            has_profiles=True,
+        ),
     )
 }
 

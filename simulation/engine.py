@@ -103,6 +103,9 @@ class IntervalRecord:
     losses_kw: float | None
     mean_price: float | None
     postings: int
+    # Why the grid check held the interval for its manager ("" once confirmed): it was metered,
+    # since the homes used the energy all the same, but it is not settled until the manager acts.
+    held_reason: str = ""
 
 
 @dataclass
@@ -473,6 +476,7 @@ class Simulation:
                 losses_kw=summary.losses_kw,
                 mean_price=summary.mean_price,
                 postings=len(orders),
+                held_reason=interval.held_reason,
             )
         )
 

@@ -81,6 +81,11 @@ class Summary:
     ledger_total: float
     ledger_verified: bool
     errors: int
+    # Intervals the grid check held for the manager: metered (the homes used the energy) but
+    # not settled, so their energy is in the members' totals and not in the bills.
+    held_intervals: int = 0
+    held_import_kwh: float = 0.0
+    held_export_kwh: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,8 @@ class Report:
     prices: tuple[float | None, ...]
     # Member-intervals with no posting, by why (simulation.engine's NO_NEED and the others).
     unposted: tuple[tuple[str, int], ...] = ()
+    # (interval start, the grid check's reason) of each interval held for the manager.
+    held: tuple[tuple[str, str], ...] = ()
 
 
 def _ratio(part: float, whole: float) -> float | None:
@@ -136,6 +143,7 @@ def report_build(outcome: SimulationOutcome, *, variant: str = "") -> Report:
     ]
     imports = sum(line.import_kwh for line in lines)
     exports = sum(line.export_kwh for line in lines)
+    held = [r for r in records if r.held_reason]
     summary = Summary(
         name=outcome.scenario.name,
         variant=variant,
@@ -161,6 +169,9 @@ def report_build(outcome: SimulationOutcome, *, variant: str = "") -> Report:
         ledger_total=float(-sum(balances.values(), Decimal("0"))),
         ledger_verified=not any("ledger" in e for e in outcome.errors),
         errors=len(outcome.errors),
+        held_intervals=len(held),
+        held_import_kwh=round(sum(sum(r.import_kwh.values()) for r in held), 3),
+        held_export_kwh=round(sum(sum(r.export_kwh.values()) for r in held), 3),
     )
     return Report(
         summary=summary,
@@ -171,6 +182,7 @@ def report_build(outcome: SimulationOutcome, *, variant: str = "") -> Report:
         grid_kwh=tuple(round(r.grid_bought_kwh + r.grid_sold_kwh, 3) for r in records),
         prices=tuple(r.mean_price for r in records),
         unposted=tuple(sorted(outcome.unposted.items())),
+        held=tuple((r.start.isoformat(), r.held_reason) for r in held),
     )
 
 
@@ -190,6 +202,7 @@ SUMMARY_LABELS = {
     "baseline": "Bills without trading",
     "savings": "Savings",
     "savings_gini": "Savings Gini",
+    "held_intervals": "Intervals held for the manager (metered, not settled)",
 }
 
 
@@ -312,8 +325,19 @@ def report_write(report: Report, directory: Path) -> Path:
             "<h2>Intervals a member posted nothing</h2><table><tr><th>why</th><th>member-"
             f"intervals</th></tr>{unposted}</table>"
         )
+    held = "".join(
+        f"<tr><td>{html.escape(start)}</td><td>{html.escape(reason)}</td></tr>"
+        for start, reason in report.held
+    )
+    if held:
+        held = (
+            "<h2>Intervals held by the grid check</h2><p>Metered, since the homes used the "
+            "energy, but not settled until the community's manager acts: their energy is in the "
+            f"members' totals and not in their bills.</p><table><tr><th>interval</th><th>why</th>"
+            f"</tr>{held}</table>"
+        )
     body = (
-        f"<table>{rows}</table>{figures}{unposted}<h2>Members</h2><table><tr><th>member</th><th>kind</th>"
+        f"<table>{rows}</table>{figures}{held}{unposted}<h2>Members</h2><table><tr><th>member</th><th>kind</th>"
         "<th>strategy</th><th>import kWh</th><th>export kWh</th><th>bill</th>"
         "<th>without trading</th><th>of it losses</th><th>savings</th></tr>"
         f"{member_rows}</table>"

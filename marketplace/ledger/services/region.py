@@ -32,12 +32,15 @@ ledger books any sub-cent residue to the fee account.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from typing import Protocol
 
 from marketplace.ledger.models import AccountKind, EntryKind, LedgerAccount
 from marketplace.ledger.services.ledger import (
     ZERO,
     LedgerLine,
+    PostingAccount,
     ledger_account_for_community,
     to_cents,
 )
@@ -47,17 +50,30 @@ from marketplace.models import (
     RegionResidual,
     RegionTrade,
     Side,
-    Trade,
     TradeSource,
 )
 from units import KWH, PRICE
 
 
+class GridTrade(Protocol):
+    """What the members' shares read of the interval's confirmed trades (a ``Trade``, or the
+    plain values settlement reads of one)."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def buyer_id(self) -> int | None: ...
+    @property
+    def seller_id(self) -> int | None: ...
+    @property
+    def confirmed_kwh(self) -> Decimal | None: ...
+
+
 def region_lines(
     *,
     interval: Interval,
-    trades: list[Trade],
-    member_account: dict[int, LedgerAccount],
+    trades: Sequence[GridTrade],
+    member_account: Mapping[int, PostingAccount],
     grid: LedgerAccount,
 ) -> list[LedgerLine]:
     """The lines of the module docstring for ``interval``; none if it traded in no region."""
@@ -95,8 +111,8 @@ def region_lines(
 
 
 def _shares(
-    trades: list[Trade],
-    member_account: dict[int, LedgerAccount],
+    trades: Sequence[GridTrade],
+    member_account: Mapping[int, PostingAccount],
     *,
     buying: bool,
     energy: Decimal,

@@ -61,8 +61,10 @@ from marketplace.ledger.models import (
 )
 from marketplace.ledger.services.ledger import (
     ZERO,
+    AccountRef,
     LedgerLine,
     LedgerPosting,
+    PostingAccount,
     ledger_account_for_community,
     ledger_account_for_member,
     ledger_accounts_for_communities,
@@ -131,15 +133,40 @@ class MemberEnergy:
         return (self.imported_kwh - self.exported_kwh) - (self.bought_kwh - self.sold_kwh)
 
 
-def confirmed_trades(interval: Interval) -> list[Trade]:
-    return list(
-        Trade.objects.filter(interval=interval, confirmed_kwh__gt=0).order_by(
-            "source", "sequence", "pk"
-        )
+class SettledTrade(NamedTuple):
+    """What settling reads of a confirmed trade: plain values, not a ``Trade`` each (an
+    interval of a thousand members has about as many trades, and their instances and unused
+    columns cost more than the lines they book)."""
+
+    interval_id: int
+    source: str
+    sequence: int
+    buyer_id: int | None
+    seller_id: int | None
+    buyer_meter_point_id: int | None
+    seller_meter_point_id: int | None
+    confirmed_kwh: Decimal | None
+    price_per_kwh: Decimal
+    seller_price_per_kwh: Decimal
+    buyer_network_use: Decimal | None
+    seller_network_use: Decimal | None
+
+
+def settled_trades(**condition: Any) -> list[SettledTrade]:
+    """The confirmed trades (confirmed_kwh > 0) matching ``condition``, in settling order."""
+    rows = (
+        Trade.objects.filter(confirmed_kwh__gt=0, **condition)
+        .order_by("interval_id", "source", "sequence", "pk")
+        .values_list(*SettledTrade._fields)
     )
+    return [SettledTrade._make(row) for row in rows]
 
 
-def expected_meter_points(interval: Interval, trades: list[Trade]) -> dict[int, int]:
+def confirmed_trades(interval: Interval) -> list[SettledTrade]:
+    return settled_trades(interval_id=interval.pk)
+
+
+def expected_meter_points(interval: Interval, trades: list[SettledTrade]) -> dict[int, int]:
     """Meter point id -> membership id of every meter point that must report for the interval.
 
     Every approved meter point of an approved (or since suspended: they still used energy)
@@ -217,19 +244,17 @@ def latest_readings_many(interval_ids: list[int]) -> dict[int, dict[int, Metered
     return latest
 
 
-def member_accounts(membership_ids: Iterable[int]) -> dict[int, LedgerAccount]:
-    """Membership id -> its ledger account (opened if missing), from the members' ids."""
-    community_of = dict(
-        Membership.objects.filter(pk__in=sorted(set(membership_ids))).values_list(
-            "pk", "community_id"
-        )
-    )
-    return ledger_accounts_for_members(community_of=community_of)
+def member_accounts(
+    membership_ids: Iterable[int], community_ids: Iterable[int] = ()
+) -> dict[int, AccountRef]:
+    """Membership id -> its ledger account (opened if missing), from the members' ids;
+    ``community_ids``, the communities settled, where almost all of them are members."""
+    return ledger_accounts_for_members(membership_ids=membership_ids, community_ids=community_ids)
 
 
 def member_energy(
     interval: Interval,
-    trades: list[Trade],
+    trades: list[SettledTrade],
     meter_points: dict[int, int],
     readings: Mapping[int, MeteredEnergy],
 ) -> dict[int, MemberEnergy]:
@@ -283,7 +308,7 @@ def member_energy(
 def _imbalance_lines(
     *,
     interval: Interval,
-    account: LedgerAccount,
+    account: PostingAccount,
     grid: LedgerAccount,
     imbalance_kwh: Decimal,
     booked: dict[str, tuple[Decimal, Decimal]],
@@ -313,8 +338,8 @@ def _imbalance_lines(
 def _network_charge_lines(
     *,
     rules: MarketRules,
-    trade: Trade,
-    member_account: dict[int, LedgerAccount],
+    trade: SettledTrade,
+    member_account: Mapping[int, PostingAccount],
     fee: LedgerAccount,
 ) -> list[LedgerLine]:
     q = trade.confirmed_kwh or ZERO
@@ -354,7 +379,7 @@ def _loss_lines(
     *,
     interval: Interval,
     shares: dict[int, Decimal],
-    member_account: dict[int, LedgerAccount],
+    member_account: Mapping[int, PostingAccount],
     losses: LedgerAccount,
 ) -> list[LedgerLine]:
     price = interval.rules.effective_loss_price_per_kwh
@@ -372,8 +397,8 @@ def _loss_lines(
 def _trade_lines(
     *,
     interval: Interval,
-    trades: list[Trade],
-    member_account: dict[int, LedgerAccount],
+    trades: list[SettledTrade],
+    member_account: Mapping[int, PostingAccount],
     grid: LedgerAccount,
     fee: LedgerAccount,
 ) -> list[LedgerLine]:
@@ -419,10 +444,10 @@ def _trade_lines(
 def _settlement_lines(
     *,
     interval: Interval,
-    trades: list[Trade],
+    trades: list[SettledTrade],
     energy: dict[int, MemberEnergy],
     shares: dict[int, Decimal],
-    member_account: dict[int, LedgerAccount],
+    member_account: Mapping[int, PostingAccount],
     accounts: dict[str, LedgerAccount],
     regional: bool,
 ) -> list[LedgerLine]:
@@ -495,7 +520,7 @@ def interval_settle(*, interval: Interval, now: datetime) -> SettlementResult:
         shares = loss_shares_kwh(interval, meter_points)
         for membership_id in shares:
             energy.setdefault(membership_id, MemberEnergy())
-        member_account = member_accounts(energy)
+        member_account = member_accounts(energy, [interval.community_id])
         community = interval.community
         accounts: dict[str, LedgerAccount] = {
             kind: ledger_account_for_community(community=community, kind=kind)
@@ -596,10 +621,8 @@ def intervals_settle(*, interval_ids: list[int], now: datetime) -> dict[int, Set
     pending = [interval for interval in intervals if interval.pk not in results]
     if not pending:
         return results
-    trades_of: dict[int, list[Trade]] = defaultdict(list)
-    for trade in Trade.objects.filter(
-        interval_id__in=[i.pk for i in pending], confirmed_kwh__gt=0
-    ).order_by("interval_id", "source", "sequence", "pk"):
+    trades_of: dict[int, list[SettledTrade]] = defaultdict(list)
+    for trade in settled_trades(interval_id__in=[i.pk for i in pending]):
         trades_of[trade.interval_id].append(trade)
     meter_points_of = _expected_meter_points_many(pending, trades_of)
     readings_of = latest_readings_many([i.pk for i in pending])
@@ -641,7 +664,10 @@ def intervals_settle(*, interval_ids: list[int], now: datetime) -> dict[int, Set
             for membership_id in shares:
                 energy.setdefault(membership_id, MemberEnergy())
             energy_of[interval.pk], shares_of[interval.pk] = energy, shares
-        member_account = member_accounts(m for energy in energy_of.values() for m in energy)
+        member_account = member_accounts(
+            (m for energy in energy_of.values() for m in energy),
+            {interval.community_id for interval in ready},
+        )
         communities = {interval.community_id: interval.community for interval in ready}
         accounts_of = ledger_accounts_for_communities(
             communities=list(communities.values()), kinds=(AccountKind.GRID, AccountKind.FEE)
@@ -689,7 +715,7 @@ def intervals_settle(*, interval_ids: list[int], now: datetime) -> dict[int, Set
 
 
 def _expected_meter_points_many(
-    intervals: list[Interval], trades_of: dict[int, list[Trade]]
+    intervals: list[Interval], trades_of: dict[int, list[SettledTrade]]
 ) -> dict[int, dict[int, int]]:
     """``expected_meter_points`` for many intervals: one query for their communities' meter
     points (each interval keeps those that existed when it ended) and at most one more for

@@ -6,6 +6,8 @@ import io
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from config.errors import ApplicationError
 from marketplace.ledger.models import MeterReading, ReadingSource
@@ -206,3 +208,69 @@ def test_a_batch_of_many_meters_costs_a_few_statements(
         report = meter_readings_submit(submitted_by=manager, readings=rows, now=after_end(second))
     assert len(report.accepted) == 12
     assert MeterReading.objects.filter(interval=second).count() == 12
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.decimals(allow_nan=True, allow_infinity=True),
+        st.decimals(min_value=0, max_value=10**9, places=3),
+        st.decimals(min_value=0, max_value=10, places=5),
+    )
+)
+def test_a_decimal_energy_is_checked_as_its_text_would_be(value):
+    from marketplace.ledger.services.readings import _energy, _RefusedError
+
+    def outcome(given: object) -> tuple[str, Decimal | None]:
+        try:
+            number = _energy(given, "imported_kwh")
+        except _RefusedError as refused:
+            return str(refused.code), None
+        return "", number
+
+    as_decimal, as_text = outcome(value), outcome(str(value))
+    assert as_decimal == as_text
+    if as_decimal[1] is not None and as_text[1] is not None:
+        # The same digits, to the Wh, as the column stores them.
+        assert as_decimal[1].as_tuple() == as_text[1].as_tuple()
+
+
+def test_a_batch_reports_the_stored_rows_and_their_versions(interval, alice, bob, manager):
+    now = after_end(interval)
+    meter_readings_submit(
+        submitted_by=manager,
+        readings=[{**reading(bob, "0.5", "0"), "interval": interval.pk}],
+        now=now,
+    )
+    report = meter_readings_submit(
+        submitted_by=manager,
+        readings=[
+            {**reading(alice, "1.0", "0"), "interval": interval.pk},
+            {**reading(bob, "0.5", "0"), "interval": interval.pk},  # unchanged
+            {**reading(alice, "1.2", "0"), "interval": interval.pk},  # supersedes row 1
+            {**reading(bob, "0.6", "0"), "interval": interval.pk},
+            {**reading(alice, "1.2", "0"), "interval": interval.pk},  # unchanged: row 3's
+        ],
+        now=now,
+    )
+    stored = {r.pk: r for r in MeterReading.objects.filter(interval=interval)}
+    seen = [
+        (row.row, row.unchanged, row.version, stored[row.reading_id or 0].version)
+        for row in report.rows
+    ]
+    assert seen == [
+        (1, False, 1, 1),
+        (2, True, 1, 1),
+        (3, False, 2, 2),
+        (4, False, 2, 2),
+        (5, True, 2, 2),
+    ]
+    by_row = {row.row: stored[row.reading_id or 0] for row in report.rows}
+    assert by_row[3].supersedes_id == by_row[1].pk
+    assert by_row[4].supersedes_id == by_row[2].pk
+    assert by_row[5].pk == by_row[3].pk
+    assert (by_row[3].meter_point_id, by_row[3].imported_kwh) == (
+        alice.meter_point.pk,
+        Decimal("1.200"),
+    )
+    assert len(stored) == 4
