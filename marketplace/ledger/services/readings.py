@@ -13,7 +13,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Context, Decimal
 from operator import attrgetter
 from typing import IO, Any, NamedTuple
@@ -38,9 +38,11 @@ from marketplace.ledger.models import (
 )
 from marketplace.ledger.plausibility import (
     HISTORY_READINGS,
+    JUMP_FACTOR,
     Outcome,
     ReadingHistory,
     history_matters,
+    jump_floor_kwh,
     reading_check,
 )
 from marketplace.ledger.services.ledger import ZERO
@@ -323,6 +325,81 @@ def _history_summaries(
     return summaries
 
 
+class _JumpTest(NamedTuple):
+    """A reading above its jump floor: its meter, community and interval start, and the values
+    to test against the history (None: that column is at or below its floor)."""
+
+    meter_point_id: int
+    community_id: int
+    start: datetime
+    imported_kwh: Decimal | None
+    exported_kwh: Decimal | None
+
+
+def _not_jumps(tests: list[_JumpTest]) -> set[int]:
+    """The meters whose reading ``reading_check`` cannot flag as a jump, whatever their week of
+    history holds, found from their last day alone.
+
+    A value is a jump when it is above JUMP_FACTOR times the highest of the meter's newest
+    HISTORY_READINGS readings. With no reading of the meter at or after the tested interval's
+    start, the readings of the day before it are among those newest ones (a day holds at most 96
+    intervals, the shortest being 15 minutes); so one of them at or above value / JUMP_FACTOR, in
+    each column above its floor, settles it: the highest cannot be lower. A meter this does not
+    settle gets its exact history. On PostgreSQL only (one statement for the batch); elsewhere
+    every such meter reads its history.
+    """
+    if not tests or connection.vendor != "postgresql":
+        return set()
+    earliest = min(t.start for t in tests) - timedelta(days=1)
+    first = (
+        Interval.objects.filter(
+            community_id__in={t.community_id for t in tests}, start__gte=earliest
+        )
+        .order_by()
+        .aggregate(first=Min("id"))["first"]
+    )
+    if first is None:
+        return set()
+    reading, interval = table_name(MeterReading), table_name(Interval)
+    # ``first`` bounds the index range of each meter's readings (every interval looked at has
+    # an id at least that); the interval's start and community are the tests themselves.
+    day = (
+        f"SELECT 1 FROM {reading} r JOIN {interval} i ON i.id = r.interval_id"  # noqa: S608
+        " WHERE r.meter_point_id = m.id AND r.interval_id >= %(first)s"
+        " AND i.community_id = m.community AND i.start >= m.at - INTERVAL '1 day'"
+        " AND i.start < m.at AND r.status = %(accepted)s AND r.{column} * %(factor)s >= m.{value}"
+        f" AND NOT EXISTS (SELECT 1 FROM {reading} s WHERE s.supersedes_id = r.id"
+        " AND s.supersedes_id IS NOT NULL)"
+    )
+    imported = day.format(column="imported_kwh", value="imported")
+    exported = day.format(column="exported_kwh", value="exported")
+    sql = (
+        "SELECT m.id FROM unnest(%(ids)s::bigint[], %(communities)s::bigint[],"  # noqa: S608
+        " %(starts)s::timestamptz[], %(imports)s::numeric[], %(exports)s::numeric[])"
+        " AS m(id, community, at, imported, exported)"
+        f" WHERE NOT EXISTS (SELECT 1 FROM {reading} r JOIN {interval} i"
+        " ON i.id = r.interval_id WHERE r.meter_point_id = m.id AND r.interval_id >= %(first)s"
+        " AND i.start >= m.at)"
+        f" AND (m.imported IS NULL OR EXISTS ({imported}))"
+        f" AND (m.exported IS NULL OR EXISTS ({exported}))"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            {
+                "ids": [t.meter_point_id for t in tests],
+                "communities": [t.community_id for t in tests],
+                "starts": [t.start for t in tests],
+                "imports": [t.imported_kwh for t in tests],
+                "exports": [t.exported_kwh for t in tests],
+                "first": first,
+                "accepted": ReadingStatus.ACCEPTED.value,
+                "factor": JUMP_FACTOR,
+            },
+        )
+        return {int(row[0]) for row in cursor.fetchall()}
+
+
 def _newest(
     meter_point_ids: list[int], window: tuple[datetime, list[int], int] | None, *, enough: int
 ) -> dict[int, ReadingHistory]:
@@ -485,6 +562,8 @@ def _record(
     needs_history: set[int] = set()
     history_communities: set[int] = set()
     since: datetime | None = None
+    # What the last day's readings must reach for the value not to be a jump (``_not_jumps``).
+    jump_tests: dict[int, _JumpTest] = {}
     for index, (_, data) in enumerate(rows):
         mp = row_meter_ids[index]
         candidate = meter_points.get(mp) if mp is not None else None
@@ -507,6 +586,18 @@ def _record(
             history_communities.add(at.community_id)
             reach = at.start - (at.end - at.start) * HISTORY_READINGS
             since = reach if since is None else min(since, reach)
+            floor_in = jump_floor_kwh(candidate.import_capacity_kw, at.hours)
+            floor_out = jump_floor_kwh(candidate.export_capacity_kw, at.hours)
+            jump_tests[candidate.pk] = _JumpTest(
+                candidate.pk,
+                at.community_id,
+                at.start,
+                imported if imported > floor_in else None,
+                exported if exported > floor_out else None,
+            )
+    # A meter whose last day holds a reading the value does not jump above gets the same answer
+    # from any history of it (as a value below its floor): its week is not read.
+    needs_history -= _not_jumps(list(jump_tests.values()))
 
     report: list[ReadingRow] = []
     # Accepted rows wait for their ids until the readings go in, in one insert per batch.

@@ -274,3 +274,99 @@ def test_a_batch_reports_the_stored_rows_and_their_versions(interval, alice, bob
         Decimal("1.200"),
     )
     assert len(stored) == 4
+
+
+def _a_day_of_readings(interval, values) -> None:
+    """The day of 15-minute intervals before ``interval``, each with a reading of every member
+    in ``values`` (member -> (imported, exported)): a day is enough history to flag a jump."""
+    from datetime import timedelta
+
+    from marketplace.ledger.plausibility import MIN_HISTORY
+    from marketplace.models import Interval
+
+    past = Interval.objects.bulk_create(
+        Interval(
+            community=interval.community,
+            rules=interval.rules,
+            start=interval.start - timedelta(minutes=15 * k),
+            end=interval.start - timedelta(minutes=15 * (k - 1)),
+            gate_closure_at=interval.start - timedelta(minutes=15 * k + 5),
+            state="settled",
+        )
+        for k in range(1, MIN_HISTORY + 1)
+    )
+    MeterReading.objects.bulk_create(
+        MeterReading(
+            meter_point=who.meter_point,
+            interval=Interval.objects.get(community=interval.community, start=i.start),
+            imported_kwh=Decimal(imported),
+            exported_kwh=Decimal(exported),
+            source=ReadingSource.CSV,
+        )
+        for i in past
+        for who, (imported, exported) in values.items()
+    )
+
+
+@pytest.mark.parametrize(
+    ("imported", "exported"),
+    [
+        ("1.300", "0"),  # above the import floor (1.25 kWh), below 4 x 1.0: no jump
+        ("4.000", "0"),  # exactly 4 x the day's highest: no jump
+        ("4.001", "0"),
+        ("0", "2.000"),
+        ("0", "2.001"),
+        ("4.000", "2.001"),  # one column jumps: the reading needs its exact history
+    ],
+)
+def test_the_last_day_settles_only_readings_that_cannot_jump(
+    community, interval, alice, bob, manager, imported, exported
+):
+    from django.db import connection
+
+    from marketplace.ledger.plausibility import jump_floor_kwh, reading_check
+    from marketplace.ledger.services import readings
+
+    _a_day_of_readings(interval, {alice: ("1.000", "0.500"), bob: ("1.000", "0.500")})
+    # Bob already has a reading of the tested interval: his last day is not his newest readings.
+    meter_readings_submit(
+        submitted_by=manager,
+        readings=[{**reading(bob, "0.100", "0"), "interval": interval.pk}],
+        now=after_end(interval),
+    )
+    mp = alice.meter_point
+    floor = jump_floor_kwh(mp.import_capacity_kw, interval.hours)
+    imported_kwh, exported_kwh = Decimal(imported), Decimal(exported)
+    tests = [
+        readings._JumpTest(
+            who.meter_point.pk,
+            community.pk,
+            interval.start,
+            imported_kwh if imported_kwh > floor else None,
+            exported_kwh if exported_kwh > floor else None,
+        )
+        for who in (alice, bob)
+    ]
+    exact = reading_check(
+        imported_kwh=imported_kwh,
+        exported_kwh=exported_kwh,
+        import_capacity_kw=mp.import_capacity_kw,
+        export_capacity_kw=mp.export_capacity_kw,
+        hours=interval.hours,
+        history=readings._history(mp.pk),
+    )
+    settled = readings._not_jumps(tests)
+    if connection.vendor == "postgresql":
+        assert (mp.pk in settled) == (exact is None)
+    else:
+        assert settled == set()  # elsewhere every such meter reads its history
+    assert bob.meter_point.pk not in settled
+
+    report = meter_readings_submit(
+        submitted_by=manager,
+        readings=[{**reading(alice, imported, exported), "interval": interval.pk}],
+        now=after_end(interval),
+    )
+    (row,) = report.rows
+    assert row.accepted
+    assert row.flagged == (exact is not None)
