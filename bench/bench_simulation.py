@@ -293,6 +293,9 @@ def run(args: argparse.Namespace, backend: str) -> list[str]:
     median_s = median(per_interval) if per_interval else 0.0
     p95_s = _quantile(per_interval, 0.95)
     ran_month = len(per_interval) >= MONTH_INTERVALS
+    # Does an interval cost more as the books grow? Each simulated day's mean, first to last.
+    days = [per_interval[k : k + 96] for k in range(0, len(per_interval), 96)]
+    by_day = ", ".join(f"{mean(day):.2f}" for day in days)
     if ran_month:
         month = "A whole month was run."
     else:
@@ -335,6 +338,8 @@ def run(args: argparse.Namespace, backend: str) -> list[str]:
         + f" | {agents_total / n:.2f} | {market_total / n:.2f} |",
         "",
         *checks,
+        "",
+        f"Mean s per interval by simulated day (day 1 first): {by_day}.",
         "",
         f"Target: at most {TARGET_S} s per interval end to end: "
         + (
